@@ -1,0 +1,37 @@
+# Everything a developer runs. `make run` starts the stack, `make test` checks everything.
+.DEFAULT_GOAL := help
+VENV := .venv/bin
+PYTEST_ARGS ?=
+
+.PHONY: help install run test lint format typecheck pytest migrate clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install:  ## create .venv with exactly what uv.lock pins
+	@scripts/bootstrap.sh
+
+run: install  ## migrate and run web + worker (embedded PostgreSQL/Redis/SMTP where not configured)
+	$(VENV)/python -m devstack
+
+test: install lint typecheck pytest  ## lint, type-check and run the whole test suite
+
+pytest: install  ## the test suite only (PYTEST_ARGS="-k reset" to filter)
+	$(VENV)/python -m pytest $(PYTEST_ARGS)
+
+lint: install  ## ruff lint + format check
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+format: install  ## apply ruff's formatting and safe fixes
+	$(VENV)/ruff format .
+	$(VENV)/ruff check --fix .
+
+typecheck: install  ## mypy --strict over web, worker, shared, devstack
+	$(VENV)/mypy
+
+migrate: install  ## apply migrations to $$DATABASE_URL
+	$(VENV)/alembic upgrade head
+
+clean:  ## remove the virtualenv, caches and local data (var/)
+	rm -rf .venv .tools var artifacts .pytest_cache .mypy_cache .ruff_cache

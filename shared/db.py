@@ -1,0 +1,53 @@
+"""Engine and session factory shared by the web process, the worker and the CLI.
+
+Each process builds one engine (a connection pool) at start-up and disposes of it at shutdown.
+Sessions are short: one per request or job, committed at that boundary by the caller, never by
+service functions.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+SessionMaker = async_sessionmaker[AsyncSession]
+
+
+class Base(DeclarativeBase):
+    """Declarative base for every table of the service.
+
+    A naming convention gives every constraint a predictable name, so migrations can drop or
+    alter them without looking the generated names up.
+    """
+
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+def create_engine(database_url: str, *, application_name: str, pool_size: int = 10) -> AsyncEngine:
+    """An asyncpg-backed engine whose connections say which process opened them.
+
+    ``application_name`` shows up in ``pg_stat_activity``, which is the first thing an operator
+    looks at when the database is busy.
+    """
+    return _create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,  # survive a PostgreSQL restart without failing the next request
+        connect_args={"server_settings": {"application_name": application_name}},
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    # expire_on_commit=False: objects stay readable after commit (templates render them then).
+    return async_sessionmaker(engine, expire_on_commit=False)

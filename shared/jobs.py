@@ -1,0 +1,121 @@
+"""The web <-> worker contract: job names, typed email payloads and the enqueue helpers.
+
+Both processes import this module and nothing from each other. The worker registers a function
+for every name in :data:`JOB_NAMES` (a test checks it); the web process only ever enqueues
+through :func:`enqueue_send_email`, so arq's surface stays in one place.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import TYPE_CHECKING, Final
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from arq.connections import ArqRedis, RedisSettings
+
+log = logging.getLogger(__name__)
+
+# --- job names --------------------------------------------------------------------------------
+SEND_EMAIL: Final = "send_email"
+"""Deliver one outbox row. Argument: the ``emails.id``. Idempotent: a sent row is skipped."""
+
+SWEEP_OUTBOX: Final = "sweep_outbox"
+"""Cron: re-enqueue pending outbox rows whose turn has come (lost jobs, Redis outages)."""
+
+JOB_NAMES: Final = frozenset({SEND_EMAIL, SWEEP_OUTBOX})
+
+
+def email_job_id(email_id: int) -> str:
+    """arq job id for an outbox row: enqueueing the same row twice while a job or its result
+    exists is a no-op, so the web process and the sweeper can both enqueue safely."""
+    return f"email:{email_id}"
+
+
+# --- email kinds and their typed contexts -----------------------------------------------------
+class EmailKind(enum.StrEnum):
+    TEST = "test"
+
+
+class EmailContext(BaseModel):
+    """Base for the JSON stored in ``emails.context``: what the template needs, nothing more.
+
+    Secrets that the template needs (a link's token) are stored here because the message must
+    be renderable after a crash; they are never logged.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TestEmail(EmailContext):
+    """The seed's "send an email from the shell" message."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+
+EMAIL_CONTEXTS: Final[dict[EmailKind, type[EmailContext]]] = {
+    EmailKind.TEST: TestEmail,
+}
+
+
+def parse_context(kind: str, data: object) -> EmailContext:
+    """Validate a stored context against its kind's model (raises ValueError/ValidationError)."""
+    try:
+        model = EMAIL_CONTEXTS[EmailKind(kind)]
+    except ValueError:
+        raise ValueError(f"unknown email kind {kind!r}") from None
+    return model.model_validate(data)
+
+
+# --- enqueueing -----------------------------------------------------------------------------
+async def enqueue_send_email(redis: ArqRedis, email_id: int, *, queue_name: str) -> str | None:
+    """Put a delivery job on the queue; returns the job id, or None if it is already queued."""
+    job = await redis.enqueue_job(
+        SEND_EMAIL, email_id, _job_id=email_job_id(email_id), _queue_name=queue_name
+    )
+    return job.job_id if job is not None else None
+
+
+# --- connecting -------------------------------------------------------------------------------
+def redis_settings(url: str, *, retries: int, max_backoff: float = 2.0) -> RedisSettings:
+    """arq connection settings with redis-py retries on connection errors and timeouts.
+
+    arq pins redis < 6, whose client does not retry by default, and arq's worker loop ends on
+    the first runtime connection error; with retries a Redis restart is ridden out.
+    """
+    from arq.connections import RedisSettings
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_timeout = 2
+    settings.conn_retries = retries
+    settings.conn_retry_delay = 1
+    settings.retry_on_timeout = True
+    settings.retry_on_error = [ConnectionError, TimeoutError, OSError]
+    settings.retry = Retry(ExponentialBackoff(cap=max_backoff, base=0.05), retries)
+    return settings
+
+
+def create_queue(url: str, *, retries: int = 1) -> ArqRedis:
+    """An arq Redis client for enqueueing (the web process and the CLI).
+
+    It connects lazily, so a process can start while Redis is away and use it once it is
+    back. Few, quick retries: a request must not hang on Redis; the outbox covers the gap.
+    """
+    from arq.connections import ArqRedis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    client: ArqRedis = ArqRedis.from_url(
+        url,
+        socket_connect_timeout=1,
+        socket_timeout=2,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries),
+        retry_on_error=[ConnectionError, TimeoutError, OSError],
+    )
+    return client

@@ -1,0 +1,120 @@
+"""The service's tables: users, the texts they write, and the email outbox."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from shared.db import Base
+
+USERNAME_MAX_LENGTH = 25
+EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit
+TEXT_TITLE_MAX_LENGTH = 50
+TEXT_CONTENT_MAX_LENGTH = 1000
+
+
+class User(Base):
+    """An account. ``username_key`` and ``email_key`` are the normalised forms that uniqueness
+    and look-ups use, so that case or Unicode variants cannot impersonate an existing name."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH))
+    username_key: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH * 4), unique=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
+    email_key: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH * 4), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    # Part of every session's auth_id: bumping it ends the sessions that carry the old value.
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    # Bumped whenever a new confirmation or reset link is issued, so only the latest link works.
+    confirm_generation: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    reset_generation: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    texts: Mapped[list[TextPost]] = relationship(back_populates="author")
+
+    def __repr__(self) -> str:
+        return f"User({self.username!r}, {self.email!r})"
+
+
+class TextPost(Base):
+    """The seed's ``Texts`` model: a short titled text written by a user."""
+
+    __tablename__ = "texts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    title: Mapped[str] = mapped_column(String(TEXT_TITLE_MAX_LENGTH))
+    content: Mapped[str] = mapped_column(String(TEXT_CONTENT_MAX_LENGTH))
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    author: Mapped[User] = relationship(back_populates="texts")
+
+    __table_args__ = (Index("ix_texts_created_at", "created_at"),)
+
+
+class EmailStatus(enum.StrEnum):
+    PENDING = "pending"  # committed, not yet delivered: the worker (or the sweeper) owes it
+    SENT = "sent"
+    FAILED = "failed"  # permanent failure or attempts exhausted; last_error says why
+    SKIPPED = "skipped"  # no longer true when its turn came (e.g. a superseded reset link)
+
+
+class Email(Base):
+    """The transactional outbox: one row per email a committed action caused.
+
+    The row is written in the same transaction as the change that causes it, so an email
+    exists exactly when its cause does. Delivery state lives here, not in Redis, which is only
+    the fast path for waking the worker.
+    """
+
+    __tablename__ = "emails"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    recipient: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
+    context: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(
+        String(10), default=EmailStatus.PENDING, server_default=EmailStatus.PENDING.value
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    # When the next delivery attempt is due; the sweeper re-enqueues pending rows past it.
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'failed', 'skipped')", name="status"),
+        # The sweeper's query: pending rows by due time. Partial, so it stays small.
+        Index(
+            "ix_emails_pending_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_emails_user_id", "user_id"),
+    )

@@ -1,0 +1,101 @@
+"""Writing to the email outbox, and waking the worker after commit.
+
+Service functions call :func:`add_email` inside the caller's transaction. The caller commits,
+then calls :func:`enqueue_committed` with the same session: only committed rows are announced
+to the worker, and a Redis failure there loses nothing, because the sweeper re-enqueues every
+pending row whose job never arrived.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import SessionMaker
+from shared.jobs import EMAIL_CONTEXTS, EmailContext, EmailKind, enqueue_send_email
+from shared.models import Email
+
+if TYPE_CHECKING:
+    from arq.connections import ArqRedis
+
+log = logging.getLogger(__name__)
+
+_UNANNOUNCED = "outbox.unannounced_ids"
+
+
+async def add_email(
+    session: AsyncSession,
+    kind: EmailKind,
+    recipient: str,
+    context: EmailContext,
+    *,
+    user_id: int | None = None,
+) -> Email:
+    """Add an outbox row to the session's transaction (flushed, so it has an id)."""
+    expected = EMAIL_CONTEXTS[kind]
+    if type(context) is not expected:
+        raise TypeError(f"{kind} emails take {expected.__name__}, not {type(context).__name__}")
+    email = Email(
+        kind=kind.value,
+        recipient=recipient,
+        context=context.model_dump(mode="json"),
+        user_id=user_id,
+    )
+    session.add(email)
+    await session.flush()
+    session.info.setdefault(_UNANNOUNCED, []).append(email.id)
+    return email
+
+
+def take_unannounced(session: AsyncSession) -> list[int]:
+    """The ids of outbox rows added through this session since the last call."""
+    ids: list[int] = session.info.pop(_UNANNOUNCED, [])
+    return ids
+
+
+async def enqueue_committed(
+    session: AsyncSession, redis: ArqRedis | None, *, queue_name: str
+) -> list[str]:
+    """Enqueue delivery of the rows this session added; call only after a successful commit.
+
+    Never raises for Redis trouble: the rows are committed, so the sweeper will find them.
+    """
+    ids = take_unannounced(session)
+    job_ids: list[str] = []
+    if redis is None:
+        return job_ids
+    for email_id in ids:
+        try:
+            job_id = await enqueue_send_email(redis, email_id, queue_name=queue_name)
+        except (RedisError, OSError) as error:
+            log.warning(
+                "could not enqueue email %s (%s); the outbox sweeper will deliver it",
+                email_id,
+                type(error).__name__,
+            )
+            continue
+        if job_id is not None:
+            job_ids.append(job_id)
+    return job_ids
+
+
+@asynccontextmanager
+async def transaction(
+    sessionmaker: SessionMaker, redis: ArqRedis | None, *, queue_name: str
+) -> AsyncIterator[AsyncSession]:
+    """One unit of work: a session whose transaction commits when the block ends without an
+    error, after which the outbox rows it added are enqueued. On error nothing is committed
+    and nothing is announced."""
+    async with sessionmaker() as session:
+        try:
+            async with session.begin():
+                yield session
+        except BaseException:
+            take_unannounced(session)
+            raise
+        await enqueue_committed(session, redis, queue_name=queue_name)

@@ -1,0 +1,225 @@
+"""Typed settings read from the environment.
+
+Mail settings keep the names people already know from Flask-Mail (``MAIL_SERVER``,
+``MAIL_USE_TLS``, ...). Every process (web, worker, CLI) calls :func:`load_settings` once at
+start-up; a missing or malformed value raises :class:`SettingsError`, whose message is one line
+per bad variable, so the entry points can print it and exit without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+# Values copied from tutorials and templates; a deployment that still carries one of them has
+# not set a real secret. Refusing them is cheaper than discovering forged cookies later.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "changethis",
+        "secret",
+        "secret-key",
+        "secret_key",
+        "dev",
+        "development",
+        "you-will-never-guess",
+        "your-secret-key",
+        "replace-me",
+    }
+)
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class SettingsError(Exception):
+    """Raised when the environment does not describe a runnable configuration."""
+
+
+def _split_addresses(value: object) -> object:
+    """ADMINS is a comma-separated list, as a person would type it into an env file."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _check_address(value: str) -> str:
+    """Syntax check only: no DNS lookups at start-up."""
+    try:
+        # Operators may use test domains (*.test) for their own addresses, e.g. in CI.
+        return validate_email(
+            value, check_deliverability=False, globally_deliverable=False, test_environment=True
+        ).normalized
+    except EmailNotValidError as error:
+        raise ValueError(f"{value!r} is not a valid email address ({error})") from None
+
+
+class Settings(BaseModel):
+    """Everything a process needs to know about its environment.
+
+    Field names are the environment variable names. Values arrive as strings and pydantic's
+    lax mode converts them ("1"/"true"/"yes" for booleans, digits for numbers).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,  # never echo a secret back in an error message
+    )
+
+    # --- secrets and public origin -------------------------------------------------------
+    SECRET_KEY: SecretStr
+    BASE_URL: AnyUrl = AnyUrl("http://127.0.0.1:8000")
+
+    # --- backing services ------------------------------------------------------------------
+    DATABASE_URL: str
+    REDIS_URL: str = "redis://127.0.0.1:6379/0"
+    QUEUE_NAME: str = "arq:queue"
+
+    # --- mail (Flask-Mail names) -----------------------------------------------------------
+    MAIL_SERVER: str = "localhost"
+    MAIL_PORT: int = Field(default=25, ge=1, le=65535)
+    MAIL_USE_TLS: bool = False  # STARTTLS on a plain connection (usually port 587)
+    MAIL_USE_SSL: bool = False  # implicit TLS from the first byte (usually port 465)
+    MAIL_USERNAME: str | None = None
+    MAIL_PASSWORD: SecretStr | None = None
+    MAIL_DEFAULT_SENDER: str = "Accounts <noreply@example.com>"
+    MAIL_TIMEOUT: float = Field(default=30.0, gt=0)
+    MAIL_POOL_SIZE: int = Field(default=4, ge=1, le=64)
+    MAIL_VALIDATE_CERTS: bool = True
+    ADMINS: Annotated[list[str], BeforeValidator(_split_addresses)] = []
+
+    # --- web server --------------------------------------------------------------------------
+    HOST: str = "127.0.0.1"
+    PORT: int = Field(default=8000, ge=1, le=65535)
+    MAX_CONTENT_LENGTH: int = Field(default=64 * 1024, ge=1024)
+
+    # --- worker ------------------------------------------------------------------------------
+    # arq polls Redis for due jobs; the delay bounds pickup latency (median ~ half of it) at
+    # the cost of one cheap Redis round trip per delay per worker process.
+    WORKER_POLL_DELAY: float = Field(default=0.02, gt=0, le=5)
+    WORKER_MAX_JOBS: int = Field(default=16, ge=1, le=1000)
+    # One delivery is a render plus one SMTP transaction: 60 s is generous, and a killed
+    # worker's job becomes runnable again after job_timeout + 10 s, so keep it short.
+    WORKER_JOB_TIMEOUT: int = Field(default=60, ge=5)
+    MAIL_MAX_ATTEMPTS: int = Field(default=12, ge=1)
+    MAIL_RETRY_BASE_DELAY: float = Field(default=10.0, gt=0)
+    MAIL_RETRY_MAX_DELAY: float = Field(default=3600.0, gt=0)
+    OUTBOX_SWEEP_AFTER: int = Field(default=60, ge=1)  # seconds a pending row may wait
+
+    @field_validator("SECRET_KEY")
+    @classmethod
+    def _secret_key_is_real(cls, value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value()
+        if raw.strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError("is a placeholder; generate one with `python -m web generate-secret`")
+        if len(raw) < MIN_SECRET_KEY_LENGTH:
+            raise ValueError(f"must be at least {MIN_SECRET_KEY_LENGTH} characters long")
+        return value
+
+    @field_validator("DATABASE_URL")
+    @classmethod
+    def _database_url_is_asyncpg(cls, value: str) -> str:
+        if not value.startswith("postgresql+asyncpg://"):
+            raise ValueError("must start with postgresql+asyncpg:// (PostgreSQL through asyncpg)")
+        return value
+
+    @field_validator("REDIS_URL")
+    @classmethod
+    def _redis_url_scheme(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("BASE_URL")
+    @classmethod
+    def _base_url_is_origin(cls, value: AnyUrl) -> AnyUrl:
+        if value.scheme not in {"http", "https"}:
+            raise ValueError("must be an http:// or https:// URL")
+        if value.path not in (None, "", "/") or value.query or value.fragment:
+            raise ValueError("must be an origin such as https://accounts.example.com (no path)")
+        return value
+
+    @field_validator("MAIL_DEFAULT_SENDER")
+    @classmethod
+    def _sender_is_address(cls, value: str) -> str:
+        from email.headerregistry import Address
+        from email.utils import parseaddr
+
+        if "\r" in value or "\n" in value:
+            raise ValueError("must not contain line breaks")
+        name, address = parseaddr(value)
+        if not address:
+            raise ValueError(f"{value!r} is not an address such as 'Site <noreply@example.com>'")
+        normalized = _check_address(address)
+        user, _, domain = normalized.rpartition("@")
+        return str(Address(display_name=name, username=user, domain=domain))
+
+    @field_validator("ADMINS")
+    @classmethod
+    def _admins_are_addresses(cls, value: list[str]) -> list[str]:
+        return [_check_address(address) for address in value]
+
+    @model_validator(mode="after")
+    def _tls_modes_exclusive(self) -> Settings:
+        if self.MAIL_USE_TLS and self.MAIL_USE_SSL:
+            raise ValueError(
+                "MAIL_USE_TLS (STARTTLS) and MAIL_USE_SSL (implicit TLS) cannot both be on"
+            )
+        if self.MAIL_USERNAME and self.MAIL_PASSWORD is None:
+            raise ValueError("MAIL_PASSWORD is required when MAIL_USERNAME is set")
+        return self
+
+    # --- derived values ----------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        """The public origin without a trailing slash, ready for f"{base_url}/path"."""
+        return str(self.BASE_URL).rstrip("/")
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.BASE_URL.scheme == "https"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from ``environ`` (default: ``os.environ``) plus explicit overrides.
+
+    Raises :class:`SettingsError` with one line per problem, each naming the variable.
+    """
+    source = dict(os.environ if environ is None else environ)
+    values: dict[str, Any] = {
+        name: source[name] for name in Settings.model_fields if name in source
+    }
+    values.update(overrides)
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        name = ".".join(str(part) for part in problem["loc"]) or "settings"
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "missing":
+            message = "is required but not set"
+        elif name != "settings":
+            message = message[0].lower() + message[1:] if message else message
+        lines.append(f"{name} {message}" if name != "settings" else message)
+    return "\n".join(lines)

@@ -1,0 +1,216 @@
+"""Fixtures that build real services: PostgreSQL (a throwaway database, migrated with
+alembic), Redis (a database of its own, flushed between tests), an aiosmtpd SMTP server on
+loopback, the Quart app with its startup hooks, and the arq worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from alembic import command
+from alembic.config import Config
+from arq.connections import ArqRedis
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from devstack.mailsink import MailSink, start_sink
+from shared.db import SessionMaker, create_engine, create_sessionmaker
+from shared.jobs import create_queue
+from shared.settings import Settings, load_settings
+from tests.support import ROOT, TEST_SECRET_KEY, Services, discover_services
+
+TABLES = ("emails", "texts", "users")
+
+
+# --- servers --------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    found = discover_services()
+    yield found
+    found.stop()
+
+
+@pytest.fixture(scope="session")
+def mail_sink() -> Iterator[MailSink]:
+    sink = MailSink()
+    controller = start_sink(sink)
+    sink.port = controller.port  # type: ignore[attr-defined]
+    yield sink
+    controller.stop()
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logging"] = False
+    return config
+
+
+async def create_database(services: Services, name: str) -> None:
+    connection = await asyncpg.connect(services.admin_dsn)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+
+
+async def drop_database(services: Services, name: str) -> None:
+    connection = await asyncpg.connect(services.admin_dsn)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+async def database_url(services: Services) -> AsyncIterator[str]:
+    """A fresh database for this test run, at the migrations' head."""
+    name = f"accounts_test_{os.getpid()}"
+    await create_database(services, name)
+    url = services.database_url(name)
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    yield url
+    await drop_database(services, name)
+
+
+@pytest.fixture(scope="session")
+def base_settings(services: Services, database_url: str, mail_sink: MailSink) -> Settings:
+    return load_settings(
+        {},
+        SECRET_KEY=TEST_SECRET_KEY,
+        DATABASE_URL=database_url,
+        REDIS_URL=services.redis_url,
+        QUEUE_NAME=f"test-queue:{uuid.uuid4().hex[:8]}",
+        BASE_URL="http://localhost:8000",
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=mail_sink.port,  # type: ignore[attr-defined]
+        MAIL_DEFAULT_SENDER="Accounts <noreply@accounts.test>",
+        MAIL_RETRY_BASE_DELAY=0.05,
+        MAIL_RETRY_MAX_DELAY=0.2,
+        WORKER_POLL_DELAY=0.01,
+    )
+
+
+@pytest.fixture
+def settings(base_settings: Settings) -> Settings:
+    return base_settings
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a subprocess (web, worker, CLI) needs to see these settings."""
+    env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        if isinstance(value, list):
+            value = ",".join(value)
+        env[name] = str(value)
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# --- database ----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, application_name="tests", pool_size=5)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessionmaker(engine: AsyncEngine) -> SessionMaker:
+    return create_sessionmaker(engine)
+
+
+@pytest.fixture
+async def db_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A session inside an outer transaction that is rolled back: service functions can
+    flush and even commit (savepoints), and nothing survives the test."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        session = AsyncSession(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+        try:
+            yield session
+        finally:
+            await session.close()
+            await transaction.rollback()
+
+
+@pytest.fixture
+async def clean_db(engine: AsyncEngine) -> AsyncIterator[None]:
+    """For tests whose processes must see committed rows: empty the tables afterwards."""
+    yield
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+
+
+# --- redis -------------------------------------------------------------------------------------
+@pytest.fixture
+async def queue(settings: Settings) -> AsyncIterator[ArqRedis]:
+    redis = create_queue(settings.REDIS_URL)
+    await redis.flushdb()
+    yield redis
+    await redis.flushdb()
+    await redis.aclose()
+
+
+# --- SMTP --------------------------------------------------------------------------------------
+@pytest.fixture
+def smtp(mail_sink: MailSink) -> Iterator[MailSink]:
+    """The session's SMTP server, emptied and with no injected failures."""
+    mail_sink.messages.clear()
+    mail_sink.reply_queue.clear()
+    mail_sink.delay = 0.0
+    yield mail_sink
+    mail_sink.reply_queue.clear()
+    mail_sink.delay = 0.0
+
+
+# --- app ---------------------------------------------------------------------------------------
+@pytest.fixture
+async def app(settings: Settings, clean_db: None, queue: ArqRedis) -> AsyncIterator[Quart]:
+    """The app with its before_serving/after_serving hooks run (``test_app``)."""
+    from web import create_app
+
+    application = create_app(settings)
+    async with application.test_app():
+        yield application
+
+
+@pytest.fixture
+def client(app: Quart) -> Client:
+    return app.test_client()
+
+
+# --- worker ------------------------------------------------------------------------------------
+@pytest.fixture
+def run_worker(settings: Settings, queue: ArqRedis) -> Any:
+    """``await run_worker()`` runs an in-process arq worker until the queue is empty (burst)."""
+    from worker.settings import create_worker
+
+    async def run(**overrides: Any) -> None:
+        worker = create_worker(settings, burst=True, handle_signals=False, **overrides)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+
+    return run
+
+
+def python() -> str:
+    return sys.executable

@@ -1,0 +1,53 @@
+"""Migrations upgrade an empty database, downgrade to nothing, and match the models."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from shared.db import Base, create_engine
+from tests.conftest import alembic_config, create_database, drop_database
+from tests.support import Services
+
+
+async def test_upgrade_from_empty_downgrade_and_upgrade_again(services: Services) -> None:
+    name = "accounts_migrations_check"
+    await create_database(services, name)
+    url = services.database_url(name)
+    engine = create_engine(url, application_name="tests", pool_size=1)
+    try:
+
+        async def tables() -> set[str]:
+            async with engine.connect() as connection:
+                names = await connection.run_sync(lambda c: inspect(c).get_table_names())
+            return set(names) - {"alembic_version"}
+
+        config = alembic_config(url)
+        await asyncio.to_thread(command.upgrade, config, "head")
+        assert await tables() == {"users", "texts", "emails"}
+
+        # The models and the migrations describe the same schema.
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(
+                lambda c: compare_metadata(
+                    MigrationContext.configure(c, opts={"compare_server_default": True}),
+                    Base.metadata,
+                )
+            )
+        assert diff == []
+
+        await asyncio.to_thread(command.downgrade, config, "base")
+        assert await tables() == set()
+        async with engine.connect() as connection:
+            version = await connection.scalar(text("SELECT count(*) FROM alembic_version"))
+        assert version == 0
+
+        await asyncio.to_thread(command.upgrade, config, "head")
+        assert await tables() == {"users", "texts", "emails"}
+    finally:
+        await engine.dispose()
+        await drop_database(services, name)

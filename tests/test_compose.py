@@ -1,0 +1,111 @@
+"""docker-compose.yml and the Dockerfile agree with the code (no Docker engine runs here, so
+this checks what can be checked without one)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_SERVICES = ("migrate", "web", "worker")
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def interpolate(value: str) -> str:
+    """Compose's ${VAR:-default} with an empty environment: the default."""
+    return INTERPOLATION.sub(lambda match: match.group(2) or "", value)
+
+
+def test_services(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"postgres", "redis", "mailpit", *APP_SERVICES}
+
+
+def test_app_environment_is_valid_settings(compose: dict[str, Any]) -> None:
+    for name in APP_SERVICES:
+        env = {
+            key: interpolate(str(value))
+            for key, value in compose["services"][name]["environment"].items()
+        }
+        unknown = set(env) - set(Settings.model_fields)
+        assert not unknown, f"{name} sets variables the code never reads: {unknown}"
+        settings = load_settings(env)  # raises with the variable's name if one is wrong
+        assert settings.MAIL_SERVER == "mailpit"
+        assert settings.DATABASE_URL.endswith("@postgres:5432/accounts")
+
+
+def test_database_credentials_match_postgres_service(compose: dict[str, Any]) -> None:
+    postgres = compose["services"]["postgres"]["environment"]
+    url = compose["services"]["web"]["environment"]["DATABASE_URL"]
+    user, password, db = (
+        postgres["POSTGRES_USER"],
+        postgres["POSTGRES_PASSWORD"],
+        postgres["POSTGRES_DB"],
+    )
+    assert url == f"postgresql+asyncpg://{user}:{password}@postgres:5432/{db}"
+
+
+def test_commands_exist_in_the_code(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert (ROOT / "alembic.ini").is_file()
+    for name, module in (("web", "web"), ("worker", "worker")):
+        command = services[name]["command"]
+        assert command == ["python", "-m", module]
+        assert (ROOT / module / "__main__.py").is_file()
+    # The worker's healthcheck sub-command is one the worker knows.
+    test = services["worker"]["healthcheck"]["test"]
+    assert test[:4] == ["CMD", "python", "-m", "worker"]
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert test[4] in result.stdout
+    # The web healthcheck asks an endpoint that exists.
+    assert "/readyz" in " ".join(services["web"]["healthcheck"]["test"])
+
+
+def test_start_order_uses_healthchecks(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency, rule in (service.get("depends_on") or {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            if rule["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{dependency} has no healthcheck"
+            else:
+                assert rule["condition"] == "service_completed_successfully"
+                assert dependency == "migrate"
+    for name in ("web", "worker"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        )
+    assert services["worker"]["depends_on"]["mailpit"]["condition"] == "service_healthy"
+    assert services["web"]["ports"] == ["8000:8000"]
+    assert services["web"]["environment"]["HOST"] == "0.0.0.0"
+
+
+def test_dockerfile_is_slim_non_root_and_locked() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.\d+-slim", dockerfile, re.M)
+    assert re.search(r"^USER (?!root)\w+", dockerfile, re.M)
+    assert "uv sync --locked --no-dev" in dockerfile
+    for package in ("shared", "web", "worker"):
+        assert f"COPY {package} " in dockerfile

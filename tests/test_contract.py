@@ -1,0 +1,42 @@
+"""The web <-> worker contract: every job name has a function in the worker, and every email
+kind has a context model and both templates."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from shared.jobs import EMAIL_CONTEXTS, JOB_NAMES, EmailKind
+from shared.settings import Settings
+from worker.render import TEMPLATES
+from worker.settings import worker_options
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_job_name_is_registered_in_the_worker(base_settings: Settings) -> None:
+    options = worker_options(base_settings)
+    registered = {function.name for function in options["functions"]}
+    registered |= {job.name for job in options["cron_jobs"]}
+    assert registered == JOB_NAMES
+
+
+def test_every_email_kind_has_a_context_model_and_templates() -> None:
+    assert set(EMAIL_CONTEXTS) == set(EmailKind)
+    for kind in EmailKind:
+        assert (TEMPLATES / "email" / f"{kind}.txt").is_file(), kind
+        assert (TEMPLATES / "email" / f"{kind}.html").is_file(), kind
+
+
+def test_web_and_worker_never_import_each_other() -> None:
+    for package, forbidden in (("web", "worker"), ("worker", "web")):
+        for path in (ROOT / package).rglob("*.py"):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                names: list[str] = []
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                for name in names:
+                    assert name.split(".")[0] != forbidden, f"{path} imports {name}"

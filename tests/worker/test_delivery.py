@@ -1,0 +1,154 @@
+"""The delivery job against real PostgreSQL, Redis and an aiosmtpd server on loopback."""
+
+from __future__ import annotations
+
+from arq.connections import ArqRedis
+from sqlalchemy import select
+
+from devstack.mailsink import MailSink
+from shared.db import SessionMaker
+from shared.jobs import EmailKind, TestEmail, email_job_id
+from shared.models import Email, EmailStatus
+from shared.outbox import add_email, transaction
+from shared.settings import Settings
+
+pytestmark = __import__("pytest").mark.usefixtures("clean_db")
+
+
+async def queue_test_email(
+    sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, to: str = "you@example.com"
+) -> int:
+    async with transaction(sessionmaker, queue, queue_name=settings.QUEUE_NAME) as session:
+        email = await add_email(session, EmailKind.TEST, to, TestEmail())
+    return email.id
+
+
+async def load(sessionmaker: SessionMaker, email_id: int) -> Email:
+    async with sessionmaker() as session:
+        email = await session.get(Email, email_id)
+        assert email is not None
+        return email
+
+
+async def test_committed_email_is_delivered_once(
+    sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, smtp: MailSink, run_worker
+) -> None:
+    email_id = await queue_test_email(sessionmaker, queue, settings)
+    await run_worker()
+
+    (received,) = smtp.messages
+    assert received.envelope_to == ["you@example.com"]
+    assert received.message["Subject"] == "test subject"
+    row = await load(sessionmaker, email_id)
+    assert (row.status, row.attempts, row.last_error) == (EmailStatus.SENT, 1, None)
+    assert row.sent_at is not None
+
+    # A duplicate job for the same row (the sweeper, a retry after a crash) sends nothing.
+    await queue.enqueue_job(
+        "send_email", email_id, _job_id=email_job_id(email_id), _queue_name=settings.QUEUE_NAME
+    )
+    await run_worker()
+    assert len(smtp.messages) == 1
+
+
+async def test_rolled_back_transaction_neither_stores_nor_enqueues(
+    sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings
+) -> None:
+    class Boom(Exception):
+        pass
+
+    try:
+        async with transaction(sessionmaker, queue, queue_name=settings.QUEUE_NAME) as session:
+            await add_email(session, EmailKind.TEST, "you@example.com", TestEmail())
+            raise Boom
+    except Boom:
+        pass
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(Email))).all() == []
+    assert await queue.zcard(settings.QUEUE_NAME) == 0
+
+
+async def test_temporary_failure_is_retried_with_backoff(
+    sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, smtp: MailSink, run_worker
+) -> None:
+    smtp.reply_queue.extend(["451 4.3.0 try later", "421 4.7.0 busy"])
+    email_id = await queue_test_email(sessionmaker, queue, settings)
+    await run_worker()  # burst mode waits for the deferred retries too
+
+    assert len(smtp.messages) == 1
+    row = await load(sessionmaker, email_id)
+    assert row.status == EmailStatus.SENT
+    assert row.attempts == 3
+
+
+async def test_permanent_failure_is_recorded_and_not_retried(
+    sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, smtp: MailSink, run_worker
+) -> None:
+    smtp.reply_queue.extend(["550 5.1.1 no such user", "250 would have been accepted"])
+    email_id = await queue_test_email(sessionmaker, queue, settings)
+    await run_worker()
+
+    assert smtp.messages == []
+    assert len(smtp.reply_queue) == 1  # the second reply was never asked for
+    row = await load(sessionmaker, email_id)
+    assert row.status == EmailStatus.FAILED
+    assert row.attempts == 1
+    assert row.last_error == "550 5.1.1 no such user"
+
+
+async def test_attempts_are_bounded(
+    sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, smtp: MailSink, run_worker
+) -> None:
+    limited = settings.model_copy(update={"MAIL_MAX_ATTEMPTS": 3})
+    smtp.reply_queue.extend(["451 4.3.0 try later"] * 5)
+    email_id = await queue_test_email(sessionmaker, queue, limited)
+    from worker.settings import create_worker
+
+    worker = create_worker(limited, burst=True, handle_signals=False)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    row = await load(sessionmaker, email_id)
+    assert row.status == EmailStatus.FAILED
+    assert row.attempts == 3
+    assert row.last_error == "gave up after 3 attempts: 451 4.3.0 try later"
+
+
+async def test_invalid_payload_fails_with_a_reason_instead_of_looping(
+    sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, smtp: MailSink, run_worker
+) -> None:
+    email_id = await queue_test_email(sessionmaker, queue, settings)
+    async with sessionmaker() as session, session.begin():
+        row = await session.get(Email, email_id)
+        assert row is not None
+        row.context = {"unexpected": "field"}
+    await run_worker()
+
+    row = await load(sessionmaker, email_id)
+    assert row.status == EmailStatus.FAILED
+    assert row.attempts == 0
+    assert row.last_error is not None and row.last_error.startswith("cannot render")
+    assert "unexpected" in row.last_error
+    assert smtp.messages == []
+
+
+async def test_smtp_server_down_is_temporary(
+    sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, smtp: MailSink, run_worker
+) -> None:
+    from devstack.mailsink import free_port
+
+    nowhere = settings.model_copy(update={"MAIL_PORT": free_port(), "MAIL_MAX_ATTEMPTS": 2})
+    email_id = await queue_test_email(sessionmaker, queue, nowhere)
+    from worker.settings import create_worker
+
+    worker = create_worker(nowhere, burst=True, handle_signals=False)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    row = await load(sessionmaker, email_id)
+    assert row.status == EmailStatus.FAILED
+    assert row.attempts == 2
+    assert row.last_error is not None and "gave up after 2 attempts" in row.last_error
+    assert "Connect" in row.last_error or "connect" in row.last_error

@@ -1,0 +1,105 @@
+"""``python -m web``: serve the app (default), or run an operator sub-command.
+
+Sub-commands:
+  serve                     serve with hypercorn on HOST:PORT (default 127.0.0.1:8000)
+  send-test-email ADDRESS   queue the seed's test message to ADDRESS and print the job id
+  generate-secret           print a fresh random SECRET_KEY
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import signal
+import sys
+
+from email_validator import EmailNotValidError, validate_email
+
+from shared.logs import configure_logging
+from shared.settings import Settings, SettingsError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m web", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve the app (the default)")
+    test_email = commands.add_parser("send-test-email", help="queue a test message")
+    test_email.add_argument("address", help="where to send it")
+    commands.add_parser("generate-secret", help="print a new random SECRET_KEY")
+    args = parser.parse_args(argv)
+
+    if args.command == "generate-secret":
+        print(secrets.token_urlsafe(48))
+        return 0
+
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"configuration error:\n{error}", file=sys.stderr)
+        return 2
+    configure_logging()
+
+    if args.command == "send-test-email":
+        return asyncio.run(send_test_email(settings, args.address))
+    return serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    from web import create_app
+
+    config = Config()
+    config.bind = [f"{settings.HOST}:{settings.PORT}"]
+    # Hand hypercorn our loggers, so its lines use the one format and are not doubled.
+    config.accesslog = logging.getLogger("hypercorn.access")
+    config.errorlog = logging.getLogger("hypercorn.error")
+    # No query strings in the access log: they may carry tokens (?next=... is harmless, but
+    # the rule is simpler than the exceptions).
+    config.access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(D)sus'
+    config.graceful_timeout = 10
+    app = create_app(settings)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
+
+    asyncio.run(run())
+    return 0
+
+
+async def send_test_email(settings: Settings, address: str) -> int:
+    from shared.db import create_engine, create_sessionmaker
+    from shared.jobs import EmailKind, TestEmail, create_queue, email_job_id
+    from shared.outbox import add_email, transaction
+
+    try:
+        recipient = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        print(f"not a valid email address: {error}", file=sys.stderr)
+        return 2
+
+    engine = create_engine(settings.DATABASE_URL, application_name="cli", pool_size=1)
+    queue = create_queue(settings.REDIS_URL)
+    try:
+        async with transaction(
+            create_sessionmaker(engine), queue, queue_name=settings.QUEUE_NAME
+        ) as session:
+            email = await add_email(session, EmailKind.TEST, recipient, TestEmail())
+    finally:
+        await queue.aclose()
+        await engine.dispose()
+    print(email_job_id(email.id))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""The typed state a worker process shares between its jobs (arq passes a plain dict)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import SessionMaker
+from shared.settings import Settings
+from worker.mailer import SMTPPool
+from worker.render import EmailRenderer
+
+STATE_KEY = "state"
+
+
+@dataclass(slots=True)
+class WorkerState:
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: SessionMaker
+    mailer: SMTPPool
+    renderer: EmailRenderer
+
+
+def state(ctx: dict[str, Any]) -> WorkerState:
+    value = ctx[STATE_KEY]
+    assert isinstance(value, WorkerState)
+    return value

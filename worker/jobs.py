@@ -1,0 +1,148 @@
+"""Job functions: thin steps around the outbox row.
+
+``send_email`` loads and locks the row, renders, delivers and records the outcome in one short
+transaction. The database row, not Redis, is the source of truth: a job may run twice (a
+sweeper re-enqueue, a killed worker), and a row that is no longer pending is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from arq import Retry
+from jinja2 import TemplateError
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+
+from shared.jobs import enqueue_send_email, parse_context
+from shared.models import Email, EmailStatus
+from worker.context import state
+from worker.mailer import DeliveryError
+from worker.render import build_message, message_id_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: str
+    detail: str
+    retry_in: float | None = None
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: about ``base`` after the first failure, doubling each
+    time up to ``cap``; the jitter (50-100 %) keeps a burst of failures from retrying in step."""
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+async def send_email(ctx: dict[str, Any], email_id: int) -> str:
+    """Deliver outbox row ``email_id``; returns a short description of what happened."""
+    st = state(ctx)
+    async with st.sessionmaker() as session, session.begin():
+        # SKIP LOCKED: if another job holds this row it is delivering it right now.
+        email = await session.scalar(
+            select(Email).where(Email.id == email_id).with_for_update(skip_locked=True)
+        )
+        if email is None:
+            return "not found or being delivered elsewhere"
+        if email.status != EmailStatus.PENDING:
+            return f"already {email.status}"
+        outcome = await _deliver(ctx, email)
+        email.status = outcome.status
+        if outcome.status == EmailStatus.SENT:
+            email.sent_at = datetime.now(UTC)
+            email.last_error = None
+        else:
+            email.last_error = outcome.detail[:2000]
+        if outcome.retry_in is not None:
+            email.next_attempt_at = datetime.now(UTC) + timedelta(seconds=outcome.retry_in)
+    # Committed: the attempt is on record even if Redis loses the retry below.
+    if outcome.retry_in is not None:
+        log.info(
+            "email %s (%s) attempt %s failed temporarily: %s; retry in %.0fs",
+            email_id,
+            email.kind,
+            email.attempts,
+            outcome.detail,
+            outcome.retry_in,
+        )
+        raise Retry(defer=outcome.retry_in)
+    log_outcome = log.info if outcome.status == EmailStatus.SENT else log.warning
+    log_outcome("email %s (%s) %s: %s", email_id, email.kind, outcome.status, outcome.detail)
+    return f"{outcome.status}: {outcome.detail}"
+
+
+async def _deliver(ctx: dict[str, Any], email: Email) -> _Outcome:
+    st = state(ctx)
+    settings = st.settings
+    try:
+        context = parse_context(email.kind, email.context)
+        rendered = st.renderer.render(email.kind, context.model_dump(mode="json"))
+        message = build_message(
+            rendered,
+            sender=settings.MAIL_DEFAULT_SENDER,
+            recipient=email.recipient,
+            message_id=message_id_for(email.id, email.created_at, settings.MAIL_DEFAULT_SENDER),
+        )
+    except (ValidationError, ValueError, TemplateError, LookupError) as error:
+        # Retrying cannot fix a bad payload or template: fail now, with the reason.
+        reason = " ".join(str(error).split())
+        return _Outcome(EmailStatus.FAILED, f"cannot render: {type(error).__name__}: {reason}")
+
+    email.attempts += 1
+    try:
+        reply = await st.mailer.send(message)
+    except DeliveryError as error:
+        if not error.temporary:
+            return _Outcome(EmailStatus.FAILED, error.reply)
+        if email.attempts >= settings.MAIL_MAX_ATTEMPTS:
+            return _Outcome(
+                EmailStatus.FAILED, f"gave up after {email.attempts} attempts: {error.reply}"
+            )
+        delay = backoff_delay(
+            email.attempts,
+            base=settings.MAIL_RETRY_BASE_DELAY,
+            cap=settings.MAIL_RETRY_MAX_DELAY,
+        )
+        return _Outcome(EmailStatus.PENDING, error.reply, retry_in=delay)
+    return _Outcome(EmailStatus.SENT, reply)
+
+
+async def sweep_outbox(ctx: dict[str, Any]) -> int:
+    """Re-enqueue pending rows whose delivery is overdue.
+
+    Covers Redis being down when the web process committed, a crash between commit and
+    enqueue, and jobs lost for any other reason. The job id is derived from the row, so a row
+    whose job is still queued is not enqueued twice.
+    """
+    st = state(ctx)
+    settings = st.settings
+    cutoff = func.now() - timedelta(seconds=settings.OUTBOX_SWEEP_AFTER)
+    async with st.sessionmaker() as session:
+        ids = list(
+            await session.scalars(
+                select(Email.id)
+                .where(Email.status == EmailStatus.PENDING, Email.next_attempt_at <= cutoff)
+                .order_by(Email.next_attempt_at)
+                .limit(1000)
+            )
+        )
+        if ids:
+            # Push the due time forward so the next sweep does not pick them up again at once.
+            await session.execute(
+                update(Email).where(Email.id.in_(ids)).values(next_attempt_at=func.now())
+            )
+            await session.commit()
+    enqueued = 0
+    for email_id in ids:
+        if await enqueue_send_email(ctx["redis"], email_id, queue_name=settings.QUEUE_NAME):
+            enqueued += 1
+    if ids:
+        log.info("sweeper: %s overdue pending emails, %s enqueued", len(ids), enqueued)
+    return enqueued

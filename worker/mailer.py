@@ -1,0 +1,203 @@
+"""SMTP delivery over a small pool of reused aiosmtplib connections.
+
+aiosmtplib has no pooling and one ``SMTP`` object serialises whole transactions, so throughput
+comes from several long-lived connections used in parallel. A connection is opened lazily,
+reused across jobs, re-opened after it has been idle too long (servers drop idle clients) or
+after any error (its state is then unknown).
+
+Failures are classified for the retry policy:
+
+* :class:`TemporaryDeliveryError`: 4xx replies, refused or dropped connections, timeouts, and
+  connection-level trouble (TLS, AUTH) that says nothing about the message itself;
+* :class:`PermanentDeliveryError`: 5xx replies to MAIL FROM, RCPT TO or DATA: retrying the
+  same message will not help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+import aiosmtplib
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SMTPConfig:
+    hostname: str
+    port: int
+    use_tls: bool = False  # implicit TLS (MAIL_USE_SSL)
+    start_tls: bool = False  # STARTTLS (MAIL_USE_TLS)
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 30.0
+    validate_certs: bool = True
+    tls_context: ssl.SSLContext | None = None
+
+
+class DeliveryError(Exception):
+    """Delivery did not happen; ``reply`` is what the server (or the network) said."""
+
+    temporary: bool = True
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+class TemporaryDeliveryError(DeliveryError):
+    temporary = True
+
+
+class PermanentDeliveryError(DeliveryError):
+    temporary = False
+
+
+class _Slot:
+    """One pooled connection and when it was last used."""
+
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.client = client
+        self.last_used = 0.0
+
+
+class SMTPPool:
+    """A fixed number of reusable SMTP connections."""
+
+    def __init__(self, config: SMTPConfig, *, size: int = 4, max_idle: float = 30.0) -> None:
+        self._config = config
+        self._max_idle = max_idle
+        self._idle: asyncio.LifoQueue[_Slot] = asyncio.LifoQueue()
+        for _ in range(size):
+            self._idle.put_nowait(_Slot(self._new_client()))
+        self.connects = 0  # how many connections were opened: tests and benchmarks read it
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        c = self._config
+        return aiosmtplib.SMTP(
+            hostname=c.hostname,
+            port=c.port,
+            use_tls=c.use_tls,
+            start_tls=c.start_tls,
+            username=c.username,
+            password=c.password,
+            timeout=c.timeout,
+            validate_certs=c.validate_certs,
+            tls_context=c.tls_context,
+        )
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[_Slot]:
+        slot = await self._idle.get()
+        try:
+            yield slot
+        finally:
+            slot.last_used = time.monotonic()
+            self._idle.put_nowait(slot)
+
+    async def _ensure_connected(self, slot: _Slot) -> None:
+        client = slot.client
+        if client.is_connected and time.monotonic() - slot.last_used > self._max_idle:
+            await self._close(slot)
+        if not client.is_connected:
+            # connect() performs STARTTLS and AUTH as configured.
+            await client.connect()
+            self.connects += 1
+
+    async def send(self, message: EmailMessage) -> str:
+        """Deliver one message; returns the server's final reply. Raises DeliveryError."""
+        async with self._connection() as slot:
+            reused = slot.client.is_connected
+            try:
+                return await self._send_on(slot, message)
+            except aiosmtplib.SMTPServerDisconnected:
+                await self._close(slot)
+                if not reused:
+                    raise TemporaryDeliveryError("server closed the connection") from None
+            except DeliveryError:
+                await self._close(slot)
+                raise
+            # A reused connection the server had already dropped says nothing about this
+            # message: try once more on a fresh connection.
+            try:
+                return await self._send_on(slot, message)
+            except aiosmtplib.SMTPServerDisconnected:
+                await self._close(slot)
+                raise TemporaryDeliveryError("server closed the connection") from None
+            except DeliveryError:
+                await self._close(slot)
+                raise
+
+    async def _send_on(self, slot: _Slot, message: EmailMessage) -> str:
+        try:
+            await self._ensure_connected(slot)
+        except aiosmtplib.SMTPServerDisconnected:
+            raise TemporaryDeliveryError("server closed the connection while connecting") from None
+        except aiosmtplib.SMTPResponseException as error:
+            # Greeting, EHLO, STARTTLS or AUTH refused: a problem of the connection or our
+            # configuration, not of this message. Keep it and try later.
+            raise TemporaryDeliveryError(_reply(error.code, error.message)) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            raise TemporaryDeliveryError(_describe(error)) from None
+        try:
+            errors, reply = await slot.client.send_message(message)
+        except aiosmtplib.SMTPServerDisconnected:
+            raise
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            # Raised only when every recipient was refused; each carries its own reply code.
+            codes = [refusal.code for refusal in error.recipients]
+            text = "; ".join(_reply(r.code, r.message) for r in error.recipients)
+            if any(400 <= code < 500 for code in codes):
+                raise TemporaryDeliveryError(text) from None
+            raise PermanentDeliveryError(text) from None
+        except aiosmtplib.SMTPResponseException as error:
+            if 400 <= error.code < 500:
+                raise TemporaryDeliveryError(_reply(error.code, error.message)) from None
+            raise PermanentDeliveryError(_reply(error.code, error.message)) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            raise TemporaryDeliveryError(_describe(error)) from None
+        if errors:
+            # Our messages have one recipient, so a partial refusal cannot happen; say so if
+            # it ever does rather than report success.
+            refused = "; ".join(
+                f"{rcpt}: {_reply(r.code, r.message)}" for rcpt, r in errors.items()
+            )
+            raise PermanentDeliveryError(f"some recipients refused: {refused}")
+        return reply
+
+    async def _close(self, slot: _Slot) -> None:
+        client = slot.client
+        if client.is_connected:
+            try:
+                await asyncio.wait_for(client.quit(), timeout=2)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                client.close()
+        # A fresh object: aiosmtplib keeps per-connection state (ESMTP extensions, TLS).
+        slot.client = self._new_client()
+
+    async def close(self) -> None:
+        """Close every idle connection (call at shutdown, after jobs have finished)."""
+        slots = []
+        while not self._idle.empty():
+            slots.append(self._idle.get_nowait())
+        for slot in slots:
+            await self._close(slot)
+            self._idle.put_nowait(slot)
+
+
+def _reply(code: int, message: str) -> str:
+    return f"{code} {' '.join(message.split())}"
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, aiosmtplib.SMTPResponseException):
+        return _reply(error.code, error.message)
+    detail = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {' '.join(detail.split())}"

@@ -1,0 +1,99 @@
+"""Rendering an email, kept apart from sending it.
+
+Each kind has a ``<kind>.txt`` and a ``<kind>.html`` template extending one base layout. The
+text template also sets ``subject`` at top level, so subject and body live side by side. HTML
+is autoescaped and its CSS is inlined, because most mail clients ignore <style> blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import css_inline
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+class EmailRenderer:
+    """Jinja environment for emails. Undefined variables are errors, not blank links."""
+
+    def __init__(self, *, site_name: str, base_url: str) -> None:
+        self._env = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(enabled_extensions=("html",), default=False),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            auto_reload=False,
+        )
+        self._env.globals.update(site_name=site_name, base_url=base_url)
+        self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
+
+    def render(self, kind: str, context: dict[str, Any]) -> RenderedEmail:
+        text_module = self._env.get_template(f"email/{kind}.txt").make_module(context)
+        subject = getattr(text_module, "subject", None)
+        if not subject:
+            raise LookupError(f"email/{kind}.txt does not set a subject")
+        html = self._env.get_template(f"email/{kind}.html").render(context, subject=subject)
+        return RenderedEmail(
+            subject=" ".join(str(subject).split()),  # one line, whatever the template did
+            text=str(text_module),
+            html=self._inliner.inline(html),
+        )
+
+
+def build_message(
+    rendered: RenderedEmail,
+    *,
+    sender: str,
+    recipient: str,
+    message_id: str,
+    date: datetime | None = None,
+) -> EmailMessage:
+    """A multipart/alternative message (text first, HTML preferred by clients that can).
+
+    Header values go through the email package's policy, which refuses CR or LF, so a name or
+    address can never smuggle in extra headers.
+    """
+    message = EmailMessage(policy=SMTP)
+    message["Subject"] = rendered.subject
+    message["From"] = sender
+    message["To"] = _address(recipient)
+    message["Date"] = format_datetime(date or datetime.now(UTC))
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: vacation responders stay quiet
+    message.set_content(rendered.text, cte="quoted-printable")
+    message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+    return message
+
+
+def _address(recipient: str) -> Address:
+    if any(char in recipient for char in "\r\n"):
+        raise ValueError("recipient address contains a line break")
+    user, at, domain = recipient.rpartition("@")
+    if not at or not user or not domain:
+        raise ValueError(f"recipient {recipient!r} is not an email address")
+    return Address(username=user, domain=domain)
+
+
+def message_id_for(email_id: int, created_at: datetime, sender: str) -> str:
+    """Message-ID derived from the outbox row: a duplicate delivery is traceable to its row,
+    and the creation time keeps ids unique across databases that reuse row numbers."""
+    domain = sender.rpartition("@")[2].rstrip(">").strip() or "localhost"
+    return f"<outbox.{email_id}.{int(created_at.timestamp())}@{domain}>"

@@ -1,0 +1,95 @@
+"""arq worker configuration, built from the typed settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import Worker, cron, func
+
+from shared.db import create_engine, create_sessionmaker
+from shared.jobs import SEND_EMAIL, SWEEP_OUTBOX, redis_settings
+from shared.settings import Settings
+from worker.context import STATE_KEY, WorkerState
+from worker.jobs import send_email, sweep_outbox
+from worker.mailer import SMTPConfig, SMTPPool
+from worker.render import EmailRenderer
+
+SITE_NAME = "Accounts"
+# How long a worker keeps trying to reach Redis before it gives up (its supervisor restarts it).
+REDIS_RETRIES = 30
+
+
+def smtp_config(settings: Settings) -> SMTPConfig:
+    return SMTPConfig(
+        hostname=settings.MAIL_SERVER,
+        port=settings.MAIL_PORT,
+        use_tls=settings.MAIL_USE_SSL,
+        start_tls=settings.MAIL_USE_TLS,
+        username=settings.MAIL_USERNAME,
+        password=settings.MAIL_PASSWORD.get_secret_value() if settings.MAIL_PASSWORD else None,
+        timeout=settings.MAIL_TIMEOUT,
+        validate_certs=settings.MAIL_VALIDATE_CERTS,
+    )
+
+
+def worker_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for :class:`arq.Worker`, one place for every tuning decision."""
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        engine = create_engine(
+            settings.DATABASE_URL, application_name="worker", pool_size=settings.WORKER_MAX_JOBS
+        )
+        ctx[STATE_KEY] = WorkerState(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            mailer=SMTPPool(smtp_config(settings), size=settings.MAIL_POOL_SIZE),
+            renderer=EmailRenderer(site_name=SITE_NAME, base_url=settings.base_url),
+        )
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        state: WorkerState | None = ctx.get(STATE_KEY)
+        if state is not None:
+            await state.mailer.close()
+            await state.engine.dispose()
+
+    return {
+        "functions": [
+            # keep_result=0: no result key, so the sweeper may re-enqueue the row's job id as
+            # soon as a run ends; the row's status decides whether anything is sent.
+            # max_tries is a backstop above MAIL_MAX_ATTEMPTS, which the row enforces.
+            func(
+                send_email,
+                name=SEND_EMAIL,
+                keep_result=0,
+                max_tries=settings.MAIL_MAX_ATTEMPTS * 2,
+            ),
+        ],
+        "cron_jobs": [
+            cron(
+                sweep_outbox,
+                name=SWEEP_OUTBOX,
+                second={0, 15, 30, 45},
+                run_at_startup=True,
+                unique=True,
+                timeout=60,
+                keep_result=0,
+            )
+        ],
+        "queue_name": settings.QUEUE_NAME,
+        "redis_settings": redis_settings(settings.REDIS_URL, retries=REDIS_RETRIES),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "max_jobs": settings.WORKER_MAX_JOBS,
+        "job_timeout": settings.WORKER_JOB_TIMEOUT,
+        "poll_delay": settings.WORKER_POLL_DELAY,
+        "keep_result": 60,
+        "health_check_interval": 10,
+        # On SIGTERM, stop taking jobs and give in-flight deliveries time to finish.
+        "job_completion_wait": 20,
+        "max_burst_jobs": -1,
+    }
+
+
+def create_worker(settings: Settings, **overrides: Any) -> Worker:
+    return Worker(**{**worker_options(settings), **overrides})
