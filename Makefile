@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint format typecheck pytest migrate clean
+.PHONY: help install run test lint format typecheck pytest migrate clean send-test-email
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,3 +35,6 @@ migrate: install  ## apply migrations to $$DATABASE_URL
 
 clean:  ## remove the virtualenv, caches and local data (var/)
 	rm -rf .venv .tools var artifacts .pytest_cache .mypy_cache .ruff_cache
+
+send-test-email: install  ## queue the test message through the running `make run` stack: make send-test-email TO=you@example.com
+	$(VENV)/python -m devstack exec python -m web send-test-email $(TO)

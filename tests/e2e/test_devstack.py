@@ -1,0 +1,94 @@
+"""The README's run command: `python -m devstack` (what `make run` starts) brings up web +
+worker on embedded PostgreSQL, valkey and the SMTP sink, delivers `send-test-email`, and stops
+cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from devstack.mailsink import free_port
+from tests.support import ROOT, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except OSError:
+        return 0
+
+
+async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "PYTHONUNBUFFERED": "1",
+        "DEVSTACK_VAR": str(tmp_path / "var"),
+        "DEVSTACK_REDIS_PORT": str(free_port()),
+        "DEVSTACK_SMTP_PORT": str(free_port()),
+        "PORT": str(port),
+    }
+    log_path = tmp_path / "devstack.log"
+    with log_path.open("w") as log:
+        stack = subprocess.Popen(
+            [sys.executable, "-m", "devstack"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        await wait_for(lambda: "ready: open" in log_path.read_text(), timeout=120, every=0.2)
+        assert await asyncio.to_thread(get, f"{base}/readyz") == 200
+
+        send = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "devstack",
+                "exec",
+                "python",
+                "-m",
+                "web",
+                "send-test-email",
+                "you@example.com",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert send.returncode == 0, send.stderr
+        assert send.stdout.strip().startswith("email:")
+
+        mail_dir = tmp_path / "var" / "mail"
+        await wait_for(lambda: mail_dir.is_dir() and any(mail_dir.glob("*.eml")), timeout=30)
+        (saved,) = mail_dir.glob("*.eml")
+        message = email.message_from_bytes(saved.read_bytes(), policy=email.policy.default)
+        assert message["Subject"] == "test subject"
+        assert message["To"] == "you@example.com"
+    finally:
+        stack.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(stack.wait, 60)
+    output = log_path.read_text()
+    assert code == 0, output
+    assert "Traceback" not in output
+    assert "stopping web and worker" in output
+    assert not (tmp_path / "var" / "devstack.env").exists()
