@@ -37,6 +37,8 @@ def email_job_id(email_id: int) -> str:
 # --- email kinds and their typed contexts -----------------------------------------------------
 class EmailKind(enum.StrEnum):
     TEST = "test"
+    CONFIRM = "confirm"
+    ALREADY_REGISTERED = "already_registered"
 
 
 class EmailContext(BaseModel):
@@ -55,8 +57,25 @@ class TestEmail(EmailContext):
     __test__ = False  # not a pytest test class, despite the name
 
 
+class ConfirmEmail(EmailContext):
+    """Confirm an address. The worker mints the link when it sends, for this generation; a
+    newer confirmation request (higher generation) makes this one stale, and it is skipped."""
+
+    user_id: int
+    generation: int
+
+
+class AlreadyRegistered(EmailContext):
+    """Someone tried to register with an address that has an account: tell its owner, instead
+    of telling the stranger that the address is taken."""
+
+    user_id: int
+
+
 EMAIL_CONTEXTS: Final[dict[EmailKind, type[EmailContext]]] = {
     EmailKind.TEST: TestEmail,
+    EmailKind.CONFIRM: ConfirmEmail,
+    EmailKind.ALREADY_REGISTERED: AlreadyRegistered,
 }
 
 

@@ -104,6 +104,13 @@ class Settings(BaseModel):
     MAIL_VALIDATE_CERTS: bool = True
     ADMINS: Annotated[list[str], BeforeValidator(_split_addresses)] = []
 
+    # --- accounts -----------------------------------------------------------------------------
+    CONFIRM_TOKEN_MAX_AGE: int = Field(default=24 * 3600, ge=60)  # seconds a confirm link works
+    RESET_TOKEN_MAX_AGE: int = Field(default=1800, ge=60)  # the seed's expires_sec
+    CONFIRM_RESEND_INTERVAL: int = Field(default=180, ge=0)  # one confirmation email per 3 min
+    SESSION_LIFETIME: int = Field(default=12 * 3600, ge=60)  # without "remember me"
+    REMEMBER_LIFETIME: int = Field(default=30 * 24 * 3600, ge=60)  # with "remember me"
+
     # --- web server --------------------------------------------------------------------------
     HOST: str = "127.0.0.1"
     PORT: int = Field(default=8000, ge=1, le=65535)

@@ -196,6 +196,13 @@ def client(app: Quart) -> Client:
     return app.test_client()
 
 
+@pytest.fixture
+def browser(app: Quart) -> Any:
+    from tests.web.browser import Browser
+
+    return Browser(app)
+
+
 # --- worker ------------------------------------------------------------------------------------
 @pytest.fixture
 def run_worker(settings: Settings, queue: ArqRedis) -> Any:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 from quart import Quart
 
 from shared.db import create_engine, create_sessionmaker
 from shared.jobs import create_queue
 from shared.settings import Settings, load_settings
+from shared.tokens import Tokens
+from web.auth import AccountUser, current_account
+from web.errors import register_error_handlers
 from web.extensions import RESOURCES_KEY, Resources, auth_manager
+from web.forms import blank_form
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +29,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         # quart-auth: the signed cookie is refused once older than this, whatever the browser
         # says; its default (a year) would let a stolen cookie work for a year.
-        QUART_AUTH_DURATION=int(timedelta(days=30).total_seconds()),
+        QUART_AUTH_DURATION=settings.REMEMBER_LIFETIME,
         QUART_AUTH_COOKIE_SECURE=settings.secure_cookies,
         QUART_AUTH_COOKIE_SAMESITE="Lax",
         QUART_AUTH_COOKIE_HTTP_ONLY=True,
@@ -34,11 +37,24 @@ def create_app(settings: Settings | None = None) -> Quart:
     )
     app.config["ACCOUNTS_SETTINGS"] = settings
 
+    auth_manager.user_class = AccountUser
     auth_manager.init_app(app)
 
+    from web.blueprints.accounts import blueprint as accounts_blueprint
     from web.blueprints.main import blueprint as main_blueprint
+    from web.blueprints.texts import blueprint as texts_blueprint
 
     app.register_blueprint(main_blueprint)
+    app.register_blueprint(accounts_blueprint)
+    app.register_blueprint(texts_blueprint)
+    register_error_handlers(app)
+    app.jinja_env.globals["blank_form"] = blank_form
+
+    @app.context_processor
+    async def account_context() -> dict[str, object]:
+        # Templates ask `account` (the logged-in User or None) instead of awaiting
+        # quart-auth's async is_authenticated themselves.
+        return {"account": await current_account()}
 
     @app.before_serving
     async def open_resources() -> None:
@@ -51,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Quart:
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
             queue=queue,
+            tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
         )
 
     @app.after_serving

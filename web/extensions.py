@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from shared.db import SessionMaker
 from shared.outbox import transaction as outbox_transaction
 from shared.settings import Settings
+from shared.tokens import Tokens
 
-auth_manager = QuartAuth()
+auth_manager = QuartAuth()  # user_class is set in create_app (web.auth imports this module)
 
 RESOURCES_KEY = "accounts.resources"
 
@@ -29,12 +30,17 @@ class Resources:
     engine: AsyncEngine
     sessionmaker: SessionMaker
     queue: ArqRedis
+    tokens: Tokens
 
 
 def resources() -> Resources:
     value = current_app.extensions[RESOURCES_KEY]
     assert isinstance(value, Resources)
     return value
+
+
+def tokens() -> Tokens:
+    return resources().tokens
 
 
 @asynccontextmanager

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import SessionMaker
 from shared.settings import Settings
+from shared.tokens import Tokens
 from worker.mailer import SMTPPool
 from worker.render import EmailRenderer
 
@@ -22,6 +23,7 @@ class WorkerState:
     sessionmaker: SessionMaker
     mailer: SMTPPool
     renderer: EmailRenderer
+    tokens: Tokens
 
 
 def state(ctx: dict[str, Any]) -> WorkerState:

@@ -17,10 +17,12 @@ from arq import Retry
 from jinja2 import TemplateError
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import enqueue_send_email, parse_context
 from shared.models import Email, EmailStatus
 from worker.context import state
+from worker.emails import Skip, prepare
 from worker.mailer import DeliveryError
 from worker.render import build_message, message_id_for
 
@@ -53,7 +55,7 @@ async def send_email(ctx: dict[str, Any], email_id: int) -> str:
             return "not found or being delivered elsewhere"
         if email.status != EmailStatus.PENDING:
             return f"already {email.status}"
-        outcome = await _deliver(ctx, email)
+        outcome = await _deliver(ctx, session, email)
         email.status = outcome.status
         if outcome.status == EmailStatus.SENT:
             email.sent_at = datetime.now(UTC)
@@ -73,17 +75,20 @@ async def send_email(ctx: dict[str, Any], email_id: int) -> str:
             outcome.retry_in,
         )
         raise Retry(defer=outcome.retry_in)
-    log_outcome = log.info if outcome.status == EmailStatus.SENT else log.warning
+    log_outcome = log.warning if outcome.status == EmailStatus.FAILED else log.info
     log_outcome("email %s (%s) %s: %s", email_id, email.kind, outcome.status, outcome.detail)
     return f"{outcome.status}: {outcome.detail}"
 
 
-async def _deliver(ctx: dict[str, Any], email: Email) -> _Outcome:
+async def _deliver(ctx: dict[str, Any], session: AsyncSession, email: Email) -> _Outcome:
     st = state(ctx)
     settings = st.settings
     try:
         context = parse_context(email.kind, email.context)
-        rendered = st.renderer.render(email.kind, context.model_dump(mode="json"))
+        variables = await prepare(session, email, context, settings=settings, tokens=st.tokens)
+        if isinstance(variables, Skip):
+            return _Outcome(EmailStatus.SKIPPED, variables.reason)
+        rendered = st.renderer.render(email.kind, variables)
         message = build_message(
             rendered,
             sender=settings.MAIL_DEFAULT_SENDER,

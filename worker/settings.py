@@ -9,6 +9,7 @@ from arq import Worker, cron, func
 from shared.db import create_engine, create_sessionmaker
 from shared.jobs import SEND_EMAIL, SWEEP_OUTBOX, redis_settings
 from shared.settings import Settings
+from shared.tokens import Tokens
 from worker.context import STATE_KEY, WorkerState
 from worker.jobs import send_email, sweep_outbox
 from worker.mailer import SMTPConfig, SMTPPool
@@ -45,6 +46,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             sessionmaker=create_sessionmaker(engine),
             mailer=SMTPPool(smtp_config(settings), size=settings.MAIL_POOL_SIZE),
             renderer=EmailRenderer(site_name=SITE_NAME, base_url=settings.base_url),
+            tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

@@ -1,0 +1,105 @@
+"""A thin browser on top of Quart's test client: it reads the CSRF token from the page it
+was served, as a browser submitting the form would, and reads flashes back from pages."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from quart import Quart
+from quart.typing import TestClientProtocol
+
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+ALERT = re.compile(r'<div class="alert alert-(\w+)"[^>]*>\s*<span>(.*?)</span>', re.S)
+
+
+@dataclass
+class Page:
+    status: int
+    text: str
+    location: str | None
+    headers: Any
+
+    @property
+    def flashes(self) -> list[tuple[str, str]]:
+        return [
+            (category, html.unescape(message)) for category, message in ALERT.findall(self.text)
+        ]
+
+    @property
+    def csrf_token(self) -> str:
+        match = CSRF.search(self.text)
+        assert match, "no CSRF token on the page"
+        return match.group(1)
+
+
+class Browser:
+    def __init__(self, app: Quart) -> None:
+        self.app = app
+        self.client: TestClientProtocol = app.test_client()
+
+    async def get(self, path: str, *, follow: bool = False) -> Page:
+        return await self._page(await self.client.get(path, follow_redirects=follow))
+
+    async def post(self, path: str, data: dict[str, str], *, follow: bool = False) -> Page:
+        return await self._page(await self.client.post(path, form=data, follow_redirects=follow))
+
+    async def submit(
+        self, path: str, data: dict[str, str], *, form_page: str | None = None, follow: bool = False
+    ) -> Page:
+        """GET ``form_page`` (default ``path``), then POST ``data`` with that page's token."""
+        page = await self.get(form_page or path)
+        return await self.post(path, {"csrf_token": page.csrf_token, **data}, follow=follow)
+
+    async def _page(self, response: Any) -> Page:
+        return Page(
+            status=response.status_code,
+            text=await response.get_data(as_text=True),
+            location=response.headers.get("Location"),
+            headers=response.headers,
+        )
+
+    def cookie(self, name: str) -> str | None:
+        jar = self.client.cookie_jar
+        assert jar is not None
+        for cookie in jar:
+            if cookie.name == name:
+                return cookie.value
+        return None
+
+    async def register(
+        self,
+        username: str = "alice",
+        email: str = "alice@example.com",
+        password: str = "correct horse battery",
+        confirm: str | None = None,
+    ) -> Page:
+        return await self.submit(
+            "/register",
+            {
+                "username": username,
+                "email": email,
+                "password": password,
+                "confirm_password": password if confirm is None else confirm,
+            },
+        )
+
+    async def login(
+        self,
+        email: str = "alice@example.com",
+        password: str = "correct horse battery",
+        *,
+        remember: bool = False,
+        next: str | None = None,
+    ) -> Page:
+        data = {"email": email, "password": password}
+        if remember:
+            data["remember"] = "y"
+        path = "/login" + (f"?next={next}" if next else "")
+        return await self.submit(path, data)
+
+    async def logout(self) -> Page:
+        page = await self.get("/")
+        return await self.post("/logout", {"csrf_token": page.csrf_token})

@@ -1,0 +1,71 @@
+"""Sessions: quart-auth's signed cookie carries ``"<user id>:<session version>:<expiry>"``.
+
+* The session version is checked against the database on every request, so bumping it (a
+  password change or reset) ends every session that carries the old value.
+* The expiry is part of the signed value, so the server refuses a session past its lifetime
+  (12 h without "remember me", 30 days with it) whatever the browser does with the cookie;
+  quart-auth's own ``QUART_AUTH_DURATION`` is the outer bound.
+"""
+
+from __future__ import annotations
+
+import time
+
+from quart_auth import Action, AuthUser, current_user
+
+from shared.models import User
+from web.extensions import resources
+
+
+def make_auth_id(user: User, *, lifetime: int) -> str:
+    return f"{user.id}:{user.session_version}:{int(time.time()) + lifetime}"
+
+
+def parse_auth_id(auth_id: str | None) -> tuple[int, int, int] | None:
+    if not auth_id:
+        return None
+    parts = auth_id.split(":")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        return None
+    user_id, version, expires = (int(part) for part in parts)
+    return user_id, version, expires
+
+
+class AccountUser(AuthUser):
+    """quart-auth's user, resolved against the database once per request."""
+
+    def __init__(self, auth_id: str | None, action: Action = Action.PASS) -> None:
+        super().__init__(auth_id, action)
+        self._resolved = False
+        self._user: User | None = None
+
+    @property
+    async def is_authenticated(self) -> bool:
+        return await self.load() is not None
+
+    async def load(self) -> User | None:
+        if not self._resolved:
+            self._user = await self._resolve()
+            self._resolved = True
+        return self._user
+
+    async def _resolve(self) -> User | None:
+        parsed = parse_auth_id(self.auth_id)
+        if parsed is None:
+            return None
+        user_id, version, expires = parsed
+        if expires < time.time():
+            return None
+        async with resources().sessionmaker() as session:
+            user = await session.get(User, user_id)
+        if user is None or user.session_version != version:
+            return None  # the account is gone, or its sessions were ended
+        return user
+
+
+async def current_account() -> User | None:
+    """The logged-in user (a detached snapshot), or None."""
+    user = current_user._get_current_object()  # type: ignore[attr-defined]
+    if isinstance(user, AccountUser):
+        return await user.load()
+    return None

@@ -1,0 +1,62 @@
+"""Error pages in the site's layout, and the login redirect for protected pages.
+
+Every HTTP error gets a page that says what happened and what to do next; an unexpected
+exception is logged with its traceback and shown as a plain 500 page, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from quart import Quart, redirect, render_template, request, url_for
+from quart.typing import ResponseReturnValue
+from quart_auth import Unauthorized
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from web.forms import CSRFError
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: ("Bad request", "The request could not be understood. Please go back and try again."),
+    403: ("Forbidden", "You do not have access to this page."),
+    404: ("Page not found", "There is no page at this address."),
+    405: ("Method not allowed", "This page cannot be used that way."),
+    413: ("Too large", "What you sent is larger than this site accepts. Please shorten it."),
+    429: ("Too many requests", "You are going a bit fast. Please wait and try again."),
+    500: ("Something went wrong", "An unexpected error occurred. It has been logged."),
+}
+
+
+def register_error_handlers(app: Quart) -> None:
+    @app.errorhandler(Unauthorized)
+    async def login_first(error: Unauthorized) -> ResponseReturnValue:
+        target = request.full_path.rstrip("?") if request.method == "GET" else request.path
+        return redirect(url_for("accounts.login", next=target))
+
+    @app.errorhandler(CSRFError)
+    async def csrf_failed(error: CSRFError) -> ResponseReturnValue:
+        return await _page(400, "This form has expired", str(error.description))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> ResponseReturnValue:
+        code = error.code or 500
+        title, message = MESSAGES.get(code, (error.name, error.description or ""))
+        response = await _page(code, title, message)
+        retry_after = getattr(error, "retry_after", None)
+        if code == 429 and retry_after:
+            response[1]["Retry-After"] = str(retry_after)  # type: ignore[index]
+        return response
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> ResponseReturnValue:
+        if isinstance(error, HTTPException):
+            return await http_error(error)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        title, message = MESSAGES[500]
+        return await _page(InternalServerError.code, title, message)
+
+
+async def _page(code: int, title: str, message: str) -> tuple[str, int, dict[str, str]]:
+    body = await render_template("errors/error.html", title=title, code=code, message=message)
+    return body, code, {}

@@ -1,0 +1,71 @@
+"""What each kind of email needs at the moment it is sent: its template variables, or the
+reason it should not be sent any more (the stale guard).
+
+Links are minted here, at send time, so the outbox never stores a live token and a link's
+lifetime starts when the message leaves. A message whose content is no longer true (the
+address was confirmed meanwhile, a newer link superseded it) is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.jobs import AlreadyRegistered, ConfirmEmail, EmailContext, TestEmail
+from shared.models import Email, User
+from shared.settings import Settings
+from shared.tokens import Purpose, Tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    reason: str
+
+
+def _hours(seconds: int) -> str:
+    hours = seconds / 3600
+    if hours >= 1 and hours.is_integer():
+        return f"{int(hours)} hour" + ("s" if hours != 1 else "")
+    return f"{seconds // 60} minutes"
+
+
+async def prepare(
+    session: AsyncSession,
+    email: Email,
+    context: EmailContext,
+    *,
+    settings: Settings,
+    tokens: Tokens,
+) -> dict[str, Any] | Skip:
+    base = settings.base_url
+    match context:
+        case TestEmail():
+            return {}
+        case ConfirmEmail(user_id=user_id, generation=generation):
+            user = await session.get(User, user_id)
+            if user is None:
+                return Skip("the account no longer exists")
+            if user.confirmed_at is not None:
+                return Skip("the address is already confirmed")
+            if user.confirm_generation != generation:
+                return Skip("superseded by a newer confirmation link")
+            if user.email != email.recipient:
+                return Skip("the account's address has changed")
+            token = tokens.dumps(Purpose.CONFIRM_EMAIL, {"uid": user.id, "gen": generation})
+            return {
+                "username": user.username,
+                "link": f"{base}/confirm/{token}",
+                "expires_in": _hours(settings.CONFIRM_TOKEN_MAX_AGE),
+            }
+        case AlreadyRegistered(user_id=user_id):
+            user = await session.get(User, user_id)
+            if user is None:
+                return Skip("the account no longer exists")
+            return {
+                "username": user.username,
+                "login_link": f"{base}/login",
+                "reset_link": f"{base}/reset_password",
+            }
+    raise LookupError(f"no preparation for {type(context).__name__}")
