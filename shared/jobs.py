@@ -39,6 +39,8 @@ class EmailKind(enum.StrEnum):
     TEST = "test"
     CONFIRM = "confirm"
     ALREADY_REGISTERED = "already_registered"
+    RESET = "reset"
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 (an email kind)
 
 
 class EmailContext(BaseModel):
@@ -72,10 +74,28 @@ class AlreadyRegistered(EmailContext):
     user_id: int
 
 
+class ResetEmail(EmailContext):
+    """A password-reset link for this reset generation; a newer request supersedes it, and
+    it is not sent once it would arrive already expired."""
+
+    user_id: int
+    generation: int
+
+
+class PasswordChanged(EmailContext):
+    """ "Your password was changed", with a "this wasn't me" link valid while the account's
+    session version is still ``session_version``."""
+
+    user_id: int
+    session_version: int
+
+
 EMAIL_CONTEXTS: Final[dict[EmailKind, type[EmailContext]]] = {
     EmailKind.TEST: TestEmail,
     EmailKind.CONFIRM: ConfirmEmail,
     EmailKind.ALREADY_REGISTERED: AlreadyRegistered,
+    EmailKind.RESET: ResetEmail,
+    EmailKind.PASSWORD_CHANGED: PasswordChanged,
 }
 
 

@@ -108,6 +108,12 @@ class Settings(BaseModel):
     CONFIRM_TOKEN_MAX_AGE: int = Field(default=24 * 3600, ge=60)  # seconds a confirm link works
     RESET_TOKEN_MAX_AGE: int = Field(default=1800, ge=60)  # the seed's expires_sec
     CONFIRM_RESEND_INTERVAL: int = Field(default=180, ge=0)  # one confirmation email per 3 min
+    NOT_ME_TOKEN_MAX_AGE: int = Field(default=7 * 24 * 3600, ge=60)  # "this wasn't me" links
+    # Rate limits (Redis, so they hold across web processes).
+    RESET_EMAILS_PER_HOUR: int = Field(default=3, ge=1)  # per account
+    POSTS_PER_MINUTE: int = Field(default=10, ge=1)  # login/reset POSTs per client address
+    LOGIN_FAILURES_BEFORE_LOCK: int = Field(default=10, ge=1)  # per account ...
+    LOGIN_LOCK_SECONDS: int = Field(default=15 * 60, ge=1)  # ... within, and locked for, this
     SESSION_LIFETIME: int = Field(default=12 * 3600, ge=60)  # without "remember me"
     REMEMBER_LIFETIME: int = Field(default=30 * 24 * 3600, ge=60)  # with "remember me"
 

@@ -42,11 +42,13 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     from web.blueprints.accounts import blueprint as accounts_blueprint
     from web.blueprints.main import blueprint as main_blueprint
+    from web.blueprints.reset import blueprint as reset_blueprint
     from web.blueprints.texts import blueprint as texts_blueprint
 
     app.register_blueprint(main_blueprint)
     app.register_blueprint(accounts_blueprint)
     app.register_blueprint(texts_blueprint)
+    app.register_blueprint(reset_blueprint)
     register_error_handlers(app)
     app.jinja_env.globals["blank_form"] = blank_form
 

@@ -42,11 +42,13 @@ def register_error_handlers(app: Quart) -> None:
     async def http_error(error: HTTPException) -> ResponseReturnValue:
         code = error.code or 500
         title, message = MESSAGES.get(code, (error.name, error.description or ""))
-        response = await _page(code, title, message)
+        if code == 429 and error.description:
+            message = error.description  # says how long to wait
+        headers = {}
         retry_after = getattr(error, "retry_after", None)
         if code == 429 and retry_after:
-            response[1]["Retry-After"] = str(retry_after)  # type: ignore[index]
-        return response
+            headers["Retry-After"] = str(retry_after)
+        return await _page(code, title, message, headers)
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> ResponseReturnValue:
@@ -57,6 +59,8 @@ def register_error_handlers(app: Quart) -> None:
         return await _page(InternalServerError.code, title, message)
 
 
-async def _page(code: int, title: str, message: str) -> tuple[str, int, dict[str, str]]:
+async def _page(
+    code: int, title: str, message: str, headers: dict[str, str] | None = None
+) -> tuple[str, int, dict[str, str]]:
     body = await render_template("errors/error.html", title=title, code=code, message=message)
-    return body, code, {}
+    return body, code, headers or {}

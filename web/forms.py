@@ -16,7 +16,7 @@ from wtforms import BooleanField, Form, PasswordField, StringField, SubmitField,
 from wtforms.csrf.session import SessionCSRF
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
-from shared.models import EMAIL_MAX_LENGTH, TEXT_CONTENT_MAX_LENGTH, TEXT_TITLE_MAX_LENGTH
+from shared.models import EMAIL_MAX_LENGTH, TEXT_CONTENT_MAX_LENGTH, TEXT_TITLE_MAX_LENGTH, User
 from shared.services.accounts import USERNAME_PATTERN, normalize_username
 
 PASSWORD_MIN_LENGTH = 8
@@ -135,6 +135,42 @@ class LoginForm(CSRFForm):
     )
     remember = BooleanField("Remember me")
     submit = SubmitField("Login")
+
+
+class RequestResetForm(CSRFForm):
+    email = StringField(
+        "Email",
+        filters=[_strip],
+        validators=[DataRequired(), Length(max=EMAIL_MAX_LENGTH), EmailAddress()],
+    )
+    submit = SubmitField("Request Password Reset")
+
+
+class ResetPasswordForm(CSRFForm):
+    password = password_field("Password")
+    confirm_password = PasswordField(
+        "Confirm Password", validators=[InputRequired(), EqualTo("password")]
+    )
+    submit = SubmitField("Reset Password")
+
+    def __init__(self, *args: Any, user: User | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def validate_password(self, field: PasswordField) -> None:
+        password = (field.data or "").casefold()
+        if self.user is not None and password in (
+            self.user.username.casefold(),
+            self.user.email.casefold(),
+        ):
+            raise ValidationError("Your password must not be your username or email address.")
+
+
+class ChangePasswordForm(ResetPasswordForm):
+    current_password = PasswordField(
+        "Current Password", validators=[InputRequired(), Length(max=PASSWORD_MAX_LENGTH)]
+    )
+    submit = SubmitField("Change Password")
 
 
 class ActionForm(CSRFForm):

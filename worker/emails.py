@@ -9,12 +9,21 @@ address was confirmed meanwhile, a newer link superseded it) is skipped with the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.jobs import AlreadyRegistered, ConfirmEmail, EmailContext, TestEmail
+from shared.jobs import (
+    AlreadyRegistered,
+    ConfirmEmail,
+    EmailContext,
+    PasswordChanged,
+    ResetEmail,
+    TestEmail,
+)
 from shared.models import Email, User
+from shared.services.reset import reset_token_payload
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
 
@@ -67,5 +76,30 @@ async def prepare(
                 "username": user.username,
                 "login_link": f"{base}/login",
                 "reset_link": f"{base}/reset_password",
+            }
+        case ResetEmail(user_id=user_id, generation=generation):
+            user = await session.get(User, user_id)
+            if user is None:
+                return Skip("the account no longer exists")
+            if user.reset_generation != generation:
+                return Skip("superseded by a newer reset link or a password change")
+            age = (datetime.now(UTC) - email.created_at).total_seconds()
+            if age >= settings.RESET_TOKEN_MAX_AGE:
+                return Skip("the reset link would have expired before it arrived")
+            secret = settings.SECRET_KEY.get_secret_value()
+            token = tokens.dumps(Purpose.RESET_PASSWORD, reset_token_payload(user, secret))
+            return {
+                "username": user.username,
+                "link": f"{base}/reset_password/{token}",
+                "expires_in": _hours(settings.RESET_TOKEN_MAX_AGE),
+            }
+        case PasswordChanged(user_id=user_id, session_version=version):
+            user = await session.get(User, user_id)
+            if user is None:
+                return Skip("the account no longer exists")
+            token = tokens.dumps(Purpose.NOT_ME, {"uid": user.id, "sv": version})
+            return {
+                "username": user.username,
+                "not_me_link": f"{base}/account/not-me/{token}",
             }
     raise LookupError(f"no preparation for {type(context).__name__}")

@@ -11,16 +11,20 @@ from sqlalchemy import func, select
 
 from shared import passwords
 from shared.models import Email, EmailStatus, User
+from shared.ratelimit import clear, hit, peek
 from shared.services import accounts as service
 from shared.tokens import Purpose, int_field
 from web.auth import AccountUser, current_account, make_auth_id
 from web.extensions import resources, tokens, transaction
 from web.forms import ActionForm, LoginForm, RegistrationForm
+from web.ratelimit import limit_posts
 from web.security import safe_next
 
 blueprint = Blueprint("accounts", __name__)
 
 INVALID_TOKEN = "the token is invalid or has already expired"  # noqa: S105 (the seed's wording)
+LOGIN_FAILED = "Login unsuccessful. Please check email and password."
+LOGIN_FAILURES = "login-failures"  # rate-limit name: failed logins per account
 
 
 @blueprint.route("/register", methods=["GET", "POST"])
@@ -56,25 +60,48 @@ async def register() -> ResponseReturnValue:
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
+@limit_posts("login")
 async def login() -> ResponseReturnValue:
     next_url = safe_next(request.args.get("next"))
     if await current_account() is not None:
         return redirect(next_url)
     form = await LoginForm.from_request()
+    status = 200
     if form.validate_on_submit():
-        settings = resources().settings
+        res = resources()
+        settings = res.settings
+        # Failures are counted per address typed (known or not, so the lock reveals nothing).
+        # The lock is temporary, attempts during it are not counted, and a password reset
+        # lifts it: an attacker cannot lock the owner out for good.
+        subject = service.email_key(form.email.data or "")
+        limits = {"limit": settings.LOGIN_FAILURES_BEFORE_LOCK,
+                  "window": settings.LOGIN_LOCK_SECONDS}  # fmt: skip
+        locked = await peek(res.queue, LOGIN_FAILURES, subject, **limits)
+        if not locked.allowed:
+            await flash(
+                "Too many failed attempts for this account. Try again in "
+                f"{_duration(locked.retry_after)}, or reset your password.",
+                "danger",
+            )
+            return (
+                await render_template("accounts/login.html", title="Login", form=form),
+                429,
+                {"Retry-After": str(locked.retry_after)},
+            )
         async with transaction() as session:
             user = await service.authenticate(
                 session, form.email.data or "", form.password.data or ""
             )
         if user is not None:
+            await clear(res.queue, LOGIN_FAILURES, subject, window=limits["window"])
             remember = bool(form.remember.data)
             lifetime = settings.REMEMBER_LIFETIME if remember else settings.SESSION_LIFETIME
             login_user(AccountUser(make_auth_id(user, lifetime=lifetime)), remember=remember)
             return redirect(next_url)
+        await hit(res.queue, LOGIN_FAILURES, subject, **limits)
         # One message for an unknown email and a wrong password.
-        await flash("Login unsuccessful. Please check email and password.", "danger")
-    return await render_template("accounts/login.html", title="Login", form=form)
+        await flash(LOGIN_FAILED, "danger")
+    return await render_template("accounts/login.html", title="Login", form=form), status
 
 
 @blueprint.post("/logout")
