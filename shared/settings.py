@@ -102,6 +102,7 @@ class Settings(BaseModel):
     MAIL_TIMEOUT: float = Field(default=30.0, gt=0)
     MAIL_POOL_SIZE: int = Field(default=4, ge=1, le=64)
     MAIL_VALIDATE_CERTS: bool = True
+    MAIL_CA_BUNDLE: str | None = None  # PEM file of CAs to trust for the SMTP server's cert
     ADMINS: Annotated[list[str], BeforeValidator(_split_addresses)] = []
 
     # --- accounts -----------------------------------------------------------------------------
@@ -134,6 +135,7 @@ class Settings(BaseModel):
     MAIL_RETRY_BASE_DELAY: float = Field(default=10.0, gt=0)
     MAIL_RETRY_MAX_DELAY: float = Field(default=3600.0, gt=0)
     OUTBOX_SWEEP_AFTER: int = Field(default=60, ge=1)  # seconds a pending row may wait
+    OUTBOX_SWEEP_EVERY: int = Field(default=15, ge=1, le=60)  # seconds between sweeps
 
     @field_validator("SECRET_KEY")
     @classmethod
@@ -197,6 +199,13 @@ class Settings(BaseModel):
         if self.MAIL_USERNAME and self.MAIL_PASSWORD is None:
             raise ValueError("MAIL_PASSWORD is required when MAIL_USERNAME is set")
         return self
+
+    def with_values(self, **values: Any) -> Settings:
+        """A validated copy with some values replaced (``model_copy`` would not validate)."""
+        try:
+            return Settings.model_validate({**self.model_dump(), **values})
+        except ValidationError as error:
+            raise SettingsError(_describe(error)) from None
 
     # --- derived values ----------------------------------------------------------------------
     @property

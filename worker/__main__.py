@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
+import threading
 
 from shared.logs import configure_logging
 from shared.settings import Settings, SettingsError, load_settings
@@ -31,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(settings: Settings) -> int:
+    """Run the worker; if Redis stays away longer than the client's retries cover, start a
+    fresh worker once it is back instead of exiting (emails wait safely in the outbox)."""
+    from redis.exceptions import ConnectionError, TimeoutError
+
     from worker.settings import create_worker
 
     log = logging.getLogger("worker")
@@ -40,9 +46,27 @@ def run(settings: Settings) -> int:
         settings.MAIL_SERVER,
         settings.MAIL_PORT,
     )
-    worker = create_worker(settings)
-    worker.run()
-    return 0
+    pause = 1.0
+    while True:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        worker = create_worker(settings)
+        try:
+            worker.run()
+            return 0
+        except (ConnectionError, TimeoutError, OSError) as error:
+            log.warning("lost Redis (%s); starting again in %.0f s", type(error).__name__, pause)
+            # Close the spent loop now: closing it later (when it is garbage-collected) would
+            # reset the next worker's SIGTERM handler to the default and kill it ungracefully.
+            loop.close()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: _stopped.set())
+            if _stopped.wait(pause):
+                return 0
+            pause = min(pause * 2, 30.0)
+
+
+_stopped = threading.Event()
 
 
 def check(settings: Settings) -> int:

@@ -39,7 +39,14 @@ class SMTPConfig:
     password: str | None = None
     timeout: float = 30.0
     validate_certs: bool = True
+    cert_bundle: str | None = None
     tls_context: ssl.SSLContext | None = None
+
+
+# 5xx replies that blame our connection or credentials, not the message (RFC 3207, 4954):
+# authentication or STARTTLS required, credentials invalid, encryption required. Retrying
+# after the operator fixes the configuration delivers the message; failing it would lose it.
+CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
 
 
 class DeliveryError(Exception):
@@ -90,6 +97,7 @@ class SMTPPool:
             password=c.password,
             timeout=c.timeout,
             validate_certs=c.validate_certs,
+            cert_bundle=c.cert_bundle,
             tls_context=c.tls_context,
         )
 
@@ -158,7 +166,7 @@ class SMTPPool:
                 raise TemporaryDeliveryError(text) from None
             raise PermanentDeliveryError(text) from None
         except aiosmtplib.SMTPResponseException as error:
-            if 400 <= error.code < 500:
+            if 400 <= error.code < 500 or error.code in CONFIGURATION_CODES:
                 raise TemporaryDeliveryError(_reply(error.code, error.message)) from None
             raise PermanentDeliveryError(_reply(error.code, error.message)) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:

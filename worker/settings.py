@@ -30,6 +30,7 @@ def smtp_config(settings: Settings) -> SMTPConfig:
         password=settings.MAIL_PASSWORD.get_secret_value() if settings.MAIL_PASSWORD else None,
         timeout=settings.MAIL_TIMEOUT,
         validate_certs=settings.MAIL_VALIDATE_CERTS,
+        cert_bundle=settings.MAIL_CA_BUNDLE,
     )
 
 
@@ -71,10 +72,12 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             cron(
                 sweep_outbox,
                 name=SWEEP_OUTBOX,
-                second={0, 15, 30, 45},
+                second=set(range(0, 60, settings.OUTBOX_SWEEP_EVERY)),
                 run_at_startup=True,
                 unique=True,
-                timeout=60,
+                # arq re-runs a killed worker's jobs after the longest timeout + 10 s, so no
+                # function may have a longer timeout than a delivery.
+                timeout=settings.WORKER_JOB_TIMEOUT,
                 keep_result=0,
             )
         ],

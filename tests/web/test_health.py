@@ -28,7 +28,7 @@ async def test_readyz_when_everything_answers(client: Client) -> None:
 async def test_readyz_follows_a_real_redis_through_stop_and_restart(settings: Settings) -> None:
     redis = EmbeddedRedis(free_port())
     redis.start()
-    app = create_app(settings.model_copy(update={"REDIS_URL": redis.url}))
+    app = create_app(settings.with_values(**{"REDIS_URL": redis.url}))
     try:
         async with app.test_app():
             client = app.test_client()
@@ -52,7 +52,7 @@ async def test_readyz_follows_a_real_redis_through_stop_and_restart(settings: Se
 
 async def test_readyz_names_the_database_when_it_is_down(settings: Settings) -> None:
     dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
-    app = create_app(settings.model_copy(update={"DATABASE_URL": dead}))
+    app = create_app(settings.with_values(**{"DATABASE_URL": dead}))
     async with app.test_app():
         response = await app.test_client().get("/readyz")
     assert response.status_code == 503

@@ -99,7 +99,7 @@ async def test_permanent_failure_is_recorded_and_not_retried(
 async def test_attempts_are_bounded(
     sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, smtp: MailSink, run_worker
 ) -> None:
-    limited = settings.model_copy(update={"MAIL_MAX_ATTEMPTS": 3})
+    limited = settings.with_values(**{"MAIL_MAX_ATTEMPTS": 3})
     smtp.reply_queue.extend(["451 4.3.0 try later"] * 5)
     email_id = await queue_test_email(sessionmaker, queue, limited)
     from worker.settings import create_worker
@@ -138,7 +138,7 @@ async def test_smtp_server_down_is_temporary(
 ) -> None:
     from devstack.mailsink import free_port
 
-    nowhere = settings.model_copy(update={"MAIL_PORT": free_port(), "MAIL_MAX_ATTEMPTS": 2})
+    nowhere = settings.with_values(**{"MAIL_PORT": free_port(), "MAIL_MAX_ATTEMPTS": 2})
     email_id = await queue_test_email(sessionmaker, queue, nowhere)
     from worker.settings import create_worker
 
