@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from devstack.mailsink import MailSink, free_port, start_sink
 from devstack.servers import EmbeddedRedis
 from shared.db import SessionMaker
-from shared.jobs import EmailKind, TestEmail, create_queue
+from shared.jobs import EmailKind, TestEmail
 from shared.models import Email, EmailStatus
 from shared.outbox import add_email, transaction
 from shared.settings import Settings

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,13 +98,13 @@ async def test_starttls_with_auth(
             MAIL_PASSWORD="nope-nope-nope",
             MAIL_CA_BUNDLE=bundle,
         )
-        with pytest.raises(TemporaryDeliveryError, match="^535"):
+        with pytest.raises(TemporaryDeliveryError, match=r"^535"):
             await wrong.send(message())
         await wrong.close()
 
         # Without STARTTLS the server refuses to go on: a configuration problem, kept for retry.
         plain = configured(settings, controller.port)
-        with pytest.raises(TemporaryDeliveryError, match="^530"):
+        with pytest.raises(TemporaryDeliveryError, match=r"^530"):
             await plain.send(message())
         await plain.close()
     finally:
@@ -142,7 +141,7 @@ async def test_implicit_tls(settings: Settings, certificates: tuple[ssl.SSLConte
         untrusted = configured(
             settings, controller.port, MAIL_USE_SSL=True, MAIL_USERNAME=USER, MAIL_PASSWORD=PASSWORD
         )
-        with pytest.raises(TemporaryDeliveryError, match="(?i)certificate"):
+        with pytest.raises(TemporaryDeliveryError, match=r"(?i)certificate"):
             await untrusted.send(message())
         await untrusted.close()
     finally:
@@ -183,10 +182,10 @@ async def test_reply_codes_are_classified(settings: Settings, server: tuple[Mail
     sink, port = server
     pool = configured(settings, port)
     sink.reply_queue.append("452 4.2.2 mailbox full")
-    with pytest.raises(TemporaryDeliveryError, match="^452"):
+    with pytest.raises(TemporaryDeliveryError, match=r"^452"):
         await pool.send(message())
     sink.reply_queue.append("554 5.7.1 rejected as spam")
-    with pytest.raises(PermanentDeliveryError, match="^554 5.7.1 rejected as spam$"):
+    with pytest.raises(PermanentDeliveryError, match=r"^554 5.7.1 rejected as spam$"):
         await pool.send(message())
     await pool.send(message())  # and the pool carries on afterwards
     assert len(sink.messages) == 1
