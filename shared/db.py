@@ -44,6 +44,7 @@ def create_engine(database_url: str, *, application_name: str, pool_size: int = 
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,  # survive a PostgreSQL restart without failing the next request
+        hide_parameters=True,  # no emails or hashes in error messages, logs or admin alerts
         connect_args={"server_settings": {"application_name": application_name}},
     )
 

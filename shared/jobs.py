@@ -28,6 +28,11 @@ SWEEP_OUTBOX: Final = "sweep_outbox"
 JOB_NAMES: Final = frozenset({SEND_EMAIL, SWEEP_OUTBOX})
 
 
+def heartbeat_key(queue_name: str) -> str:
+    """Where the worker's sweeper records (unix time) that it ran: the worker's pulse."""
+    return f"{queue_name}:heartbeat"
+
+
 def email_job_id(email_id: int) -> str:
     """arq job id for an outbox row: enqueueing the same row twice while a job or its result
     exists is a no-op, so the web process and the sweeper can both enqueue safely."""
@@ -41,6 +46,7 @@ class EmailKind(enum.StrEnum):
     ALREADY_REGISTERED = "already_registered"
     RESET = "reset"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 (an email kind)
+    ADMIN_ALERT = "admin_alert"
 
 
 class EmailContext(BaseModel):
@@ -90,12 +96,20 @@ class PasswordChanged(EmailContext):
     session_version: int
 
 
+class AdminAlert(EmailContext):
+    """An error the ADMINS should know about (never request data or secrets)."""
+
+    summary: str
+    details: str
+
+
 EMAIL_CONTEXTS: Final[dict[EmailKind, type[EmailContext]]] = {
     EmailKind.TEST: TestEmail,
     EmailKind.CONFIRM: ConfirmEmail,
     EmailKind.ALREADY_REGISTERED: AlreadyRegistered,
     EmailKind.RESET: ResetEmail,
     EmailKind.PASSWORD_CHANGED: PasswordChanged,
+    EmailKind.ADMIN_ALERT: AdminAlert,
 }
 
 

@@ -116,5 +116,10 @@ class Email(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
         ),
+        Index(
+            "ix_emails_failed",
+            "created_at",
+            postgresql_where=text("status = 'failed'"),
+        ),
         Index("ix_emails_user_id", "user_id"),
     )

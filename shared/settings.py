@@ -134,6 +134,11 @@ class Settings(BaseModel):
     MAIL_MAX_ATTEMPTS: int = Field(default=12, ge=1)
     MAIL_RETRY_BASE_DELAY: float = Field(default=10.0, gt=0)
     MAIL_RETRY_MAX_DELAY: float = Field(default=3600.0, gt=0)
+    # Outbound budget (per worker process) and circuit breaker: see worker/throttle.py.
+    MAIL_RATE_PER_SECOND: float = Field(default=200.0, gt=0)
+    MAIL_DOMAIN_RATE_PER_MINUTE: float = Field(default=600.0, gt=0)
+    MAIL_BREAKER_THRESHOLD: int = Field(default=5, ge=1)  # temporary failures in a row
+    MAIL_BREAKER_COOLDOWN: float = Field(default=30.0, gt=0)  # seconds paused, doubling
     OUTBOX_SWEEP_AFTER: int = Field(default=60, ge=1)  # seconds a pending row may wait
     OUTBOX_SWEEP_EVERY: int = Field(default=15, ge=1, le=60)  # seconds between sweeps
 

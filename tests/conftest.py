@@ -214,7 +214,7 @@ def run_worker(settings: Settings, queue: ArqRedis) -> Any:
         try:
             await worker.main()
         finally:
-            await worker.close()
+            await asyncio.gather(worker.close(), return_exceptions=True)
 
     return run
 

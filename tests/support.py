@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from devstack.mailsink import free_port
@@ -84,3 +85,14 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(every)
+
+
+async def stop_worker(worker: Any, task: asyncio.Task[Any]) -> None:
+    """Stop an arq worker started with ``async_run()`` in a task.
+
+    arq's close() cancels the worker's job tasks and may re-raise that cancellation; running
+    it through gather keeps it from cancelling the test itself.
+    """
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await asyncio.gather(worker.close(), return_exceptions=True)

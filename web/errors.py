@@ -7,12 +7,15 @@ exception is logged with its traceback and shown as a plain 500 page, never a st
 from __future__ import annotations
 
 import logging
+import traceback
 
 from quart import Quart, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import Unauthorized
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from shared.alerts import alert_admins
+from web.extensions import resources, transaction
 from web.forms import CSRFError
 
 log = logging.getLogger(__name__)
@@ -55,8 +58,25 @@ def register_error_handlers(app: Quart) -> None:
         if isinstance(error, HTTPException):
             return await http_error(error)
         log.exception("unhandled error on %s %s", request.method, request.path)
+        await _tell_admins(error)
         title, message = MESSAGES[500]
         return await _page(InternalServerError.code, title, message)
+
+
+async def _tell_admins(error: Exception) -> None:
+    try:
+        res = resources()
+        async with transaction() as session:
+            await alert_admins(
+                session,
+                res.queue,
+                res.settings,
+                key=f"web:{type(error).__name__}:{request.endpoint}",
+                summary=f"{type(error).__name__} on {request.method} {request.path}",
+                details="".join(traceback.format_exception(error)),
+            )
+    except Exception:  # the alert must never turn one error into two
+        log.exception("could not queue the admin alert")
 
 
 async def _page(

@@ -1,4 +1,7 @@
-"""``python -m worker``: run the mail worker (default), or ``check`` its health."""
+"""``python -m worker``: run the mail worker (the default), ``check`` its health, list
+the outbox (``outbox [--failed] [--since 6h]``) or put failed emails back
+(``retry ID...|--all-failed``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 
 from shared.logs import configure_logging
 from shared.settings import Settings, SettingsError, load_settings
@@ -18,7 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="run the worker (the default)")
     commands.add_parser("check", help="exit 0 if a worker reported healthy in the last minute")
+    outbox = commands.add_parser("outbox", help="list pending and failed emails")
+    outbox.add_argument("--failed", action="store_true", help="only failed emails")
+    outbox.add_argument(
+        "--since", type=_since, help="only emails queued since: 2026-11-23, 90m, 6h, 2d"
+    )
+    retry = commands.add_parser("retry", help="put failed emails back in the queue")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", type=int, default=[], help="outbox ids")
+    which.add_argument("--all-failed", action="store_true", help="every failed email")
     args = parser.parse_args(argv)
+    if args.command == "retry" and not args.ids and not args.all_failed:
+        parser.error("retry needs outbox ids or --all-failed")
 
     try:
         settings = load_settings()
@@ -29,7 +44,77 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "check":
         return check(settings)
+    if args.command == "outbox":
+        return asyncio.run(show_outbox(settings, failed=args.failed, since=args.since))
+    if args.command == "retry":
+        return asyncio.run(retry_failed(settings, ids=args.ids, all_failed=args.all_failed))
     return run(settings)
+
+
+def _since(value: str) -> datetime:
+    """An ISO date/time, or a duration back from now (90m, 6h, 2d)."""
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    if value[-1:] in units and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(**{units[value[-1]]: int(value[:-1])})
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither a date (2026-11-23) nor a duration (90m, 6h, 2d)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def show_outbox(settings: Settings, *, failed: bool, since: datetime | None) -> int:
+    from shared.db import create_engine, create_sessionmaker
+    from shared.services.outbox_admin import list_emails
+
+    engine = create_engine(settings.DATABASE_URL, application_name="cli", pool_size=1)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            emails = await list_emails(session, failed_only=failed, since=since)
+    finally:
+        await engine.dispose()
+    if not emails:
+        print("no failed emails" if failed else "no pending or failed emails")
+        return 0
+    print(
+        f"{'id':>8}  {'status':<8} {'kind':<20} {'attempts':>8}  {'queued (UTC)':<19}  "
+        "recipient / last error"
+    )
+    for email in emails:
+        print(
+            f"{email.id:>8}  {email.status:<8} {email.kind:<20} {email.attempts:>8}  "
+            f"{email.created_at:%Y-%m-%d %H:%M:%S}  {email.recipient}"
+        )
+        if email.last_error:
+            print(f"{'':>8}  last error: {email.last_error}")
+    return 0
+
+
+async def retry_failed(settings: Settings, *, ids: list[int], all_failed: bool) -> int:
+    from shared.db import create_engine, create_sessionmaker
+    from shared.jobs import create_queue, enqueue_send_email
+    from shared.services.outbox_admin import requeue_failed
+
+    engine = create_engine(settings.DATABASE_URL, application_name="cli", pool_size=1)
+    queue = create_queue(settings.REDIS_URL)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            requeued = await requeue_failed(session, ids=ids, all_failed=all_failed)
+        for email_id in requeued:
+            await enqueue_send_email(queue, email_id, queue_name=settings.QUEUE_NAME)
+    finally:
+        await queue.aclose()
+        await engine.dispose()
+    missing = sorted(set(ids) - set(requeued))
+    if requeued:
+        print(f"queued again: {', '.join(map(str, requeued))}")
+    if missing:
+        print(f"not failed (left alone): {', '.join(map(str, missing))}", file=sys.stderr)
+    if not requeued and not missing:
+        print("no failed emails")
+    return 1 if missing else 0
 
 
 def run(settings: Settings) -> int:

@@ -12,6 +12,7 @@ from shared.settings import Settings
 from shared.tokens import Tokens
 from worker.mailer import SMTPPool
 from worker.render import EmailRenderer
+from worker.throttle import CircuitBreaker, OutboundBudget
 
 STATE_KEY = "state"
 
@@ -24,6 +25,8 @@ class WorkerState:
     mailer: SMTPPool
     renderer: EmailRenderer
     tokens: Tokens
+    budget: OutboundBudget
+    breaker: CircuitBreaker
 
 
 def state(ctx: dict[str, Any]) -> WorkerState:

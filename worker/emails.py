@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import (
+    AdminAlert,
     AlreadyRegistered,
     ConfirmEmail,
     EmailContext,
@@ -52,6 +53,8 @@ async def prepare(
     match context:
         case TestEmail():
             return {}
+        case AdminAlert(summary=summary, details=details):
+            return {"summary": summary, "details": details}
         case ConfirmEmail(user_id=user_id, generation=generation):
             user = await session.get(User, user_id)
             if user is None:

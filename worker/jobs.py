@@ -7,8 +7,10 @@ sweeper re-enqueue, a killed worker), and a row that is no longer pending is lef
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,8 +21,10 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.jobs import enqueue_send_email, parse_context
+from shared.alerts import alert_admins
+from shared.jobs import EmailKind, enqueue_send_email, heartbeat_key, parse_context
 from shared.models import Email, EmailStatus
+from shared.outbox import transaction
 from worker.context import state
 from worker.emails import Skip, prepare
 from worker.mailer import DeliveryError
@@ -29,11 +33,15 @@ from worker.render import build_message, message_id_for
 log = logging.getLogger(__name__)
 
 
+SHORT_WAIT = 1.0  # seconds: wait for the budget in the job; longer waits go back to the queue
+
+
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     status: str
     detail: str
     retry_in: float | None = None
+    held: str | None = None  # why a message was held back without an attempt
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
@@ -46,7 +54,10 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
 async def send_email(ctx: dict[str, Any], email_id: int) -> str:
     """Deliver outbox row ``email_id``; returns a short description of what happened."""
     st = state(ctx)
-    async with st.sessionmaker() as session, session.begin():
+    # The job's unit of work: commit, then enqueue any email it caused (an admin alert).
+    async with transaction(
+        st.sessionmaker, ctx.get("redis"), queue_name=st.settings.QUEUE_NAME
+    ) as session:
         # SKIP LOCKED: if another job holds this row it is delivering it right now.
         email = await session.scalar(
             select(Email).where(Email.id == email_id).with_for_update(skip_locked=True)
@@ -60,11 +71,23 @@ async def send_email(ctx: dict[str, Any], email_id: int) -> str:
         if outcome.status == EmailStatus.SENT:
             email.sent_at = datetime.now(UTC)
             email.last_error = None
-        else:
+        elif outcome.held is None:
             email.last_error = outcome.detail[:2000]
         if outcome.retry_in is not None:
             email.next_attempt_at = datetime.now(UTC) + timedelta(seconds=outcome.retry_in)
+        if outcome.status == EmailStatus.FAILED and email.kind != EmailKind.ADMIN_ALERT:
+            await alert_admins(
+                session,
+                ctx.get("redis"),
+                st.settings,
+                key=f"delivery:{email.kind}:{outcome.detail[:40]}",
+                summary=f"Email {email.id} ({email.kind}) failed permanently",
+                details=f"To: {email.recipient}\nAttempts: {email.attempts}\n{outcome.detail}",
+            )
     # Committed: the attempt is on record even if Redis loses the retry below.
+    if outcome.held is not None:
+        log.info("email %s held back (%s) for %.1fs", email_id, outcome.held, outcome.retry_in)
+        raise Retry(defer=outcome.retry_in)
     if outcome.retry_in is not None:
         log.info(
             "email %s (%s) attempt %s failed temporarily: %s; retry in %.0fs",
@@ -100,12 +123,26 @@ async def _deliver(ctx: dict[str, Any], session: AsyncSession, email: Email) -> 
         reason = " ".join(str(error).split())
         return _Outcome(EmailStatus.FAILED, f"cannot render: {type(error).__name__}: {reason}")
 
+    # Budget and breaker first: a message held back here keeps its attempts.
+    wait = st.breaker.acquire()
+    if not wait:
+        wait = st.budget.acquire(email.recipient)
+        if wait > SHORT_WAIT:
+            st.breaker.release()  # a half-open trial that will not happen now
+    if wait > SHORT_WAIT:
+        reason = "SMTP server failing; sending paused" if st.breaker.is_open else "outbound budget"
+        return _Outcome(EmailStatus.PENDING, email.last_error or "", retry_in=wait, held=reason)
+    if wait:
+        await asyncio.sleep(wait)
+
     email.attempts += 1
     try:
         reply = await st.mailer.send(message)
     except DeliveryError as error:
         if not error.temporary:
+            st.breaker.success()  # the server answered; it is the message it refused
             return _Outcome(EmailStatus.FAILED, error.reply)
+        st.breaker.failure()
         if email.attempts >= settings.MAIL_MAX_ATTEMPTS:
             return _Outcome(
                 EmailStatus.FAILED, f"gave up after {email.attempts} attempts: {error.reply}"
@@ -116,6 +153,7 @@ async def _deliver(ctx: dict[str, Any], session: AsyncSession, email: Email) -> 
             cap=settings.MAIL_RETRY_MAX_DELAY,
         )
         return _Outcome(EmailStatus.PENDING, error.reply, retry_in=delay)
+    st.breaker.success()
     return _Outcome(EmailStatus.SENT, reply)
 
 
@@ -128,6 +166,7 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
     """
     st = state(ctx)
     settings = st.settings
+    await ctx["redis"].set(heartbeat_key(settings.QUEUE_NAME), str(time.time()), ex=86400)
     cutoff = func.now() - timedelta(seconds=settings.OUTBOX_SWEEP_AFTER)
     async with st.sessionmaker() as session:
         ids = list(

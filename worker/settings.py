@@ -14,6 +14,7 @@ from worker.context import STATE_KEY, WorkerState
 from worker.jobs import send_email, sweep_outbox
 from worker.mailer import SMTPConfig, SMTPPool
 from worker.render import EmailRenderer
+from worker.throttle import CircuitBreaker, OutboundBudget
 
 SITE_NAME = "Accounts"
 # How long a worker keeps trying to reach Redis before it gives up (its supervisor restarts it).
@@ -48,6 +49,13 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             mailer=SMTPPool(smtp_config(settings), size=settings.MAIL_POOL_SIZE),
             renderer=EmailRenderer(site_name=SITE_NAME, base_url=settings.base_url),
             tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
+            budget=OutboundBudget(
+                per_second=settings.MAIL_RATE_PER_SECOND,
+                per_domain_per_minute=settings.MAIL_DOMAIN_RATE_PER_MINUTE,
+            ),
+            breaker=CircuitBreaker(
+                threshold=settings.MAIL_BREAKER_THRESHOLD, cooldown=settings.MAIL_BREAKER_COOLDOWN
+            ),
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from arq.connections import ArqRedis
 from sqlalchemy import select
 
@@ -108,7 +110,7 @@ async def test_attempts_are_bounded(
     try:
         await worker.main()
     finally:
-        await worker.close()
+        await asyncio.gather(worker.close(), return_exceptions=True)
     row = await load(sessionmaker, email_id)
     assert row.status == EmailStatus.FAILED
     assert row.attempts == 3
@@ -146,9 +148,34 @@ async def test_smtp_server_down_is_temporary(
     try:
         await worker.main()
     finally:
-        await worker.close()
+        await asyncio.gather(worker.close(), return_exceptions=True)
     row = await load(sessionmaker, email_id)
     assert row.status == EmailStatus.FAILED
     assert row.attempts == 2
     assert row.last_error is not None and "gave up after 2 attempts" in row.last_error
     assert "Connect" in row.last_error or "connect" in row.last_error
+
+
+async def test_permanent_failure_alerts_the_admins_once_per_ten_minutes(
+    sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, smtp: MailSink
+) -> None:
+    from worker.settings import create_worker
+
+    with_admins = settings.with_values(ADMINS="ops@example.com")
+    smtp.reply_queue.extend(["550 5.1.1 no such user", "550 5.1.1 no such user"])
+    first = await queue_test_email(sessionmaker, queue, with_admins, to="gone@example.com")
+    second = await queue_test_email(sessionmaker, queue, with_admins, to="gone2@example.com")
+    for _ in range(2):  # the alert is queued by the first run and delivered by the second
+        worker = create_worker(with_admins, burst=True, handle_signals=False, max_jobs=1)
+        try:
+            await worker.main()
+        finally:
+            await asyncio.gather(worker.close(), return_exceptions=True)
+
+    assert (await load(sessionmaker, first)).status == EmailStatus.FAILED
+    assert (await load(sessionmaker, second)).status == EmailStatus.FAILED
+    (alert,) = smtp.messages  # the same error twice: one alert
+    assert alert.envelope_to == ["ops@example.com"]
+    assert alert.message["Subject"].startswith("[Accounts] Email ")
+    assert "failed permanently" in alert.message["Subject"]
+    assert "550 5.1.1 no such user" in alert.part("text/plain")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from quart import Blueprint, render_template, request
 from quart.typing import ResponseReturnValue
+from redis.exceptions import RedisError
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import joinedload
 
+from shared.jobs import heartbeat_key
 from shared.models import TextPost
+from shared.services.outbox_admin import outbox_stats
 from web.extensions import resources
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,35 @@ async def home() -> ResponseReturnValue:
 async def healthz() -> ResponseReturnValue:
     """Liveness: the process answers. Deliberately checks nothing else."""
     return {"status": "ok"}
+
+
+@blueprint.get("/metrics")
+async def metrics() -> ResponseReturnValue:
+    """Prometheus text format: the outbox's backlog and the worker's pulse."""
+    res = resources()
+    async with res.sessionmaker() as session:
+        stats = await outbox_stats(session)
+    try:
+        beat = await asyncio.wait_for(
+            res.queue.get(heartbeat_key(res.settings.QUEUE_NAME)), READY_TIMEOUT
+        )
+        heartbeat_age = max(0.0, time.time() - float(beat)) if beat else -1.0
+    except (RedisError, OSError, TimeoutError, ValueError):
+        heartbeat_age = -1.0
+    lines = [
+        "# HELP accounts_outbox_emails Outbox emails waiting (pending) or given up (failed).",
+        "# TYPE accounts_outbox_emails gauge",
+        f'accounts_outbox_emails{{status="pending"}} {stats.pending}',
+        f'accounts_outbox_emails{{status="failed"}} {stats.failed}',
+        "# HELP accounts_outbox_oldest_pending_seconds Age of the oldest pending email.",
+        "# TYPE accounts_outbox_oldest_pending_seconds gauge",
+        f"accounts_outbox_oldest_pending_seconds {stats.oldest_pending_age:.3f}",
+        "# HELP accounts_worker_heartbeat_age_seconds Seconds since a worker last swept the"
+        " outbox; -1 if unknown.",
+        "# TYPE accounts_worker_heartbeat_age_seconds gauge",
+        f"accounts_worker_heartbeat_age_seconds {heartbeat_age:.3f}",
+    ]
+    return "\n".join(lines) + "\n", 200, {"Content-Type": "text/plain; version=0.0.4"}
 
 
 @blueprint.get("/readyz")

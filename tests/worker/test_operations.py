@@ -1,0 +1,126 @@
+"""What an operator sees and does: /metrics, `python -m worker outbox` and `retry`."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from typing import Any
+
+from arq.connections import ArqRedis
+from quart import Quart
+from sqlalchemy import select, update
+
+from devstack.mailsink import MailSink
+from shared.db import SessionMaker
+from shared.jobs import EmailKind, TestEmail
+from shared.models import Email, EmailStatus
+from shared.outbox import add_email, transaction
+from shared.settings import Settings
+from tests.conftest import settings_env
+from tests.support import ROOT
+
+
+async def queue_emails(
+    sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, n: int
+) -> None:
+    async with transaction(sessionmaker, queue, queue_name=settings.QUEUE_NAME) as session:
+        for i in range(n):
+            await add_email(session, EmailKind.TEST, f"user{i}@example.com", TestEmail())
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in metrics")
+
+
+async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "worker", *args],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_metrics_report_backlog_and_worker_pulse(
+    app: Quart,
+    sessionmaker: SessionMaker,
+    queue: ArqRedis,
+    settings: Settings,
+    smtp: MailSink,
+    run_worker: Any,
+) -> None:
+    client = app.test_client()
+    await queue_emails(sessionmaker, queue, settings, 3)
+    text = await (await client.get("/metrics")).get_data(as_text=True)
+    assert metric(text, 'accounts_outbox_emails{status="pending"}') == 3
+    assert metric(text, "accounts_outbox_oldest_pending_seconds") >= 0
+    assert metric(text, "accounts_worker_heartbeat_age_seconds") == -1  # no worker yet
+
+    await run_worker()  # runs the sweeper at start-up, then delivers
+    response = await client.get("/metrics")
+    assert response.headers["Content-Type"].startswith("text/plain")
+    text = await response.get_data(as_text=True)
+    assert metric(text, 'accounts_outbox_emails{status="pending"}') == 0
+    assert metric(text, "accounts_outbox_oldest_pending_seconds") == 0
+    assert 0 <= metric(text, "accounts_worker_heartbeat_age_seconds") < 30
+
+
+async def test_outbox_listing_and_retry(
+    settings: Settings,
+    sessionmaker: SessionMaker,
+    queue: ArqRedis,
+    smtp: MailSink,
+    run_worker: Any,
+    clean_db: None,
+) -> None:
+    await queue_emails(sessionmaker, queue, settings, 3)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Email)
+            .where(Email.id <= 2)
+            .values(status=EmailStatus.FAILED, attempts=12, last_error="550 5.1.1 no such user")
+        )
+        await session.execute(update(Email).where(Email.id == 3).values(context={"bad": "payload"}))
+
+    result = await cli(settings, "outbox")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["id", "status", "kind", "attempts"]
+    assert [line.split()[1] for line in lines[1:] if line.split()[0].isdigit()] == [
+        "failed",
+        "failed",
+        "pending",
+    ]
+    assert "last error: 550 5.1.1 no such user" in result.stdout
+
+    result = await cli(settings, "outbox", "--failed", "--since", "1h")
+    assert [
+        line.split()[0] for line in result.stdout.splitlines()[1:] if line.split()[0].isdigit()
+    ] == ["1", "2"]
+    assert (await cli(settings, "outbox", "--since", "yesterday")).returncode == 2
+
+    result = await cli(settings, "retry", "1", "3")
+    assert result.returncode == 1
+    assert "queued again: 1" in result.stdout
+    assert "not failed (left alone): 3" in result.stderr
+    result = await cli(settings, "retry", "--all-failed")
+    assert "queued again: 2" in result.stdout
+
+    await run_worker()
+    async with sessionmaker() as session:
+        rows = {row.id: row for row in await session.scalars(select(Email))}
+    assert (rows[1].status, rows[2].status) == (EmailStatus.SENT, EmailStatus.SENT)
+    assert rows[1].attempts == 1  # a fresh budget of attempts
+    assert rows[3].status == EmailStatus.FAILED  # the bad payload is failed, not looped on
+    assert sorted(m.envelope_to[0] for m in smtp.messages) == [
+        "user0@example.com",
+        "user1@example.com",
+    ]

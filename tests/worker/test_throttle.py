@@ -1,0 +1,127 @@
+"""Outbound budget and circuit breaker: unit tests on a controlled clock, and the worker
+holding mail back without spending attempts."""
+
+from __future__ import annotations
+
+import asyncio
+
+from arq.connections import ArqRedis
+from sqlalchemy import select
+
+from devstack.mailsink import MailSink, free_port
+from shared.db import SessionMaker
+from shared.jobs import EmailKind, TestEmail
+from shared.models import Email, EmailStatus
+from shared.outbox import add_email, transaction
+from shared.settings import Settings
+from tests.support import stop_worker, wait_for
+from worker.settings import create_worker
+from worker.throttle import CircuitBreaker, OutboundBudget
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_budget_per_domain_and_overall() -> None:
+    clock = Clock()
+    budget = OutboundBudget(per_second=100, per_domain_per_minute=60, clock=clock)
+    # A domain gets a burst of a quarter of its minute, then one a second.
+    assert [budget.acquire(f"u{n}@example.com") for n in range(15)] == [0.0] * 15
+    assert budget.acquire("late@example.com") == 1.0
+    assert budget.acquire("someone@other.example") == 0.0  # other domains are not held up
+    clock.now += 1
+    assert budget.acquire("late@EXAMPLE.com") == 0.0
+
+    # Overall: ten a second across all domains.
+    overall = OutboundBudget(per_second=10, per_domain_per_minute=600, clock=clock)
+    assert [overall.acquire(f"x@d{n}.example") for n in range(10)] == [0.0] * 10
+    assert overall.acquire("x@d10.example") == 0.1
+
+
+def test_breaker_opens_after_repeated_failures_and_half_opens() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(threshold=3, cooldown=30, clock=clock)
+    for _ in range(2):
+        assert breaker.acquire() == 0.0
+        breaker.failure()
+    assert breaker.acquire() == 0.0
+    breaker.failure()
+    assert breaker.is_open
+    assert breaker.acquire() == 30.0
+    clock.now += 30
+    assert breaker.acquire() == 0.0  # one trial
+    assert breaker.acquire() > 0  # and only one
+    breaker.failure()  # the trial failed: open again, for longer
+    assert breaker.acquire() == 60.0
+    clock.now += 60
+    assert breaker.acquire() == 0.0
+    breaker.success()
+    assert not breaker.is_open
+    assert [breaker.acquire() for _ in range(3)] == [0.0] * 3
+
+
+async def test_worker_holds_mail_back_without_spending_attempts(
+    sessionmaker: SessionMaker,
+    queue: ArqRedis,
+    settings: Settings,
+    smtp: MailSink,
+    clean_db: None,
+) -> None:
+    limited = settings.with_values(MAIL_DOMAIN_RATE_PER_MINUTE=6)  # a burst of 1, then 1/10 s
+    async with transaction(sessionmaker, queue, queue_name=limited.QUEUE_NAME) as session:
+        for to in ("a@example.com", "b@example.com", "c@example.com", "d@other.example"):
+            await add_email(session, EmailKind.TEST, to, TestEmail())
+    worker = create_worker(limited, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        await wait_for(lambda: len(smtp.messages) == 2, timeout=10)
+        await asyncio.sleep(0.5)  # the held messages stay held
+    finally:
+        await stop_worker(worker, task)
+    assert sorted(m.envelope_to[0] for m in smtp.messages)[1] == "d@other.example"
+    async with sessionmaker() as session:
+        held = list(await session.scalars(select(Email).where(Email.status == "pending")))
+    assert len(held) == 2
+    assert [email.attempts for email in held] == [0, 0]
+
+
+async def test_breaker_stops_burning_attempts_on_a_dead_server(
+    sessionmaker: SessionMaker,
+    queue: ArqRedis,
+    settings: Settings,
+    clean_db: None,
+) -> None:
+    dead = settings.with_values(
+        MAIL_PORT=free_port(),
+        MAIL_BREAKER_THRESHOLD=3,
+        MAIL_BREAKER_COOLDOWN=60,
+        MAIL_RETRY_BASE_DELAY=0.1,
+        MAIL_RETRY_MAX_DELAY=0.2,
+    )
+    async with transaction(sessionmaker, queue, queue_name=dead.QUEUE_NAME) as session:
+        for n in range(8):
+            await add_email(session, EmailKind.TEST, f"u{n}@example.com", TestEmail())
+    worker = create_worker(dead, handle_signals=False, max_jobs=1)
+    task = asyncio.create_task(worker.async_run())
+    try:
+
+        async def all_tried_or_held() -> bool:
+            async with sessionmaker() as session:
+                rows = list(await session.scalars(select(Email)))
+            return sum(row.attempts for row in rows) >= 3 and all(
+                row.next_attempt_at > row.created_at for row in rows
+            )
+
+        await wait_for(all_tried_or_held, timeout=15)
+        await asyncio.sleep(0.5)
+    finally:
+        await stop_worker(worker, task)
+    async with sessionmaker() as session:
+        rows = list(await session.scalars(select(Email)))
+    assert sum(row.attempts for row in rows) == 3  # then the breaker held the rest back
+    assert {row.status for row in rows} == {EmailStatus.PENDING}
