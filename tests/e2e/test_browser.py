@@ -1,0 +1,329 @@
+"""The whole journey in a real browser (Debian's Chromium driven by Playwright) against the
+running web service, worker and SMTP server, with an accessibility check (axe-core) and a
+screenshot of every page under artifacts/screens/."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from axe_playwright_python.async_playwright import Axe
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from devstack.mailsink import MailSink, free_port
+from shared.settings import Settings
+from shared.tokens import Purpose, Tokens
+from tests.conftest import settings_env
+from tests.support import ROOT, wait_for
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENS = ROOT / "artifacts" / "screens"
+PASSWORD = "correct horse battery"
+NEW_PASSWORD = "new staple battery horse"
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.usefixtures("clean_db"),
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+        reason="Debian's chromium is not installed (.ci/run installs it)",
+    ),
+]
+
+
+class Stack:
+    """``python -m web`` and ``python -m worker`` as subprocesses on the test services."""
+
+    def __init__(self, settings: Settings, logs: Path) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.settings = settings.with_values(
+            BASE_URL=self.base_url, PORT=self.port, POSTS_PER_MINUTE=100
+        )
+        env = settings_env(self.settings)
+        self.logs = logs
+        self.processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", module],
+                cwd=ROOT,
+                env=env,
+                stdout=(logs / f"{module}.log").open("w"),
+                stderr=subprocess.STDOUT,
+            )
+            for module in ("web", "worker")
+        ]
+
+    def up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(30)
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings, queue: Any, smtp: MailSink, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    running = Stack(settings, tmp_path)
+    try:
+        await wait_for(running.up, timeout=60, every=0.2)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def screens() -> Path:
+    SCREENS.mkdir(parents=True, exist_ok=True)
+    return SCREENS
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield chromium
+        await chromium.close()
+
+
+@pytest.fixture
+async def page(browser: Browser, stack: Stack) -> AsyncIterator[Page]:
+    context = await browser.new_context(base_url=stack.base_url, bypass_csp=True)
+    tab = await context.new_page()
+    yield tab
+    await context.close()
+
+
+class Checker:
+    """Screenshot + axe-core accessibility check of each page a step lands on."""
+
+    def __init__(self, prefix: str, screens: Path) -> None:
+        self.prefix, self.screens, self.count = prefix, screens, 0
+        self.axe = Axe()
+
+    async def __call__(self, page: Page, name: str) -> None:
+        self.count += 1
+        await page.screenshot(
+            path=str(self.screens / f"{self.prefix}-{self.count:02d}-{name}.png"), full_page=True
+        )
+        results = await self.axe.run(page)
+        serious = [
+            f"{violation['id']}: {violation['help']} at "
+            + ", ".join(str(node["target"]) for node in violation["nodes"])
+            for violation in results.response["violations"]
+            if violation["impact"] in ("serious", "critical")
+        ]
+        assert serious == [], f"{name}: {serious}"
+
+
+def link_in(smtp: MailSink, to: str, subject: str, path: str) -> str:
+    for message in reversed(smtp.messages):
+        if message.envelope_to == [to] and message.message["Subject"] == subject:
+            (link,) = [link for link in message.links if path in link]
+            return link
+    raise AssertionError(f"no {subject!r} email to {to}")
+
+
+async def flash(page: Page, category: str) -> str:
+    alert = page.locator(f".alert-{category}")
+    await expect(alert).to_be_visible()
+    return (await alert.locator("span").inner_text()).strip()
+
+
+async def test_the_whole_journey(page: Page, stack: Stack, smtp: MailSink, screens: Path) -> None:
+    check = Checker("journey", screens)
+    await page.goto("/")
+    await check(page, "home")
+
+    # Register.
+    await page.get_by_role("link", name="Register").click()
+    await check(page, "register")
+    await page.get_by_label("Username").fill("alice")
+    await page.get_by_label("Email").fill("alice@example.com")
+    await page.get_by_label("Password", exact=True).fill(PASSWORD)
+    await page.get_by_label("Confirm Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign Up").click()
+    await expect(page).to_have_url(re.compile(r"/login$"))
+    assert (await flash(page, "success")).startswith("Your account has been created!")
+    await check(page, "registered")
+
+    # Open the confirmation email from the SMTP server and follow its link.
+    await wait_for(
+        lambda: any(m.message["Subject"] == "Confirm your email address" for m in smtp.messages),
+        timeout=30,
+    )
+    confirmation = next(
+        m for m in smtp.messages if m.message["Subject"] == "Confirm your email address"
+    )
+    await page.set_content(confirmation.part("text/html"))  # the email, as a client shows it
+    await expect(page.get_by_role("link", name="Confirm my address")).to_be_visible()
+    await check(page, "email-confirm")
+    await page.goto(link_in(smtp, "alice@example.com", "Confirm your email address", "/confirm/"))
+    await check(page, "confirm")
+    await page.get_by_role("button", name="Confirm my address").click()
+    assert await flash(page, "success") == "Thank you! Your email address is confirmed."
+
+    # Log in.
+    await page.get_by_label("Email").fill("alice@example.com")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Login").click()
+    await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+    await check(page, "logged-in")
+
+    # Write a Text and see it on the home page.
+    await page.get_by_role("link", name="New text").click()
+    await check(page, "new-text")
+    await page.get_by_label("Title").fill("Hello from a browser")
+    await page.get_by_label("Content").fill("Written with <real> keys & clicks.")
+    await page.get_by_role("button", name="Post").click()
+    await expect(page.get_by_role("heading", name="Hello from a browser")).to_be_visible()
+    await expect(page.get_by_text("Written with <real> keys & clicks.")).to_be_visible()
+    await check(page, "text-published")
+
+    await page.get_by_role("link", name="Account", exact=True).click()
+    await expect(page.get_by_text("Confirmed", exact=True)).to_be_visible()
+    await check(page, "account")
+
+    # Log out.
+    await page.get_by_role("button", name="Logout").click()
+    assert await flash(page, "info") == "You have been logged out."
+    await expect(page.get_by_role("link", name="Login")).to_be_visible()
+
+    # Forgot password: request, follow the emailed link, set a new password.
+    await page.get_by_role("link", name="Login").click()
+    await page.get_by_role("link", name="Forgot password?").click()
+    await check(page, "reset-request")
+    await page.get_by_label("Email").fill("alice@example.com")
+    await page.get_by_role("button", name="Request Password Reset").click()
+    assert (await flash(page, "info")).startswith("If an account exists for that email")
+    await wait_for(
+        lambda: any(m.message["Subject"] == "Password Reset Request" for m in smtp.messages),
+        timeout=30,
+    )
+    await page.goto(
+        link_in(smtp, "alice@example.com", "Password Reset Request", "/reset_password/")
+    )
+    await check(page, "reset-form")
+    await page.get_by_label("Password", exact=True).fill(NEW_PASSWORD)
+    await page.get_by_label("Confirm Password").fill(NEW_PASSWORD)
+    await page.get_by_role("button", name="Reset Password").click()
+    assert await flash(page, "success") == (
+        "Your password has been updated! You are now able to log in"
+    )
+
+    # The old password fails, the new one works.
+    await page.get_by_label("Email").fill("alice@example.com")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Login").click()
+    assert await flash(page, "danger") == "Login unsuccessful. Please check email and password."
+    await check(page, "login-failed")
+    await page.get_by_label("Password").fill(NEW_PASSWORD)
+    await page.get_by_role("button", name="Login").click()
+    await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+
+
+async def test_error_paths(page: Page, stack: Stack, smtp: MailSink, screens: Path) -> None:
+    check = Checker("errors", screens)
+
+    async def register(username: str, email: str, password: str, confirm: str) -> None:
+        await page.goto("/register")
+        await page.get_by_label("Username").fill(username)
+        await page.get_by_label("Email").fill(email)
+        await page.get_by_label("Password", exact=True).fill(password)
+        await page.get_by_label("Confirm Password").fill(confirm)
+        await page.get_by_role("button", name="Sign Up").click()
+
+    await register("alice", "alice@example.com", PASSWORD, PASSWORD)
+    # The flash can be dismissed.
+    await page.get_by_role("button", name="Dismiss this message").click()
+    await expect(page.locator(".alert")).to_have_count(0)
+
+    # A taken username (in another case): the message sits under the field, tied to it.
+    await register("ALICE", "other@example.com", PASSWORD, PASSWORD)
+    username = page.get_by_label("Username")
+    await expect(username).to_have_attribute("aria-invalid", "true")
+    await expect(page.locator("#username-error")).to_have_text("That username is taken.")
+    await expect(username).to_have_value("ALICE")  # input kept
+    await check(page, "username-taken")
+
+    # Mismatched passwords.
+    await register("bob", "bob@example.com", PASSWORD, "something else entirely")
+    await expect(page.locator("#confirm_password-error")).to_have_text(
+        "Field must be equal to password."
+    )
+    await expect(page.get_by_label("Password", exact=True)).to_have_value("")  # never echoed
+    await check(page, "passwords-differ")
+
+    # An expired reset link.
+    secret = stack.settings.SECRET_KEY.get_secret_value()
+    old = Tokens(secret, clock=lambda: time.time() - 3600)
+    await page.goto(f"/reset_password/{old.dumps(Purpose.RESET_PASSWORD, {'uid': 1, 'gen': 1})}")
+    await expect(page).to_have_url(re.compile(r"/reset_password$"))
+    assert await flash(page, "warning") == "the token is invalid or has already expired"
+    await check(page, "expired-link")
+
+    # An unknown page.
+    response = await page.goto("/no/such/page")
+    assert response is not None and response.status == 404
+    await check(page, "not-found")
+
+
+async def test_form_attributes_mirror_the_server_rules(page: Page, stack: Stack) -> None:
+    await page.goto("/register")
+    username = page.get_by_label("Username")
+    await expect(username).to_have_attribute("autocomplete", "username")
+    await expect(username).to_have_attribute("maxlength", "25")
+    await expect(username).to_have_attribute("required", "")
+    await expect(page.get_by_label("Email")).to_have_attribute("autocomplete", "email")
+    password = page.get_by_label("Password", exact=True)
+    await expect(password).to_have_attribute("autocomplete", "new-password")
+    await expect(password).to_have_attribute("maxlength", "128")
+    await page.goto("/login")
+    await expect(page.get_by_label("Password")).to_have_attribute(
+        "autocomplete", "current-password"
+    )
+
+
+async def test_pages_fit_a_phone(browser: Browser, stack: Stack, screens: Path) -> None:
+    context = await browser.new_context(
+        base_url=stack.base_url, viewport={"width": 375, "height": 740}, is_mobile=True
+    )
+    page = await context.new_page()
+    try:
+        for path, name in (("/", "home"), ("/register", "register"), ("/login", "login")):
+            await page.goto(path)
+            await page.screenshot(path=str(screens / f"phone-{name}.png"), full_page=True)
+            overflow = await page.evaluate(
+                "document.scrollingElement.scrollWidth - window.innerWidth"
+            )
+            assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
+    finally:
+        await context.close()
