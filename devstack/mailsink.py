@@ -13,7 +13,6 @@ import email
 import email.policy
 import logging
 import re
-import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from devstack.servers import free_port
+
+__all__ = ["MailSink", "ReceivedMessage", "free_port", "start_sink"]
 
 log = logging.getLogger("mailsink")
 LINK = re.compile(r"https?://[^\s<>\"')]+")
@@ -107,10 +110,3 @@ def start_sink(
     )
     controller.start()
     return controller
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])

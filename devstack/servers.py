@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import subprocess
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 log = logging.getLogger("devstack")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -116,3 +124,56 @@ class EmbeddedRedis:
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
     asyncio.run(coro)
+
+
+@dataclass
+class Services:
+    """A PostgreSQL server (as an asyncpg admin DSN and an SQLAlchemy URL maker) and a Redis
+    URL for tests and benchmarks, and anything started for them."""
+
+    admin_dsn: str
+    sqlalchemy_base: str  # e.g. postgresql+asyncpg://postgres@127.0.0.1:5432
+    sqlalchemy_query: str  # e.g. "" or "?host=/socket/dir"
+    redis_url: str
+    started: list[object] = field(default_factory=list)
+
+    def database_url(self, name: str) -> str:
+        return f"{self.sqlalchemy_base}/{name}{self.sqlalchemy_query}"
+
+    def stop(self) -> None:
+        for server in reversed(self.started):
+            server.stop()  # type: ignore[attr-defined]
+
+
+def discover_services(*, embedded_dir: Path, redis_db: int = 15, prefix: str = "TEST") -> Services:
+    """``{prefix}_DATABASE_URL`` / ``{prefix}_REDIS_URL`` if set; else the machine's services
+    on their usual ports; else embedded servers started from wheels (data in embedded_dir)."""
+    started: list[object] = []
+
+    url = os.environ.get(f"{prefix}_DATABASE_URL")
+    if url:
+        parts = urlsplit(url)
+        base = f"{parts.scheme}://{parts.netloc}"
+        query = f"?{parts.query}" if parts.query else ""
+        admin_dsn = url.replace("+asyncpg", "")
+    elif port_open("127.0.0.1", 5432):
+        base, query = "postgresql+asyncpg://postgres@127.0.0.1:5432", ""
+        admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
+    else:
+        postgres = EmbeddedPostgres(embedded_dir / "postgres")
+        postgres.start()
+        started.append(postgres)
+        base, query = "postgresql+asyncpg://postgres@", f"?host={postgres.socket_dir}"
+        admin_dsn = f"postgresql://postgres@/postgres?host={postgres.socket_dir}"
+
+    redis_url = os.environ.get(f"{prefix}_REDIS_URL")
+    if not redis_url:
+        if port_open("127.0.0.1", 6379):
+            # A database number of its own (the tests flush theirs between tests).
+            redis_url = f"redis://127.0.0.1:6379/{redis_db}"
+        else:
+            redis = EmbeddedRedis(free_port())
+            redis.start()
+            started.append(redis)
+            redis_url = redis.url
+    return Services(admin_dsn, base, query, redis_url, started)

@@ -22,10 +22,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from devstack.mailsink import MailSink, start_sink
+from devstack.servers import Services, discover_services
 from shared.db import SessionMaker, create_engine, create_sessionmaker
 from shared.jobs import create_queue
 from shared.settings import Settings, load_settings
-from tests.support import ROOT, TEST_SECRET_KEY, Services, discover_services
+from tests.support import ROOT, TEST_SECRET_KEY
 
 TABLES = ("emails", "texts", "users")
 
@@ -33,7 +34,7 @@ TABLES = ("emails", "texts", "users")
 # --- servers --------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
-    found = discover_services()
+    found = discover_services(embedded_dir=ROOT / "var" / "test-services")
     yield found
     found.stop()
 

@@ -9,9 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from devstack.servers import Services
 from shared.db import Base, create_engine
 from tests.conftest import alembic_config, create_database, drop_database
-from tests.support import Services
 
 
 async def test_upgrade_from_empty_downgrade_and_upgrade_again(services: Services) -> None:
