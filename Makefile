@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint format typecheck pytest migrate clean send-test-email
+.PHONY: help install run test lint format typecheck pytest migrate clean send-test-email bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,10 @@ typecheck: install  ## mypy --strict over web, worker, shared, devstack
 
 migrate: install  ## apply migrations to $$DATABASE_URL
 	$(VENV)/alembic upgrade head
+
+bench:  ## run the benchmarks (a few minutes) and append the results to bench/RESULTS.md
+	@scripts/bootstrap.sh --group bench
+	$(VENV)/python -m bench
 
 clean:  ## remove the virtualenv, caches and local data (var/)
 	rm -rf .venv .tools var artifacts .pytest_cache .mypy_cache .ruff_cache

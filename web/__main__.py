@@ -72,7 +72,12 @@ def serve(settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
 
-    asyncio.run(run())
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is installed on Linux and macOS
+        asyncio.run(run())
+    else:
+        uvloop.run(run())
     return 0
 
 

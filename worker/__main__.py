@@ -133,7 +133,7 @@ def run(settings: Settings) -> int:
     )
     pause = 1.0
     while True:
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop()
         asyncio.set_event_loop(loop)
         worker = create_worker(settings)
         try:
@@ -152,6 +152,15 @@ def run(settings: Settings) -> int:
 
 
 _stopped = threading.Event()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): less CPU per job than asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def check(settings: Settings) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from email.utils import parseaddr
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +28,10 @@ class WorkerState:
     tokens: Tokens
     budget: OutboundBudget
     breaker: CircuitBreaker
+    envelope_sender: str = ""  # MAIL FROM: the address in MAIL_DEFAULT_SENDER
+
+    def __post_init__(self) -> None:
+        self.envelope_sender = parseaddr(self.settings.MAIL_DEFAULT_SENDER)[1]
 
 
 def state(ctx: dict[str, Any]) -> WorkerState:

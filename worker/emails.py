@@ -23,10 +23,35 @@ from shared.jobs import (
     ResetEmail,
     TestEmail,
 )
-from shared.models import Email, User
+from shared.models import User
 from shared.services.reset import reset_token_payload
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
+
+
+@dataclass(slots=True)
+class OutboxEmail:
+    """The outbox row a job is delivering, read with Core (see worker.jobs.send_email)."""
+
+    id: int
+    kind: str
+    recipient: str
+    context: dict[str, Any]
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> OutboxEmail:
+        return cls(
+            id=row.id,
+            kind=row.kind,
+            recipient=row.recipient,
+            context=row.context,
+            attempts=row.attempts,
+            last_error=row.last_error,
+            created_at=row.created_at,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +68,7 @@ def _hours(seconds: int) -> str:
 
 async def prepare(
     session: AsyncSession,
-    email: Email,
+    email: OutboxEmail,
     context: EmailContext,
     *,
     settings: Settings,

@@ -49,6 +49,15 @@ class SMTPConfig:
 CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
 
 
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    sender: str  # MAIL FROM
+    recipient: str  # RCPT TO
+
+
+Outgoing = bytes | EmailMessage
+
+
 class DeliveryError(Exception):
     """Delivery did not happen; ``reply`` is what the server (or the network) said."""
 
@@ -119,12 +128,15 @@ class SMTPPool:
             await client.connect()
             self.connects += 1
 
-    async def send(self, message: EmailMessage) -> str:
-        """Deliver one message; returns the server's final reply. Raises DeliveryError."""
+    async def send(self, message: Outgoing, *, envelope: Envelope | None = None) -> str:
+        """Deliver one message; returns the server's final reply. Raises DeliveryError.
+
+        ``message`` is wire bytes (then ``envelope`` gives MAIL FROM and RCPT TO) or an
+        EmailMessage (its headers give them, and SMTPUTF8 is used when needed)."""
         async with self._connection() as slot:
             reused = slot.client.is_connected
             try:
-                return await self._send_on(slot, message)
+                return await self._send_on(slot, message, envelope)
             except aiosmtplib.SMTPServerDisconnected:
                 await self._close(slot)
                 if not reused:
@@ -135,7 +147,7 @@ class SMTPPool:
             # A reused connection the server had already dropped says nothing about this
             # message: try once more on a fresh connection.
             try:
-                return await self._send_on(slot, message)
+                return await self._send_on(slot, message, envelope)
             except aiosmtplib.SMTPServerDisconnected:
                 await self._close(slot)
                 raise TemporaryDeliveryError("server closed the connection") from None
@@ -143,7 +155,7 @@ class SMTPPool:
                 await self._close(slot)
                 raise
 
-    async def _send_on(self, slot: _Slot, message: EmailMessage) -> str:
+    async def _send_on(self, slot: _Slot, message: Outgoing, envelope: Envelope | None) -> str:
         try:
             await self._ensure_connected(slot)
         except aiosmtplib.SMTPServerDisconnected:
@@ -155,7 +167,14 @@ class SMTPPool:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             raise TemporaryDeliveryError(_describe(error)) from None
         try:
-            errors, reply = await slot.client.send_message(message)
+            if isinstance(message, bytes):
+                if envelope is None:
+                    raise ValueError("raw messages need an envelope")
+                errors, reply = await slot.client.sendmail(
+                    envelope.sender, [envelope.recipient], message
+                )
+            else:
+                errors, reply = await slot.client.send_message(message)
         except aiosmtplib.SMTPServerDisconnected:
             raise
         except aiosmtplib.SMTPRecipientsRefused as error:

@@ -1,0 +1,602 @@
+"""``python -m bench`` (``make bench``): measure the service against what people use today.
+
+Starts everything it needs on loopback (a database of its own, a Redis database, SMTP sinks in
+their own processes, the web service, the worker, and the seed-style Flask reference under
+gunicorn), runs four scenarios, prints a markdown table per scenario and appends them, with
+the machine's facts, to bench/RESULTS.md. Every load loop is bounded in time and count, and
+talks only to 127.0.0.1. Rate limits are raised for the run (they would otherwise, correctly,
+refuse a benchmark's traffic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.metadata
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.loadgen import LoadResult, login_sampler, register_client, reset_client, run_clients
+from devstack.servers import Services, discover_services, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+WORK = ROOT / "var" / "bench"
+DATABASE = "accounts_bench"
+USERS = 2000
+PROCESSES = 2  # web processes for both apps: one per core on this machine type
+
+
+# --- processes ------------------------------------------------------------------------------
+class Process:
+    """A subprocess with its output in var/bench/<name>.log."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.log = WORK / f"{name}.log"
+        self._file = self.log.open("w")
+        self.popen = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=self._file, stderr=subprocess.STDOUT
+        )
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        self._file.close()
+
+
+def wait_http(url: str, process: Process, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            raise RuntimeError(f"{process.name} exited; see {process.log}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 (loopback)
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{process.name} did not answer {url} in {timeout}s")
+
+
+@dataclass
+class Sink:
+    delay: float
+    port: int = field(default_factory=free_port)
+    process: Process | None = None
+
+    @property
+    def log(self) -> Path:
+        return WORK / f"sink-{self.port}.arrivals"
+
+    def start(self, env: dict[str, str]) -> None:
+        self.log.unlink(missing_ok=True)
+        self.process = Process(
+            f"sink-{self.port}",
+            [
+                sys.executable,
+                "-m",
+                "bench.sink",
+                "--port",
+                str(self.port),
+                "--delay",
+                str(self.delay),
+                "--log",
+                str(self.log),
+            ],
+            env,
+        )
+        deadline = time.monotonic() + 30
+        while "ready" not in self.process.log.read_text():
+            if time.monotonic() > deadline:
+                raise RuntimeError("SMTP sink did not start")
+            time.sleep(0.1)
+
+    def arrivals(self) -> list[tuple[float, str, str]]:
+        if not self.log.exists():
+            return []
+        rows = []
+        for line in self.log.read_text().splitlines():
+            stamp, recipient, message_id = line.split(" ", 2)
+            rows.append((float(stamp), recipient, message_id))
+        return rows
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+# --- the environment ---------------------------------------------------------------------------
+@dataclass
+class Bench:
+    services: Services
+    env: dict[str, str]
+    seconds: float
+    results: list[str] = field(default_factory=list)
+
+    def with_mail(self, sink: Sink, **extra: str) -> dict[str, str]:
+        return {**self.env, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(sink.port), **extra}
+
+    def start_web(self, env: dict[str, str], app: str) -> tuple[Process, str]:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        if app == "ours":
+            args = [
+                sys.executable,
+                "-m",
+                "hypercorn",
+                "--workers",
+                str(PROCESSES),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "web:create_app()",
+            ]
+        else:
+            args = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                str(PROCESSES),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                "bench.reference_app:app",
+            ]
+        process = Process(f"web-{app}", args, {**env, "BASE_URL": base})
+        wait_http(f"{base}/reset_password", process)
+        return process, base
+
+    def start_workers(self, env: dict[str, str], count: int = 1) -> list[Process]:
+        return [Process(f"worker-{n}", [sys.executable, "-m", "worker"], env) for n in range(count)]
+
+    def table(self, title: str, header: list[str], rows: list[list[str]], note: str = "") -> None:
+        lines = [
+            f"### {title}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "|".join("---" for _ in header) + "|",
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        if note:
+            lines += ["", note]
+        text = "\n".join(lines) + "\n"
+        print(text, flush=True)
+        self.results.append(text)
+
+
+async def prepare(services: Services) -> dict[str, str]:
+    """A fresh database at the migrations' head with USERS accounts, and a clean Redis DB."""
+    connection = await asyncpg.connect(services.admin_dsn)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await connection.close()
+    database_url = services.database_url(DATABASE)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "PYTHONPATH": str(ROOT),
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": services.redis_url,
+        "QUEUE_NAME": "bench",
+        "MAIL_DEFAULT_SENDER": "Accounts <noreply@example.com>",
+        "LOG_LEVEL": "WARNING",
+        # Raised for the benchmark: its traffic is one client address and a few accounts.
+        "POSTS_PER_MINUTE": "100000000",
+        "RESET_EMAILS_PER_HOUR": "100000000",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    from shared.passwords import HASHER
+
+    password_hash = HASHER.hash("correct horse battery")
+    dsn = database_url.replace("postgresql+asyncpg", "postgresql")
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.copy_records_to_table(
+            "users",
+            records=[
+                (
+                    f"user{n}",
+                    f"user{n}",
+                    f"user{n}@example.com",
+                    f"user{n}@example.com",
+                    password_hash,
+                )
+                for n in range(USERS)
+            ],
+            columns=["username", "username_key", "email", "email_key", "password_hash"],
+        )
+    finally:
+        await connection.close()
+    from arq.connections import ArqRedis
+
+    redis = ArqRedis.from_url(services.redis_url)
+    await redis.flushdb()
+    await redis.aclose()
+    return env
+
+
+async def reset_outbox(env: dict[str, str]) -> None:
+    from arq.connections import ArqRedis
+
+    connection = await asyncpg.connect(
+        env["DATABASE_URL"].replace("postgresql+asyncpg", "postgresql")
+    )
+    try:
+        await connection.execute("TRUNCATE emails RESTART IDENTITY")
+        await connection.execute("DELETE FROM users WHERE id > $1", USERS)
+    finally:
+        await connection.close()
+    redis = ArqRedis.from_url(env["REDIS_URL"])
+    await redis.flushdb()
+    await redis.aclose()
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}" if seconds >= 0.01 else f"{seconds * 1000:.1f}"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+# --- scenario 1 ----------------------------------------------------------------------------------
+async def reset_under_load(bench: Bench) -> None:
+    rows: list[list[str]] = []
+    cells: dict[tuple[str, float, int], LoadResult] = {}
+    emails = [f"user{n}@example.com" for n in range(USERS)]
+    for delay in (0.0, 0.3):
+        sink = Sink(delay)
+        sink.start(bench.env)
+        try:
+            for app in ("ours", "reference"):
+                env = bench.with_mail(sink)
+                web, base = bench.start_web(env, app)
+                workers = bench.start_workers(env) if app == "ours" else []
+                try:
+                    for clients in (1, 16, 64):
+                        await run_clients(reset_client, base, emails, clients, seconds=1.0)
+                        result = await run_clients(
+                            reset_client, base, emails, clients, seconds=bench.seconds
+                        )
+                        cells[(app, delay, clients)] = result
+                        rows.append(
+                            [
+                                "this service" if app == "ours" else "Flask reference",
+                                f"{delay * 1000:.0f} ms",
+                                str(clients),
+                                f"{result.rate:.0f}",
+                                ms(result.p50),
+                                ms(result.p99),
+                                str(result.errors),
+                            ]
+                        )
+                finally:
+                    web.stop()
+                    for worker in workers:
+                        worker.stop()
+        finally:
+            sink.stop()
+        await reset_outbox(bench.env)
+    ours, reference = cells[("ours", 0.3, 64)], cells[("reference", 0.3, 64)]
+    ratio = ours.rate / reference.rate if reference.rate else float("inf")
+    bench.table(
+        "1. Reset request under load (GET form + POST /reset_password)",
+        ["server", "SMTP delay", "clients", "resets/s", "p50 ms", "p99 ms", "errors"],
+        rows,
+        f"At 300 ms SMTP delay and 64 clients: **{ratio:.0f}x** the reference's throughput "
+        f"(target 20x). One operation is the GET of the form plus the POST. Both apps use "
+        f"{PROCESSES} processes (hypercorn workers / gunicorn sync workers), the same database, "
+        f"the same token scheme; the reference sends the email inside the request as the seed "
+        f"does, ours writes it to the outbox and the worker sends it.",
+    )
+
+
+# --- scenario 2 ----------------------------------------------------------------------------------
+async def bare_loop(port: int, count: int) -> float:
+    import aiosmtplib
+
+    from worker.render import EmailRenderer, build_message
+
+    renderer = EmailRenderer(site_name="Accounts", base_url="http://127.0.0.1")
+    messages = [
+        build_message(
+            renderer.render("test", {}),
+            sender="Accounts <noreply@example.com>",
+            recipient=f"bare{n}@example.com",
+            message_id=f"<bare.{n}@example.com>",
+        )
+        for n in range(count)
+    ]
+    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
+    await smtp.connect()
+    started = time.perf_counter()
+    for message in messages:
+        await smtp.send_message(message)
+    elapsed = time.perf_counter() - started
+    await smtp.quit()
+    return count / elapsed
+
+
+async def queue_emails(env: dict[str, str], count: int, tag: str) -> None:
+    from shared.db import create_engine, create_sessionmaker
+    from shared.jobs import EmailKind, TestEmail, create_queue
+    from shared.outbox import add_email, transaction
+
+    engine = create_engine(env["DATABASE_URL"], application_name="bench", pool_size=1)
+    queue = create_queue(env["REDIS_URL"])
+    try:
+        async with transaction(
+            create_sessionmaker(engine), queue, queue_name=env["QUEUE_NAME"]
+        ) as session:
+            for n in range(count):
+                await add_email(session, EmailKind.TEST, f"{tag}{n}@example.com", TestEmail())
+    finally:
+        await queue.aclose()
+        await engine.dispose()
+
+
+async def wait_arrivals(sink: Sink, tag: str, count: int, timeout: float) -> list[float]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        times = [t for t, rcpt, _ in sink.arrivals() if rcpt.startswith(tag)]
+        if len(times) >= count:
+            return sorted(times)
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"only {len(times)} of {count} {tag} emails arrived in {timeout}s")
+
+
+async def worker_throughput(bench: Bench, count: int) -> None:
+    sink = Sink(0.0)
+    sink.start(bench.env)
+    rows = []
+    try:
+        bare = await bare_loop(sink.port, count)
+        rows.append(
+            ["bare aiosmtplib loop, 1 reused connection (the limit)", f"{bare:.0f}", "1.00"]
+        )
+        for processes in (1, 2):
+            await reset_outbox(bench.env)
+            tag = f"w{processes}-"
+            await queue_emails(bench.env, count, tag)
+            workers = bench.start_workers(bench.with_mail(sink), processes)
+            try:
+                times = await wait_arrivals(sink, tag, count, timeout=120)
+            finally:
+                for worker in workers:
+                    worker.stop()
+            rate = (count - 1) / (times[-1] - times[0])
+            rows.append(
+                [
+                    f"this worker, {processes} process{'es' if processes > 1 else ''}",
+                    f"{rate:.0f}",
+                    f"{rate / bare:.2f}",
+                ]
+            )
+    finally:
+        sink.stop()
+    bench.table(
+        f"2. Worker throughput ({count} queued emails to a loopback sink)",
+        ["sender", "messages/s", "vs bare loop"],
+        rows,
+        "The worker does per message what the bare loop does not: locks and updates its "
+        "outbox row in PostgreSQL, renders text + HTML with inlined CSS, and takes the job "
+        "from Redis. Rate = messages between the first and the last arrival.",
+    )
+
+
+# --- scenario 3 ----------------------------------------------------------------------------------
+async def delivery_latency(bench: Bench, count: int) -> None:
+    from bench.loadgen import browser_session, csrf_token
+
+    sink = Sink(0.0)
+    sink.start(bench.env)
+    env = bench.with_mail(sink)
+    web, base = bench.start_web(env, "ours")
+    workers = bench.start_workers(env)
+    responded: dict[str, float] = {}
+    try:
+        await asyncio.sleep(2)  # the worker's start-up
+        async with browser_session(base) as client:
+            for n in range(count):
+                email = f"user{n}@example.com"
+                async with client.get("/reset_password") as page:
+                    token = csrf_token(await page.text())
+                form = {"csrf_token": token, "email": email}
+                async with client.post(
+                    "/reset_password", data=form, allow_redirects=False
+                ) as response:
+                    responded[email] = time.time()
+                    assert response.status == 302, response.status
+                await asyncio.sleep(0.05)
+        await wait_arrivals(sink, "user", count, timeout=60)
+    finally:
+        web.stop()
+        for worker in workers:
+            worker.stop()
+        sink.stop()
+    arrived = {rcpt: t for t, rcpt, _ in sink.arrivals()}
+    delays = [arrived[email] - at for email, at in responded.items()]
+    p50, p99 = percentile(delays, 50), percentile(delays, 99)
+    bench.table(
+        "3. Response → email at the SMTP server (single requests, low load)",
+        ["requests", "p50 ms", "p99 ms", "max ms", "target"],
+        [[str(count), ms(p50), ms(p99), ms(max(delays)), "p50 < 50 ms, p99 < 200 ms"]],
+        f"WORKER_POLL_DELAY={env.get('WORKER_POLL_DELAY', '0.02 (default)')}: the worker polls "
+        "Redis every 20 ms.",
+    )
+    await reset_outbox(bench.env)
+
+
+# --- scenario 4 ----------------------------------------------------------------------------------
+def bare_hash_rate(seconds: float, threads: int) -> float:
+    from shared.passwords import HASHER
+
+    counts = [0] * threads
+    deadline = time.monotonic() + seconds
+
+    def hash_until(index: int) -> None:
+        while time.monotonic() < deadline:
+            HASHER.hash("correct horse battery")
+            counts[index] += 1
+
+    workers = [threading.Thread(target=hash_until, args=(n,)) for n in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    return sum(counts) / seconds
+
+
+async def loop_stays_free(bench: Bench) -> None:
+    sink = Sink(0.0)
+    sink.start(bench.env)
+    env = bench.with_mail(sink)
+    web, base = bench.start_web(env, "ours")
+    workers = bench.start_workers(env)
+    try:
+        idle = await login_sampler(base, seconds=3)
+        stop = asyncio.Event()
+        registrations = asyncio.gather(
+            *(register_client(base, n, stop, seconds=bench.seconds + 2) for n in range(8))
+        )
+        await asyncio.sleep(1)
+        loaded = await login_sampler(base, seconds=bench.seconds)
+        stop.set()
+        done = sum(await registrations)
+    finally:
+        web.stop()
+        for worker in workers:
+            worker.stop()
+        sink.stop()
+    hashes = bare_hash_rate(3, os.cpu_count() or 2)
+    registrations_per_s = done / (bench.seconds + 2)
+    bench.table(
+        "4. GET /login while another client registers users as fast as it can",
+        ["measure", "value"],
+        [
+            ["GET /login p50 / p99, idle", f"{ms(idle.p50)} / {ms(idle.p99)} ms"],
+            [
+                "GET /login p50 / p99, during registrations",
+                f"{ms(loaded.p50)} / {ms(loaded.p99)} ms (target p99 < 100 ms)",
+            ],
+            ["registrations/s reached (8 clients)", f"{registrations_per_s:.1f}"],
+            [f"bare argon2id hashes/s, same parameters, {os.cpu_count()} threads", f"{hashes:.1f}"],
+        ],
+        "Each registration is one argon2id hash (t=2, m=19 MiB, p=1) in a thread pool, an "
+        "insert and an outbox row; the hashing never runs on the event loop, so other "
+        "requests are served while it runs.",
+    )
+    await reset_outbox(bench.env)
+
+
+# --- facts and main ------------------------------------------------------------------------------
+def machine_facts() -> list[str]:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = ", ".join(
+        f"{name} {importlib.metadata.version(name)}"
+        for name in (
+            "quart",
+            "hypercorn",
+            "arq",
+            "aiosmtplib",
+            "sqlalchemy",
+            "asyncpg",
+            "argon2-cffi",
+            "flask",
+            "flask-mail",
+            "gunicorn",
+        )
+    )
+    return [
+        f"- machine: {os.cpu_count()} CPUs ({model}), "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+        f"{platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}; {versions}",
+    ]
+
+
+async def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measured cell")
+    parser.add_argument("--emails", type=int, default=2000, help="scenario 2's batch")
+    parser.add_argument(
+        "--only", choices=["1", "2", "3", "4"], action="append", help="run only these scenarios"
+    )
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args(argv)
+    WORK.mkdir(parents=True, exist_ok=True)
+
+    services = discover_services(embedded_dir=WORK / "services", redis_db=14, prefix="BENCH")
+    started = time.monotonic()
+    try:
+        bench = Bench(services, await prepare(services), args.seconds)
+        scenarios: dict[str, Callable[[], Awaitable[None]]] = {
+            "1": lambda: reset_under_load(bench),
+            "2": lambda: worker_throughput(bench, args.emails),
+            "3": lambda: delivery_latency(bench, 100),
+            "4": lambda: loop_stays_free(bench),
+        }
+        for key in args.only or sorted(scenarios):
+            await scenarios[key]()
+    finally:
+        services.stop()
+    elapsed = time.monotonic() - started
+    header = [
+        f"## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        *machine_facts(),
+        f"- run took {elapsed:.0f} s; `python -m bench {' '.join(argv)}`".rstrip(),
+        "",
+    ]
+    report = "\n".join(header) + "\n" + "\n".join(bench.results)
+    if not args.no_record:
+        with RESULTS.open("a") as results:
+            results.write("\n" + report)
+        print(f"appended to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+def entry() -> Any:
+    return asyncio.run(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(entry())
