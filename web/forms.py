@@ -6,10 +6,10 @@ The server's rules are the authority; templates mirror them as HTML attributes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Self
 
-from email_validator import EmailNotValidError, validate_email
 from quart import current_app, request, session
 from werkzeug.exceptions import BadRequest
 from wtforms import BooleanField, Form, PasswordField, StringField, SubmitField, TextAreaField
@@ -17,10 +17,14 @@ from wtforms.csrf.session import SessionCSRF
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
 from shared.models import EMAIL_MAX_LENGTH, TEXT_CONTENT_MAX_LENGTH, TEXT_TITLE_MAX_LENGTH, User
-from shared.services.accounts import USERNAME_PATTERN, normalize_username
+from shared.validation import (
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    check_email,
+    check_password,
+    check_username,
+)
 
-PASSWORD_MIN_LENGTH = 8
-PASSWORD_MAX_LENGTH = 128  # also keeps a megabyte "password" away from argon2
 CSRF_TIME_LIMIT = timedelta(hours=2)
 
 
@@ -63,23 +67,26 @@ def blank_form() -> ActionForm:
     return ActionForm(meta=_csrf_meta())
 
 
-class EmailAddress:
-    """Syntax check with email-validator (no DNS), and normalise the field's data."""
+class Rule:
+    """A WTForms validator running one of shared.validation's rules and keeping the
+    normalised value it returns."""
+
+    def __init__(self, check: Callable[[str], str]) -> None:
+        self.check = check
 
     def __call__(self, form: Form, field: StringField) -> None:
         try:
-            field.data = validate_email(field.data or "", check_deliverability=False).normalized
-        except EmailNotValidError as error:
+            field.data = self.check(field.data or "")
+        except ValueError as error:
             raise ValidationError(str(error)) from None
 
 
-class Username:
-    def __call__(self, form: Form, field: StringField) -> None:
-        field.data = normalize_username(field.data or "")
-        if not USERNAME_PATTERN.match(field.data):
-            raise ValidationError(
-                "Use 2 to 25 characters: letters, digits, underscores, dots or hyphens."
-            )
+def EmailAddress() -> Rule:
+    return Rule(check_email)
+
+
+def Username() -> Rule:
+    return Rule(check_username)
 
 
 def _strip(value: str | None) -> str | None:
@@ -97,11 +104,10 @@ def password_field(label: str) -> PasswordField:
 
 
 def _not_personal(form: Form, password: str, *names: str) -> None:
-    lowered = password.casefold()
-    for name in names:
-        value = getattr(form, name).data
-        if value and lowered == str(value).casefold():
-            raise ValidationError("Your password must not be your username or email address.")
+    try:
+        check_password(password, *(getattr(form, name).data for name in names))
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
 
 
 class RegistrationForm(CSRFForm):
@@ -158,12 +164,11 @@ class ResetPasswordForm(CSRFForm):
         self.user = user
 
     def validate_password(self, field: PasswordField) -> None:
-        password = (field.data or "").casefold()
-        if self.user is not None and password in (
-            self.user.username.casefold(),
-            self.user.email.casefold(),
-        ):
-            raise ValidationError("Your password must not be your username or email address.")
+        if self.user is not None:
+            try:
+                check_password(field.data or "", self.user.username, self.user.email)
+            except ValueError as error:
+                raise ValidationError(str(error)) from None
 
 
 class ChangePasswordForm(ResetPasswordForm):
