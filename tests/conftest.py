@@ -26,7 +26,7 @@ from devstack.servers import Services, discover_services
 from shared.db import SessionMaker, create_engine, create_sessionmaker
 from shared.jobs import create_queue
 from shared.settings import Settings, load_settings
-from tests.support import ROOT, TEST_SECRET_KEY
+from tests.support import ROOT, TEST_SECRET_KEY, settings_env  # noqa: F401 (re-exported)
 
 TABLES = ("emails", "texts", "users")
 
@@ -104,22 +104,6 @@ def base_settings(services: Services, database_url: str, mail_sink: MailSink) ->
 @pytest.fixture
 def settings(base_settings: Settings) -> Settings:
     return base_settings
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a subprocess (web, worker, CLI) needs to see these settings."""
-    env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        if isinstance(value, list):
-            value = ",".join(value)
-        env[name] = str(value)
-    env["PYTHONPATH"] = str(ROOT)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 # --- database ----------------------------------------------------------------------------------

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from devstack.servers import free_port
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -37,3 +44,55 @@ async def stop_worker(worker: Any, task: asyncio.Task[Any]) -> None:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await asyncio.gather(worker.close(), return_exceptions=True)
+
+
+class Stack:
+    """``python -m web`` and ``python -m worker`` as subprocesses on the test services."""
+
+    def __init__(self, settings: Settings, logs: Path, **overrides: object) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.settings = settings.with_values(
+            **{"BASE_URL": self.base_url, "PORT": self.port, "POSTS_PER_MINUTE": 100, **overrides}
+        )
+        env = settings_env(self.settings)
+        self.logs = logs
+        self.processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", module],
+                cwd=ROOT,
+                env=env,
+                stdout=(logs / f"{module}.log").open("w"),
+                stderr=subprocess.STDOUT,
+            )
+            for module in ("web", "worker")
+        ]
+
+    def up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(30)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a subprocess (web, worker, CLI) needs to see these settings."""
+    env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG")}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        if isinstance(value, list):
+            value = ",".join(value)
+        env[name] = str(value)
+    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from quart import Quart
+from quart_schema import QuartSchema
 
 from shared.db import create_engine, create_sessionmaker
 from shared.jobs import create_queue
@@ -41,6 +42,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     auth_manager.init_app(app)
 
     from web.blueprints.accounts import blueprint as accounts_blueprint
+    from web.blueprints.api import PREFIX, ApiOnlyProvider
+    from web.blueprints.api import blueprint as api_blueprint
     from web.blueprints.main import blueprint as main_blueprint
     from web.blueprints.reset import blueprint as reset_blueprint
     from web.blueprints.texts import blueprint as texts_blueprint
@@ -49,6 +52,18 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(accounts_blueprint)
     app.register_blueprint(texts_blueprint)
     app.register_blueprint(reset_blueprint)
+    app.register_blueprint(api_blueprint)
+    # The OpenAPI description of /api/v1. The docs UIs quart-schema offers load their assets
+    # from CDNs, which this service never does, so they are off; the spec is served.
+    QuartSchema(
+        app,
+        openapi_path=f"{PREFIX}/openapi.json",
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        info={"title": "Accounts API", "version": "1.0.0"},
+        openapi_provider_class=ApiOnlyProvider,
+    )
     register_error_handlers(app)
     app.jinja_env.globals["blank_form"] = blank_form
 

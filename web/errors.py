@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 from shared.alerts import alert_admins
 from web.extensions import resources, transaction
 from web.forms import CSRFError
+from web.problems import problem
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def register_error_handlers(app: Quart) -> None:
         retry_after = getattr(error, "retry_after", None)
         if code == 429 and retry_after:
             headers["Retry-After"] = str(retry_after)
+        if _wants_problem():
+            return problem(code, title, message, headers=headers)
         return await _page(code, title, message, headers)
 
     @app.errorhandler(Exception)
@@ -60,7 +63,14 @@ def register_error_handlers(app: Quart) -> None:
         log.exception("unhandled error on %s %s", request.method, request.path)
         await _tell_admins(error)
         title, message = MESSAGES[500]
+        if _wants_problem():
+            return problem(InternalServerError.code, title, message)
         return await _page(InternalServerError.code, title, message)
+
+
+def _wants_problem() -> bool:
+    """API paths answer in application/problem+json, pages in HTML."""
+    return request.path.startswith("/api/")
 
 
 async def _tell_admins(error: Exception) -> None:

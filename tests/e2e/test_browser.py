@@ -7,10 +7,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,11 +16,10 @@ import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from devstack.mailsink import MailSink, free_port
+from devstack.mailsink import MailSink
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
-from tests.conftest import settings_env
-from tests.support import ROOT, wait_for
+from tests.support import ROOT, Stack, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENS = ROOT / "artifacts" / "screens"
@@ -38,42 +34,6 @@ pytestmark = [
         reason="Debian's chromium is not installed (.ci/run installs it)",
     ),
 ]
-
-
-class Stack:
-    """``python -m web`` and ``python -m worker`` as subprocesses on the test services."""
-
-    def __init__(self, settings: Settings, logs: Path) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.settings = settings.with_values(
-            BASE_URL=self.base_url, PORT=self.port, POSTS_PER_MINUTE=100
-        )
-        env = settings_env(self.settings)
-        self.logs = logs
-        self.processes = [
-            subprocess.Popen(
-                [sys.executable, "-m", module],
-                cwd=ROOT,
-                env=env,
-                stdout=(logs / f"{module}.log").open("w"),
-                stderr=subprocess.STDOUT,
-            )
-            for module in ("web", "worker")
-        ]
-
-    def up(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            process.wait(30)
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from arq.connections import ArqRedis
 
 from devstack.mailsink import MailSink
 from shared.settings import Settings
-from tests.conftest import settings_env
-from tests.support import ROOT, wait_for
+from tests.support import ROOT, settings_env, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_db")]
 

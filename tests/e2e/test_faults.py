@@ -23,8 +23,7 @@ from shared.jobs import EmailKind, TestEmail
 from shared.models import Email, EmailStatus
 from shared.outbox import add_email, transaction
 from shared.settings import Settings
-from tests.conftest import settings_env
-from tests.support import ROOT, stop_worker, wait_for
+from tests.support import ROOT, settings_env, stop_worker, wait_for
 from tests.web.browser import Browser
 from web import create_app
 

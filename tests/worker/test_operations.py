@@ -17,8 +17,7 @@ from shared.jobs import EmailKind, TestEmail
 from shared.models import Email, EmailStatus
 from shared.outbox import add_email, transaction
 from shared.settings import Settings
-from tests.conftest import settings_env
-from tests.support import ROOT
+from tests.support import ROOT, settings_env
 
 
 async def queue_emails(

@@ -1,0 +1,376 @@
+"""The JSON API (``/api/v1``), on the same actions, validators and rate limits as the forms.
+
+Sessions are the same quart-auth cookie. Against cross-site requests, every state-changing
+call must be ``application/json`` (a cross-site HTML form cannot send that without a CORS
+preflight, which this API never grants) and, when the browser sends an ``Origin``, it must be
+this service's ``BASE_URL``. Errors are ``application/problem+json`` (RFC 9457).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from quart import Blueprint, request
+from quart.typing import ResponseReturnValue
+from quart_schema import (
+    RequestSchemaValidationError,
+    document_response,
+    validate_request,
+    validate_response,
+)
+from quart_schema.openapi import OpenAPIProvider
+from werkzeug.routing import Rule
+
+from shared.services.accounts import ConfirmOutcome, UsernameTaken
+from shared.validation import (
+    PASSWORD_MAX_LENGTH,
+    PASSWORD_MIN_LENGTH,
+    check_email,
+    check_password,
+    check_username,
+)
+from web import actions
+from web.auth import current_account
+from web.extensions import resources
+from web.problems import Problem, problem
+from web.ratelimit import limit_posts
+
+PREFIX = "/api/v1"
+blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What an endpoint returns: a model (quart-schema validates and serialises it) with its
+# status, or a problem Response.
+ApiResult = ResponseReturnValue | tuple[BaseModel, int]
+
+
+# --- models ------------------------------------------------------------------------------------
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=1000)
+
+
+def _rule(check: Any, value: str) -> str:
+    result: str = check(value)
+    return result
+
+
+# The schema states the rules it can (length, pattern, format) so clients and property-based
+# tests can aim at valid input; shared.validation remains the authority.
+USERNAME = Field(pattern=r"^[A-Za-z0-9_.-]{2,25}$", max_length=25, examples=["alice"])
+EMAIL = Field(max_length=320, json_schema_extra={"format": "email"},
+              examples=["alice@example.com"])  # fmt: skip
+NEW_PASSWORD = Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH,
+                     examples=["correct horse battery"])  # fmt: skip
+
+
+class Empty(Model):
+    """No fields: the body is ``{}`` (state-changing calls always send JSON)."""
+
+
+class RegisterIn(Model):
+    username: str = USERNAME
+    email: str = EMAIL
+    password: str = NEW_PASSWORD
+
+    _username = field_validator("username")(classmethod(lambda cls, v: _rule(check_username, v)))
+    _email = field_validator("email")(classmethod(lambda cls, v: _rule(check_email, v)))
+
+    @model_validator(mode="after")
+    def _password(self) -> Self:
+        check_password(self.password, self.username, self.email)
+        return self
+
+
+class LoginIn(Model):
+    email: str = EMAIL
+    password: str = Field(max_length=PASSWORD_MAX_LENGTH)
+    remember: bool = False
+
+    _email = field_validator("email")(classmethod(lambda cls, v: _rule(check_email, v)))
+
+
+class EmailIn(Model):
+    email: str = EMAIL
+
+    _email = field_validator("email")(classmethod(lambda cls, v: _rule(check_email, v)))
+
+
+class TokenIn(Model):
+    token: str = Field(max_length=512)
+
+
+class ResetIn(Model):
+    token: str = Field(max_length=512)
+    password: str = NEW_PASSWORD
+
+    @model_validator(mode="after")
+    def _password(self) -> Self:
+        check_password(self.password)
+        return self
+
+
+class ChangePasswordIn(Model):
+    current_password: str = Field(max_length=PASSWORD_MAX_LENGTH)
+    password: str = NEW_PASSWORD
+
+    @model_validator(mode="after")
+    def _password(self) -> Self:
+        check_password(self.password)
+        return self
+
+
+class Message(BaseModel):
+    detail: str
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    email: str
+    confirmed: bool
+    created_at: datetime
+
+
+# --- cross-site protection and errors ----------------------------------------------------------
+@blueprint.before_request
+async def protect_against_cross_site_requests() -> ResponseReturnValue | None:
+    if request.method not in UNSAFE_METHODS:
+        return None
+    if request.mimetype != "application/json":
+        return problem(415, "Unsupported media type", "Send the body as application/json.")
+    origin = request.headers.get("Origin")
+    if origin is not None and _origin(origin) != _origin(resources().settings.base_url):
+        return problem(403, "Cross-site request refused", "This origin may not call the API.")
+    return None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+@blueprint.errorhandler(RequestSchemaValidationError)
+async def invalid_body(error: RequestSchemaValidationError) -> ResponseReturnValue:
+    cause = error.validation_error
+    errors: dict[str, list[str]] = {}
+    if hasattr(cause, "errors"):
+        for item in cause.errors():
+            field = ".".join(str(part) for part in item["loc"]) or "body"
+            message = str(item["msg"]).removeprefix("Value error, ")
+            errors.setdefault(field, []).append(message)
+    else:
+        errors["body"] = ["The body must be a JSON object matching the schema."]
+    return problem(422, "Invalid request", "Some fields are not valid.", errors=errors)
+
+
+# --- endpoints ---------------------------------------------------------------------------------
+@blueprint.post("/register")
+@validate_request(RegisterIn)
+@validate_response(Message, 202)
+@document_response(Problem, 409)
+@document_response(Problem, 422)
+async def register(data: RegisterIn) -> ApiResult:
+    """Create an account; a confirmation email follows. The same answer for an address that
+    already has an account (its owner is emailed instead), to prevent account enumeration."""
+    try:
+        await actions.register(data.username, data.email, data.password)
+    except UsernameTaken:
+        return problem(
+            409,
+            "Username taken",
+            "That username is taken.",
+            errors={"username": ["That username is taken."]},
+        )
+    return Message(detail="Check your email to confirm your address."), 202
+
+
+@blueprint.post("/login")
+@limit_posts("login")
+@validate_request(LoginIn)
+@validate_response(UserOut, 200)
+@document_response(Problem, 401)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def login(data: LoginIn) -> ApiResult:
+    """Start a session (the same cookie as the site)."""
+    outcome = await actions.login(data.email, data.password, remember=data.remember)
+    if outcome.locked_for:
+        return problem(
+            429, "Account temporarily locked",
+            f"Too many failed attempts for this account. Try again in {outcome.locked_for} s, "
+            "or reset your password.",
+            headers={"Retry-After": str(outcome.locked_for)},
+        )  # fmt: skip
+    if outcome.user is None:
+        return problem(401, "Login unsuccessful", "Please check email and password.")
+    return _user(outcome.user), 200
+
+
+@blueprint.post("/logout")
+@validate_request(Empty)
+@validate_response(Message, 200)
+async def logout(data: Empty) -> ApiResult:
+    actions.logout()
+    return Message(detail="Logged out."), 200
+
+
+@blueprint.get("/me")
+@validate_response(UserOut, 200)
+@document_response(Problem, 401)
+async def me() -> ApiResult:
+    user = await current_account()
+    if user is None:
+        return problem(401, "Not logged in", "Log in first.")
+    return _user(user), 200
+
+
+@blueprint.post("/confirm/request")
+@validate_request(Empty)
+@validate_response(Message, 202)
+@document_response(Problem, 401)
+@document_response(Problem, 409)
+@document_response(Problem, 429)
+async def confirm_request(data: Empty) -> ApiResult:
+    """Send a fresh confirmation email (at most one per 3 minutes); older links stop working."""
+    user = await current_account()
+    if user is None:
+        return problem(401, "Not logged in", "Log in first.")
+    outcome, next_allowed = await actions.resend_confirmation(user.id)
+    if outcome is actions.Resend.ALREADY_CONFIRMED:
+        return problem(409, "Already confirmed", "Your email address is already confirmed.")
+    if outcome is actions.Resend.TOO_SOON:
+        assert next_allowed is not None
+        wait = actions.seconds_until(next_allowed)
+        return problem(
+            429,
+            "Too soon",
+            f"You can ask for another one in {wait} s.",
+            headers={"Retry-After": str(wait)},
+        )
+    return Message(detail="A new confirmation email is on its way."), 202
+
+
+@blueprint.post("/confirm")
+@validate_request(TokenIn)
+@validate_response(Message, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 422)
+async def confirm(data: TokenIn) -> ApiResult:
+    outcome = await actions.confirm(data.token)
+    if outcome is ConfirmOutcome.INVALID:
+        return problem(400, "Invalid token", "the token is invalid or has already expired")
+    if outcome is ConfirmOutcome.ALREADY_CONFIRMED:
+        return Message(detail="Your email address is already confirmed."), 200
+    return Message(detail="Your email address is confirmed."), 200
+
+
+@blueprint.post("/password-reset/request")
+@limit_posts("reset")
+@validate_request(EmailIn)
+@validate_response(Message, 202)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def password_reset_request(data: EmailIn) -> ApiResult:
+    """Email a reset link if the address has an account; the same answer either way."""
+    await actions.request_reset(data.email)
+    return Message(detail="If an account exists for that email, you will receive "
+                   "instructions to reset your password."), 202  # fmt: skip
+
+
+@blueprint.post("/password-reset/confirm")
+@limit_posts("reset")
+@validate_request(ResetIn)
+@validate_response(Message, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def password_reset_confirm(data: ResetIn) -> ApiResult:
+    user = await actions.reset_token_user(data.token)
+    if user is not None:
+        try:
+            check_password(data.password, user.username, user.email)
+        except ValueError as error:
+            return problem(
+                422,
+                "Invalid request",
+                "Some fields are not valid.",
+                errors={"password": [str(error)]},
+            )
+    if user is None or not await actions.reset_password(data.token, data.password):
+        return problem(400, "Invalid token", "the token is invalid or has already expired")
+    return Message(detail="Your password has been updated! You are now able to log in"), 200
+
+
+@blueprint.post("/password/change")
+@validate_request(ChangePasswordIn)
+@validate_response(Message, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 401)
+@document_response(Problem, 422)
+async def password_change(data: ChangePasswordIn) -> ApiResult:
+    """Change the password; every other session ends, this one stays."""
+    user = await current_account()
+    if user is None:
+        return problem(401, "Not logged in", "Log in first.")
+    try:
+        check_password(data.password, user.username, user.email)
+    except ValueError as error:
+        return problem(
+            422, "Invalid request", "Some fields are not valid.", errors={"password": [str(error)]}
+        )
+    if not await actions.change_password(user.id, data.current_password, data.password):
+        return problem(
+            400,
+            "Wrong password",
+            "Your current password is not correct.",
+            errors={"current_password": ["Your current password is not correct."]},
+        )
+    return Message(detail="Your password has been updated!"), 200
+
+
+def _user(user: Any) -> UserOut:
+    return UserOut(
+        id=user.id,
+        username=user.username,
+        email=user.email,
+        confirmed=user.confirmed_at is not None,
+        created_at=user.created_at,
+    )
+
+
+class ApiOnlyProvider(OpenAPIProvider):
+    """The spec describes the API only (not the HTML pages), and says that errors are
+    application/problem+json."""
+
+    def generate_rules(self) -> Any:
+        for rule in super().generate_rules():
+            if isinstance(rule, Rule) and rule.rule.startswith(PREFIX):
+                yield rule
+
+    # What any state-changing call can answer before its handler runs.
+    COMMON_ERRORS = {
+        400: "The body is not valid JSON.",
+        403: "Cross-site request refused (Origin is not this service).",
+        413: "The body is larger than this service accepts.",
+        415: "The body is not application/json.",
+    }
+
+    def schema(self) -> dict[str, Any]:
+        spec = super().schema()
+        problem_ref = {"$ref": "#/components/schemas/Problem"}
+        for methods in spec.get("paths", {}).values():
+            for method, operation in methods.items():
+                responses = operation.setdefault("responses", {})
+                if method.upper() in UNSAFE_METHODS:
+                    for status, description in self.COMMON_ERRORS.items():
+                        responses.setdefault(status, {
+                            "description": description,
+                            "content": {"application/json": {"schema": problem_ref}},
+                        })  # fmt: skip
+                for status, response in responses.items():
+                    content = response.get("content", {})
+                    if str(status).startswith(("4", "5")) and "application/json" in content:
+                        content["application/problem+json"] = content.pop("application/json")
+        return spec
