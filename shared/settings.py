@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -117,6 +117,8 @@ class Settings(BaseModel):
     LOGIN_LOCK_SECONDS: int = Field(default=15 * 60, ge=1)  # ... within, and locked for, this
     SESSION_LIFETIME: int = Field(default=12 * 3600, ge=60)  # without "remember me"
     REMEMBER_LIFETIME: int = Field(default=30 * 24 * 3600, ge=60)  # with "remember me"
+
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # --- web server --------------------------------------------------------------------------
     HOST: str = "127.0.0.1"

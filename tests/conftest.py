@@ -29,6 +29,14 @@ from shared.settings import Settings, load_settings
 from tests.support import ROOT, TEST_SECRET_KEY, settings_env  # noqa: F401 (re-exported)
 
 TABLES = ("emails", "texts", "users")
+RUNNING_APPS: list[Quart] = []  # apps under test, whose background tasks run_worker awaits
+
+
+async def settle() -> None:
+    """Wait for the running apps' background tasks (work a request handed off)."""
+    for app in RUNNING_APPS:
+        while app.background_tasks:
+            await asyncio.gather(*app.background_tasks, return_exceptions=True)
 
 
 # --- servers --------------------------------------------------------------------------------
@@ -173,7 +181,11 @@ async def app(settings: Settings, clean_db: None, queue: ArqRedis) -> AsyncItera
 
     application = create_app(settings)
     async with application.test_app():
-        yield application
+        RUNNING_APPS.append(application)
+        try:
+            yield application
+        finally:
+            RUNNING_APPS.remove(application)
 
 
 @pytest.fixture
@@ -195,6 +207,7 @@ def run_worker(settings: Settings, queue: ArqRedis) -> Any:
     from worker.settings import create_worker
 
     async def run(**overrides: Any) -> None:
+        await settle()
         worker = create_worker(settings, burst=True, handle_signals=False, **overrides)
         try:
             await worker.main()

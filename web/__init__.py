@@ -15,6 +15,7 @@ from web.auth import AccountUser, current_account
 from web.errors import register_error_handlers
 from web.extensions import RESOURCES_KEY, Resources, auth_manager
 from web.forms import blank_form
+from web.headers import add_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         openapi_provider_class=ApiOnlyProvider,
     )
     register_error_handlers(app)
+    add_security_headers(app, settings)
     app.jinja_env.globals["blank_form"] = blank_form
 
     @app.context_processor

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"configuration error:\n{error}", file=sys.stderr)
         return 2
-    configure_logging()
+    configure_logging(settings.LOG_LEVEL)
 
     if args.command == "send-test-email":
         return asyncio.run(send_test_email(settings, args.address))

@@ -93,6 +93,20 @@ def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
+class PlainText:
+    """Refuse control characters (NUL and the like; tabs and line breaks are fine): they have
+    no business in a title or a text, and PostgreSQL cannot even store NUL."""
+
+    message = "This field contains characters that are not allowed."
+
+    def __call__(self, form: Form, field: StringField) -> None:
+        if any(
+            (ord(char) < 32 and char not in "\t\r\n") or ord(char) == 127
+            for char in field.data or ""
+        ):
+            raise ValidationError(self.message)
+
+
 def password_field(label: str) -> PasswordField:
     return PasswordField(
         label,
@@ -188,11 +202,11 @@ class TextForm(CSRFForm):
     title = StringField(
         "Title",
         filters=[_strip],
-        validators=[DataRequired(), Length(max=TEXT_TITLE_MAX_LENGTH)],
+        validators=[DataRequired(), Length(max=TEXT_TITLE_MAX_LENGTH), PlainText()],
     )
     content = TextAreaField(
         "Content",
         filters=[_strip],
-        validators=[DataRequired(), Length(max=TEXT_CONTENT_MAX_LENGTH)],
+        validators=[DataRequired(), Length(max=TEXT_CONTENT_MAX_LENGTH), PlainText()],
     )
     submit = SubmitField("Post")

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"configuration error:\n{error}", file=sys.stderr)
         return 2
-    configure_logging()
+    configure_logging(settings.LOG_LEVEL)
 
     if args.command == "check":
         return check(settings)

@@ -3,6 +3,7 @@ was served, as a browser submitting the form would, and reads flashes back from 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from dataclasses import dataclass
@@ -54,6 +55,10 @@ class Browser:
         return await self.post(path, {"csrf_token": page.csrf_token, **data}, follow=follow)
 
     async def _page(self, response: Any) -> Page:
+        # Let the work a request handed to a background task finish, as it would before a
+        # person could act on the answer.
+        while self.app.background_tasks:
+            await asyncio.gather(*self.app.background_tasks, return_exceptions=True)
         return Page(
             status=response.status_code,
             text=await response.get_data(as_text=True),
