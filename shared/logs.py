@@ -10,6 +10,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
+
+from shared.settings import Settings, SettingsError, load_settings
 
 SECRET_PATHS = re.compile(r"(/(?:confirm|reset_password|account/not-me)/)(?!resend\b)[^\s\"'?#<>]+")
 SECRET_FIELDS = re.compile(
@@ -37,3 +40,15 @@ def configure_logging(level: str | None = None) -> None:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactSecrets())
+
+
+def start_process() -> Settings | None:
+    """What every entry point does first: read the settings (printing one line per problem,
+    never a traceback, and returning None if they are bad) and set up logging."""
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        print(f"configuration error:\n{error}", file=sys.stderr)
+        return None
+    configure_logging(settings.LOG_LEVEL)
+    return settings

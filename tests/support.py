@@ -96,3 +96,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+async def run_burst_worker(settings: Settings, **overrides: Any) -> None:
+    """Run an in-process arq worker with these settings until its queue is empty."""
+    from worker.settings import create_worker
+
+    worker = create_worker(settings, burst=True, handle_signals=False, **overrides)
+    try:
+        await worker.main()
+    finally:
+        await asyncio.gather(worker.close(), return_exceptions=True)

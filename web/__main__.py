@@ -17,8 +17,8 @@ import sys
 
 from email_validator import EmailNotValidError, validate_email
 
-from shared.logs import configure_logging
-from shared.settings import Settings, SettingsError, load_settings
+from shared.logs import start_process
+from shared.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,12 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         print(secrets.token_urlsafe(48))
         return 0
 
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        print(f"configuration error:\n{error}", file=sys.stderr)
+    settings = start_process()
+    if settings is None:
         return 2
-    configure_logging(settings.LOG_LEVEL)
 
     if args.command == "send-test-email":
         return asyncio.run(send_test_email(settings, args.address))

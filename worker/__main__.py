@@ -13,8 +13,8 @@ import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
-from shared.logs import configure_logging
-from shared.settings import Settings, SettingsError, load_settings
+from shared.logs import start_process
+from shared.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,12 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "retry" and not args.ids and not args.all_failed:
         parser.error("retry needs outbox ids or --all-failed")
 
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        print(f"configuration error:\n{error}", file=sys.stderr)
+    settings = start_process()
+    if settings is None:
         return 2
-    configure_logging(settings.LOG_LEVEL)
 
     if args.command == "check":
         return check(settings)

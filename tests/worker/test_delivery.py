@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from arq.connections import ArqRedis
 from sqlalchemy import select
 
@@ -13,6 +11,7 @@ from shared.jobs import EmailKind, TestEmail, email_job_id
 from shared.models import Email, EmailStatus
 from shared.outbox import add_email, transaction
 from shared.settings import Settings
+from tests.support import run_burst_worker
 
 pytestmark = __import__("pytest").mark.usefixtures("clean_db")
 
@@ -104,13 +103,7 @@ async def test_attempts_are_bounded(
     limited = settings.with_values(**{"MAIL_MAX_ATTEMPTS": 3})
     smtp.reply_queue.extend(["451 4.3.0 try later"] * 5)
     email_id = await queue_test_email(sessionmaker, queue, limited)
-    from worker.settings import create_worker
-
-    worker = create_worker(limited, burst=True, handle_signals=False)
-    try:
-        await worker.main()
-    finally:
-        await asyncio.gather(worker.close(), return_exceptions=True)
+    await run_burst_worker(limited)
     row = await load(sessionmaker, email_id)
     assert row.status == EmailStatus.FAILED
     assert row.attempts == 3
@@ -142,13 +135,7 @@ async def test_smtp_server_down_is_temporary(
 
     nowhere = settings.with_values(**{"MAIL_PORT": free_port(), "MAIL_MAX_ATTEMPTS": 2})
     email_id = await queue_test_email(sessionmaker, queue, nowhere)
-    from worker.settings import create_worker
-
-    worker = create_worker(nowhere, burst=True, handle_signals=False)
-    try:
-        await worker.main()
-    finally:
-        await asyncio.gather(worker.close(), return_exceptions=True)
+    await run_burst_worker(nowhere)
     row = await load(sessionmaker, email_id)
     assert row.status == EmailStatus.FAILED
     assert row.attempts == 2
@@ -159,18 +146,12 @@ async def test_smtp_server_down_is_temporary(
 async def test_permanent_failure_alerts_the_admins_once_per_ten_minutes(
     sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, smtp: MailSink
 ) -> None:
-    from worker.settings import create_worker
-
     with_admins = settings.with_values(ADMINS="ops@example.com")
     smtp.reply_queue.extend(["550 5.1.1 no such user", "550 5.1.1 no such user"])
     first = await queue_test_email(sessionmaker, queue, with_admins, to="gone@example.com")
     second = await queue_test_email(sessionmaker, queue, with_admins, to="gone2@example.com")
     for _ in range(2):  # the alert is queued by the first run and delivered by the second
-        worker = create_worker(with_admins, burst=True, handle_signals=False, max_jobs=1)
-        try:
-            await worker.main()
-        finally:
-            await asyncio.gather(worker.close(), return_exceptions=True)
+        await run_burst_worker(with_admins, max_jobs=1)
 
     assert (await load(sessionmaker, first)).status == EmailStatus.FAILED
     assert (await load(sessionmaker, second)).status == EmailStatus.FAILED
