@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -215,7 +214,3 @@ def run_worker(settings: Settings, queue: ArqRedis) -> Any:
             await asyncio.gather(worker.close(), return_exceptions=True)
 
     return run
-
-
-def python() -> str:
-    return sys.executable

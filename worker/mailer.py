@@ -27,6 +27,7 @@ from email.message import EmailMessage
 import aiosmtplib
 
 log = logging.getLogger(__name__)
+AsyncSMTP = aiosmtplib.SMTP  # the asyncio client (a name no one mistakes for smtplib's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class SMTPPool:
 
     def _new_client(self) -> aiosmtplib.SMTP:
         c = self._config
-        return aiosmtplib.SMTP(
+        return AsyncSMTP(
             hostname=c.hostname,
             port=c.port,
             use_tls=c.use_tls,
