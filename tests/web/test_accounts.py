@@ -496,3 +496,24 @@ async def test_texts_need_a_confirmed_address(browser: Browser, sessionmaker: Se
 async def test_texts_need_login(browser: Browser) -> None:
     page = await browser.get("/texts/new")
     assert (page.status, page.location) == (302, "/login?next=/texts/new")
+
+
+async def test_home_lists_texts_newest_first_ten_a_page(
+    browser: Browser, sessionmaker: SessionMaker
+) -> None:
+    from shared.models import TextPost
+
+    await browser.register()
+    async with sessionmaker() as session, session.begin():
+        user = await session.scalar(select(User))
+        assert user is not None
+        for n in range(12):
+            session.add(TextPost(title=f"Text {n:02d}", content="x", author_id=user.id))
+            await session.flush()
+    first = await browser.get("/")
+    titles = re.findall(r"<h2>(Text \d+)</h2>", first.text)
+    assert titles == [f"Text {n:02d}" for n in range(11, 1, -1)]
+    assert "Page 1 of 2" in first.text and 'rel="next"' in first.text
+    second = await browser.get("/?page=2")
+    assert re.findall(r"<h2>(Text \d+)</h2>", second.text) == ["Text 01", "Text 00"]
+    assert (await browser.get("/?page=-5")).status == 200  # nonsense pages are page 1

@@ -332,7 +332,16 @@ async def test_login_failures_lock_the_account_temporarily_and_reset_lifts_it(
     assert "Too many failed attempts for this account" in page.flashes[0][1]
     assert int(page.headers["Retry-After"]) <= settings.LOGIN_LOCK_SECONDS
 
-    # The lock is per account, not global ...
+    # The lock ends with its window (the limiter's clock, not a sleep) ...
+    real_time = time.time
+    monkeypatch.setattr(
+        "shared.ratelimit.time.time", lambda: real_time() + settings.LOGIN_LOCK_SECONDS + 1
+    )
+    assert (await alice.login()).location == "/"
+    await alice.logout()
+    monkeypatch.setattr("shared.ratelimit.time.time", real_time)
+
+    # ... it is per account, not global ...
     await Browser(app).register(username="bob", email="bob@example.com")
     assert (await Browser(app).login("bob@example.com")).location == "/"
     # ... and a password reset lifts it.
