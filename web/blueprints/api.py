@@ -9,10 +9,10 @@ this service's ``BASE_URL``. Errors are ``application/problem+json`` (RFC 9457).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Self
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from quart import Blueprint, request
 from quart.typing import ResponseReturnValue
 from quart_schema import (
@@ -51,16 +51,18 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=1000)
 
 
-def _rule(check: Any, value: str) -> str:
-    result: str = check(value)
-    return result
-
-
 # The schema states the rules it can (length, pattern, format) so clients and property-based
 # tests can aim at valid input; shared.validation remains the authority.
-USERNAME = Field(pattern=r"^[A-Za-z0-9_.-]{2,25}$", max_length=25, examples=["alice"])
-EMAIL = Field(max_length=320, json_schema_extra={"format": "email"},
-              examples=["alice@example.com"])  # fmt: skip
+Username = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9_.-]{2,25}$", max_length=25, examples=["alice"]),
+    AfterValidator(check_username),
+]
+EmailAddress = Annotated[
+    str,
+    Field(max_length=320, json_schema_extra={"format": "email"}, examples=["alice@example.com"]),
+    AfterValidator(check_email),
+]
 NEW_PASSWORD = Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH,
                      examples=["correct horse battery"])  # fmt: skip
 
@@ -70,12 +72,9 @@ class Empty(Model):
 
 
 class RegisterIn(Model):
-    username: str = USERNAME
-    email: str = EMAIL
+    username: Username
+    email: EmailAddress
     password: str = NEW_PASSWORD
-
-    _username = field_validator("username")(classmethod(lambda cls, v: _rule(check_username, v)))
-    _email = field_validator("email")(classmethod(lambda cls, v: _rule(check_email, v)))
 
     @model_validator(mode="after")
     def _password(self) -> Self:
@@ -84,17 +83,13 @@ class RegisterIn(Model):
 
 
 class LoginIn(Model):
-    email: str = EMAIL
+    email: EmailAddress
     password: str = Field(max_length=PASSWORD_MAX_LENGTH)
     remember: bool = False
 
-    _email = field_validator("email")(classmethod(lambda cls, v: _rule(check_email, v)))
-
 
 class EmailIn(Model):
-    email: str = EMAIL
-
-    _email = field_validator("email")(classmethod(lambda cls, v: _rule(check_email, v)))
+    email: EmailAddress
 
 
 class TokenIn(Model):
