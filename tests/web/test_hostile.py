@@ -267,23 +267,29 @@ text = st.one_of(
 )
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
+# Bounded and reproducible, so it fits CI and a failure replays the same way.
+bounded = settings(
+    deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
 )
+
+
+async def hostile_form(browser: Browser, path: str, fields: list[str], data: Any) -> dict[str, str]:
+    """Any subset of the form's fields with arbitrary values, with or without its CSRF token."""
+    token = (await browser.get(path)).csrf_token
+    present = data.draw(st.lists(st.sampled_from(fields), unique=True), label="present")
+    form = {name: data.draw(text, label=name) for name in present}
+    if data.draw(st.booleans(), label="keep csrf"):
+        form["csrf_token"] = token
+    return form
+
+
+@settings(bounded, max_examples=40)
 @given(path=st.sampled_from(sorted(FORMS)), data=st.data())
 async def test_forms_never_fail_with_a_server_error(
     app: Quart, sessionmaker: SessionMaker, path: str, data: st.DataObject
 ) -> None:
     browser = Browser(app)
-    token = (await browser.get(path)).csrf_token
-    fields = data.draw(st.lists(st.sampled_from(FORMS[path]), unique=True), label="present")
-    form = {name: data.draw(text, label=name) for name in fields}
-    if data.draw(st.booleans(), label="keep csrf"):
-        form["csrf_token"] = token
+    form = await hostile_form(browser, path, FORMS[path], data)
     users_before = await count(sessionmaker, User)
     page = await browser.post(path, form)
     assert page.status < 500, page.text[:500]
@@ -300,13 +306,7 @@ LOGGED_IN_FORMS = {
 }
 
 
-@settings(
-    max_examples=30,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@settings(bounded, max_examples=30)
 @given(path=st.sampled_from(sorted(LOGGED_IN_FORMS)), data=st.data())
 async def test_logged_in_forms_never_fail_with_a_server_error(
     app: Quart, sessionmaker: SessionMaker, path: str, data: st.DataObject
@@ -322,11 +322,7 @@ async def test_logged_in_forms_never_fail_with_a_server_error(
             assert user is not None
             user.confirmed_at = func.now()
         await browser.login()
-    token = (await browser.get(path)).csrf_token
-    fields = data.draw(st.lists(st.sampled_from(LOGGED_IN_FORMS[path]), unique=True))
-    form = {name: data.draw(text, label=name) for name in fields}
-    if data.draw(st.booleans(), label="keep csrf"):
-        form["csrf_token"] = token
+    form = await hostile_form(browser, path, LOGGED_IN_FORMS[path], data)
     texts_before = await count(sessionmaker, TextPost)
     page = await browser.post(path, form)
     assert page.status < 500, page.text[:500]
