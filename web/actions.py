@@ -138,7 +138,7 @@ async def request_reset(email: str) -> None:
 
 async def _issue_reset_if_known(email: str) -> None:
     async with transaction() as session:
-        user = await reset.find_user_by_email(session, email)
+        user = await accounts.find_user_by_email(session, email)
         if user is not None:
             await reset.issue_reset(session, user)
 
@@ -164,8 +164,8 @@ async def reset_password(token: str, password: str) -> bool:
     res = resources()
     secret = res.settings.SECRET_KEY.get_secret_value()
     payload = _reset_payload(token)
-    if await reset_token_user(token) is None:
-        return False
+    if payload is None:
+        return False  # forged or expired: no hashing for it (the account is checked below)
     password_hash = await passwords.hash_password(password)
     async with transaction() as session:
         # Locked and checked again: of two concurrent uses of one link, one wins.
@@ -178,26 +178,22 @@ async def reset_password(token: str, password: str) -> bool:
     return True
 
 
-async def change_password(user_id: int, current_password: str, new_password: str) -> bool:
-    """Change a logged-in user's password; False if the current password is wrong. Every
-    other session ends; this one carries on with the lifetime it had."""
+async def change_password(user: User, current_password: str, new_password: str) -> bool:
+    """Change the logged-in ``user``'s password; False if the current password is wrong.
+    Every other session ends; this one carries on with the lifetime it had."""
     res = resources()
-    async with res.sessionmaker() as session:
-        known = await session.get(User, user_id)
-    if known is None:
-        return False
-    matches, _ = await passwords.verify_password(known.password_hash, current_password)
+    matches, _ = await passwords.verify_password(user.password_hash, current_password)
     if not matches:
         return False
     password_hash = await passwords.hash_password(new_password)
     async with transaction() as session:
-        user = await session.get(User, user_id, with_for_update=True)
-        assert user is not None
-        await reset.set_password(session, user, password_hash)
+        locked = await session.get(User, user.id, with_for_update=True)
+        assert locked is not None
+        await reset.set_password(session, locked, password_hash)
     parsed = parse_auth_id(current_user.auth_id)
     remaining = parsed[2] - int(time.time()) if parsed else res.settings.SESSION_LIFETIME
     login_user(
-        AccountUser(make_auth_id(user, lifetime=max(60, remaining))),
+        AccountUser(make_auth_id(locked, lifetime=max(60, remaining))),
         remember=remaining > res.settings.SESSION_LIFETIME,
     )
     return True

@@ -44,6 +44,10 @@ def email_key(email: str) -> str:
     return unicodedata.normalize("NFKC", email).strip().casefold()
 
 
+async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email_key == email_key(email)))
+
+
 @dataclass(frozen=True, slots=True)
 class Registration:
     """``user`` is None when the address already had an account: the caller must answer
@@ -68,7 +72,7 @@ async def register_user(
     username = normalize_username(username)
     if await session.scalar(select(User.id).where(User.username_key == username_key(username))):
         raise UsernameTaken
-    existing = await session.scalar(select(User).where(User.email_key == email_key(email)))
+    existing = await find_user_by_email(session, email)
     if existing is not None:
         await _notify_existing_owner(session, existing, notice_interval)
         return Registration(user=None)
@@ -163,7 +167,7 @@ async def confirm_email(session: AsyncSession, user_id: int, generation: int) ->
 async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
     """The user whose email and password match, else None: the same answer, in about the same
     time, for an unknown address and a wrong password."""
-    user = await session.scalar(select(User).where(User.email_key == email_key(email)))
+    user = await find_user_by_email(session, email)
     if user is None:
         await passwords.verify_dummy(password)
         return None

@@ -6,18 +6,12 @@ never commit.
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import EmailKind, PasswordChanged, ResetEmail
 from shared.models import User
 from shared.outbox import add_email
-from shared.services.accounts import email_key
 from shared.tokens import int_field, password_fingerprint
-
-
-async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
-    return await session.scalar(select(User).where(User.email_key == email_key(email)))
 
 
 async def issue_reset(session: AsyncSession, user: User) -> None:

@@ -315,7 +315,7 @@ async def password_change(data: ChangePasswordIn) -> ApiResult:
         return problem(
             422, "Invalid request", "Some fields are not valid.", errors={"password": [str(error)]}
         )
-    if not await actions.change_password(user.id, data.current_password, data.password):
+    if not await actions.change_password(user, data.current_password, data.password):
         return problem(
             400,
             "Wrong password",

@@ -71,7 +71,7 @@ async def change_password() -> ResponseReturnValue:
     form = await ChangePasswordForm.from_request(user=user)
     if form.validate_on_submit():
         changed = await actions.change_password(
-            user.id, form.current_password.data or "", form.password.data or ""
+            user, form.current_password.data or "", form.password.data or ""
         )
         if changed:
             await flash("Your password has been updated!", "success")
