@@ -16,6 +16,7 @@ A dev-only ``SECRET_KEY`` is generated once into ``var/secret_key`` when none is
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from devstack.mailsink import MailSink, start_sink
-from devstack.servers import EmbeddedPostgres, EmbeddedRedis, ensure_database, port_open, run
+from devstack.servers import EmbeddedPostgres, EmbeddedRedis, ensure_database, port_open
 from shared.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +109,7 @@ def _provide_services(env: dict[str, str], stack: ExitStack) -> None:
         postgres = EmbeddedPostgres(VAR / "postgres")
         postgres.start()
         stack.callback(postgres.stop)
-        run(
+        asyncio.run(
             ensure_database(
                 f"postgresql://postgres@/postgres?host={postgres.socket_dir}", DATABASE_NAME
             )

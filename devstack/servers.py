@@ -7,16 +7,13 @@ answers on the usual ports.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
 import subprocess
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 log = logging.getLogger("devstack")
@@ -120,10 +117,6 @@ class EmbeddedRedis:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-
-
-def run(coro: Coroutine[Any, Any, None]) -> None:
-    asyncio.run(coro)
 
 
 @dataclass

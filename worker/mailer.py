@@ -135,26 +135,20 @@ class SMTPPool:
         ``message`` is wire bytes (then ``envelope`` gives MAIL FROM and RCPT TO) or an
         EmailMessage (its headers give them, and SMTPUTF8 is used when needed)."""
         async with self._connection() as slot:
-            reused = slot.client.is_connected
-            try:
-                return await self._send_on(slot, message, envelope)
-            except aiosmtplib.SMTPServerDisconnected:
-                await self._close(slot)
-                if not reused:
-                    raise TemporaryDeliveryError("server closed the connection") from None
-            except DeliveryError:
-                await self._close(slot)
-                raise
             # A reused connection the server had already dropped says nothing about this
-            # message: try once more on a fresh connection.
-            try:
-                return await self._send_on(slot, message, envelope)
-            except aiosmtplib.SMTPServerDisconnected:
-                await self._close(slot)
-                raise TemporaryDeliveryError("server closed the connection") from None
-            except DeliveryError:
-                await self._close(slot)
-                raise
+            # message: it gets one more try, on a fresh connection.
+            tries = 2 if slot.client.is_connected else 1
+            for attempt in range(1, tries + 1):
+                try:
+                    return await self._send_on(slot, message, envelope)
+                except aiosmtplib.SMTPServerDisconnected:
+                    await self._close(slot)
+                    if attempt == tries:
+                        raise TemporaryDeliveryError("server closed the connection") from None
+                except DeliveryError:
+                    await self._close(slot)
+                    raise
+        raise AssertionError("unreachable: every try returns or raises")
 
     async def _send_on(self, slot: _Slot, message: Outgoing, envelope: Envelope | None) -> str:
         try:
