@@ -7,7 +7,6 @@ answers on the usual ports.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import subprocess
@@ -15,8 +14,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
-
-log = logging.getLogger("devstack")
 
 
 def free_port(host: str = "127.0.0.1") -> int:

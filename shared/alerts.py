@@ -7,7 +7,6 @@ error that repeats on every request does not bury the admins.
 from __future__ import annotations
 
 import hashlib
-import logging
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -17,7 +16,6 @@ from shared.jobs import AdminAlert, EmailKind
 from shared.outbox import add_email
 from shared.settings import Settings
 
-log = logging.getLogger(__name__)
 QUIET_PERIOD = 600  # seconds between two alerts about the same error
 MAX_DETAILS = 8000
 

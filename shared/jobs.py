@@ -8,7 +8,6 @@ through :func:`enqueue_send_email`, so arq's surface stays in one place.
 from __future__ import annotations
 
 import enum
-import logging
 from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel, ConfigDict
@@ -16,7 +15,6 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from arq.connections import ArqRedis, RedisSettings
 
-log = logging.getLogger(__name__)
 
 # --- job names --------------------------------------------------------------------------------
 SEND_EMAIL: Final = "send_email"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from quart import Quart
 from quart_schema import QuartSchema
 
@@ -16,8 +14,6 @@ from web.errors import register_error_handlers
 from web.extensions import RESOURCES_KEY, Resources, auth_manager
 from web.forms import blank_form
 from web.headers import add_security_headers
-
-log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> Quart:

@@ -16,7 +16,6 @@ Failures are classified for the retry policy:
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -26,7 +25,6 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-log = logging.getLogger(__name__)
 AsyncSMTP = aiosmtplib.SMTP  # the asyncio client (a name no one mistakes for smtplib's)
 
 
