@@ -107,6 +107,10 @@ class Email(Base):
         DateTime(timezone=True), server_default=func.now()
     )
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A worker claimed the row for delivery until then (a lease): other runs of its job leave
+    # it alone meanwhile, and a claim that outlives a crashed worker simply expires. Claiming
+    # is one UPDATE, so no transaction or connection is held while the SMTP server answers.
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'sent', 'failed', 'skipped')", name="status"),

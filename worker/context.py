@@ -13,6 +13,7 @@ from shared.settings import Settings
 from shared.tokens import Tokens
 from worker.mailer import SMTPPool
 from worker.render import EmailRenderer
+from worker.store import OutboxStore
 from worker.throttle import CircuitBreaker, OutboundBudget
 
 STATE_KEY = "state"
@@ -23,6 +24,7 @@ class WorkerState:
     settings: Settings
     engine: AsyncEngine
     sessionmaker: SessionMaker
+    store: OutboxStore
     mailer: SMTPPool
     renderer: EmailRenderer
     tokens: Tokens

@@ -8,11 +8,10 @@ address was confirmed meanwhile, a newer link superseded it) is skipped with the
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import (
     AdminAlert,
@@ -31,7 +30,7 @@ from shared.tokens import Purpose, Tokens
 
 @dataclass(slots=True)
 class OutboxEmail:
-    """The outbox row a job is delivering, read with Core (see worker.jobs.send_email)."""
+    """The outbox row a job is delivering, as its claim returned it (see worker.store)."""
 
     id: int
     kind: str
@@ -66,8 +65,11 @@ def _hours(seconds: int) -> str:
     return f"{seconds // 60} minutes"
 
 
+UserLookup = Callable[[int], Awaitable[User | None]]
+
+
 async def prepare(
-    session: AsyncSession,
+    user_by_id: UserLookup,
     email: OutboxEmail,
     context: EmailContext,
     *,
@@ -81,7 +83,7 @@ async def prepare(
         case AdminAlert(summary=summary, details=details):
             return {"summary": summary, "details": details}
         case ConfirmEmail(user_id=user_id, generation=generation):
-            user = await session.get(User, user_id)
+            user = await user_by_id(user_id)
             if user is None:
                 return Skip("the account no longer exists")
             if user.confirmed_at is not None:
@@ -97,7 +99,7 @@ async def prepare(
                 "expires_in": _hours(settings.CONFIRM_TOKEN_MAX_AGE),
             }
         case AlreadyRegistered(user_id=user_id):
-            user = await session.get(User, user_id)
+            user = await user_by_id(user_id)
             if user is None:
                 return Skip("the account no longer exists")
             return {
@@ -106,7 +108,7 @@ async def prepare(
                 "reset_link": f"{base}/reset_password",
             }
         case ResetEmail(user_id=user_id, generation=generation):
-            user = await session.get(User, user_id)
+            user = await user_by_id(user_id)
             if user is None:
                 return Skip("the account no longer exists")
             if user.reset_generation != generation:
@@ -122,7 +124,7 @@ async def prepare(
                 "expires_in": _hours(settings.RESET_TOKEN_MAX_AGE),
             }
         case PasswordChanged(user_id=user_id, session_version=version):
-            user = await session.get(User, user_id)
+            user = await user_by_id(user_id)
             if user is None:
                 return Skip("the account no longer exists")
             token = tokens.dumps(Purpose.NOT_ME, {"uid": user.id, "sv": version})

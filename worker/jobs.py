@@ -1,8 +1,9 @@
 """Job functions: thin steps around the outbox row.
 
-``send_email`` loads and locks the row, renders, delivers and records the outcome in one short
-transaction. The database row, not Redis, is the source of truth: a job may run twice (a
-sweeper re-enqueue, a killed worker), and a row that is no longer pending is left alone.
+``send_email`` claims the row for a while (a lease), renders, delivers and records the outcome.
+The database row, not Redis, is the source of truth: a job may run twice (a sweeper
+re-enqueue, a killed worker), and a row that is no longer pending, or that a live run has
+claimed, is left alone.
 """
 
 from __future__ import annotations
@@ -13,26 +14,25 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from arq import Retry
 from jinja2 import TemplateError
 from pydantic import ValidationError
-from sqlalchemy import Table, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import func, or_, select, update
 
 from shared.alerts import alert_admins
 from shared.jobs import EmailKind, enqueue_send_email, heartbeat_key, parse_context
 from shared.models import Email, EmailStatus
 from shared.outbox import transaction
-from worker.context import state
+from worker.context import WorkerState, state
 from worker.emails import OutboxEmail, Skip, prepare
 from worker.mailer import DeliveryError, Envelope
 from worker.mime import compose
 from worker.render import message_id_for
+from worker.store import EMAILS
 
 log = logging.getLogger(__name__)
-EMAILS = cast(Table, Email.__table__)
 
 
 SHORT_WAIT = 1.0  # seconds: wait for the budget in the job; longer waits go back to the queue
@@ -56,44 +56,22 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
 async def send_email(ctx: dict[str, Any], email_id: int) -> str:
     """Deliver outbox row ``email_id``; returns a short description of what happened.
 
-    The row is read and written with Core statements, not the ORM: this is the hot path, and
-    the unit of work costs more than the rest of the database work together.
+    Claim the row (a lease, one batched UPDATE), deliver without holding a transaction or a
+    connection, then record the outcome. "Sent" is recorded in a batch with other jobs';
+    anything else in its own transaction, with the admin alert it may cause.
     """
     st = state(ctx)
-    # The job's unit of work: commit, then enqueue any email it caused (an admin alert).
-    async with transaction(
-        st.sessionmaker, ctx.get("redis"), queue_name=st.settings.QUEUE_NAME
-    ) as session:
-        # SKIP LOCKED: if another job holds this row it is delivering it right now.
-        row = (
-            await session.execute(
-                select(EMAILS).where(EMAILS.c.id == email_id).with_for_update(skip_locked=True)
-            )
-        ).first()
-        if row is None:
-            return "not found or being delivered elsewhere"
-        if row.status != EmailStatus.PENDING:
-            return f"already {row.status}"
-        email = OutboxEmail.from_row(row)
-        outcome = await _deliver(ctx, session, email)
-        values: dict[str, Any] = {"status": outcome.status, "attempts": email.attempts}
-        if outcome.status == EmailStatus.SENT:
-            values.update(sent_at=func.now(), last_error=None)
-        elif outcome.held is None:
-            values["last_error"] = outcome.detail[:2000]
-        if outcome.retry_in is not None:
-            values["next_attempt_at"] = func.now() + timedelta(seconds=outcome.retry_in)
-        await session.execute(update(EMAILS).where(EMAILS.c.id == email.id).values(**values))
-        if outcome.status == EmailStatus.FAILED and email.kind != EmailKind.ADMIN_ALERT:
-            await alert_admins(
-                session,
-                ctx.get("redis"),
-                st.settings,
-                key=f"delivery:{email.kind}:{outcome.detail[:40]}",
-                summary=f"Email {email.id} ({email.kind}) failed permanently",
-                details=f"To: {email.recipient}\nAttempts: {email.attempts}\n{outcome.detail}",
-            )
-    # Committed: the attempt is on record even if Redis loses the retry below.
+    email = await st.store.claim(email_id)
+    if email is None:
+        return "not pending, or claimed by another run"
+    # From here on, whatever goes wrong (a crash, a timeout, the database) the claim simply
+    # expires, after which the row's next job run or the sweeper delivers it.
+    outcome = await _deliver(st, email)
+    if outcome.status == EmailStatus.SENT:
+        await st.store.mark_sent(email.id)
+    else:
+        await _record(ctx, st, email, outcome)
+    # Recorded: the attempt is on record even if Redis loses the retry below.
     if outcome.held is not None:
         log.info("email %s held back (%s) for %.1fs", email_id, outcome.held, outcome.retry_in)
         raise Retry(defer=outcome.retry_in)
@@ -112,12 +90,46 @@ async def send_email(ctx: dict[str, Any], email_id: int) -> str:
     return f"{outcome.status}: {outcome.detail}"
 
 
-async def _deliver(ctx: dict[str, Any], session: AsyncSession, email: OutboxEmail) -> _Outcome:
-    st = state(ctx)
+async def _record(
+    ctx: dict[str, Any], st: WorkerState, email: OutboxEmail, outcome: _Outcome
+) -> None:
+    """Write an outcome other than "sent" and release the claim, in one unit of work that
+    enqueues, after commit, the admin alert a permanent failure causes."""
+    values: dict[str, Any] = {
+        "status": outcome.status,
+        "attempts": email.attempts,
+        "claimed_until": None,
+    }
+    if outcome.held is None:
+        values["last_error"] = outcome.detail[:2000]
+    if outcome.retry_in is not None:
+        values["next_attempt_at"] = func.now() + timedelta(seconds=outcome.retry_in)
+    async with transaction(
+        st.sessionmaker, ctx.get("redis"), queue_name=st.settings.QUEUE_NAME
+    ) as session:
+        await session.execute(
+            update(EMAILS)
+            .where(EMAILS.c.id == email.id, EMAILS.c.status == EmailStatus.PENDING)
+            .values(**values)
+        )
+        if outcome.status == EmailStatus.FAILED and email.kind != EmailKind.ADMIN_ALERT:
+            await alert_admins(
+                session,
+                ctx.get("redis"),
+                st.settings,
+                key=f"delivery:{email.kind}:{outcome.detail[:40]}",
+                summary=f"Email {email.id} ({email.kind}) failed permanently",
+                details=f"To: {email.recipient}\nAttempts: {email.attempts}\n{outcome.detail}",
+            )
+
+
+async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:
     settings = st.settings
     try:
         context = parse_context(email.kind, email.context)
-        variables = await prepare(session, email, context, settings=settings, tokens=st.tokens)
+        variables = await prepare(
+            st.store.user, email, context, settings=settings, tokens=st.tokens
+        )
         if isinstance(variables, Skip):
             return _Outcome(EmailStatus.SKIPPED, variables.reason)
         rendered = st.renderer.render(email.kind, variables)
@@ -184,7 +196,12 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
         ids = list(
             await session.scalars(
                 select(Email.id)
-                .where(Email.status == EmailStatus.PENDING, Email.next_attempt_at <= cutoff)
+                .where(
+                    Email.status == EmailStatus.PENDING,
+                    Email.next_attempt_at <= cutoff,
+                    # Not while a live run holds the claim; an expired claim is fair game.
+                    or_(Email.claimed_until.is_(None), Email.claimed_until < func.now()),
+                )
                 .order_by(Email.next_attempt_at)
                 .limit(1000)
             )

@@ -14,6 +14,7 @@ from worker.context import STATE_KEY, WorkerState
 from worker.jobs import send_email, sweep_outbox
 from worker.mailer import SMTPConfig, SMTPPool
 from worker.render import EmailRenderer
+from worker.store import OutboxStore
 from worker.throttle import CircuitBreaker, OutboundBudget
 
 SITE_NAME = "Accounts"
@@ -35,6 +36,16 @@ def smtp_config(settings: Settings) -> SMTPConfig:
     )
 
 
+def claim_lease(settings: Settings) -> float:
+    """How long a delivery's claim on its row lasts, in seconds.
+
+    Longer than any job may run (arq cancels it at WORKER_JOB_TIMEOUT), so a live run never
+    loses its claim; shorter than arq's wait before it re-runs a dead worker's job (the
+    timeout + 10 s), so that re-run finds the claim expired and delivers the row.
+    """
+    return settings.WORKER_JOB_TIMEOUT + 5
+
+
 def worker_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for :class:`arq.Worker`, one place for every tuning decision."""
 
@@ -42,10 +53,17 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         engine = create_engine(
             settings.DATABASE_URL, application_name="worker", pool_size=settings.WORKER_MAX_JOBS
         )
+        sessionmaker = create_sessionmaker(engine)
         ctx[STATE_KEY] = WorkerState(
             settings=settings,
             engine=engine,
-            sessionmaker=create_sessionmaker(engine),
+            sessionmaker=sessionmaker,
+            store=OutboxStore(
+                engine,
+                sessionmaker,
+                lease=claim_lease(settings),
+                max_batch=settings.WORKER_MAX_JOBS,
+            ),
             mailer=SMTPPool(smtp_config(settings), size=settings.MAIL_POOL_SIZE),
             renderer=EmailRenderer(site_name=SITE_NAME, base_url=settings.base_url),
             tokens=Tokens(settings.SECRET_KEY.get_secret_value()),

@@ -1,0 +1,176 @@
+"""Delivery claims (a lease on the outbox row) and the batched statements, on real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from devstack.mailsink import MailSink
+from shared.db import SessionMaker
+from shared.jobs import EmailKind, TestEmail, email_job_id
+from shared.models import Email, EmailStatus
+from shared.outbox import add_email
+from shared.settings import Settings
+from worker.context import STATE_KEY, WorkerState
+from worker.jobs import sweep_outbox
+from worker.settings import claim_lease, create_worker, worker_options
+from worker.store import OutboxStore
+
+pytestmark = pytest.mark.usefixtures("clean_db")
+
+
+async def add_test_emails(sessionmaker: SessionMaker, n: int) -> list[int]:
+    """Committed outbox rows, not announced to any queue."""
+    async with sessionmaker() as session, session.begin():
+        emails = [
+            await add_email(session, EmailKind.TEST, f"user{i}@example.com", TestEmail())
+            for i in range(n)
+        ]
+    return [email.id for email in emails]
+
+
+async def row(sessionmaker: SessionMaker, email_id: int) -> Email:
+    async with sessionmaker() as session:
+        email = await session.get(Email, email_id)
+        assert email is not None
+        return email
+
+
+@pytest.fixture
+def store(engine: AsyncEngine, sessionmaker: SessionMaker) -> OutboxStore:
+    return OutboxStore(engine, sessionmaker, lease=60, max_batch=50)
+
+
+async def test_a_claimed_row_is_left_alone_by_other_runs(
+    store: OutboxStore, engine: AsyncEngine, sessionmaker: SessionMaker
+) -> None:
+    (email_id,) = await add_test_emails(sessionmaker, 1)
+    other_worker = OutboxStore(engine, sessionmaker, lease=60, max_batch=50)
+
+    claimed = await store.claim(email_id)
+    assert claimed is not None and claimed.recipient == "user0@example.com"
+    assert await other_worker.claim(email_id) is None
+    assert await store.claim(email_id) is None  # a duplicate job in the same worker, too
+    claim_end = (await row(sessionmaker, email_id)).claimed_until
+    assert claim_end is not None
+    async with sessionmaker() as session:
+        remaining = claim_end - await session.scalar(select(func.now()))
+    assert timedelta(seconds=55) < remaining <= timedelta(seconds=60)
+
+
+async def test_an_id_asked_for_twice_in_one_batch_is_claimed_once(
+    store: OutboxStore, sessionmaker: SessionMaker
+) -> None:
+    (email_id,) = await add_test_emails(sessionmaker, 1)
+    results = await asyncio.gather(store.claim(email_id), store.claim(email_id))
+    assert sum(result is not None for result in results) == 1
+
+
+async def test_an_expired_claim_can_be_taken_over(
+    engine: AsyncEngine, sessionmaker: SessionMaker
+) -> None:
+    (email_id,) = await add_test_emails(sessionmaker, 1)
+    # A worker that claimed the row and died: its lease is already over.
+    crashed = OutboxStore(engine, sessionmaker, lease=-1, max_batch=1)
+    assert await crashed.claim(email_id) is not None
+
+    successor = OutboxStore(engine, sessionmaker, lease=60, max_batch=1)
+    assert await successor.claim(email_id) is not None
+
+
+async def test_rows_that_are_not_pending_are_not_claimed(
+    store: OutboxStore, sessionmaker: SessionMaker
+) -> None:
+    ids = await add_test_emails(sessionmaker, 3)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(Email).where(Email.id == ids[0]).values(status="sent"))
+        await session.execute(update(Email).where(Email.id == ids[1]).values(status="failed"))
+    results = await asyncio.gather(*(store.claim(email_id) for email_id in [*ids, 999999]))
+    assert [result is not None for result in results] == [False, False, True, False]
+
+
+async def test_marking_sent_records_the_attempt_and_releases_the_claim(
+    store: OutboxStore, sessionmaker: SessionMaker
+) -> None:
+    ids = await add_test_emails(sessionmaker, 3)
+    for email_id in ids:
+        assert await store.claim(email_id) is not None
+    await asyncio.gather(*(store.mark_sent(email_id) for email_id in ids))
+    for email_id in ids:
+        email = await row(sessionmaker, email_id)
+        assert (email.status, email.attempts, email.claimed_until) == ("sent", 1, None)
+        assert email.sent_at is not None
+
+
+async def test_concurrent_deliveries_share_statements(
+    settings: Settings, sessionmaker: SessionMaker, queue: ArqRedis, smtp: MailSink
+) -> None:
+    total = 60
+    ids = await add_test_emails(sessionmaker, total)
+    for email_id in ids:
+        await queue.enqueue_job(
+            "send_email", email_id, _job_id=email_job_id(email_id), _queue_name=settings.QUEUE_NAME
+        )
+    smtp.delay = 0.02  # deliveries overlap, as they do with a remote server
+    worker = create_worker(settings, burst=True, handle_signals=False, max_jobs=30)
+    try:
+        await worker.main()
+        state = worker.ctx[STATE_KEY]
+        assert isinstance(state, WorkerState)
+        statements = state.store.statements
+    finally:
+        await asyncio.gather(worker.close(), return_exceptions=True)
+
+    assert len(smtp.messages) == total
+    async with sessionmaker() as session:
+        statuses = (await session.scalars(select(Email.status))).all()
+    assert statuses == [EmailStatus.SENT] * total
+    # One claim and one "sent" record per email would be 120 statements.
+    assert statements < total, statements
+
+
+@pytest.fixture
+async def worker_ctx(settings: Settings, queue: ArqRedis) -> AsyncIterator[dict[str, Any]]:
+    options = worker_options(settings)
+    ctx: dict[str, Any] = {"redis": queue}
+    await options["on_startup"](ctx)
+    yield ctx
+    await options["on_shutdown"](ctx)
+
+
+async def test_the_sweeper_skips_live_claims_and_takes_over_expired_ones(
+    worker_ctx: dict[str, Any], sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings
+) -> None:
+    live, expired, unclaimed = await add_test_emails(sessionmaker, 3)
+    async with sessionmaker() as session, session.begin():
+        overdue = func.now() - timedelta(seconds=settings.OUTBOX_SWEEP_AFTER + 1)
+        await session.execute(update(Email).values(next_attempt_at=overdue))
+        await session.execute(
+            update(Email)
+            .where(Email.id == live)
+            .values(claimed_until=func.now() + timedelta(seconds=30))
+        )
+        await session.execute(
+            update(Email)
+            .where(Email.id == expired)
+            .values(claimed_until=func.now() - timedelta(seconds=1))
+        )
+
+    assert await sweep_outbox(worker_ctx) == 2
+    queued = {member.decode() for member in await queue.zrange(settings.QUEUE_NAME, 0, -1)}
+    assert queued == {email_job_id(expired), email_job_id(unclaimed)}
+
+
+def test_a_claim_outlives_any_job_and_ends_before_arq_reruns_a_dead_workers_job(
+    settings: Settings,
+) -> None:
+    worker = create_worker(settings)
+    lease = claim_lease(settings)
+    assert settings.WORKER_JOB_TIMEOUT < lease < worker.in_progress_timeout_s
