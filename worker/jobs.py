@@ -150,6 +150,7 @@ async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:
     if not wait:
         wait = st.budget.acquire(email.recipient)
         if wait > SHORT_WAIT:
+            st.budget.cancel(email.recipient)  # the slot goes to a message that can wait
             st.breaker.release()  # a half-open trial that will not happen now
     if wait > SHORT_WAIT:
         reason = "SMTP server failing; sending paused" if st.breaker.is_open else "outbound budget"

@@ -29,14 +29,15 @@ class TokenBucket:
         self._updated = now
 
     def take(self) -> float:
-        """Take a token: 0.0 if one was available, else seconds until one will be."""
+        """Reserve a token: 0.0 if one is available now, else the seconds until the reserved
+        one will be. Reservations queue up (the count goes negative), so callers that each
+        wait their turn concurrently still do not exceed the rate together."""
         self._refill()
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return 0.0
-        return (1 - self.tokens) / self.rate
+        self.tokens -= 1
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
     def give_back(self) -> None:
+        """Cancel a reservation that will not be used."""
         self.tokens = min(self.burst, self.tokens + 1)
 
 
@@ -54,8 +55,7 @@ class OutboundBudget:
         self._domain_burst = per_domain_per_minute / 4
         self._domains: dict[str, TokenBucket] = {}
 
-    def acquire(self, recipient: str) -> float:
-        """0.0 if the message may go now, else seconds to wait."""
+    def _domain(self, recipient: str) -> TokenBucket:
         domain = recipient.rpartition("@")[2].lower()
         bucket = self._domains.get(domain)
         if bucket is None:
@@ -64,13 +64,17 @@ class OutboundBudget:
             bucket = self._domains[domain] = TokenBucket(
                 self._domain_rate, self._domain_burst, self._clock
             )
-        wait = bucket.take()
-        if wait:
-            return wait
-        wait = self._all.take()
-        if wait:
-            bucket.give_back()
-        return wait
+        return bucket
+
+    def acquire(self, recipient: str) -> float:
+        """Reserve a slot for one message: 0.0 if it may go now, else the seconds to wait
+        before sending it. A caller that will not send it then must :meth:`cancel`."""
+        return max(self._domain(recipient).take(), self._all.take())
+
+    def cancel(self, recipient: str) -> None:
+        """Give back a slot :meth:`acquire` reserved (the message was held back instead)."""
+        self._domain(recipient).give_back()
+        self._all.give_back()
 
 
 class CircuitBreaker:

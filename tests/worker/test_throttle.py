@@ -35,12 +35,28 @@ def test_budget_per_domain_and_overall() -> None:
     assert budget.acquire("late@example.com") == 1.0
     assert budget.acquire("someone@other.example") == 0.0  # other domains are not held up
     clock.now += 1
-    assert budget.acquire("late@EXAMPLE.com") == 0.0
+    assert budget.acquire("next@EXAMPLE.com") == 1.0  # "late" took the slot that came free
 
     # Overall: ten a second across all domains.
     overall = OutboundBudget(per_second=10, per_domain_per_minute=600, clock=clock)
     assert [overall.acquire(f"x@d{n}.example") for n in range(10)] == [0.0] * 10
     assert overall.acquire("x@d10.example") == 0.1
+
+
+def test_concurrent_waiters_queue_up_instead_of_all_going_at_once() -> None:
+    """Messages that each wait for "the next slot" at the same moment get successive slots:
+    the budget holds however many deliveries run in parallel."""
+    clock = Clock()
+    budget = OutboundBudget(per_second=1000, per_domain_per_minute=60, clock=clock)
+    for n in range(15):
+        budget.acquire(f"burst{n}@example.com")
+    waits = [budget.acquire(f"w{n}@example.com") for n in range(5)]
+    assert waits == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+    # A message held back instead of waiting gives its slot back to the next one.
+    budget.cancel("w4@example.com")
+    budget.cancel("w3@example.com")
+    assert budget.acquire("again@example.com") == 4.0
 
 
 def test_breaker_opens_after_repeated_failures_and_half_opens() -> None:
