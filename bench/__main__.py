@@ -205,6 +205,9 @@ async def prepare(services: Services) -> dict[str, str]:
         # Raised for the benchmark: its traffic is one client address and a few accounts.
         "POSTS_PER_MINUTE": "100000000",
         "RESET_EMAILS_PER_HOUR": "100000000",
+        # The worker's outbound budget (every benchmark recipient is @example.com).
+        "MAIL_RATE_PER_SECOND": "100000",
+        "MAIL_DOMAIN_RATE_PER_MINUTE": "100000000",
     }
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"],

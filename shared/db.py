@@ -7,6 +7,8 @@ service functions.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
@@ -33,19 +35,34 @@ class Base(DeclarativeBase):
     )
 
 
-def create_engine(database_url: str, *, application_name: str, pool_size: int = 10) -> AsyncEngine:
+def create_engine(
+    database_url: str,
+    *,
+    application_name: str,
+    pool_size: int = 10,
+    autocommit: bool = False,
+    pre_ping: bool = True,
+) -> AsyncEngine:
     """An asyncpg-backed engine whose connections say which process opened them.
 
     ``application_name`` shows up in ``pg_stat_activity``, which is the first thing an operator
     looks at when the database is busy.
+
+    ``autocommit`` and ``pre_ping=False`` are for a hot path of single statements that are
+    each atomic on their own (the worker's delivery claims): no BEGIN/COMMIT round trips, and
+    no liveness round trip per checkout (it cost more CPU than the statement). Such a caller
+    must retry once when a statement fails on a connection the server had closed (see
+    ``worker.store``); the pool then discards every connection older than the failure.
     """
+    options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     return _create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,  # survive a PostgreSQL restart without failing the next request
+        pool_pre_ping=pre_ping,  # survive a PostgreSQL restart without failing the next request
         hide_parameters=True,  # no emails or hashes in error messages, logs or admin alerts
         connect_args={"server_settings": {"application_name": application_name}},
+        **options,
     )
 
 

@@ -100,7 +100,7 @@ class Settings(BaseModel):
     MAIL_PASSWORD: SecretStr | None = None
     MAIL_DEFAULT_SENDER: str = "Accounts <noreply@example.com>"
     MAIL_TIMEOUT: float = Field(default=30.0, gt=0)
-    MAIL_POOL_SIZE: int = Field(default=4, ge=1, le=64)
+    MAIL_POOL_SIZE: int = Field(default=8, ge=1, le=64)
     MAIL_VALIDATE_CERTS: bool = True
     MAIL_CA_BUNDLE: str | None = None  # PEM file of CAs to trust for the SMTP server's cert
     ADMINS: Annotated[list[str], BeforeValidator(_split_addresses)] = []
@@ -129,7 +129,12 @@ class Settings(BaseModel):
     # arq polls Redis for due jobs; the delay bounds pickup latency (median ~ half of it) at
     # the cost of one cheap Redis round trip per delay per worker process.
     WORKER_POLL_DELAY: float = Field(default=0.02, gt=0, le=5)
-    WORKER_MAX_JOBS: int = Field(default=16, ge=1, le=1000)
+    # Deliveries in flight per worker process. A delivery holds no database connection while
+    # the SMTP server answers, only a slot; MAIL_POOL_SIZE bounds the SMTP connections.
+    WORKER_MAX_JOBS: int = Field(default=64, ge=1, le=1000)
+    # When busy, a delivery's claim/record statement waits up to this long (seconds) so that
+    # the deliveries starting around it share one statement (see worker/batching.py).
+    WORKER_BATCH_LINGER: float = Field(default=0.01, ge=0, le=1)
     # One delivery is a render plus one SMTP transaction: 60 s is generous, and a killed
     # worker's job becomes runnable again after job_timeout + 10 s, so keep it short.
     WORKER_JOB_TIMEOUT: int = Field(default=60, ge=5)

@@ -6,11 +6,17 @@ per-statement work, which profiling showed to be most of a delivery's CPU. A
 :class:`Coalescer` gathers the keys that jobs ask for while a statement is in flight and
 sends them as the next statement: at low load every call goes out at once on its own (no
 added latency), under load one statement serves a whole batch.
+
+Jobs start one at a time (each takes a few Redis round trips in arq), so under load calls
+arrive spread out rather than together. ``linger`` is how long a call waits for company when
+the previous batch ended only moments ago, i.e. when the worker is busy; an isolated call
+never waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -25,9 +31,17 @@ class Coalescer(Generic[K, V]):
     repeat gets). If it raises, every caller in that batch gets the exception.
     """
 
-    def __init__(self, fetch: Callable[[list[K]], Awaitable[Sequence[V]]], *, max_batch: int):
+    def __init__(
+        self,
+        fetch: Callable[[list[K]], Awaitable[Sequence[V]]],
+        *,
+        max_batch: int,
+        linger: float = 0.0,
+    ) -> None:
         self._fetch = fetch
         self._max_batch = max_batch
+        self._linger = linger
+        self._last_batch_ended = -math.inf
         self._waiting: list[tuple[K, asyncio.Future[V]]] = []
         self._runner: asyncio.Task[None] | None = None
 
@@ -40,10 +54,14 @@ class Coalescer(Generic[K, V]):
 
     async def _run(self) -> None:
         try:
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._last_batch_ended < self._linger:
+                await asyncio.sleep(self._linger)  # busy: let the next few calls join in
             while self._waiting:
                 batch = self._waiting[: self._max_batch]
                 del self._waiting[: self._max_batch]
                 await self._resolve(batch)
+                self._last_batch_ended = loop.time()
         finally:
             self._runner = None
 

@@ -50,18 +50,26 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for :class:`arq.Worker`, one place for every tuning decision."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        engine = create_engine(
-            settings.DATABASE_URL, application_name="worker", pool_size=settings.WORKER_MAX_JOBS
-        )
+        # Jobs hold a connection only for a statement or two (claims are leases, not locks
+        # held while the SMTP server answers), so the pool need not grow with WORKER_MAX_JOBS.
+        engine = create_engine(settings.DATABASE_URL, application_name="worker", pool_size=10)
         sessionmaker = create_sessionmaker(engine)
         ctx[STATE_KEY] = WorkerState(
             settings=settings,
             engine=engine,
             sessionmaker=sessionmaker,
             store=OutboxStore(
-                engine,
-                sessionmaker,
+                # The delivery hot path: each statement one atomic UPDATE or SELECT, shared by
+                # a batch of jobs, at most one in flight per kind.
+                create_engine(
+                    settings.DATABASE_URL,
+                    application_name="worker-delivery",
+                    pool_size=3,
+                    autocommit=True,
+                    pre_ping=False,
+                ),
                 lease=claim_lease(settings),
+                linger=settings.WORKER_BATCH_LINGER,
                 max_batch=settings.WORKER_MAX_JOBS,
             ),
             mailer=SMTPPool(smtp_config(settings), size=settings.MAIL_POOL_SIZE),
@@ -81,6 +89,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         if state is not None:
             await state.mailer.close()
             await state.engine.dispose()
+            await state.store.close()
 
     return {
         "functions": [

@@ -9,20 +9,22 @@ job, in a transaction with whatever they cause (an admin alert).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import BigInteger, Table, any_, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, Row, Table, any_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.expression import Executable
 
-from shared.db import SessionMaker
+from shared.db import create_sessionmaker
 from shared.models import Email, EmailStatus, User
 from worker.batching import Coalescer
 from worker.emails import OutboxEmail
 
+T = TypeVar("T")
 EMAILS = cast(Table, Email.__table__)
 _IDS = bindparam("ids", type_=ARRAY(BigInteger))
 
@@ -53,10 +55,12 @@ class OutboxStore:
     """Claims, user lookups and "sent" records for the jobs of one worker process."""
 
     def __init__(
-        self, engine: AsyncEngine, sessionmaker: SessionMaker, *, lease: float, max_batch: int
+        self, engine: AsyncEngine, *, lease: float, max_batch: int, linger: float = 0.0
     ) -> None:
+        """``engine``: an autocommit engine without pre-ping (``create_engine(autocommit=True,
+        pre_ping=False)``); every statement here is a single atomic UPDATE or SELECT."""
         self._engine = engine
-        self._sessionmaker = sessionmaker
+        self._sessionmaker = create_sessionmaker(engine)
         # Built once: the hot path should not pay for building and coercing statements.
         self._claim = (
             update(EMAILS)
@@ -69,17 +73,30 @@ class OutboxStore:
             .values(claimed_until=func.now() + timedelta(seconds=lease))
             .returning(*_RETURNED)
         )
-        self.claim = Coalescer(self._claim_many, max_batch=max_batch)
-        self.user = Coalescer(self._users_by_id, max_batch=max_batch)
-        self.mark_sent = Coalescer(self._mark_sent_many, max_batch=max_batch)
+        self.claim = Coalescer(self._claim_many, max_batch=max_batch, linger=linger)
+        self.user = Coalescer(self._users_by_id, max_batch=max_batch, linger=linger)
+        self.mark_sent = Coalescer(self._mark_sent_many, max_batch=max_batch, linger=linger)
         self.statements = 0  # how many batched statements ran: tests and benchmarks read it
 
-    @asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
-        """A pooled connection without BEGIN/COMMIT round trips: each statement here is a
-        single UPDATE, atomic on its own."""
-        async with self._engine.connect() as connection:
-            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+    async def _retrying(self, run: Callable[[], Awaitable[T]]) -> T:
+        """Run one batched statement, once more on a fresh connection if the server had
+        closed the pooled one (a PostgreSQL restart): this engine does not ping first."""
+        try:
+            result = await run()
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            result = await run()
+        self.statements += 1
+        return result
+
+    async def _execute(self, statement: Executable, ids: list[int]) -> Sequence[Row[Any]]:
+        async def run() -> Sequence[Row[Any]]:
+            async with self._engine.connect() as connection:
+                result = await connection.execute(statement, {"ids": ids})
+                return result.all() if result.returns_rows else []
+
+        return await self._retrying(run)
 
     async def _claim_many(self, ids: list[int]) -> Sequence[OutboxEmail | None]:
         """Claim every listed row that is pending and not claimed by a live run.
@@ -87,23 +104,24 @@ class OutboxStore:
         A row that is not returned is done, gone, or being delivered by another run right
         now: its job has nothing to do. An id asked for twice in one batch is claimed once.
         """
-        async with self._autocommit() as connection:
-            rows = (await connection.execute(self._claim, {"ids": ids})).all()
-        self.statements += 1
+        rows = await self._execute(self._claim, ids)
         claimed = {row.id: OutboxEmail.from_row(row) for row in rows}
         return [claimed.pop(email_id, None) for email_id in ids]
 
     async def _users_by_id(self, ids: list[int]) -> Sequence[User | None]:
         """The users, as of now (after the claim), that the batch's emails are about."""
-        async with self._sessionmaker() as session:
-            users = {
-                user.id: user for user in await session.scalars(_USERS, {"ids": list(set(ids))})
-            }
-        self.statements += 1
+
+        async def run() -> dict[int, User]:
+            async with self._sessionmaker() as session:
+                found = await session.scalars(_USERS, {"ids": list(set(ids))})
+                return {user.id: user for user in found}
+
+        users = await self._retrying(run)
         return [users.get(user_id) for user_id in ids]
 
     async def _mark_sent_many(self, ids: list[int]) -> Sequence[None]:
-        async with self._autocommit() as connection:
-            await connection.execute(_MARK_SENT, {"ids": ids})
-        self.statements += 1
+        await self._execute(_MARK_SENT, ids)
         return [None] * len(ids)
+
+    async def close(self) -> None:
+        await self._engine.dispose()

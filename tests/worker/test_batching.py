@@ -82,3 +82,27 @@ async def test_a_fetch_returning_the_wrong_number_of_values_is_an_error() -> Non
     coalescer = Coalescer(short, max_batch=10)
     with pytest.raises(RuntimeError, match="1 values for 2 keys"):
         await asyncio.gather(coalescer(1), coalescer(2))
+
+
+async def test_when_busy_a_call_lingers_for_company_and_an_isolated_one_does_not() -> None:
+    fetch = Recorder()
+    coalescer = Coalescer(fetch, max_batch=100, linger=0.05)
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    await coalescer(1)  # nothing ran before: goes out at once
+    assert loop.time() - started < 0.04
+
+    # Right after a batch (the worker is busy), calls spread over 30 ms share one statement.
+    async def later(key: int, delay: float) -> int:
+        await asyncio.sleep(delay)
+        return await coalescer(key)
+
+    results = await asyncio.gather(*(later(key, key * 0.01) for key in range(2, 5)))
+    assert results == [20, 30, 40]
+    assert fetch.batches == [[1], [2, 3, 4]]
+
+    await asyncio.sleep(0.1)  # idle again
+    started = loop.time()
+    await coalescer(5)
+    assert loop.time() - started < 0.04
