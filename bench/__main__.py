@@ -144,6 +144,9 @@ class Bench:
                 "hypercorn",
                 "--workers",
                 str(PROCESSES),
+                # The event loop `python -m web` runs in production.
+                "--worker-class",
+                "uvloop",
                 "--bind",
                 f"127.0.0.1:{port}",
                 "web:create_app()",

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
+
 from quart import Quart
 from quart_schema import QuartSchema
 
@@ -71,6 +76,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         # quart-auth's async is_authenticated themselves.
         return {"account": await current_account()}
 
+    run_context_processors_inline(app)
+
     @app.before_serving
     async def open_resources() -> None:
         engine = create_engine(settings.DATABASE_URL, application_name="web")
@@ -94,3 +101,29 @@ def create_app(settings: Settings | None = None) -> Quart:
         await res.engine.dispose()
 
     return app
+
+
+def run_context_processors_inline(app: Quart) -> None:
+    """Run the synchronous template context processors on the event loop.
+
+    Quart runs a sync context processor in its thread pool, a hop per processor per rendered
+    page. Two come with the libraries (quart-auth's ``current_user``, and the Flask default
+    each blueprint registers, which finds no Flask context under Quart and adds nothing);
+    both only read context variables, so calling them inline is the same, minus the hops
+    (profiled: a pool hop per page was a measurable share of the web process's CPU).
+    """
+    for name, processors in app.template_context_processors.items():
+        app.template_context_processors[name] = [
+            processor
+            if inspect.iscoroutinefunction(processor)
+            else _inline(cast(Callable[[], dict[str, Any]], processor))
+            for processor in processors
+        ]
+
+
+def _inline(processor: Callable[[], dict[str, Any]]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    @functools.wraps(processor)
+    async def run_inline() -> dict[str, Any]:
+        return processor()
+
+    return run_inline
