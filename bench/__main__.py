@@ -329,7 +329,13 @@ async def reset_under_load(bench: Bench) -> None:
 
 
 # --- scenario 2 ----------------------------------------------------------------------------------
-async def bare_loop(port: int, count: int) -> float:
+async def bare_loop(port: int, count: int, *, encoded: bool = False) -> float:
+    """The limit: the same rendered messages sent back to back over one reused connection.
+
+    ``encoded``: the messages are turned into wire bytes before the clock starts and sent
+    with ``sendmail``, so the loop does nothing but the SMTP exchange (a stricter limit
+    than ``send_message``, which flattens each message as it sends it).
+    """
     import aiosmtplib
 
     from worker.render import EmailRenderer, build_message
@@ -344,11 +350,16 @@ async def bare_loop(port: int, count: int) -> float:
         )
         for n in range(count)
     ]
+    wire = [(f"bare{n}@example.com", m.as_bytes()) for n, m in enumerate(messages)]
     smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
     await smtp.connect()
     started = time.perf_counter()
-    for message in messages:
-        await smtp.send_message(message)
+    if encoded:
+        for recipient, data in wire:
+            await smtp.sendmail("noreply@example.com", [recipient], data)
+    else:
+        for message in messages:
+            await smtp.send_message(message)
     elapsed = time.perf_counter() - started
     await smtp.quit()
     return count / elapsed
@@ -388,8 +399,16 @@ async def worker_throughput(bench: Bench, count: int) -> None:
     rows = []
     try:
         bare = await bare_loop(sink.port, count)
+        encoded = await bare_loop(sink.port, count, encoded=True)
         rows.append(
             ["bare aiosmtplib loop, 1 reused connection (the limit)", f"{bare:.0f}", "1.00"]
+        )
+        rows.append(
+            [
+                "bare loop, bytes encoded beforehand (`sendmail`)",
+                f"{encoded:.0f}",
+                f"{encoded / bare:.2f}",
+            ]
         )
         for processes in (1, 2):
             await reset_outbox(bench.env)
@@ -415,9 +434,12 @@ async def worker_throughput(bench: Bench, count: int) -> None:
         f"2. Worker throughput ({count} queued emails to a loopback sink)",
         ["sender", "messages/s", "vs bare loop"],
         rows,
-        "The worker does per message what the bare loop does not: locks and updates its "
+        "The worker does per message what the bare loop does not: claims and updates its "
         "outbox row in PostgreSQL, renders text + HTML with inlined CSS, and takes the job "
-        "from Redis. Rate = messages between the first and the last arrival.",
+        "from Redis; it sends over its pool of reused connections in parallel "
+        "(MAIL_POOL_SIZE, default 8; WORKER_MAX_JOBS, default 64). Rate = messages between "
+        "the first and the last arrival. The outbound budget is raised for the run (every "
+        "recipient is @example.com).",
     )
 
 
