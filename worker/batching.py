@@ -60,7 +60,11 @@ class Coalescer(Generic[K, V]):
             while self._waiting:
                 batch = self._waiting[: self._max_batch]
                 del self._waiting[: self._max_batch]
-                await self._resolve(batch)
+                # A caller cancelled while it waited (a job timeout) no longer wants its key:
+                # claiming a row for no one would only delay that row until its lease ends.
+                batch = [(key, future) for key, future in batch if not future.done()]
+                if batch:
+                    await self._resolve(batch)
                 self._last_batch_ended = loop.time()
         finally:
             self._runner = None

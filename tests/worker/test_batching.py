@@ -73,6 +73,7 @@ async def test_a_cancelled_caller_does_not_break_the_batch() -> None:
     assert await survivor == 30
     with pytest.raises(asyncio.CancelledError):
         await doomed
+    assert fetch.batches == [[1], [3]]  # the cancelled caller's key was not fetched
 
 
 async def test_a_fetch_returning_the_wrong_number_of_values_is_an_error() -> None:
