@@ -59,15 +59,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             engine=engine,
             sessionmaker=sessionmaker,
             store=OutboxStore(
-                # The delivery hot path: each statement one atomic UPDATE or SELECT, shared by
-                # a batch of jobs, at most one in flight per kind.
-                create_engine(
-                    settings.DATABASE_URL,
-                    application_name="worker-delivery",
-                    pool_size=3,
-                    autocommit=True,
-                    pre_ping=False,
-                ),
+                settings.DATABASE_URL,
+                application_name="worker-delivery",
                 lease=claim_lease(settings),
                 linger=settings.WORKER_BATCH_LINGER,
                 max_batch=settings.WORKER_MAX_JOBS,

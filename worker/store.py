@@ -16,10 +16,9 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import BigInteger, Row, Table, any_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
-from shared.db import create_sessionmaker
+from shared.db import create_engine, create_sessionmaker
 from shared.models import Email, EmailStatus, User
 from worker.batching import Coalescer
 from worker.emails import OutboxEmail
@@ -55,12 +54,25 @@ class OutboxStore:
     """Claims, user lookups and "sent" records for the jobs of one worker process."""
 
     def __init__(
-        self, engine: AsyncEngine, *, lease: float, max_batch: int, linger: float = 0.0
+        self,
+        database_url: str,
+        *,
+        application_name: str,
+        lease: float,
+        max_batch: int,
+        linger: float = 0.0,
     ) -> None:
-        """``engine``: an autocommit engine without pre-ping (``create_engine(autocommit=True,
-        pre_ping=False)``); every statement here is a single atomic UPDATE or SELECT."""
-        self._engine = engine
-        self._sessionmaker = create_sessionmaker(engine)
+        # Its own small engine: every statement here is a single atomic UPDATE or SELECT, so
+        # autocommit (no BEGIN/COMMIT round trips) and no pre-ping (``_retrying`` covers a
+        # closed connection instead). At most one statement per kind is in flight.
+        self._engine = create_engine(
+            database_url,
+            application_name=application_name,
+            pool_size=3,
+            autocommit=True,
+            pre_ping=False,
+        )
+        self._sessionmaker = create_sessionmaker(self._engine)
         # Built once: the hot path should not pay for building and coercing statements.
         self._claim = (
             update(EMAILS)

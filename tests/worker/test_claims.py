@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.mailsink import MailSink
-from shared.db import SessionMaker, create_engine
+from shared.db import SessionMaker
 from shared.jobs import EmailKind, TestEmail, email_job_id
 from shared.models import Email, EmailStatus
 from shared.outbox import add_email
@@ -43,30 +43,36 @@ async def row(sessionmaker: SessionMaker, email_id: int) -> Email:
         return email
 
 
-@pytest.fixture
-async def delivery_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine like the worker's delivery engine: autocommit, no pre-ping."""
-    engine = create_engine(
-        database_url,
-        application_name="tests-delivery",
-        pool_size=3,
-        autocommit=True,
-        pre_ping=False,
-    )
-    yield engine
-    await engine.dispose()
+StoreFactory = Callable[..., OutboxStore]
 
 
 @pytest.fixture
-def store(delivery_engine: AsyncEngine) -> OutboxStore:
-    return OutboxStore(delivery_engine, lease=60, max_batch=50)
+async def make_store(database_url: str) -> AsyncIterator[StoreFactory]:
+    """Stores like a worker's (lease 60 s unless told), closed afterwards."""
+    stores: list[OutboxStore] = []
+
+    def make(*, lease: float = 60, max_batch: int = 50) -> OutboxStore:
+        store = OutboxStore(
+            database_url, application_name="tests-delivery", lease=lease, max_batch=max_batch
+        )
+        stores.append(store)
+        return store
+
+    yield make
+    for store in stores:
+        await store.close()
+
+
+@pytest.fixture
+def store(make_store: StoreFactory) -> OutboxStore:
+    return make_store()
 
 
 async def test_a_claimed_row_is_left_alone_by_other_runs(
-    store: OutboxStore, delivery_engine: AsyncEngine, sessionmaker: SessionMaker
+    store: OutboxStore, make_store: StoreFactory, sessionmaker: SessionMaker
 ) -> None:
     (email_id,) = await add_test_emails(sessionmaker, 1)
-    other_worker = OutboxStore(delivery_engine, lease=60, max_batch=50)
+    other_worker = make_store()
 
     claimed = await store.claim(email_id)
     assert claimed is not None and claimed.recipient == "user0@example.com"
@@ -88,14 +94,14 @@ async def test_an_id_asked_for_twice_in_one_batch_is_claimed_once(
 
 
 async def test_an_expired_claim_can_be_taken_over(
-    delivery_engine: AsyncEngine, sessionmaker: SessionMaker
+    make_store: StoreFactory, sessionmaker: SessionMaker
 ) -> None:
     (email_id,) = await add_test_emails(sessionmaker, 1)
     # A worker that claimed the row and died: its lease is already over.
-    crashed = OutboxStore(delivery_engine, lease=-1, max_batch=1)
+    crashed = make_store(lease=-1, max_batch=1)
     assert await crashed.claim(email_id) is not None
 
-    successor = OutboxStore(delivery_engine, lease=60, max_batch=1)
+    successor = make_store(max_batch=1)
     assert await successor.claim(email_id) is not None
 
 
@@ -163,7 +169,7 @@ async def test_concurrent_deliveries_share_statements(
 async def test_statements_survive_the_server_closing_pooled_connections(
     store: OutboxStore, engine: AsyncEngine, sessionmaker: SessionMaker
 ) -> None:
-    """The delivery engine does not ping before each statement; after a PostgreSQL restart
+    """The store's engine does not ping before each statement; after a PostgreSQL restart
     (here: its backends terminated) a batch is retried once on a fresh connection."""
     first, second = await add_test_emails(sessionmaker, 2)
     assert await store.claim(first) is not None  # the pool now holds an open connection
