@@ -138,7 +138,8 @@ async def request_reset(email: str) -> None:
 
 async def _issue_reset_if_known(email: str) -> None:
     async with transaction() as session:
-        user = await accounts.find_user_by_email(session, email)
+        # Locked: two requests at once must not hand out the same link generation.
+        user = await accounts.find_user_by_email(session, email, lock=True)
         if user is not None:
             await reset.issue_reset(session, user)
 

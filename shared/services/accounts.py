@@ -44,8 +44,15 @@ def email_key(email: str) -> str:
     return unicodedata.normalize("NFKC", email).strip().casefold()
 
 
-async def find_user_by_email(session: AsyncSession, email: str) -> User | None:
-    return await session.scalar(select(User).where(User.email_key == email_key(email)))
+async def find_user_by_email(
+    session: AsyncSession, email: str, *, lock: bool = False
+) -> User | None:
+    """The account for ``email`` (compared as normalised); ``lock``: hold its row until the
+    transaction ends, for a read-modify-write of its counters."""
+    query = select(User).where(User.email_key == email_key(email))
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,10 @@ from shared.tokens import int_field, password_fingerprint
 
 
 async def issue_reset(session: AsyncSession, user: User) -> None:
-    """Queue a reset link; it supersedes every earlier one ("latest link wins")."""
+    """Queue a reset link; it supersedes every earlier one ("latest link wins").
+
+    The caller holds ``user``'s row lock, so that concurrent requests get distinct generations.
+    """
     user.reset_generation += 1
     await session.flush()
     await add_email(

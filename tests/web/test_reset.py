@@ -171,6 +171,26 @@ async def test_reset_ends_every_existing_session(
     assert (page.status, page.location) == (302, "/login?next=/account")
 
 
+async def test_simultaneous_reset_requests_each_issue_a_newer_link(
+    alice: Browser, app: Quart, sessionmaker: SessionMaker
+) -> None:
+    # "Latest link wins" holds only if two requests never hand out the same generation.
+    browsers = [Browser(app) for _ in range(3)]  # 3: the default hourly budget per account
+    tokens = [(await b.get("/reset_password")).csrf_token for b in browsers]
+    pages = await asyncio.gather(*(
+        b.post("/reset_password", {"csrf_token": t, "email": "alice@example.com"})
+        for b, t in zip(browsers, tokens, strict=True)
+    ))  # fmt: skip
+    assert [page.status for page in pages] == [302, 302, 302]
+    async with sessionmaker() as session:
+        contexts = list(await session.scalars(select(Email.context).where(Email.kind == "reset")))
+        generation = await session.scalar(
+            select(User.reset_generation).where(User.email == "alice@example.com")
+        )
+    assert sorted(context["generation"] for context in contexts) == [1, 2, 3]
+    assert generation == 3
+
+
 async def test_two_simultaneous_uses_of_one_link_one_wins(
     alice: Browser, app: Quart, smtp: MailSink, run_worker: Any, sessionmaker: SessionMaker
 ) -> None:
