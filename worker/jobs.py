@@ -19,7 +19,7 @@ from typing import Any
 from arq import Retry
 from jinja2 import TemplateError
 from pydantic import ValidationError
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 
 from shared.alerts import alert_admins
 from shared.jobs import EmailKind, enqueue_send_email, heartbeat_key, parse_context
@@ -30,7 +30,7 @@ from worker.emails import OutboxEmail, Skip, prepare
 from worker.mailer import DeliveryError, Envelope
 from worker.mime import compose
 from worker.render import message_id_for
-from worker.store import EMAILS
+from worker.store import EMAILS, UNCLAIMED
 
 log = logging.getLogger(__name__)
 
@@ -200,8 +200,7 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
                 .where(
                     Email.status == EmailStatus.PENDING,
                     Email.next_attempt_at <= cutoff,
-                    # Not while a live run holds the claim; an expired claim is fair game.
-                    or_(Email.claimed_until.is_(None), Email.claimed_until < func.now()),
+                    UNCLAIMED,  # not while a live run holds the claim
                 )
                 .order_by(Email.next_attempt_at)
                 .limit(1000)

@@ -48,6 +48,9 @@ _MARK_SENT = (
     )
 )
 _USERS = select(User).where(User.id == any_(_IDS))
+# Unclaimed, or claimed by a run that can no longer be alive (its lease ran out): the rule
+# both the claim and the sweeper go by.
+UNCLAIMED = or_(EMAILS.c.claimed_until.is_(None), EMAILS.c.claimed_until < func.now())
 
 
 class OutboxStore:
@@ -79,8 +82,7 @@ class OutboxStore:
             .where(
                 EMAILS.c.id == any_(_IDS),
                 EMAILS.c.status == EmailStatus.PENDING,
-                # Unclaimed, or claimed by a run that can no longer be alive (lease ran out).
-                or_(EMAILS.c.claimed_until.is_(None), EMAILS.c.claimed_until < func.now()),
+                UNCLAIMED,
             )
             .values(claimed_until=func.now() + timedelta(seconds=lease))
             .returning(*_RETURNED)
