@@ -1,7 +1,9 @@
-"""Typed settings read from the environment.
+"""Typed settings read from the environment, on pydantic-settings.
 
 Mail settings keep the names people already know from Flask-Mail (``MAIL_SERVER``,
-``MAIL_USE_TLS``, ...). Every process (web, worker, CLI) calls :func:`load_settings` once at
+``MAIL_USE_TLS``, ...). Every secret (and any other setting) can instead come from a file
+named by ``<NAME>_FILE``, the convention of Docker and Kubernetes secrets:
+``SECRET_KEY_FILE=/run/secrets/secret_key``. Every process calls :func:`load_settings` once at
 start-up; a missing or malformed value raises :class:`SettingsError`, whose message is one line
 per bad variable, so the entry points can print it and exit without a traceback.
 """
@@ -9,21 +11,30 @@ per bad variable, so the entry points can print it and exit without a traceback.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AnyUrl,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
 )
 
 # Values copied from tutorials and templates; a deployment that still carries one of them has
@@ -69,18 +80,37 @@ def _check_address(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid email address ({error})") from None
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Everything a process needs to know about its environment.
 
     Field names are the environment variable names. Values arrive as strings and pydantic's
     lax mode converts them ("1"/"true"/"yes" for booleans, digits for numbers).
     """
 
-    model_config = ConfigDict(
+    model_config = SettingsConfigDict(
         extra="forbid",
         frozen=True,
+        case_sensitive=True,
         hide_input_in_errors=True,  # never echo a secret back in an error message
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values first, then ``NAME``, then ``NAME_FILE`` (setting both is an
+        error, reported by the file source)."""
+        environ = _ENVIRON.get()
+        return (
+            init_settings,
+            _MappingEnvSource(settings_cls, environ),
+            _FileValueSource(settings_cls, environ),
+        )
 
     # --- secrets and public origin -------------------------------------------------------
     SECRET_KEY: SecretStr
@@ -103,7 +133,7 @@ class Settings(BaseModel):
     MAIL_POOL_SIZE: int = Field(default=8, ge=1, le=64)
     MAIL_VALIDATE_CERTS: bool = True
     MAIL_CA_BUNDLE: str | None = None  # PEM file of CAs to trust for the SMTP server's cert
-    ADMINS: Annotated[list[str], BeforeValidator(_split_addresses)] = []
+    ADMINS: Annotated[list[str], NoDecode, BeforeValidator(_split_addresses)] = []
 
     # --- accounts -----------------------------------------------------------------------------
     CONFIRM_TOKEN_MAX_AGE: int = Field(default=24 * 3600, ge=60)  # seconds a confirm link works
@@ -230,18 +260,68 @@ class Settings(BaseModel):
         return self.BASE_URL.scheme == "https"
 
 
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("settings_environ", default=None)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (tests, ``devstack``) or,
+    by default, ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None):
+        self._environ = environ
+        super().__init__(settings_cls, case_sensitive=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return dict(os.environ if self._environ is None else self._environ)
+
+
+class _FileValueSource(PydanticBaseSettingsSource):
+    """``NAME_FILE=/path``: the value of ``NAME`` is that file's content (one trailing
+    newline removed), as Docker and Kubernetes mount secrets."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None):
+        super().__init__(settings_cls)
+        self._environ = os.environ if environ is None else environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        path = self._environ.get(f"{field_name}_FILE")
+        if not path:
+            return None, field_name, False
+        if self._environ.get(field_name):
+            raise SettingsError(f"set {field_name} or {field_name}_FILE, not both")
+        try:
+            value = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise SettingsError(f"{field_name}_FILE {path!r} cannot be read: {reason}") from None
+        return value.removesuffix("\n").removesuffix("\r"), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, _, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[name] = value
+        return values
+
+
+@contextmanager
+def _reading(environ: Mapping[str, str] | None) -> Iterator[None]:
+    token = _ENVIRON.set(environ)
+    try:
+        yield
+    finally:
+        _ENVIRON.reset(token)
+
+
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Build settings from ``environ`` (default: ``os.environ``) plus explicit overrides.
 
     Raises :class:`SettingsError` with one line per problem, each naming the variable.
     """
-    source = dict(os.environ if environ is None else environ)
-    values: dict[str, Any] = {
-        name: source[name] for name in Settings.model_fields if name in source
-    }
-    values.update(overrides)
     try:
-        return Settings.model_validate(values)
+        with _reading(environ):
+            return Settings(**overrides)
     except ValidationError as error:
         raise SettingsError(_describe(error)) from None
 

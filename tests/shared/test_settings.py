@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,6 +90,39 @@ def test_bad_secret_is_never_echoed() -> None:
 def test_tls_modes_are_exclusive() -> None:
     (line,) = problems({**VALID, "MAIL_USE_TLS": "true", "MAIL_USE_SSL": "true"})
     assert "MAIL_USE_TLS" in line and "MAIL_USE_SSL" in line
+
+
+def test_secrets_can_come_from_files(tmp_path: Path) -> None:
+    """Docker/Kubernetes secrets: NAME_FILE names a file holding the value."""
+    (tmp_path / "secret_key").write_text(TEST_SECRET_KEY + "\n")
+    (tmp_path / "mail_password").write_text("s3cret-from-a-file")
+    (tmp_path / "database_url").write_text(VALID["DATABASE_URL"])
+    settings = load_settings(
+        {
+            "SECRET_KEY_FILE": str(tmp_path / "secret_key"),
+            "DATABASE_URL_FILE": str(tmp_path / "database_url"),
+            "MAIL_USERNAME": "mailer",
+            "MAIL_PASSWORD_FILE": str(tmp_path / "mail_password"),
+        }
+    )
+    assert settings.SECRET_KEY.get_secret_value() == TEST_SECRET_KEY  # trailing newline gone
+    assert VALID["DATABASE_URL"] == settings.DATABASE_URL
+    assert settings.MAIL_PASSWORD is not None
+    assert settings.MAIL_PASSWORD.get_secret_value() == "s3cret-from-a-file"
+
+
+def test_secret_files_are_checked_like_values(tmp_path: Path) -> None:
+    (tmp_path / "short").write_text("changeme")
+    database = {"DATABASE_URL": VALID["DATABASE_URL"]}
+    assert problems({**database, "SECRET_KEY_FILE": str(tmp_path / "short")}) == [
+        "SECRET_KEY is a placeholder; generate one with `python -m web generate-secret`"
+    ]
+    assert problems({**VALID, "SECRET_KEY_FILE": str(tmp_path / "missing")}) == [
+        "set SECRET_KEY or SECRET_KEY_FILE, not both"
+    ]
+    assert problems({**database, "SECRET_KEY_FILE": str(tmp_path / "missing")}) == [
+        f"SECRET_KEY_FILE '{tmp_path / 'missing'}' cannot be read: No such file or directory"
+    ]
 
 
 @pytest.mark.parametrize("module", ["web", "worker"])
