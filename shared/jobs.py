@@ -26,11 +26,6 @@ SWEEP_OUTBOX: Final = "sweep_outbox"
 JOB_NAMES: Final = frozenset({SEND_EMAIL, SWEEP_OUTBOX})
 
 
-def heartbeat_key(queue_name: str) -> str:
-    """Where the worker's sweeper records (unix time) that it ran: the worker's pulse."""
-    return f"{queue_name}:heartbeat"
-
-
 def email_job_id(email_id: int) -> str:
     """arq job id for an outbox row: enqueueing the same row twice while a job or its result
     exists is a no-op, so the web process and the sweeper can both enqueue safely."""

@@ -48,8 +48,13 @@ async def add_email(
     )
     session.add(email)
     await session.flush()
-    session.info.setdefault(_UNANNOUNCED, []).append(email.id)
+    announce(session, [email.id])
     return email
+
+
+def announce(session: AsyncSession, email_ids: list[int]) -> None:
+    """Enqueue these outbox rows once the session's transaction has committed."""
+    session.info.setdefault(_UNANNOUNCED, []).extend(email_ids)
 
 
 def take_unannounced(session: AsyncSession) -> list[int]:

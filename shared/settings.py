@@ -155,6 +155,11 @@ class Settings(BaseSettings):
     PORT: int = Field(default=8000, ge=1, le=65535)
     MAX_CONTENT_LENGTH: int = Field(default=64 * 1024, ge=1024)
 
+    # --- metrics: Prometheus text on internal listeners, never on the public port ----------
+    METRICS_HOST: str = "127.0.0.1"
+    METRICS_PORT: int = Field(default=9100, ge=0, le=65535)  # python -m web; 0 turns it off
+    WORKER_METRICS_PORT: int = Field(default=9101, ge=0, le=65535)  # python -m worker; 0: off
+
     # --- worker ------------------------------------------------------------------------------
     # arq polls Redis for due jobs; the delay bounds pickup latency (median ~ half of it) at
     # the cost of one cheap Redis round trip per delay per worker process.

@@ -1,23 +1,90 @@
-"""The input rules, in one place: the HTML forms and the JSON API both call these, so a rule
-changed here changes both. Each returns the normalised value or raises ValueError with the
-message shown to the person."""
+"""Every input rule, defined once. The HTML forms (``web.forms``) and the JSON API types
+(``Annotated[str, RULE.field(), RULE.validator()]``) are derived from these, and the use
+cases enforce the rules that need the database or several fields at once by raising
+:class:`InvalidInput`.
+
+A rule's ``check`` returns the normalised value or raises ValueError with the message shown
+to the person.
+"""
 
 from __future__ import annotations
 
-from email_validator import EmailNotValidError, validate_email
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from shared.models import EMAIL_MAX_LENGTH
-from shared.services.accounts import USERNAME_PATTERN, normalize_username
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, Field
+
+from shared.models import (
+    EMAIL_MAX_LENGTH,
+    TEXT_CONTENT_MAX_LENGTH,
+    TEXT_TITLE_MAX_LENGTH,
+    USERNAME_MAX_LENGTH,
+)
+from shared.tokens import MAX_TOKEN_LENGTH
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128  # also keeps a megabyte "password" away from argon2
+USERNAME_MIN_LENGTH = 2
+USERNAME_PATTERN = rf"^[A-Za-z0-9_.-]{{{USERNAME_MIN_LENGTH},{USERNAME_MAX_LENGTH}}}$"
 USERNAME_RULE = "Use 2 to 25 characters: letters, digits, underscores, dots or hyphens."
 PERSONAL_PASSWORD = "Your password must not be your username or email address."  # noqa: S105
+INVALID_TOKEN = "the token is invalid or has already expired"  # noqa: S105 (a message)
+CONTROL_CHARACTERS = "This field contains characters that are not allowed."
 
 
+class InvalidInput(ValueError):
+    """A rule that needs more than one field, or the database, refused ``field``'s value.
+    Forms show ``message`` under the field; the API answers 422 with it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class TextRule:
+    """One text field's rule: its length bounds and its check. ``schema`` is what the API's
+    OpenAPI description states about it (pattern, format, example)."""
+
+    min_length: int
+    max_length: int
+    check: Callable[[str], str]
+    schema: dict[str, Any] = field(default_factory=dict)
+
+    def field(self) -> Any:
+        """The pydantic field constraints: what the API's description states."""
+        return Field(min_length=self.min_length, max_length=self.max_length, **self.schema)
+
+    def validator(self) -> AfterValidator:
+        """The check, run by pydantic after the constraints."""
+        return AfterValidator(self.check)
+
+
+# --- normalisation: what counts as "the same" name or address ----------------------------
+def normalize_username(username: str) -> str:
+    """NFKC, so full-width and other compatibility forms become their plain letters."""
+    return unicodedata.normalize("NFKC", username).strip()
+
+
+def username_key(username: str) -> str:
+    """What uniqueness compares: normalised and case-folded ("Alice" and "ALICE" collide)."""
+    return normalize_username(username).casefold()
+
+
+def email_key(email: str) -> str:
+    """Addresses are compared case-insensitively (the local part too, as most providers do)."""
+    return unicodedata.normalize("NFKC", email).strip().casefold()
+
+
+# --- the checks ----------------------------------------------------------------------------
 def check_username(value: str) -> str:
     username = normalize_username(value)
-    if not USERNAME_PATTERN.match(username):
+    if not re.match(USERNAME_PATTERN, username):
         raise ValueError(USERNAME_RULE)
     return username
 
@@ -33,13 +100,60 @@ def check_email(value: str) -> str:
         raise ValueError(str(error)) from None
 
 
-def check_password(password: str, *personal: str | None) -> str:
+def check_password_length(password: str) -> str:
     if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
         raise ValueError(
             f"Field must be between {PASSWORD_MIN_LENGTH} and {PASSWORD_MAX_LENGTH} "
             "characters long."
         )
+    return password
+
+
+def check_password(password: str, *personal: str | None) -> str:
+    """The whole rule for a new password: its length, and not one of the person's own names.
+    Use cases call it with the account's username and address."""
+    check_password_length(password)
     lowered = password.casefold()
     if any(value and lowered == value.casefold() for value in personal):
         raise ValueError(PERSONAL_PASSWORD)
     return password
+
+
+def check_plain_text(value: str) -> str:
+    """No control characters (NUL and the like; tabs and line breaks are fine): they have no
+    business in a title or a text, and PostgreSQL cannot even store NUL."""
+    if any((ord(char) < 32 and char not in "\t\r\n") or ord(char) == 127 for char in value):
+        raise ValueError(CONTROL_CHARACTERS)
+    return value
+
+
+def _as_typed(value: str) -> str:
+    """No rule beyond the lengths."""
+    return value
+
+
+# --- the rules -------------------------------------------------------------------------------
+USERNAME = TextRule(
+    USERNAME_MIN_LENGTH,
+    USERNAME_MAX_LENGTH,
+    check_username,
+    {"pattern": USERNAME_PATTERN, "examples": ["alice"]},
+)
+EMAIL = TextRule(
+    3,
+    EMAIL_MAX_LENGTH,
+    check_email,
+    {"json_schema_extra": {"format": "email"}, "examples": ["alice@example.com"]},
+)
+NEW_PASSWORD = TextRule(
+    PASSWORD_MIN_LENGTH,
+    PASSWORD_MAX_LENGTH,
+    _as_typed,  # the rest of the rule needs the account: check_password, in the use cases
+    {"examples": ["correct horse battery"]},
+)
+# A password typed to prove who one is: no rule but its size, so that the answer never hints
+# at the rules (and a megabyte never reaches argon2).
+PASSWORD = TextRule(1, PASSWORD_MAX_LENGTH, _as_typed)
+TOKEN = TextRule(1, MAX_TOKEN_LENGTH, _as_typed)
+TEXT_TITLE = TextRule(1, TEXT_TITLE_MAX_LENGTH, check_plain_text)
+TEXT_CONTENT = TextRule(1, TEXT_CONTENT_MAX_LENGTH, check_plain_text)

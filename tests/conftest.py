@@ -18,24 +18,24 @@ from arq.connections import ArqRedis
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from devstack.mailsink import MailSink, start_sink
 from devstack.servers import Services, discover_services
 from shared.db import SessionMaker, create_engine, create_sessionmaker
 from shared.jobs import create_queue
+from shared.services.context import ServiceContext
 from shared.settings import Settings, load_settings
-from tests.support import ROOT, TEST_SECRET_KEY, settings_env  # noqa: F401 (re-exported)
+from shared.tokens import Tokens
+from tests.support import (  # noqa: F401 (settings_env re-exported)
+    ROOT,
+    RUNNING_APPS,
+    TEST_SECRET_KEY,
+    run_burst_worker,
+    settings_env,
+)
 
 TABLES = ("emails", "texts", "users")
-RUNNING_APPS: list[Quart] = []  # apps under test, whose background tasks run_worker awaits
-
-
-async def settle() -> None:
-    """Wait for the running apps' background tasks (work a request handed off)."""
-    for app in RUNNING_APPS:
-        while app.background_tasks:
-            await asyncio.gather(*app.background_tasks, return_exceptions=True)
 
 
 # --- servers --------------------------------------------------------------------------------
@@ -105,6 +105,8 @@ def base_settings(services: Services, database_url: str, mail_sink: MailSink) ->
         MAIL_RETRY_BASE_DELAY=0.05,
         MAIL_RETRY_MAX_DELAY=0.2,
         WORKER_POLL_DELAY=0.01,
+        METRICS_PORT=0,  # the processes a test starts get free ports of their own (Stack)
+        WORKER_METRICS_PORT=0,
     )
 
 
@@ -127,18 +129,27 @@ def sessionmaker(engine: AsyncEngine) -> SessionMaker:
 
 
 @pytest.fixture
-async def db_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
-    """A session inside an outer transaction that is rolled back: service functions can
-    flush and even commit (savepoints), and nothing survives the test."""
+async def services_ctx(
+    settings: Settings, engine: AsyncEngine, queue: ArqRedis
+) -> AsyncIterator[ServiceContext]:
+    """The use cases' context on one connection inside an outer transaction that is rolled
+    back: a use case's units of work commit savepoints, and nothing survives the test. For
+    service tests that need no web server; concurrency needs real connections (clean_db)."""
     async with engine.connect() as connection:
         transaction = await connection.begin()
-        session = AsyncSession(
-            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        context = ServiceContext(
+            settings=settings,
+            engine=engine,
+            sessionmaker=async_sessionmaker(
+                bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            ),
+            redis=queue,
+            tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
         )
         try:
-            yield session
+            yield context
+            await context.defer.drain()  # type: ignore[attr-defined]
         finally:
-            await session.close()
             await transaction.rollback()
 
 
@@ -203,14 +214,8 @@ def browser(app: Quart) -> Any:
 @pytest.fixture
 def run_worker(settings: Settings, queue: ArqRedis) -> Any:
     """``await run_worker()`` runs an in-process arq worker until the queue is empty (burst)."""
-    from worker.settings import create_worker
 
     async def run(**overrides: Any) -> None:
-        await settle()
-        worker = create_worker(settings, burst=True, handle_signals=False, **overrides)
-        try:
-            await worker.main()
-        finally:
-            await asyncio.gather(worker.close(), return_exceptions=True)
+        await run_burst_worker(settings, **overrides)
 
     return run

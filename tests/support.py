@@ -53,7 +53,14 @@ class Stack:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.settings = settings.with_values(
-            **{"BASE_URL": self.base_url, "PORT": self.port, "POSTS_PER_MINUTE": 100, **overrides}
+            **{
+                "BASE_URL": self.base_url,
+                "PORT": self.port,
+                "POSTS_PER_MINUTE": 100,
+                "METRICS_PORT": free_port(),
+                "WORKER_METRICS_PORT": free_port(),
+                **overrides,
+            }
         )
         env = settings_env(self.settings)
         self.logs = logs
@@ -98,10 +105,22 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-async def run_burst_worker(settings: Settings, **overrides: Any) -> None:
-    """Run an in-process arq worker with these settings until its queue is empty."""
-    from worker.settings import create_worker
+RUNNING_APPS: list[Any] = []  # Quart apps under test, whose background tasks workers await
 
+
+async def settle() -> None:
+    """Wait for the running apps' background tasks (work a request handed off)."""
+    for app in RUNNING_APPS:
+        while app.background_tasks:
+            await asyncio.gather(*app.background_tasks, return_exceptions=True)
+
+
+async def run_burst_worker(settings: Settings, **overrides: Any) -> None:
+    """Run an in-process arq worker with these settings until its queue is empty, after the
+    work the running apps handed to background tasks has queued its emails."""
+    from worker.bootstrap import create_worker
+
+    await settle()
     worker = create_worker(settings, burst=True, handle_signals=False, **overrides)
     try:
         await worker.main()

@@ -109,3 +109,14 @@ def test_dockerfile_is_slim_non_root_and_locked() -> None:
     assert "uv sync --locked --no-dev" in dockerfile
     for package in ("shared", "web", "worker"):
         assert f"COPY {package} " in dockerfile
+
+
+def test_metrics_stay_on_the_compose_network(compose: dict[str, Any]) -> None:
+    """The metrics listeners are exposed to the services beside them, never published."""
+    services = compose["services"]
+    defaults = Settings.model_fields
+    for name, port in (("web", "METRICS_PORT"), ("worker", "WORKER_METRICS_PORT")):
+        expected = str(defaults[port].default)
+        assert services[name]["expose"] == [expected]
+        published = [str(mapping) for mapping in services[name].get("ports", [])]
+        assert not any(mapping.endswith(f":{expected}") for mapping in published)

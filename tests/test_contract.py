@@ -8,8 +8,8 @@ from pathlib import Path
 
 from shared.jobs import EMAIL_CONTEXTS, JOB_NAMES, EmailKind
 from shared.settings import Settings
+from worker.bootstrap import worker_options
 from worker.render import TEMPLATES
-from worker.settings import worker_options
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,15 +28,28 @@ def test_every_email_kind_has_a_context_model_and_templates() -> None:
         assert (TEMPLATES / "email" / f"{kind}.html").is_file(), kind
 
 
+def imports(path: Path) -> list[str]:
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return names
+
+
 def test_web_and_worker_never_import_each_other() -> None:
     for package, forbidden in (("web", "worker"), ("worker", "web")):
         for path in (ROOT / package).rglob("*.py"):
-            tree = ast.parse(path.read_text(), filename=str(path))
-            for node in ast.walk(tree):
-                names: list[str] = []
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.module:
-                    names = [node.module]
-                for name in names:
-                    assert name.split(".")[0] != forbidden, f"{path} imports {name}"
+            for name in imports(path):
+                assert name.split(".")[0] != forbidden, f"{path} imports {name}"
+
+
+def test_the_web_layer_never_queries() -> None:
+    """Routes and API handlers translate HTTP; the use cases in shared/services own every
+    query, transaction and lock. Nothing in web/ may import SQLAlchemy or a model's table
+    machinery to run a statement of its own."""
+    for path in (ROOT / "web").rglob("*.py"):
+        for name in imports(path):
+            assert name.split(".")[0] != "sqlalchemy", f"{path} imports {name}"
+            assert name not in {"shared.db", "shared.outbox"}, f"{path} imports {name}"

@@ -10,15 +10,14 @@ from typing import Any, cast
 from quart import Quart
 from quart_schema import QuartSchema
 
-from shared.db import create_engine, create_sessionmaker
-from shared.jobs import create_queue
+from shared.services.context import ServiceContext
 from shared.settings import Settings, load_settings
-from shared.tokens import Tokens
 from web.auth import AccountUser, current_account
 from web.errors import register_error_handlers
-from web.extensions import RESOURCES_KEY, Resources, auth_manager
+from web.extensions import SERVICES_KEY, auth_manager
 from web.forms import blank_form
 from web.headers import add_security_headers
+from web.metrics import instrument
 
 
 def create_app(settings: Settings | None = None) -> Quart:
@@ -47,9 +46,11 @@ def create_app(settings: Settings | None = None) -> Quart:
     from web.blueprints.api import PREFIX, ApiOnlyProvider
     from web.blueprints.api import blueprint as api_blueprint
     from web.blueprints.main import blueprint as main_blueprint
+    from web.blueprints.ops import blueprint as ops_blueprint
     from web.blueprints.reset import blueprint as reset_blueprint
     from web.blueprints.texts import blueprint as texts_blueprint
 
+    app.register_blueprint(ops_blueprint)
     app.register_blueprint(main_blueprint)
     app.register_blueprint(accounts_blueprint)
     app.register_blueprint(texts_blueprint)
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         openapi_provider_class=ApiOnlyProvider,
     )
     register_error_handlers(app)
+    instrument(app)
     add_security_headers(app, settings)
     app.jinja_env.globals["blank_form"] = blank_form
 
@@ -79,26 +81,16 @@ def create_app(settings: Settings | None = None) -> Quart:
     run_context_processors_inline(app)
 
     @app.before_serving
-    async def open_resources() -> None:
-        engine = create_engine(settings.DATABASE_URL, application_name="web")
-        # Connects lazily: the app starts, and keeps serving, while Redis is away; emails
-        # then wait in the outbox for the sweeper.
-        queue = create_queue(settings.REDIS_URL)
-        app.extensions[RESOURCES_KEY] = Resources(
-            settings=settings,
-            engine=engine,
-            sessionmaker=create_sessionmaker(engine),
-            queue=queue,
-            tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
+    async def open_services() -> None:
+        app.extensions[SERVICES_KEY] = ServiceContext.open(
+            settings, application_name="web", defer=app.add_background_task
         )
 
     @app.after_serving
-    async def close_resources() -> None:
-        res: Resources | None = app.extensions.pop(RESOURCES_KEY, None)
-        if res is None:
-            return
-        await res.queue.aclose()
-        await res.engine.dispose()
+    async def close_services() -> None:
+        context: ServiceContext | None = app.extensions.pop(SERVICES_KEY, None)
+        if context is not None:
+            await context.close()
 
     return app
 

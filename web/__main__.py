@@ -14,8 +14,7 @@ import logging
 import secrets
 import signal
 import sys
-
-from email_validator import EmailNotValidError, validate_email
+from typing import Any
 
 from shared.logs import start_process
 from shared.settings import Settings
@@ -50,6 +49,7 @@ def serve(settings: Settings) -> int:
     from hypercorn.config import Config
 
     from web import create_app
+    from web.metrics import metrics_app
 
     config = Config()
     config.bind = [f"{settings.HOST}:{settings.PORT}"]
@@ -67,7 +67,16 @@ def serve(settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
+        servers = [hypercorn_serve(app, config, shutdown_trigger=stop.wait)]
+        if settings.METRICS_PORT:
+            servers.append(
+                hypercorn_serve(
+                    metrics_app,
+                    metrics_config(settings),
+                    shutdown_trigger=stop.wait,
+                )
+            )
+        await asyncio.gather(*servers)
 
     try:
         import uvloop
@@ -78,28 +87,34 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def metrics_config(settings: Settings) -> Any:
+    """The internal listener for /metrics: its own address, no access log."""
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [f"{settings.METRICS_HOST}:{settings.METRICS_PORT}"]
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = 1
+    return config
+
+
 async def send_test_email(settings: Settings, address: str) -> int:
-    from shared.db import create_engine, create_sessionmaker
-    from shared.jobs import EmailKind, TestEmail, create_queue, email_job_id
-    from shared.outbox import add_email, transaction
+    from shared.jobs import email_job_id
+    from shared.services.context import ServiceContext
+    from shared.services.operations import send_test_email as queue_test_email
+    from shared.validation import check_email
 
     try:
-        recipient = validate_email(address, check_deliverability=False).normalized
-    except EmailNotValidError as error:
+        recipient = check_email(address)
+    except ValueError as error:
         print(f"not a valid email address: {error}", file=sys.stderr)
         return 2
-
-    engine = create_engine(settings.DATABASE_URL, application_name="cli", pool_size=1)
-    queue = create_queue(settings.REDIS_URL)
+    context = ServiceContext.open(settings, application_name="cli", pool_size=1)
     try:
-        async with transaction(
-            create_sessionmaker(engine), queue, queue_name=settings.QUEUE_NAME
-        ) as session:
-            email = await add_email(session, EmailKind.TEST, recipient, TestEmail())
+        email_id = await queue_test_email(context, recipient)
     finally:
-        await queue.aclose()
-        await engine.dispose()
-    print(email_job_id(email.id))
+        await context.close()
+    print(email_job_id(email_id))
     return 0
 
 

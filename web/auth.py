@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import time
 
-from quart_auth import Action, AuthUser, current_user
+from quart_auth import Action, AuthUser, current_user, login_user, logout_user
 
 from shared.models import User
-from web.extensions import resources
+from shared.services import signin
+from web.extensions import services
 
 
 def make_auth_id(user: User, *, lifetime: int) -> str:
@@ -56,11 +57,7 @@ class AccountUser(AuthUser):
         user_id, version, expires = parsed
         if expires < time.time():
             return None
-        async with resources().sessionmaker() as session:
-            user = await session.get(User, user_id)
-        if user is None or user.session_version != version:
-            return None  # the account is gone, or its sessions were ended
-        return user
+        return await signin.session_user(services(), user_id, version)
 
 
 async def current_account() -> User | None:
@@ -69,3 +66,27 @@ async def current_account() -> User | None:
     if isinstance(user, AccountUser):
         return await user.load()
     return None
+
+
+def start_session(user: User, *, remember: bool) -> None:
+    """Sign ``user`` in on this browser: the cookie names the account's current session
+    version, and expires with the lifetime "remember me" chose."""
+    settings = services().settings
+    lifetime = settings.REMEMBER_LIFETIME if remember else settings.SESSION_LIFETIME
+    login_user(AccountUser(make_auth_id(user, lifetime=lifetime)), remember=remember)
+
+
+def renew_session(user: User) -> None:
+    """After a change that ended every session (a password change), carry on the one that
+    asked, with the lifetime it had left."""
+    settings = services().settings
+    parsed = parse_auth_id(current_user.auth_id)
+    remaining = parsed[2] - int(time.time()) if parsed else settings.SESSION_LIFETIME
+    login_user(
+        AccountUser(make_auth_id(user, lifetime=max(60, remaining))),
+        remember=remaining > settings.SESSION_LIFETIME,
+    )
+
+
+async def end_session() -> None:
+    logout_user()

@@ -15,7 +15,7 @@ from quart_auth import Unauthorized
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from shared.alerts import alert_admins
-from web.extensions import resources, transaction
+from web.extensions import services
 from web.forms import CSRFError
 from web.problems import problem
 
@@ -75,12 +75,12 @@ def _wants_problem() -> bool:
 
 async def _tell_admins(error: Exception) -> None:
     try:
-        res = resources()
-        async with transaction() as session:
+        context = services()
+        async with context.unit_of_work() as session:
             await alert_admins(
                 session,
-                res.queue,
-                res.settings,
+                context.redis,
+                context.settings,
                 key=f"web:{type(error).__name__}:{request.endpoint}",
                 summary=f"{type(error).__name__} on {request.method} {request.path}",
                 details="".join(traceback.format_exception(error)),

@@ -1,12 +1,10 @@
-"""Form classes (WTForms) with CSRF tied to the session, and their validators.
-
-The server's rules are the authority; templates mirror them as HTML attributes
-(``required``, ``maxlength``) only to help people.
+"""Form classes (WTForms) with CSRF tied to the session. Their fields are derived from the
+rules in :mod:`shared.validation`; templates mirror them as HTML attributes (``required``,
+``maxlength``) only to help people.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Self
 
@@ -16,13 +14,15 @@ from wtforms import BooleanField, Form, PasswordField, StringField, SubmitField,
 from wtforms.csrf.session import SessionCSRF
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
-from shared.models import EMAIL_MAX_LENGTH, TEXT_CONTENT_MAX_LENGTH, TEXT_TITLE_MAX_LENGTH, User
 from shared.validation import (
-    PASSWORD_MAX_LENGTH,
-    PASSWORD_MIN_LENGTH,
-    check_email,
-    check_password,
-    check_username,
+    EMAIL,
+    NEW_PASSWORD,
+    PASSWORD,
+    TEXT_CONTENT,
+    TEXT_TITLE,
+    USERNAME,
+    InvalidInput,
+    TextRule,
 )
 
 CSRF_TIME_LIMIT = timedelta(hours=2)
@@ -57,6 +57,10 @@ class CSRFForm(Form):  # type: ignore[misc]  # WTForms ships no type information
             raise CSRFError()
         return valid
 
+    def show(self, error: InvalidInput) -> None:
+        """Show a use case's refusal of one field under that field."""
+        getattr(self, error.field).errors = [error.message]
+
 
 def _csrf_meta() -> dict[str, Any]:
     return {"csrf_secret": str(current_app.secret_key).encode(), "csrf_context": session}
@@ -67,128 +71,80 @@ def blank_form() -> ActionForm:
     return ActionForm(meta=_csrf_meta())
 
 
-class Rule:
-    """A WTForms validator running one of shared.validation's rules and keeping the
-    normalised value it returns."""
+class Check:
+    """A WTForms validator running a rule's check and keeping the normalised value it
+    returns."""
 
-    def __init__(self, check: Callable[[str], str]) -> None:
-        self.check = check
+    def __init__(self, rule: TextRule) -> None:
+        self.rule = rule
 
     def __call__(self, form: Form, field: StringField) -> None:
         try:
-            field.data = self.check(field.data or "")
+            field.data = self.rule.check(field.data or "")
         except ValueError as error:
             raise ValidationError(str(error)) from None
-
-
-def EmailAddress() -> Rule:
-    return Rule(check_email)
-
-
-def Username() -> Rule:
-    return Rule(check_username)
 
 
 def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
-class PlainText:
-    """Refuse control characters (NUL and the like; tabs and line breaks are fine): they have
-    no business in a title or a text, and PostgreSQL cannot even store NUL."""
-
-    message = "This field contains characters that are not allowed."
-
-    def __call__(self, form: Form, field: StringField) -> None:
-        if any(
-            (ord(char) < 32 and char not in "\t\r\n") or ord(char) == 127
-            for char in field.data or ""
-        ):
-            raise ValidationError(self.message)
+def _length(rule: TextRule) -> Length:
+    """Its bounds (a minimum of 1 is the "required" validator's business, and its message)."""
+    return Length(min=rule.min_length if rule.min_length > 1 else -1, max=rule.max_length)
 
 
-def password_field(label: str) -> PasswordField:
-    return PasswordField(
+def text_field(label: str, rule: TextRule, *, kind: type[StringField] = StringField) -> Any:
+    """A text field under ``rule``: required, within its lengths, passing its check."""
+    return kind(
         label,
-        validators=[
-            InputRequired(),
-            Length(min=PASSWORD_MIN_LENGTH, max=PASSWORD_MAX_LENGTH),
-        ],
+        filters=[_strip],
+        validators=[DataRequired(), _length(rule), Check(rule)],
     )
 
 
-def _not_personal(form: Form, password: str, *names: str) -> None:
-    try:
-        check_password(password, *(getattr(form, name).data for name in names))
-    except ValueError as error:
-        raise ValidationError(str(error)) from None
+def password_field(label: str, rule: TextRule) -> Any:
+    """Passwords are taken as typed (no stripping); ``rule`` bounds their length."""
+    return PasswordField(
+        label,
+        validators=[InputRequired(), _length(rule), Check(rule)],
+    )
+
+
+def repeat_field(label: str, of: str) -> Any:
+    return PasswordField(label, validators=[InputRequired(), EqualTo(of)])
 
 
 class RegistrationForm(CSRFForm):
-    username = StringField(
-        "Username", filters=[_strip], validators=[DataRequired(), Length(min=2, max=25), Username()]
-    )
-    email = StringField(
-        "Email",
-        filters=[_strip],
-        validators=[DataRequired(), Length(max=EMAIL_MAX_LENGTH), EmailAddress()],
-    )
-    password = password_field("Password")
-    confirm_password = PasswordField(
-        "Confirm Password", validators=[InputRequired(), EqualTo("password")]
-    )
+    username = text_field("Username", USERNAME)
+    email = text_field("Email", EMAIL)
+    password = password_field("Password", NEW_PASSWORD)
+    confirm_password = repeat_field("Confirm Password", of="password")
     submit = SubmitField("Sign Up")
-
-    def validate_password(self, field: PasswordField) -> None:
-        _not_personal(self, field.data or "", "username", "email")
 
 
 class LoginForm(CSRFForm):
-    email = StringField(
-        "Email",
-        filters=[_strip],
-        validators=[DataRequired(), Length(max=EMAIL_MAX_LENGTH), EmailAddress()],
-    )
-    # No length rule beyond the maximum: the message must not hint at the rules.
-    password = PasswordField(
-        "Password", validators=[InputRequired(), Length(max=PASSWORD_MAX_LENGTH)]
-    )
+    email = text_field("Email", EMAIL)
+    password = password_field("Password", PASSWORD)
     remember = BooleanField("Remember me")
     submit = SubmitField("Login")
 
 
 class RequestResetForm(CSRFForm):
-    email = StringField(
-        "Email",
-        filters=[_strip],
-        validators=[DataRequired(), Length(max=EMAIL_MAX_LENGTH), EmailAddress()],
-    )
+    email = text_field("Email", EMAIL)
     submit = SubmitField("Request Password Reset")
 
 
 class ResetPasswordForm(CSRFForm):
-    password = password_field("Password")
-    confirm_password = PasswordField(
-        "Confirm Password", validators=[InputRequired(), EqualTo("password")]
-    )
+    password = password_field("Password", NEW_PASSWORD)
+    confirm_password = repeat_field("Confirm Password", of="password")
     submit = SubmitField("Reset Password")
 
-    def __init__(self, *args: Any, user: User | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.user = user
 
-    def validate_password(self, field: PasswordField) -> None:
-        if self.user is not None:
-            try:
-                check_password(field.data or "", self.user.username, self.user.email)
-            except ValueError as error:
-                raise ValidationError(str(error)) from None
-
-
-class ChangePasswordForm(ResetPasswordForm):
-    current_password = PasswordField(
-        "Current Password", validators=[InputRequired(), Length(max=PASSWORD_MAX_LENGTH)]
-    )
+class ChangePasswordForm(CSRFForm):
+    current_password = password_field("Current Password", PASSWORD)
+    password = password_field("Password", NEW_PASSWORD)
+    confirm_password = repeat_field("Confirm Password", of="password")
     submit = SubmitField("Change Password")
 
 
@@ -199,14 +155,6 @@ class ActionForm(CSRFForm):
 
 
 class TextForm(CSRFForm):
-    title = StringField(
-        "Title",
-        filters=[_strip],
-        validators=[DataRequired(), Length(max=TEXT_TITLE_MAX_LENGTH), PlainText()],
-    )
-    content = TextAreaField(
-        "Content",
-        filters=[_strip],
-        validators=[DataRequired(), Length(max=TEXT_CONTENT_MAX_LENGTH), PlainText()],
-    )
+    title = text_field("Title", TEXT_TITLE)
+    content = text_field("Content", TEXT_CONTENT, kind=TextAreaField)
     submit = SubmitField("Post")

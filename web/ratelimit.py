@@ -10,7 +10,7 @@ from quart import request
 from werkzeug.exceptions import TooManyRequests
 
 from shared.ratelimit import hit
-from web.extensions import resources
+from web.extensions import services
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -31,12 +31,12 @@ def limit_posts(name: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, 
         @wraps(view)
         async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
             if request.method == "POST":
-                res = resources()
+                context = services()
                 verdict = await hit(
-                    res.queue,
+                    context.redis,
                     f"posts:{name}",
                     client_address(),
-                    limit=res.settings.POSTS_PER_MINUTE,
+                    limit=context.settings.POSTS_PER_MINUTE,
                     window=WINDOW,
                 )
                 if not verdict.allowed:

@@ -63,15 +63,14 @@ def _since(value: str) -> datetime:
 
 
 async def show_outbox(settings: Settings, *, failed: bool, since: datetime | None) -> int:
-    from shared.db import create_engine, create_sessionmaker
-    from shared.services.outbox_admin import list_emails
+    from shared.services.context import ServiceContext
+    from shared.services.operations import list_emails
 
-    engine = create_engine(settings.DATABASE_URL, application_name="cli", pool_size=1)
+    context = ServiceContext.open(settings, application_name="cli", pool_size=1)
     try:
-        async with create_sessionmaker(engine)() as session:
-            emails = await list_emails(session, failed_only=failed, since=since)
+        emails = await list_emails(context, failed_only=failed, since=since)
     finally:
-        await engine.dispose()
+        await context.close()
     if not emails:
         print("no failed emails" if failed else "no pending or failed emails")
         return 0
@@ -90,20 +89,14 @@ async def show_outbox(settings: Settings, *, failed: bool, since: datetime | Non
 
 
 async def retry_failed(settings: Settings, *, ids: list[int], all_failed: bool) -> int:
-    from shared.db import create_engine, create_sessionmaker
-    from shared.jobs import create_queue, enqueue_send_email
-    from shared.services.outbox_admin import requeue_failed
+    from shared.services.context import ServiceContext
+    from shared.services.operations import requeue_failed
 
-    engine = create_engine(settings.DATABASE_URL, application_name="cli", pool_size=1)
-    queue = create_queue(settings.REDIS_URL)
+    context = ServiceContext.open(settings, application_name="cli", pool_size=1)
     try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            requeued = await requeue_failed(session, ids=ids, all_failed=all_failed)
-        for email_id in requeued:
-            await enqueue_send_email(queue, email_id, queue_name=settings.QUEUE_NAME)
+        requeued = await requeue_failed(context, ids=ids, all_failed=all_failed)
     finally:
-        await queue.aclose()
-        await engine.dispose()
+        await context.close()
     missing = sorted(set(ids) - set(requeued))
     if requeued:
         print(f"queued again: {', '.join(map(str, requeued))}")
@@ -119,7 +112,7 @@ def run(settings: Settings) -> int:
     fresh worker once it is back instead of exiting (emails wait safely in the outbox)."""
     from redis.exceptions import ConnectionError, TimeoutError
 
-    from worker.settings import create_worker
+    from worker.bootstrap import create_worker
 
     log = logging.getLogger("worker")
     log.info(
@@ -128,6 +121,11 @@ def run(settings: Settings) -> int:
         settings.MAIL_SERVER,
         settings.MAIL_PORT,
     )
+    if settings.WORKER_METRICS_PORT:
+        from prometheus_client import start_http_server
+
+        # A small HTTP server in a thread of its own: it never touches the event loop.
+        start_http_server(settings.WORKER_METRICS_PORT, addr=settings.METRICS_HOST)
     pause = 1.0
     while True:
         loop = new_event_loop()

@@ -1,4 +1,5 @@
-"""The typed state a worker process shares between its jobs (arq passes a plain dict)."""
+"""The typed state a worker process shares between its jobs (arq passes a plain dict; the
+composition root, :mod:`worker.bootstrap`, puts one of these in it)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
 
+from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import SessionMaker
@@ -22,6 +24,7 @@ STATE_KEY = "state"
 @dataclass(slots=True)
 class WorkerState:
     settings: Settings
+    redis: ArqRedis  # arq's own connection: the queue, the heartbeat, alert de-duplication
     engine: AsyncEngine
     sessionmaker: SessionMaker
     store: OutboxStore

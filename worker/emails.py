@@ -23,7 +23,7 @@ from shared.jobs import (
     TestEmail,
 )
 from shared.models import User
-from shared.services.reset import reset_token_payload
+from shared.services.passwords import reset_token_payload
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
 

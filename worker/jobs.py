@@ -22,12 +22,14 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
 from shared.alerts import alert_admins
-from shared.jobs import EmailKind, enqueue_send_email, heartbeat_key, parse_context
+from shared.jobs import EmailKind, enqueue_send_email, parse_context
 from shared.models import Email, EmailStatus
 from shared.outbox import transaction
+from shared.services.operations import outbox_stats
+from worker import metrics
 from worker.context import WorkerState, state
 from worker.emails import OutboxEmail, Skip, prepare
-from worker.mailer import DeliveryError, Envelope
+from worker.mailer import DeliveryError, Envelope, Outgoing
 from worker.mime import compose
 from worker.render import message_id_for
 from worker.store import EMAILS, UNCLAIMED
@@ -67,10 +69,11 @@ async def send_email(ctx: dict[str, Any], email_id: int) -> str:
     # From here on, whatever goes wrong (a crash, a timeout, the database) the claim simply
     # expires, after which the row's next job run or the sweeper delivers it.
     outcome = await _deliver(st, email)
+    metrics.EMAILS.labels(email.kind, _metric_outcome(outcome)).inc()
     if outcome.status == EmailStatus.SENT:
         await st.store.mark_sent(email.id)
     else:
-        await _record(ctx, st, email, outcome)
+        await _record(st, email, outcome)
     # Recorded: the attempt is on record even if Redis loses the retry below.
     if outcome.held is not None:
         log.info("email %s held back (%s) for %.1fs", email_id, outcome.held, outcome.retry_in)
@@ -90,9 +93,15 @@ async def send_email(ctx: dict[str, Any], email_id: int) -> str:
     return f"{outcome.status}: {outcome.detail}"
 
 
-async def _record(
-    ctx: dict[str, Any], st: WorkerState, email: OutboxEmail, outcome: _Outcome
-) -> None:
+def _metric_outcome(outcome: _Outcome) -> str:
+    if outcome.held is not None:
+        return "held"
+    if outcome.retry_in is not None:
+        return "retried"
+    return outcome.status
+
+
+async def _record(st: WorkerState, email: OutboxEmail, outcome: _Outcome) -> None:
     """Write an outcome other than "sent" and release the claim, in one unit of work that
     enqueues, after commit, the admin alert a permanent failure causes."""
     values: dict[str, Any] = {
@@ -104,9 +113,7 @@ async def _record(
         values["last_error"] = outcome.detail[:2000]
     if outcome.retry_in is not None:
         values["next_attempt_at"] = func.now() + timedelta(seconds=outcome.retry_in)
-    async with transaction(
-        st.sessionmaker, ctx.get("redis"), queue_name=st.settings.QUEUE_NAME
-    ) as session:
+    async with transaction(st.sessionmaker, st.redis, queue_name=st.settings.QUEUE_NAME) as session:
         await session.execute(
             update(EMAILS)
             .where(EMAILS.c.id == email.id, EMAILS.c.status == EmailStatus.PENDING)
@@ -115,7 +122,7 @@ async def _record(
         if outcome.status == EmailStatus.FAILED and email.kind != EmailKind.ADMIN_ALERT:
             await alert_admins(
                 session,
-                ctx.get("redis"),
+                st.redis,
                 st.settings,
                 key=f"delivery:{email.kind}:{outcome.detail[:40]}",
                 summary=f"Email {email.id} ({email.kind}) failed permanently",
@@ -124,6 +131,28 @@ async def _record(
 
 
 async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:
+    """Render, reserve a slot in the outbound budget, send, and classify what happened."""
+    message = await _render(st, email)
+    if isinstance(message, _Outcome):
+        return message
+    held = await _reserve_budget(st, email)
+    if held is not None:
+        return held
+    email.attempts += 1
+    try:
+        with metrics.SMTP_SECONDS.time():
+            reply = await st.mailer.send(
+                message, envelope=Envelope(st.envelope_sender, email.recipient)
+            )
+    except DeliveryError as error:
+        return _classify_failure(st, email, error)
+    st.breaker.success()
+    return _Outcome(EmailStatus.SENT, reply)
+
+
+async def _render(st: WorkerState, email: OutboxEmail) -> Outgoing | _Outcome:
+    """The message's bytes, or the outcome when it must not (or cannot) be sent: stale
+    (skipped), or a bad payload or template (failed at once: retrying cannot fix it)."""
     settings = st.settings
     try:
         context = parse_context(email.kind, email.context)
@@ -132,20 +161,21 @@ async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:
         )
         if isinstance(variables, Skip):
             return _Outcome(EmailStatus.SKIPPED, variables.reason)
-        rendered = st.renderer.render(email.kind, variables)
-        message = compose(
-            rendered,
+        return compose(
+            st.renderer.render(email.kind, variables),
             sender=settings.MAIL_DEFAULT_SENDER,
             recipient=email.recipient,
             message_id=message_id_for(email.id, email.created_at, settings.MAIL_DEFAULT_SENDER),
             date=datetime.now(UTC),
         )
     except (ValidationError, ValueError, TemplateError, LookupError) as error:
-        # Retrying cannot fix a bad payload or template: fail now, with the reason.
         reason = " ".join(str(error).split())
         return _Outcome(EmailStatus.FAILED, f"cannot render: {type(error).__name__}: {reason}")
 
-    # Budget and breaker first: a message held back here keeps its attempts.
+
+async def _reserve_budget(st: WorkerState, email: OutboxEmail) -> _Outcome | None:
+    """Wait briefly for the circuit breaker and the outbound budget, or hold the message
+    back (it keeps its attempts) when the wait would be long."""
     wait = st.breaker.acquire()
     if not wait:
         wait = st.budget.acquire(email.recipient)
@@ -157,29 +187,25 @@ async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:
         return _Outcome(EmailStatus.PENDING, email.last_error or "", retry_in=wait, held=reason)
     if wait:
         await asyncio.sleep(wait)
+    return None
 
-    email.attempts += 1
-    try:
-        reply = await st.mailer.send(
-            message, envelope=Envelope(st.envelope_sender, email.recipient)
+
+def _classify_failure(st: WorkerState, email: OutboxEmail, error: DeliveryError) -> _Outcome:
+    """A permanent refusal fails the message; a temporary one is retried with backoff until
+    the attempts run out, and counts toward the circuit breaker."""
+    settings = st.settings
+    if not error.temporary:
+        st.breaker.success()  # the server answered; it is the message it refused
+        return _Outcome(EmailStatus.FAILED, error.reply)
+    st.breaker.failure()
+    if email.attempts >= settings.MAIL_MAX_ATTEMPTS:
+        return _Outcome(
+            EmailStatus.FAILED, f"gave up after {email.attempts} attempts: {error.reply}"
         )
-    except DeliveryError as error:
-        if not error.temporary:
-            st.breaker.success()  # the server answered; it is the message it refused
-            return _Outcome(EmailStatus.FAILED, error.reply)
-        st.breaker.failure()
-        if email.attempts >= settings.MAIL_MAX_ATTEMPTS:
-            return _Outcome(
-                EmailStatus.FAILED, f"gave up after {email.attempts} attempts: {error.reply}"
-            )
-        delay = backoff_delay(
-            email.attempts,
-            base=settings.MAIL_RETRY_BASE_DELAY,
-            cap=settings.MAIL_RETRY_MAX_DELAY,
-        )
-        return _Outcome(EmailStatus.PENDING, error.reply, retry_in=delay)
-    st.breaker.success()
-    return _Outcome(EmailStatus.SENT, reply)
+    delay = backoff_delay(
+        email.attempts, base=settings.MAIL_RETRY_BASE_DELAY, cap=settings.MAIL_RETRY_MAX_DELAY
+    )
+    return _Outcome(EmailStatus.PENDING, error.reply, retry_in=delay)
 
 
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
@@ -191,7 +217,7 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
     """
     st = state(ctx)
     settings = st.settings
-    await ctx["redis"].set(heartbeat_key(settings.QUEUE_NAME), str(time.time()), ex=86400)
+    metrics.LAST_SWEEP.set(time.time())
     cutoff = func.now() - timedelta(seconds=settings.OUTBOX_SWEEP_AFTER)
     async with st.sessionmaker() as session:
         ids = list(
@@ -214,8 +240,18 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
             await session.commit()
     enqueued = 0
     for email_id in ids:
-        if await enqueue_send_email(ctx["redis"], email_id, queue_name=settings.QUEUE_NAME):
+        if await enqueue_send_email(st.redis, email_id, queue_name=settings.QUEUE_NAME):
             enqueued += 1
     if ids:
         log.info("sweeper: %s overdue pending emails, %s enqueued", len(ids), enqueued)
+    await _refresh_gauges(st)
     return enqueued
+
+
+async def _refresh_gauges(st: WorkerState) -> None:
+    async with st.sessionmaker() as session:
+        stats = await outbox_stats(session)
+    metrics.OUTBOX.labels("pending").set(stats.pending)
+    metrics.OUTBOX.labels("failed").set(stats.failed)
+    metrics.OLDEST_PENDING.set(stats.oldest_pending_age)
+    metrics.QUEUE_DEPTH.set(await st.redis.zcard(st.settings.QUEUE_NAME))

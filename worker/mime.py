@@ -17,9 +17,8 @@ import secrets
 from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime
 
-from worker.render import RenderedEmail, build_message
+from worker.render import RenderedEmail, build_message, message_headers
 
 
 def _safe(name: str, value: str) -> str:
@@ -67,14 +66,12 @@ def compose(
             rendered, sender=sender, recipient=recipient, message_id=message_id, date=date
         )
     boundary = f"==============={secrets.token_hex(12)}=="
+    headers = message_headers(
+        rendered, sender=sender, recipient=recipient, message_id=message_id, date=date
+    )
     head = "".join(
         (
-            _header("Subject", rendered.subject),
-            _header("From", sender),
-            _header("To", recipient),
-            f"Date: {format_datetime(date)}\r\n",
-            f"Message-ID: {message_id}\r\n",
-            "Auto-Submitted: auto-generated\r\n",
+            *(_header(name, value) for name, value in headers),
             "MIME-Version: 1.0\r\n",
             f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n',
             "\r\n",

@@ -58,6 +58,21 @@ class EmailRenderer:
         )
 
 
+def message_headers(
+    rendered: RenderedEmail, *, sender: str, recipient: str, message_id: str, date: datetime
+) -> list[tuple[str, str]]:
+    """What every message carries above its MIME structure, in order: the one definition both
+    ways of writing a message use (a new header is added here, once)."""
+    return [
+        ("Subject", rendered.subject),
+        ("From", sender),
+        ("To", recipient),
+        ("Date", format_datetime(date)),
+        ("Message-ID", message_id),
+        ("Auto-Submitted", "auto-generated"),  # RFC 3834: vacation responders stay quiet
+    ]
+
+
 def build_message(
     rendered: RenderedEmail,
     *,
@@ -66,18 +81,22 @@ def build_message(
     message_id: str,
     date: datetime | None = None,
 ) -> EmailMessage:
-    """A multipart/alternative message (text first, HTML preferred by clients that can).
+    """A multipart/alternative message (text first, HTML preferred by clients that can),
+    built with the email package (for addresses beyond ASCII; see :mod:`worker.mime`).
 
     Header values go through the email package's policy, which refuses CR or LF, so a name or
     address can never smuggle in extra headers.
     """
+    _address(recipient)
     message = EmailMessage(policy=SMTP)
-    message["Subject"] = rendered.subject
-    message["From"] = sender
-    message["To"] = _address(recipient)
-    message["Date"] = format_datetime(date or datetime.now(UTC))
-    message["Message-ID"] = message_id
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: vacation responders stay quiet
+    for name, value in message_headers(
+        rendered,
+        sender=sender,
+        recipient=recipient,
+        message_id=message_id,
+        date=date or datetime.now(UTC),
+    ):
+        message[name] = value
     message.set_content(rendered.text, cte="quoted-printable")
     message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
     return message

@@ -1,15 +1,8 @@
-"""Account operations: registration, confirmation, authentication, texts.
-
-Every function takes the caller's session, flushes, adds outbox rows, and never commits: the
-request (or job) that called it commits at its boundary, so the change and the emails it
-causes are one transaction.
-"""
+"""Registration, email confirmation and the account page."""
 
 from __future__ import annotations
 
 import enum
-import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,89 +12,63 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
 from shared.jobs import AlreadyRegistered, ConfirmEmail, EmailKind
-from shared.models import Email, TextPost, User
+from shared.models import Email, EmailStatus, User
 from shared.outbox import add_email
-
-USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{2,25}$")
+from shared.services import users
+from shared.services.context import ServiceContext
+from shared.tokens import Purpose, int_field
+from shared.validation import (
+    InvalidInput,
+    check_password,
+    email_key,
+    normalize_username,
+    username_key,
+)
 
 
 class UsernameTaken(Exception):
     """Usernames are public, so saying one is taken reveals nothing."""
 
 
-def normalize_username(username: str) -> str:
-    """NFKC, so full-width and other compatibility forms become their plain letters."""
-    return unicodedata.normalize("NFKC", username).strip()
+async def register(ctx: ServiceContext, username: str, email: str, password: str) -> None:
+    """Create the account and queue its confirmation email; for an address that already has
+    an account, queue a notice to its owner instead (at most one per
+    ``CONFIRM_RESEND_INTERVAL``) and create nothing.
 
-
-def username_key(username: str) -> str:
-    """What uniqueness compares: normalised and case-folded ("Alice" and "ALICE" collide)."""
-    return normalize_username(username).casefold()
-
-
-def email_key(email: str) -> str:
-    """Addresses are compared case-insensitively (the local part too, as most providers do)."""
-    return unicodedata.normalize("NFKC", email).strip().casefold()
-
-
-async def find_user_by_email(
-    session: AsyncSession, email: str, *, lock: bool = False
-) -> User | None:
-    """The account for ``email`` (compared as normalised); ``lock``: hold its row until the
-    transaction ends, for a read-modify-write of its counters."""
-    query = select(User).where(User.email_key == email_key(email))
-    if lock:
-        query = query.with_for_update()
-    return await session.scalar(query)
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    """``user`` is None when the address already had an account: the caller must answer
-    exactly as for a new account (the owner gets a notice email instead)."""
-
-    user: User | None
-
-
-async def register_user(
-    session: AsyncSession,
-    *,
-    username: str,
-    email: str,
-    password_hash: str,
-    notice_interval: int,
-) -> Registration:
-    """Create an account and queue its confirmation email.
-
-    Raises :class:`UsernameTaken`. An address that already has an account gets a "someone
-    tried to register" notice (at most one per ``notice_interval`` seconds) and no new account.
+    Raises :class:`UsernameTaken` or :class:`InvalidInput`. Otherwise the outcome is the same
+    whether the address was new or not, to prevent account enumeration.
     """
     username = normalize_username(username)
-    if await session.scalar(select(User.id).where(User.username_key == username_key(username))):
-        raise UsernameTaken
-    existing = await find_user_by_email(session, email)
-    if existing is not None:
-        await _notify_existing_owner(session, existing, notice_interval)
-        return Registration(user=None)
-
-    user = User(
-        username=username,
-        username_key=username_key(username),
-        email=email,
-        email_key=email_key(email),
-        password_hash=password_hash,
-    )
     try:
-        async with session.begin_nested():
-            session.add(user)
-            await session.flush()
-    except IntegrityError as error:
-        # A concurrent registration won the race between our check and our insert.
-        if "uq_users_username_key" in str(error.orig):
-            raise UsernameTaken from None
-        return Registration(user=None)
-    await issue_confirmation(session, user)
-    return Registration(user=user)
+        check_password(password, username, email)
+    except ValueError as error:
+        raise InvalidInput("password", str(error)) from None
+    # Hash first: the answer takes as long whether or not the address has an account.
+    password_hash = await passwords.hash_password(password)
+    async with ctx.unit_of_work() as session:
+        if await users.username_taken(session, username):
+            raise UsernameTaken
+        existing = await users.by_email(session, email)
+        if existing is not None:
+            await _notify_existing_owner(session, existing, ctx.settings.CONFIRM_RESEND_INTERVAL)
+            return
+        user = User(
+            username=username,
+            username_key=username_key(username),
+            email=email,
+            email_key=email_key(email),
+            password_hash=password_hash,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(user)
+                await session.flush()
+        except IntegrityError as error:
+            # A concurrent registration won the race between our check and our insert.
+            if "uq_users_username_key" in str(error.orig):
+                raise UsernameTaken from None
+            return
+        await _issue_confirmation(session, user)
 
 
 async def _notify_existing_owner(session: AsyncSession, user: User, interval: int) -> None:
@@ -128,8 +95,9 @@ async def _recent_email(
     return None
 
 
-async def issue_confirmation(session: AsyncSession, user: User) -> Email:
-    """Queue a confirmation email; its link supersedes every earlier one ("latest link wins")."""
+async def _issue_confirmation(session: AsyncSession, user: User) -> Email:
+    """Queue a confirmation email; its link supersedes every earlier one ("latest link wins").
+    The caller holds the user's row (new, or locked)."""
     user.confirm_generation += 1
     await session.flush()
     return await add_email(
@@ -141,54 +109,68 @@ async def issue_confirmation(session: AsyncSession, user: User) -> Email:
     )
 
 
-async def resend_confirmation(
-    session: AsyncSession, user: User, *, interval: int
-) -> datetime | None:
-    """Queue a fresh confirmation email, or return when the next one may be asked for."""
-    latest = await _recent_email(session, user.id, EmailKind.CONFIRM, interval)
-    if latest is not None:
-        return latest + timedelta(seconds=interval)
-    await issue_confirmation(session, user)
-    return None
-
-
 class ConfirmOutcome(enum.Enum):
     CONFIRMED = "confirmed"
     ALREADY_CONFIRMED = "already confirmed"
-    INVALID = "invalid"  # unknown user or a superseded link
+    INVALID = "invalid"  # forged, expired, superseded, or its account is gone
 
 
-async def confirm_email(session: AsyncSession, user_id: int, generation: int) -> ConfirmOutcome:
-    user = await session.get(User, user_id, with_for_update=True)
-    if user is None:
+async def confirm(ctx: ServiceContext, token: str) -> ConfirmOutcome:
+    settings = ctx.settings
+    payload = ctx.tokens.loads(Purpose.CONFIRM_EMAIL, token, max_age=settings.CONFIRM_TOKEN_MAX_AGE)
+    user_id = int_field(payload, "uid") if payload else None
+    generation = int_field(payload, "gen") if payload else None
+    if user_id is None or generation is None:
         return ConfirmOutcome.INVALID
-    if user.confirmed_at is not None:
-        return ConfirmOutcome.ALREADY_CONFIRMED
-    if generation != user.confirm_generation:
-        return ConfirmOutcome.INVALID
-    user.confirmed_at = datetime.now(UTC)
-    await session.flush()
+    async with ctx.unit_of_work() as session:
+        user = await users.by_id(session, user_id, lock=True)
+        if user is None:
+            return ConfirmOutcome.INVALID
+        if user.confirmed_at is not None:
+            return ConfirmOutcome.ALREADY_CONFIRMED
+        if generation != user.confirm_generation:
+            return ConfirmOutcome.INVALID
+        user.confirmed_at = datetime.now(UTC)
     return ConfirmOutcome.CONFIRMED
 
 
-async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
-    """The user whose email and password match, else None: the same answer, in about the same
-    time, for an unknown address and a wrong password."""
-    user = await find_user_by_email(session, email)
-    if user is None:
-        await passwords.verify_dummy(password)
-        return None
-    matches, needs_rehash = await passwords.verify_password(user.password_hash, password)
-    if not matches:
-        return None
-    if needs_rehash:
-        user.password_hash = await passwords.hash_password(password)
-        await session.flush()
-    return user
+class Resend(enum.Enum):
+    SENT = "sent"
+    ALREADY_CONFIRMED = "already confirmed"
+    TOO_SOON = "too soon"
 
 
-async def create_text(session: AsyncSession, author: User, title: str, content: str) -> TextPost:
-    text = TextPost(title=title, content=content, author_id=author.id)
-    session.add(text)
-    await session.flush()
-    return text
+@dataclass(frozen=True, slots=True)
+class ResendOutcome:
+    result: Resend
+    next_allowed: datetime | None = None  # when another may be asked for, if TOO_SOON
+
+    @property
+    def wait_seconds(self) -> int:
+        if self.next_allowed is None:
+            return 0
+        return max(1, int((self.next_allowed - datetime.now(UTC)).total_seconds()))
+
+
+async def resend_confirmation(ctx: ServiceContext, user_id: int) -> ResendOutcome:
+    """A fresh confirmation link (older ones stop working), at most one per interval."""
+    interval = ctx.settings.CONFIRM_RESEND_INTERVAL
+    async with ctx.unit_of_work() as session:
+        user = await users.by_id(session, user_id, lock=True)
+        if user is None or user.confirmed_at is not None:
+            return ResendOutcome(Resend.ALREADY_CONFIRMED)
+        latest = await _recent_email(session, user.id, EmailKind.CONFIRM, interval)
+        if latest is not None:
+            return ResendOutcome(Resend.TOO_SOON, latest + timedelta(seconds=interval))
+        await _issue_confirmation(session, user)
+    return ResendOutcome(Resend.SENT)
+
+
+async def last_email_sent(ctx: ServiceContext, user_id: int) -> datetime | None:
+    """When the newest email to this account left (the account page shows it)."""
+    async with ctx.reading() as session:
+        return await session.scalar(
+            select(func.max(Email.sent_at)).where(
+                Email.user_id == user_id, Email.status == EmailStatus.SENT
+            )
+        )

@@ -164,7 +164,7 @@ async def test_worker_killed_mid_batch_loses_nothing(
 async def test_smtp_down_then_up_delivers_everything(
     settings: Settings, queue: ArqRedis, sessionmaker: SessionMaker
 ) -> None:
-    from worker.settings import create_worker
+    from worker.bootstrap import create_worker
 
     port = free_port()
     # A short breaker cooldown: the breaker opening on the dead server is right, but the

@@ -74,7 +74,9 @@ async def test_validation_errors_name_each_field(api: Any) -> None:
     body = await assert_problem(
         await api.post(f"{API}/register", json={**ALICE, "password": "alice@example.com"}), 422
     )
-    assert body["errors"]["body"] == ["Your password must not be your username or email address."]
+    assert body["errors"]["password"] == [
+        "Your password must not be your username or email address."
+    ]
     body = await assert_problem(await api.post(f"{API}/register", json={**ALICE, "extra": 1}), 422)
     assert "extra" in body["errors"]
 

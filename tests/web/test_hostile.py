@@ -229,7 +229,7 @@ async def test_injection_strings_are_stored_and_shown_literally(
 async def test_bad_reset_tokens_get_the_same_friendly_refusal(
     browser: Browser, settings: Settings, sessionmaker: SessionMaker, make_token: Any
 ) -> None:
-    from shared.services.reset import reset_token_payload
+    from shared.services.passwords import reset_token_payload
 
     await browser.register()
     async with sessionmaker() as session:
@@ -376,6 +376,7 @@ async def _median_ms(run: Any, rounds: int, app: Quart | None = None) -> float:
     return statistics.median(samples)
 
 
+@pytest.mark.timing
 async def test_reset_request_takes_the_same_time_for_known_and_unknown_emails(
     settings: Settings, clean_db: None, queue: Any
 ) -> None:
@@ -408,6 +409,7 @@ async def _compare_reset_timings(app: Quart) -> None:
     assert abs(known - unknown) <= max(2.0, 0.25 * min(known, unknown)), (known, unknown)
 
 
+@pytest.mark.timing
 async def test_login_takes_the_same_time_for_unknown_email_and_wrong_password(
     app: Quart, browser: Browser
 ) -> None:

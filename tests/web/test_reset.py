@@ -15,7 +15,7 @@ from sqlalchemy import select
 from devstack.mailsink import MailSink
 from shared.db import SessionMaker
 from shared.models import Email, EmailStatus, User
-from shared.services.reset import reset_token_payload
+from shared.services.passwords import reset_token_payload
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
 from tests.web.browser import Browser

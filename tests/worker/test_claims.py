@@ -18,9 +18,9 @@ from shared.jobs import EmailKind, TestEmail, email_job_id
 from shared.models import Email, EmailStatus
 from shared.outbox import add_email
 from shared.settings import Settings
+from worker.bootstrap import claim_lease, create_worker, worker_options
 from worker.context import STATE_KEY, WorkerState
 from worker.jobs import sweep_outbox
-from worker.settings import claim_lease, create_worker, worker_options
 from worker.store import OutboxStore
 
 pytestmark = pytest.mark.usefixtures("clean_db")

@@ -1,4 +1,4 @@
-"""What an operator sees and does: /metrics, `python -m worker outbox` and `retry`."""
+"""What an operator sees and does: the metrics, `python -m worker outbox` and `retry`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from arq.connections import ArqRedis
+from prometheus_client import generate_latest
 from quart import Quart
 from sqlalchemy import select, update
 
@@ -48,28 +49,43 @@ async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str
     )
 
 
-async def test_metrics_report_backlog_and_worker_pulse(
-    app: Quart,
+def scrape() -> str:
+    return generate_latest().decode()
+
+
+async def test_worker_metrics_report_deliveries_and_backlog(
     sessionmaker: SessionMaker,
     queue: ArqRedis,
     settings: Settings,
     smtp: MailSink,
     run_worker: Any,
+    clean_db: None,
 ) -> None:
-    client = app.test_client()
+    before = scrape()
+    sent = 'accounts_emails_total{kind="test",outcome="sent"}'
+    sent_before = metric(before, sent) if sent in before else 0.0
+    smtp_before = metric(before, "accounts_smtp_send_seconds_count")
     await queue_emails(sessionmaker, queue, settings, 3)
-    text = await (await client.get("/metrics")).get_data(as_text=True)
-    assert metric(text, 'accounts_outbox_emails{status="pending"}') == 3
-    assert metric(text, "accounts_outbox_oldest_pending_seconds") >= 0
-    assert metric(text, "accounts_worker_heartbeat_age_seconds") == -1  # no worker yet
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(Email).where(Email.id == 3).values(status="failed"))
 
-    await run_worker()  # runs the sweeper at start-up, then delivers
-    response = await client.get("/metrics")
-    assert response.headers["Content-Type"].startswith("text/plain")
-    text = await response.get_data(as_text=True)
-    assert metric(text, 'accounts_outbox_emails{status="pending"}') == 0
-    assert metric(text, "accounts_outbox_oldest_pending_seconds") == 0
-    assert 0 <= metric(text, "accounts_worker_heartbeat_age_seconds") < 30
+    await run_worker()  # the sweeper runs at start-up and refreshes the outbox gauges
+    text = scrape()
+    assert metric(text, sent) == sent_before + 2
+    assert metric(text, "accounts_smtp_send_seconds_count") == smtp_before + 2
+    assert metric(text, 'accounts_outbox_emails{status="failed"}') == 1
+    assert metric(text, "accounts_smtp_breaker_open") == 0
+    assert metric(text, "accounts_worker_last_sweep_timestamp_seconds") > 0
+
+
+async def test_metrics_are_not_served_on_the_public_port(app: Quart) -> None:
+    client = app.test_client()
+    assert (await client.get("/metrics")).status_code == 404
+    await client.get("/login")
+    assert (
+        metric(scrape(), 'accounts_http_requests_total{method="GET",route="/login",status="200"}')
+        >= 1
+    )
 
 
 async def test_outbox_listing_and_retry(

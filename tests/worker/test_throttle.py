@@ -15,7 +15,7 @@ from shared.models import Email, EmailStatus
 from shared.outbox import add_email, transaction
 from shared.settings import Settings
 from tests.support import stop_worker, wait_for
-from worker.settings import create_worker
+from worker.bootstrap import create_worker
 from worker.throttle import CircuitBreaker, OutboundBudget
 
 

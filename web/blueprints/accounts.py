@@ -1,7 +1,7 @@
 """Registration, login, logout, the account page and email confirmation (HTML forms).
 
-The work itself is in web.actions, shared with the JSON API; this module turns outcomes into
-pages, flashes and redirects.
+Each view parses its form, calls one use case and turns the outcome into a page, a flash or
+a redirect.
 """
 
 from __future__ import annotations
@@ -9,20 +9,18 @@ from __future__ import annotations
 from quart import Blueprint, flash, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
-from sqlalchemy import func, select
 
-from shared.models import Email, EmailStatus
-from shared.services.accounts import ConfirmOutcome, UsernameTaken
-from web import actions
-from web.auth import current_account
-from web.extensions import resources
+from shared.services import accounts, signin
+from shared.services.accounts import ConfirmOutcome, Resend, UsernameTaken
+from shared.validation import INVALID_TOKEN, InvalidInput
+from web.auth import current_account, end_session, start_session
+from web.extensions import services
 from web.forms import ActionForm, LoginForm, RegistrationForm
 from web.ratelimit import limit_posts
 from web.security import safe_next
 
 blueprint = Blueprint("accounts", __name__)
 
-INVALID_TOKEN = "the token is invalid or has already expired"  # noqa: S105 (the seed's wording)
 LOGIN_FAILED = "Login unsuccessful. Please check email and password."
 CREATED = "Your account has been created! Check your email to confirm your address."
 
@@ -34,11 +32,13 @@ async def register() -> ResponseReturnValue:
     form = await RegistrationForm.from_request()
     if form.validate_on_submit():
         try:
-            await actions.register(
-                form.username.data or "", form.email.data or "", form.password.data or ""
+            await accounts.register(
+                services(), form.username.data, form.email.data, form.password.data
             )
         except UsernameTaken:
             form.username.errors = ["That username is taken."]
+        except InvalidInput as error:
+            form.show(error)
         else:
             # Same message and redirect whether the address was new or already registered,
             # to prevent account enumeration; the owner of a known address gets a notice.
@@ -55,10 +55,9 @@ async def login() -> ResponseReturnValue:
         return redirect(next_url)
     form = await LoginForm.from_request()
     if form.validate_on_submit():
-        outcome = await actions.login(
-            form.email.data or "", form.password.data or "", remember=bool(form.remember.data)
-        )
+        outcome = await signin.login(services(), form.email.data, form.password.data)
         if outcome.user is not None:
+            start_session(outcome.user, remember=bool(form.remember.data))
             return redirect(next_url)
         if outcome.locked_for:
             await flash(
@@ -77,7 +76,7 @@ async def login() -> ResponseReturnValue:
 async def logout() -> ResponseReturnValue:
     form = await ActionForm.from_request()
     form.validate_on_submit()  # raises on a bad CSRF token: logout must not be forgeable
-    actions.logout()
+    await end_session()
     await flash("You have been logged out.", "info")
     return redirect(url_for("main.home"))
 
@@ -87,17 +86,11 @@ async def logout() -> ResponseReturnValue:
 async def account() -> ResponseReturnValue:
     user = await current_account()
     assert user is not None
-    async with resources().sessionmaker() as session:
-        last_sent = await session.scalar(
-            select(func.max(Email.sent_at)).where(
-                Email.user_id == user.id, Email.status == EmailStatus.SENT
-            )
-        )
     return await render_template(
         "accounts/account.html",
         title="Account",
         user=user,
-        last_sent=last_sent,
+        last_sent=await accounts.last_email_sent(services(), user.id),
         form=await ActionForm.from_request(),
     )
 
@@ -109,16 +102,16 @@ async def resend_confirmation() -> ResponseReturnValue:
     form.validate_on_submit()
     user = await current_account()
     assert user is not None
-    outcome, next_allowed = await actions.resend_confirmation(user.id)
-    if outcome is actions.Resend.ALREADY_CONFIRMED:
+    outcome = await accounts.resend_confirmation(services(), user.id)
+    if outcome.result is Resend.ALREADY_CONFIRMED:
         await flash("Your email address is already confirmed.", "info")
-    elif outcome is actions.Resend.SENT:
+    elif outcome.result is Resend.SENT:
         await flash("A new confirmation email is on its way.", "success")
     else:
-        assert next_allowed is not None
+        assert outcome.next_allowed is not None
         await flash(
             "A confirmation email was sent recently. You can ask for another one at "
-            f"{next_allowed:%H:%M:%S} UTC (in {duration(actions.seconds_until(next_allowed))}).",
+            f"{outcome.next_allowed:%H:%M:%S} UTC (in {duration(outcome.wait_seconds)}).",
             "warning",
         )
     return redirect(url_for("accounts.account"))
@@ -139,7 +132,7 @@ async def confirm(token: str) -> ResponseReturnValue:
     if request.method == "GET":
         return await render_template("accounts/confirm.html", title="Confirm", form=form)
     form.validate_on_submit()
-    outcome = await actions.confirm(token)
+    outcome = await accounts.confirm(services(), token)
     if outcome is ConfirmOutcome.CONFIRMED:
         await flash("Thank you! Your email address is confirmed.", "success")
     elif outcome is ConfirmOutcome.ALREADY_CONFIRMED:

@@ -9,10 +9,10 @@ this service's ``BASE_URL``. Errors are ``application/problem+json`` (RFC 9457).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict
 from quart import Blueprint, request
 from quart.typing import ResponseReturnValue
 from quart_schema import (
@@ -24,17 +24,21 @@ from quart_schema import (
 from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import Rule
 
-from shared.services.accounts import ConfirmOutcome, UsernameTaken
+from shared.models import User
+from shared.services import accounts, passwords, signin
+from shared.services.accounts import ConfirmOutcome, Resend, UsernameTaken
+from shared.services.passwords import ChangeOutcome
 from shared.validation import (
-    PASSWORD_MAX_LENGTH,
-    PASSWORD_MIN_LENGTH,
-    check_email,
-    check_password,
-    check_username,
+    EMAIL,
+    INVALID_TOKEN,
+    NEW_PASSWORD,
+    PASSWORD,
+    TOKEN,
+    USERNAME,
+    InvalidInput,
 )
-from web import actions
-from web.auth import current_account
-from web.extensions import resources
+from web.auth import current_account, end_session, renew_session, start_session
+from web.extensions import services
 from web.problems import Problem, problem
 from web.ratelimit import limit_posts
 
@@ -46,25 +50,16 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ApiResult = ResponseReturnValue | tuple[BaseModel, int]
 
 
-# --- models ------------------------------------------------------------------------------------
+# --- models: each field's type is derived from its rule in shared.validation ---------------
+Username = Annotated[str, USERNAME.field(), USERNAME.validator()]
+EmailAddress = Annotated[str, EMAIL.field(), EMAIL.validator()]
+NewPassword = Annotated[str, NEW_PASSWORD.field(), NEW_PASSWORD.validator()]
+Password = Annotated[str, PASSWORD.field(), PASSWORD.validator()]
+Token = Annotated[str, TOKEN.field(), TOKEN.validator()]
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=1000)
-
-
-# The schema states the rules it can (length, pattern, format) so clients and property-based
-# tests can aim at valid input; shared.validation remains the authority.
-Username = Annotated[
-    str,
-    Field(pattern=r"^[A-Za-z0-9_.-]{2,25}$", max_length=25, examples=["alice"]),
-    AfterValidator(check_username),
-]
-EmailAddress = Annotated[
-    str,
-    Field(max_length=320, json_schema_extra={"format": "email"}, examples=["alice@example.com"]),
-    AfterValidator(check_email),
-]
-NEW_PASSWORD = Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH,
-                     examples=["correct horse battery"])  # fmt: skip
 
 
 class Empty(Model):
@@ -74,17 +69,12 @@ class Empty(Model):
 class RegisterIn(Model):
     username: Username
     email: EmailAddress
-    password: str = NEW_PASSWORD
-
-    @model_validator(mode="after")
-    def _password(self) -> Self:
-        check_password(self.password, self.username, self.email)
-        return self
+    password: NewPassword
 
 
 class LoginIn(Model):
     email: EmailAddress
-    password: str = Field(max_length=PASSWORD_MAX_LENGTH)
+    password: Password
     remember: bool = False
 
 
@@ -93,27 +83,17 @@ class EmailIn(Model):
 
 
 class TokenIn(Model):
-    token: str = Field(max_length=512)
+    token: Token
 
 
 class ResetIn(Model):
-    token: str = Field(max_length=512)
-    password: str = NEW_PASSWORD
-
-    @model_validator(mode="after")
-    def _password(self) -> Self:
-        check_password(self.password)
-        return self
+    token: Token
+    password: NewPassword
 
 
 class ChangePasswordIn(Model):
-    current_password: str = Field(max_length=PASSWORD_MAX_LENGTH)
-    password: str = NEW_PASSWORD
-
-    @model_validator(mode="after")
-    def _password(self) -> Self:
-        check_password(self.password)
-        return self
+    current_password: Password
+    password: NewPassword
 
 
 class Message(BaseModel):
@@ -136,7 +116,7 @@ async def protect_against_cross_site_requests() -> ResponseReturnValue | None:
     if request.mimetype != "application/json":
         return problem(415, "Unsupported media type", "Send the body as application/json.")
     origin = request.headers.get("Origin")
-    if origin is not None and _origin(origin) != _origin(resources().settings.base_url):
+    if origin is not None and _origin(origin) != _origin(services().settings.base_url):
         return problem(403, "Cross-site request refused", "This origin may not call the API.")
     return None
 
@@ -160,6 +140,22 @@ async def invalid_body(error: RequestSchemaValidationError) -> ResponseReturnVal
     return problem(422, "Invalid request", "Some fields are not valid.", errors=errors)
 
 
+@blueprint.errorhandler(InvalidInput)
+async def refused_input(error: InvalidInput) -> ResponseReturnValue:
+    """A use case refused a field (a rule that needs the account or several fields)."""
+    return problem(
+        422, "Invalid request", "Some fields are not valid.", errors={error.field: [error.message]}
+    )
+
+
+def not_logged_in() -> ResponseReturnValue:
+    return problem(401, "Not logged in", "Log in first.")
+
+
+def invalid_token() -> ResponseReturnValue:
+    return problem(400, "Invalid token", INVALID_TOKEN)
+
+
 # --- endpoints ---------------------------------------------------------------------------------
 @blueprint.post("/register")
 @validate_request(RegisterIn)
@@ -170,7 +166,7 @@ async def register(data: RegisterIn) -> ApiResult:
     """Create an account; a confirmation email follows. The same answer for an address that
     already has an account (its owner is emailed instead), to prevent account enumeration."""
     try:
-        await actions.register(data.username, data.email, data.password)
+        await accounts.register(services(), data.username, data.email, data.password)
     except UsernameTaken:
         return problem(
             409,
@@ -190,7 +186,7 @@ async def register(data: RegisterIn) -> ApiResult:
 @document_response(Problem, 429)
 async def login(data: LoginIn) -> ApiResult:
     """Start a session (the same cookie as the site)."""
-    outcome = await actions.login(data.email, data.password, remember=data.remember)
+    outcome = await signin.login(services(), data.email, data.password)
     if outcome.locked_for:
         return problem(
             429, "Account temporarily locked",
@@ -200,6 +196,7 @@ async def login(data: LoginIn) -> ApiResult:
         )  # fmt: skip
     if outcome.user is None:
         return problem(401, "Login unsuccessful", "Please check email and password.")
+    start_session(outcome.user, remember=data.remember)
     return _user(outcome.user), 200
 
 
@@ -207,7 +204,7 @@ async def login(data: LoginIn) -> ApiResult:
 @validate_request(Empty)
 @validate_response(Message, 200)
 async def logout(data: Empty) -> ApiResult:
-    actions.logout()
+    await end_session()
     return Message(detail="Logged out."), 200
 
 
@@ -217,7 +214,7 @@ async def logout(data: Empty) -> ApiResult:
 async def me() -> ApiResult:
     user = await current_account()
     if user is None:
-        return problem(401, "Not logged in", "Log in first.")
+        return not_logged_in()
     return _user(user), 200
 
 
@@ -231,13 +228,12 @@ async def confirm_request(data: Empty) -> ApiResult:
     """Send a fresh confirmation email (at most one per 3 minutes); older links stop working."""
     user = await current_account()
     if user is None:
-        return problem(401, "Not logged in", "Log in first.")
-    outcome, next_allowed = await actions.resend_confirmation(user.id)
-    if outcome is actions.Resend.ALREADY_CONFIRMED:
+        return not_logged_in()
+    outcome = await accounts.resend_confirmation(services(), user.id)
+    if outcome.result is Resend.ALREADY_CONFIRMED:
         return problem(409, "Already confirmed", "Your email address is already confirmed.")
-    if outcome is actions.Resend.TOO_SOON:
-        assert next_allowed is not None
-        wait = actions.seconds_until(next_allowed)
+    if outcome.result is Resend.TOO_SOON:
+        wait = outcome.wait_seconds
         return problem(
             429,
             "Too soon",
@@ -253,9 +249,9 @@ async def confirm_request(data: Empty) -> ApiResult:
 @document_response(Problem, 400)
 @document_response(Problem, 422)
 async def confirm(data: TokenIn) -> ApiResult:
-    outcome = await actions.confirm(data.token)
+    outcome = await accounts.confirm(services(), data.token)
     if outcome is ConfirmOutcome.INVALID:
-        return problem(400, "Invalid token", "the token is invalid or has already expired")
+        return invalid_token()
     if outcome is ConfirmOutcome.ALREADY_CONFIRMED:
         return Message(detail="Your email address is already confirmed."), 200
     return Message(detail="Your email address is confirmed."), 200
@@ -269,7 +265,7 @@ async def confirm(data: TokenIn) -> ApiResult:
 @document_response(Problem, 429)
 async def password_reset_request(data: EmailIn) -> ApiResult:
     """Email a reset link if the address has an account; the same answer either way."""
-    await actions.request_reset(data.email)
+    await passwords.request_reset(services(), data.email)
     return Message(detail="If an account exists for that email, you will receive "
                    "instructions to reset your password."), 202  # fmt: skip
 
@@ -282,19 +278,8 @@ async def password_reset_request(data: EmailIn) -> ApiResult:
 @document_response(Problem, 422)
 @document_response(Problem, 429)
 async def password_reset_confirm(data: ResetIn) -> ApiResult:
-    user = await actions.reset_token_user(data.token)
-    if user is not None:
-        try:
-            check_password(data.password, user.username, user.email)
-        except ValueError as error:
-            return problem(
-                422,
-                "Invalid request",
-                "Some fields are not valid.",
-                errors={"password": [str(error)]},
-            )
-    if user is None or not await actions.reset_password(data.token, data.password):
-        return problem(400, "Invalid token", "the token is invalid or has already expired")
+    if not await passwords.reset_password(services(), data.token, data.password):
+        return invalid_token()
     return Message(detail="Your password has been updated! You are now able to log in"), 200
 
 
@@ -308,24 +293,22 @@ async def password_change(data: ChangePasswordIn) -> ApiResult:
     """Change the password; every other session ends, this one stays."""
     user = await current_account()
     if user is None:
-        return problem(401, "Not logged in", "Log in first.")
-    try:
-        check_password(data.password, user.username, user.email)
-    except ValueError as error:
-        return problem(
-            422, "Invalid request", "Some fields are not valid.", errors={"password": [str(error)]}
-        )
-    if not await actions.change_password(user, data.current_password, data.password):
+        return not_logged_in()
+    outcome, changed = await passwords.change_password(
+        services(), user.id, data.current_password, data.password
+    )
+    if outcome is ChangeOutcome.WRONG_PASSWORD or changed is None:
         return problem(
             400,
             "Wrong password",
             "Your current password is not correct.",
             errors={"current_password": ["Your current password is not correct."]},
         )
+    renew_session(changed)
     return Message(detail="Your password has been updated!"), 200
 
 
-def _user(user: Any) -> UserOut:
+def _user(user: User) -> UserOut:
     return UserOut(
         id=user.id,
         username=user.username,

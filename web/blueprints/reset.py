@@ -1,7 +1,4 @@
-"""Password reset by email, changing a password, and "this wasn't me" (HTML forms).
-
-The work itself is in web.actions, shared with the JSON API.
-"""
+"""Password reset by email, changing a password, and "this wasn't me" (HTML forms)."""
 
 from __future__ import annotations
 
@@ -9,9 +6,11 @@ from quart import Blueprint, Response, flash, redirect, render_template, request
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
-from web import actions
-from web.auth import current_account
-from web.blueprints.accounts import INVALID_TOKEN
+from shared.services import passwords
+from shared.services.passwords import ChangeOutcome
+from shared.validation import INVALID_TOKEN, InvalidInput
+from web.auth import current_account, end_session, renew_session
+from web.extensions import services
 from web.forms import ActionForm, ChangePasswordForm, RequestResetForm, ResetPasswordForm
 from web.ratelimit import limit_posts
 
@@ -37,7 +36,7 @@ async def request_reset() -> ResponseReturnValue:
         return redirect(url_for("main.home"))
     form = await RequestResetForm.from_request()
     if form.validate_on_submit():
-        await actions.request_reset(form.email.data or "")
+        await passwords.request_reset(services(), form.email.data)
         # The same answer whatever happened, to prevent account enumeration.
         await flash(REQUESTED, "info")
         return redirect(url_for("accounts.login"))
@@ -49,17 +48,21 @@ async def request_reset() -> ResponseReturnValue:
 async def reset_with_token(token: str) -> ResponseReturnValue:
     if await current_account() is not None:
         return redirect(url_for("main.home"))
-    user = await actions.reset_token_user(token)
-    if user is None:
+    if not await passwords.reset_link_works(services(), token):
         await flash(INVALID_TOKEN, "warning")
         return redirect(url_for("reset.request_reset"))
-    form = await ResetPasswordForm.from_request(user=user)
+    form = await ResetPasswordForm.from_request()
     if form.validate_on_submit():
-        if not await actions.reset_password(token, form.password.data or ""):
-            await flash(INVALID_TOKEN, "warning")
-            return redirect(url_for("reset.request_reset"))
-        await flash(UPDATED, "success")
-        return redirect(url_for("accounts.login"))
+        try:
+            done = await passwords.reset_password(services(), token, form.password.data)
+        except InvalidInput as error:
+            form.show(error)
+        else:
+            if not done:  # used or superseded since the check above
+                await flash(INVALID_TOKEN, "warning")
+                return redirect(url_for("reset.request_reset"))
+            await flash(UPDATED, "success")
+            return redirect(url_for("accounts.login"))
     return await render_template("reset/reset.html", title="Reset Password", form=form)
 
 
@@ -68,15 +71,21 @@ async def reset_with_token(token: str) -> ResponseReturnValue:
 async def change_password() -> ResponseReturnValue:
     user = await current_account()
     assert user is not None
-    form = await ChangePasswordForm.from_request(user=user)
+    form = await ChangePasswordForm.from_request()
     if form.validate_on_submit():
-        changed = await actions.change_password(
-            user, form.current_password.data or "", form.password.data or ""
-        )
-        if changed:
-            await flash("Your password has been updated!", "success")
-            return redirect(url_for("accounts.account"))
-        form.current_password.errors = ["Your current password is not correct."]
+        try:
+            outcome, changed = await passwords.change_password(
+                services(), user.id, form.current_password.data, form.password.data
+            )
+        except InvalidInput as error:
+            form.show(error)
+        else:
+            if outcome is ChangeOutcome.CHANGED:
+                assert changed is not None
+                renew_session(changed)
+                await flash("Your password has been updated!", "success")
+                return redirect(url_for("accounts.account"))
+            form.current_password.errors = ["Your current password is not correct."]
     return await render_template("reset/change.html", title="Change Password", form=form)
 
 
@@ -88,9 +97,10 @@ async def not_me(token: str) -> ResponseReturnValue:
     if request.method == "GET":
         return await render_template("reset/not_me.html", title="Secure your account", form=form)
     form.validate_on_submit()
-    if not await actions.disown_change(token):
+    if not await passwords.disown_change(services(), token):
         await flash(INVALID_TOKEN, "warning")
         return redirect(url_for("reset.request_reset"))
+    await end_session()
     await flash(
         "Every session of your account has been ended. We sent you an email with a link "
         "to set a new password.",

@@ -1,7 +1,6 @@
-"""What operators ask of the outbox: list what is stuck or failed, and put failed emails back.
-
-Used by ``python -m worker outbox`` / ``retry`` and by ``/metrics``.
-"""
+"""What operators ask of the outbox: what is stuck or failed, put failed emails back, and the
+counts the metrics report. Used by ``python -m worker outbox`` / ``retry`` and the worker's
+metrics."""
 
 from __future__ import annotations
 
@@ -11,11 +10,14 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.jobs import EmailKind, TestEmail
 from shared.models import Email, EmailStatus
+from shared.outbox import add_email, announce
+from shared.services.context import ServiceContext
 
 
 async def list_emails(
-    session: AsyncSession,
+    ctx: ServiceContext,
     *,
     failed_only: bool = False,
     since: datetime | None = None,
@@ -25,13 +27,15 @@ async def list_emails(
     query = select(Email).where(Email.status.in_(statuses)).order_by(Email.id).limit(limit)
     if since is not None:
         query = query.where(Email.created_at >= since)
-    return list(await session.scalars(query))
+    async with ctx.reading() as session:
+        return list(await session.scalars(query))
 
 
 async def requeue_failed(
-    session: AsyncSession, *, ids: list[int] | None = None, all_failed: bool = False
+    ctx: ServiceContext, *, ids: list[int] | None = None, all_failed: bool = False
 ) -> list[int]:
-    """Failed rows back to pending with a fresh attempt budget; returns their ids."""
+    """Failed rows back to pending with a fresh attempt budget, enqueued after the commit;
+    returns their ids."""
     if not ids and not all_failed:
         return []
     query = (
@@ -42,7 +46,10 @@ async def requeue_failed(
     )
     if not all_failed:
         query = query.where(Email.id.in_(ids or []))
-    return sorted((await session.scalars(query)).all())
+    async with ctx.unit_of_work() as session:
+        requeued = sorted((await session.scalars(query)).all())
+        announce(session, requeued)
+    return requeued
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +74,10 @@ async def outbox_stats(session: AsyncSession) -> OutboxStats:
         select(func.count()).select_from(Email).where(Email.status == EmailStatus.FAILED)
     )
     return OutboxStats(pending=pending, failed=failed or 0, oldest_pending_age=float(age or 0))
+
+
+async def send_test_email(ctx: ServiceContext, recipient: str) -> int:
+    """The seeds' "send an email from the shell" step: queue a test message; its outbox id."""
+    async with ctx.unit_of_work() as session:
+        email = await add_email(session, EmailKind.TEST, recipient, TestEmail())
+    return email.id

@@ -1,4 +1,5 @@
-"""arq worker configuration, built from the typed settings."""
+"""The worker's composition root: builds everything a worker process uses (database engines,
+the SMTP pool, the renderer, the throttles) from the typed settings, and the arq options."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from shared.db import create_engine, create_sessionmaker
 from shared.jobs import SEND_EMAIL, SWEEP_OUTBOX, redis_settings
 from shared.settings import Settings
 from shared.tokens import Tokens
+from worker import metrics
 from worker.context import STATE_KEY, WorkerState
 from worker.jobs import send_email, sweep_outbox
 from worker.mailer import SMTPConfig, SMTPPool
@@ -56,6 +58,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         sessionmaker = create_sessionmaker(engine)
         ctx[STATE_KEY] = WorkerState(
             settings=settings,
+            redis=ctx["redis"],
             engine=engine,
             sessionmaker=sessionmaker,
             store=OutboxStore(
@@ -76,6 +79,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 threshold=settings.MAIL_BREAKER_THRESHOLD, cooldown=settings.MAIL_BREAKER_COOLDOWN
             ),
         )
+
+        metrics.BREAKER_OPEN.set_function(lambda: float(ctx[STATE_KEY].breaker.is_open))
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         state: WorkerState | None = ctx.get(STATE_KEY)

@@ -1,0 +1,111 @@
+"""What the use cases need from their process, and the unit of work they run in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from shared.db import SessionMaker, create_engine, create_sessionmaker
+from shared.jobs import create_queue
+from shared.outbox import transaction
+from shared.settings import Settings
+from shared.tokens import Tokens
+
+if TYPE_CHECKING:
+    from arq.connections import ArqRedis
+
+log = logging.getLogger(__name__)
+
+Defer = Callable[..., None]
+"""Run ``func(*args)`` after the answer has gone out (Quart's ``add_background_task``)."""
+
+
+class BackgroundTasks:
+    """A :data:`Defer` for processes without a web server (CLIs, service tests): tasks on
+    the running loop, kept referenced until done; :meth:`drain` waits for them."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __call__(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        task = asyncio.ensure_future(func(*args))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceContext:
+    """Built once per process: settings, the database, Redis (the job queue and the rate
+    limits) and the token signer."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessionmaker: SessionMaker
+    redis: ArqRedis
+    tokens: Tokens
+    defer: Defer = field(default_factory=BackgroundTasks)
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        application_name: str,
+        pool_size: int = 10,
+        defer: Defer | None = None,
+    ) -> ServiceContext:
+        """Connect lazily: a process starts, and keeps serving, while Redis or PostgreSQL is
+        away; emails then wait in the outbox for the sweeper."""
+        engine = create_engine(
+            settings.DATABASE_URL, application_name=application_name, pool_size=pool_size
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            redis=create_queue(settings.REDIS_URL),
+            tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
+            defer=defer or BackgroundTasks(),
+        )
+
+    async def close(self) -> None:
+        if isinstance(self.defer, BackgroundTasks):
+            await self.defer.drain()
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+    async def ping_database(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    def unit_of_work(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """``async with ctx.unit_of_work() as session``: one transaction, committed when the
+        block ends without an error; the outbox rows it added are enqueued after the commit,
+        never before (see :mod:`shared.outbox`)."""
+        return transaction(self.sessionmaker, self.redis, queue_name=self.settings.QUEUE_NAME)
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only; nothing it does is committed."""
+        async with self.sessionmaker() as session:
+            yield session
+
+    @property
+    def secret(self) -> str:
+        return self.settings.SECRET_KEY.get_secret_value()

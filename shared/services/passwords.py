@@ -1,0 +1,190 @@
+"""Password reset by email, password change, and "this wasn't me"."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import passwords
+from shared.jobs import EmailKind, PasswordChanged, ResetEmail
+from shared.models import User
+from shared.outbox import add_email
+from shared.ratelimit import hit
+from shared.services import signin, users
+from shared.services.context import ServiceContext
+from shared.tokens import Purpose, int_field, password_fingerprint
+from shared.validation import InvalidInput, check_password
+
+RESET_EMAILS = "reset-emails"  # rate-limit name: reset emails per address
+HOUR = 3600
+
+
+async def request_reset(ctx: ServiceContext, email: str) -> None:
+    """Queue a reset link if the address has an account and is within its hourly budget.
+
+    Nothing observable differs between the cases, to prevent account enumeration, timing
+    included: this only counts the attempt (per address typed, known or not) and defers the
+    rest until after the answer, so known and unknown addresses answer in the same time.
+    """
+    verdict = await hit(
+        ctx.redis,
+        RESET_EMAILS,
+        email.casefold(),
+        limit=ctx.settings.RESET_EMAILS_PER_HOUR,
+        window=HOUR,
+    )
+    if verdict.allowed:
+        ctx.defer(_issue_reset_if_known, ctx, email)
+
+
+async def _issue_reset_if_known(ctx: ServiceContext, email: str) -> None:
+    async with ctx.unit_of_work() as session:
+        # Locked: two requests at once must not hand out the same link generation.
+        user = await users.by_email(session, email, lock=True)
+        if user is not None:
+            await _issue_reset(session, user)
+
+
+async def _issue_reset(session: AsyncSession, user: User) -> None:
+    """Queue a reset link; it supersedes every earlier one ("latest link wins"). The caller
+    holds ``user``'s row lock, so concurrent requests get distinct generations."""
+    user.reset_generation += 1
+    await session.flush()
+    await add_email(
+        session,
+        EmailKind.RESET,
+        user.email,
+        ResetEmail(user_id=user.id, generation=user.reset_generation),
+        user_id=user.id,
+    )
+
+
+def reset_token_payload(user: User, secret: str) -> dict[str, object]:
+    """What a reset link signs: the account, the link's generation (a newer link supersedes
+    it) and a fingerprint of the password hash (any password change kills it)."""
+    return {
+        "uid": user.id,
+        "gen": user.reset_generation,
+        "fp": password_fingerprint(user.password_hash, secret),
+    }
+
+
+def _reset_payload(ctx: ServiceContext, token: str) -> dict[str, Any] | None:
+    return ctx.tokens.loads(Purpose.RESET_PASSWORD, token, max_age=ctx.settings.RESET_TOKEN_MAX_AGE)
+
+
+async def _still_valid(
+    session: AsyncSession, payload: dict[str, Any] | None, secret: str, *, lock: bool
+) -> User | None:
+    """The user a reset payload is for, if it is still the latest link and the password has
+    not changed since it was issued (which makes every link single-use)."""
+    if payload is None:
+        return None
+    user_id, generation = int_field(payload, "uid"), int_field(payload, "gen")
+    if user_id is None or generation is None:
+        return None
+    user = await users.by_id(session, user_id, lock=lock)
+    if user is None or user.reset_generation != generation:
+        return None
+    if payload.get("fp") != password_fingerprint(user.password_hash, secret):
+        return None
+    return user
+
+
+async def reset_link_works(ctx: ServiceContext, token: str) -> bool:
+    """Whether a reset link is still good (not used, not superseded, not expired, not
+    tampered with, and of the right purpose)."""
+    payload = _reset_payload(ctx, token)
+    if payload is None:
+        return False
+    async with ctx.reading() as session:
+        return await _still_valid(session, payload, ctx.secret, lock=False) is not None
+
+
+async def reset_password(ctx: ServiceContext, token: str, password: str) -> bool:
+    """Set a new password through a reset link; False if the link is no good (any reason).
+    Raises :class:`InvalidInput` for a password the rules refuse.
+
+    Checked under the row lock: of two concurrent uses of one link, one wins.
+    """
+    payload = _reset_payload(ctx, token)
+    if payload is None:
+        return False  # forged or expired: no database work for it
+    async with ctx.unit_of_work() as session:
+        user = await _still_valid(session, payload, ctx.secret, lock=True)
+        if user is None:
+            return False
+        _check_new_password(password, user)
+        await _set_password(session, user, await passwords.hash_password(password))
+    await signin.lift_lock(ctx, user)
+    return True
+
+
+def _check_new_password(password: str, user: User) -> None:
+    try:
+        check_password(password, user.username, user.email)
+    except ValueError as error:
+        raise InvalidInput("password", str(error)) from None
+
+
+class ChangeOutcome(enum.Enum):
+    CHANGED = "changed"
+    WRONG_PASSWORD = "wrong password"  # noqa: S105 (an outcome)
+
+
+async def change_password(
+    ctx: ServiceContext, user_id: int, current_password: str, new_password: str
+) -> tuple[ChangeOutcome, User | None]:
+    """Change a signed-in account's password, given its current one. Every session ends
+    (the caller starts a new one for the person who asked, with the returned account).
+    Raises :class:`InvalidInput` for a new password the rules refuse.
+
+    The current password is checked under the row lock, so of two concurrent changes made
+    with the same old password only the first can succeed.
+    """
+    async with ctx.unit_of_work() as session:
+        user = await users.by_id(session, user_id, lock=True)
+        if user is None:
+            return ChangeOutcome.WRONG_PASSWORD, None
+        matches, _ = await passwords.verify_password(user.password_hash, current_password)
+        if not matches:
+            return ChangeOutcome.WRONG_PASSWORD, None
+        _check_new_password(new_password, user)
+        await _set_password(session, user, await passwords.hash_password(new_password))
+    return ChangeOutcome.CHANGED, user
+
+
+async def _set_password(session: AsyncSession, user: User, password_hash: str) -> None:
+    """Store a new password, end every session, kill outstanding reset links, and tell the
+    owner (with a "this wasn't me" link)."""
+    user.password_hash = password_hash
+    user.session_version += 1
+    user.reset_generation += 1
+    await session.flush()
+    await add_email(
+        session,
+        EmailKind.PASSWORD_CHANGED,
+        user.email,
+        PasswordChanged(user_id=user.id, session_version=user.session_version),
+        user_id=user.id,
+    )
+
+
+async def disown_change(ctx: ServiceContext, token: str) -> bool:
+    """ "This wasn't me": end every session of the account and email a fresh reset link.
+    False if the link is no good (forged, expired, or already used)."""
+    settings = ctx.settings
+    payload = ctx.tokens.loads(Purpose.NOT_ME, token, max_age=settings.NOT_ME_TOKEN_MAX_AGE)
+    user_id = int_field(payload, "uid") if payload else None
+    version = int_field(payload, "sv") if payload else None
+    if user_id is None or version is None:
+        return False
+    async with ctx.unit_of_work() as session:
+        user = await users.by_id(session, user_id, lock=True)
+        if user is None or user.session_version != version:
+            return False
+        user.session_version += 1
+        await _issue_reset(session, user)
+    return True
