@@ -3,7 +3,8 @@
 It accepts every message, keeps it in memory for tests, optionally writes it as an ``.eml``
 file under a folder, and logs the links it contains so a developer can click a confirmation
 link straight from the terminal. Failure injection for tests: ``reply_queue`` holds SMTP
-replies (e.g. ``"451 4.3.0 try later"``) given to the next DATA commands instead of accepting.
+replies (e.g. ``"451 4.3.0 try later"``) given to the next DATA commands instead of accepting;
+``refuse`` maps a recipient to the reply every message to it gets.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class MailSink:
     directory: Path | None = None
     messages: list[ReceivedMessage] = field(default_factory=list)
     reply_queue: deque[str] = field(default_factory=deque)
+    refuse: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering DATA: a slow remote provider
     arrived: asyncio.Event | None = None
 
@@ -64,6 +66,9 @@ class MailSink:
             await asyncio.sleep(self.delay)
         if self.reply_queue:
             return self.reply_queue.popleft()
+        for recipient in envelope.rcpt_tos:
+            if recipient in self.refuse:
+                return self.refuse[recipient]
         raw = bytes(envelope.original_content or envelope.content)
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)

@@ -35,7 +35,8 @@ async def alert_admins(
     if redis is not None:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         try:
-            first = await redis.set(f"admin-alert:{digest}", "1", nx=True, ex=QUIET_PERIOD)
+            key = f"{settings.REDIS_KEY_PREFIX}admin-alert:{digest}"
+            first = await redis.set(key, "1", nx=True, ex=QUIET_PERIOD)
         except (RedisError, OSError):
             first = True  # better a duplicate alert than none
         if not first:

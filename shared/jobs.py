@@ -23,13 +23,17 @@ SEND_EMAIL: Final = "send_email"
 SWEEP_OUTBOX: Final = "sweep_outbox"
 """Cron: re-enqueue pending outbox rows whose turn has come (lost jobs, Redis outages)."""
 
-JOB_NAMES: Final = frozenset({SEND_EMAIL, SWEEP_OUTBOX})
+PURGE: Final = "purge"
+"""Cron: forget what is past its time (outbox rows past retention, accounts never confirmed,
+username holds that ended)."""
+
+JOB_NAMES: Final = frozenset({SEND_EMAIL, SWEEP_OUTBOX, PURGE})
 
 
-def email_job_id(email_id: int) -> str:
+def email_job_id(email_id: int, queue_name: str) -> str:
     """arq job id for an outbox row: enqueueing the same row twice while a job or its result
     exists is a no-op, so the web process and the sweeper can both enqueue safely."""
-    return f"email:{email_id}"
+    return f"{queue_name}:email:{email_id}"
 
 
 # --- email kinds and their typed contexts -----------------------------------------------------
@@ -96,6 +100,18 @@ class AdminAlert(EmailContext):
     details: str
 
 
+PRIORITY_KINDS: Final = frozenset(
+    {EmailKind.RESET, EmailKind.PASSWORD_CHANGED, EmailKind.ADMIN_ALERT}
+)
+"""Delivered ahead of everything else waiting: a flood of registrations (confirmations,
+notices) must not hold a reset link back until it expires."""
+
+# arq takes due jobs in the order of their score (the time they are due). Priority jobs are
+# enqueued as if due this long ago, so they pass any backlog younger than that. (arq keeps a
+# job's data for 24 h past its due time, so the head start must stay well under a day.)
+PRIORITY_HEAD_START: Final = 12 * 3600
+
+
 EMAIL_CONTEXTS: Final[dict[EmailKind, type[EmailContext]]] = {
     EmailKind.TEST: TestEmail,
     EmailKind.CONFIRM: ConfirmEmail,
@@ -116,10 +132,17 @@ def parse_context(kind: str, data: object) -> EmailContext:
 
 
 # --- enqueueing -----------------------------------------------------------------------------
-async def enqueue_send_email(redis: ArqRedis, email_id: int, *, queue_name: str) -> str | None:
-    """Put a delivery job on the queue; returns the job id, or None if it is already queued."""
+async def enqueue_send_email(
+    redis: ArqRedis, email_id: int, *, queue_name: str, priority: bool = False
+) -> str | None:
+    """Put a delivery job on the queue; returns the job id, or None if it is already queued.
+    A ``priority`` job goes ahead of the others waiting (see :data:`PRIORITY_HEAD_START`)."""
     job = await redis.enqueue_job(
-        SEND_EMAIL, email_id, _job_id=email_job_id(email_id), _queue_name=queue_name
+        SEND_EMAIL,
+        email_id,
+        _job_id=email_job_id(email_id, queue_name),
+        _queue_name=queue_name,
+        _defer_by=-PRIORITY_HEAD_START if priority else None,
     )
     return job.job_id if job is not None else None
 

@@ -51,8 +51,28 @@ class User(Base):
 
     texts: Mapped[list[TextPost]] = relationship(back_populates="author")
 
+    __table_args__ = (
+        # The purge of accounts never confirmed: small, since confirmed rows are left out.
+        Index(
+            "ix_users_unconfirmed_created_at",
+            "created_at",
+            postgresql_where=text("confirmed_at IS NULL"),
+        ),
+    )
+
     def __repr__(self) -> str:
         return f"User({self.username!r}, {self.email!r})"
+
+
+class UsernameHold(Base):
+    """A username held by a registration until ``expires_at``, whether or not its address
+    already had an account: a follow-up registration sees the name taken either way, so
+    it cannot tell which (an unconfirmed account is forgotten when its hold ends)."""
+
+    __tablename__ = "username_holds"
+
+    username_key: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH * 4), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class TextPost(Base):
@@ -126,4 +146,10 @@ class Email(Base):
             postgresql_where=text("status = 'failed'"),
         ),
         Index("ix_emails_user_id", "user_id"),
+        # The retention purge of delivered (or skipped) rows, oldest first.
+        Index(
+            "ix_emails_done_created_at",
+            "created_at",
+            postgresql_where=text("status IN ('sent', 'skipped')"),
+        ),
     )

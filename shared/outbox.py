@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import SessionMaker
-from shared.jobs import EMAIL_CONTEXTS, EmailContext, EmailKind, enqueue_send_email
+from shared.jobs import EMAIL_CONTEXTS, PRIORITY_KINDS, EmailContext, EmailKind, enqueue_send_email
 from shared.models import Email
 
 if TYPE_CHECKING:
@@ -48,19 +48,19 @@ async def add_email(
     )
     session.add(email)
     await session.flush()
-    announce(session, [email.id])
+    announce(session, [email.id], priority=kind in PRIORITY_KINDS)
     return email
 
 
-def announce(session: AsyncSession, email_ids: list[int]) -> None:
+def announce(session: AsyncSession, email_ids: list[int], *, priority: bool = False) -> None:
     """Enqueue these outbox rows once the session's transaction has committed."""
-    session.info.setdefault(_UNANNOUNCED, []).extend(email_ids)
+    session.info.setdefault(_UNANNOUNCED, []).extend((i, priority) for i in email_ids)
 
 
-def take_unannounced(session: AsyncSession) -> list[int]:
-    """The ids of outbox rows added through this session since the last call."""
-    ids: list[int] = session.info.pop(_UNANNOUNCED, [])
-    return ids
+def take_unannounced(session: AsyncSession) -> list[tuple[int, bool]]:
+    """(id, priority) of the outbox rows added through this session since the last call."""
+    rows: list[tuple[int, bool]] = session.info.pop(_UNANNOUNCED, [])
+    return rows
 
 
 async def enqueue_committed(
@@ -70,13 +70,15 @@ async def enqueue_committed(
 
     Never raises for Redis trouble: the rows are committed, so the sweeper will find them.
     """
-    ids = take_unannounced(session)
+    rows = take_unannounced(session)
     job_ids: list[str] = []
     if redis is None:
         return job_ids
-    for email_id in ids:
+    for email_id, priority in rows:
         try:
-            job_id = await enqueue_send_email(redis, email_id, queue_name=queue_name)
+            job_id = await enqueue_send_email(
+                redis, email_id, queue_name=queue_name, priority=priority
+            )
         except (RedisError, OSError) as error:
             log.warning(
                 "could not enqueue email %s (%s); the outbox sweeper will deliver it",

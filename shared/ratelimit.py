@@ -1,4 +1,10 @@
-"""Fixed-window rate limits in Redis, shared by every web process.
+"""Rate limits in Redis, shared by every process, on the ``limits`` library's moving windows.
+
+A moving window counts the events of the last ``window`` seconds, whenever "now" is: there
+is no clock-aligned boundary to time a burst against, and an event refused while the limit is
+used up is not recorded, so refused attempts never extend a lock. Each :meth:`Limits.hit`
+checks and records in one Redis script, atomically: of many simultaneous attempts, exactly
+``limit`` are let through, whatever the concurrency.
 
 A limit that cannot reach Redis lets the request through (and logs): an outage of the limiter
 must not lock everyone out of their accounts. Keys carry a digest of the subject (an address
@@ -12,6 +18,9 @@ import logging
 import time
 from dataclasses import dataclass
 
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -21,49 +30,70 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Verdict:
     allowed: bool
-    retry_after: int  # seconds until the window resets (0 when allowed)
+    retry_after: int  # seconds until the next event would be allowed (0 when allowed)
 
 
-def _key(name: str, subject: str, window: int, now: float) -> tuple[str, int]:
-    digest = hashlib.sha256(subject.encode()).hexdigest()[:32]
-    start = int(now // window) * window
-    return f"ratelimit:{name}:{digest}:{start}", start + window
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``limit`` events per ``window`` seconds for each subject of ``name``."""
+
+    name: str
+    limit: int
+    window: int
+
+    def item(self) -> RateLimitItemPerSecond:
+        return RateLimitItemPerSecond(self.limit, self.window, namespace=self.name)
 
 
-async def hit(redis: Redis, name: str, subject: str, *, limit: int, window: int) -> Verdict:
-    """Count one event; allowed while the window's count is within ``limit``."""
-    now = time.time()
-    key, resets_at = _key(name, subject, window, now)
-    try:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, window + 1)
-            count, _ = await pipe.execute()
-    except (RedisError, OSError) as error:
-        log.warning("rate limit %s unavailable (%s); allowing", name, type(error).__name__)
-        return Verdict(True, 0)
-    if int(count) <= limit:
-        return Verdict(True, 0)
-    return Verdict(False, max(1, int(resets_at - now)))
+def _digest(subject: str) -> str:
+    return hashlib.sha256(subject.encode()).hexdigest()[:32]
 
 
-async def peek(redis: Redis, name: str, subject: str, *, limit: int, window: int) -> Verdict:
-    """Whether the limit is already used up, without counting an event."""
-    now = time.time()
-    key, resets_at = _key(name, subject, window, now)
-    try:
-        count = await redis.get(key)
-    except (RedisError, OSError) as error:
-        log.warning("rate limit %s unavailable (%s); allowing", name, type(error).__name__)
-        return Verdict(True, 0)
-    if count is None or int(count) < limit:
-        return Verdict(True, 0)
-    return Verdict(False, max(1, int(resets_at - now)))
+class Limits:
+    """The process's limiter, on the Redis connection pool it already has."""
 
+    def __init__(self, redis: Redis, *, key_prefix: str) -> None:
+        storage = RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # passed through
+            key_prefix=f"{key_prefix}ratelimit",
+            wrap_exceptions=False,
+        )
+        self._limiter = MovingWindowRateLimiter(storage)
 
-async def clear(redis: Redis, name: str, subject: str, *, window: int) -> None:
-    key, _ = _key(name, subject, window, time.time())
-    try:
-        await redis.delete(key)
-    except (RedisError, OSError) as error:
-        log.warning("rate limit %s unavailable (%s)", name, type(error).__name__)
+    async def hit(self, limit: Limit, subject: str) -> Verdict:
+        """Count one event, unless ``limit`` is used up (then it is refused, not counted)."""
+        item = limit.item()
+        try:
+            if await self._limiter.hit(item, _digest(subject)):
+                return Verdict(True, 0)
+            return Verdict(False, await self._wait(item, subject))
+        except (RedisError, OSError) as error:
+            log.warning(
+                "rate limit %s unavailable (%s); allowing", limit.name, type(error).__name__
+            )
+            return Verdict(True, 0)
+
+    async def peek(self, limit: Limit, subject: str) -> Verdict:
+        """Whether one more event would be allowed, without counting one."""
+        item = limit.item()
+        try:
+            if await self._limiter.test(item, _digest(subject)):
+                return Verdict(True, 0)
+            return Verdict(False, await self._wait(item, subject))
+        except (RedisError, OSError) as error:
+            log.warning(
+                "rate limit %s unavailable (%s); allowing", limit.name, type(error).__name__
+            )
+            return Verdict(True, 0)
+
+    async def clear(self, limit: Limit, subject: str) -> None:
+        try:
+            await self._limiter.clear(limit.item(), _digest(subject))
+        except (RedisError, OSError) as error:
+            log.warning("rate limit %s unavailable (%s)", limit.name, type(error).__name__)
+
+    async def _wait(self, item: RateLimitItemPerSecond, subject: str) -> int:
+        stats = await self._limiter.get_window_stats(item, _digest(subject))
+        return max(1, int(stats.reset_time - time.time() + 0.999))

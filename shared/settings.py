@@ -120,6 +120,9 @@ class Settings(BaseSettings):
     DATABASE_URL: str
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
     QUEUE_NAME: str = "arq:queue"
+    # Prefix of this deployment's own Redis keys (rate limits, alert de-duplication), so that
+    # two deployments or test runs can share one Redis database.
+    REDIS_KEY_PREFIX: str = "accounts:"
 
     # --- mail (Flask-Mail names) -----------------------------------------------------------
     MAIL_SERVER: str = "localhost"
@@ -143,8 +146,20 @@ class Settings(BaseSettings):
     # Rate limits (Redis, so they hold across web processes).
     RESET_EMAILS_PER_HOUR: int = Field(default=3, ge=1)  # per account
     POSTS_PER_MINUTE: int = Field(default=10, ge=1)  # login/reset POSTs per client address
-    LOGIN_FAILURES_BEFORE_LOCK: int = Field(default=10, ge=1)  # per account ...
-    LOGIN_LOCK_SECONDS: int = Field(default=15 * 60, ge=1)  # ... within, and locked for, this
+    # Failed sign-ins: LOGIN_FAILURES_BEFORE_LOCK per (account, client address), or per
+    # (account, trusted device), within LOGIN_LOCK_SECONDS (a moving window) lock that client
+    # or device only; all untrusted clients of one account together may fail at most
+    # LOGIN_ACCOUNT_CEILING times per LOGIN_ACCOUNT_WINDOW. See README, "Sign-in limits".
+    LOGIN_FAILURES_BEFORE_LOCK: int = Field(default=10, ge=1)
+    LOGIN_LOCK_SECONDS: int = Field(default=15 * 60, ge=1)
+    LOGIN_ACCOUNT_CEILING: int = Field(default=100, ge=1)
+    LOGIN_ACCOUNT_WINDOW: int = Field(default=3600, ge=1)
+    REGISTRATIONS_PER_MINUTE: int = Field(default=60, ge=1)  # overall, every client together
+    # Behind reverse proxies: how many proxy hops in front of the web service append to
+    # X-Forwarded-For (0: none, the peer address is the client). Never trust more hops than
+    # you run: a client can put anything in the header.
+    TRUSTED_PROXIES: int = Field(default=0, ge=0, le=10)
+    PROXY_HEADER: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
     SESSION_LIFETIME: int = Field(default=12 * 3600, ge=60)  # without "remember me"
     REMEMBER_LIFETIME: int = Field(default=30 * 24 * 3600, ge=60)  # with "remember me"
 
@@ -183,6 +198,10 @@ class Settings(BaseSettings):
     MAIL_BREAKER_COOLDOWN: float = Field(default=30.0, gt=0)  # seconds paused, doubling
     OUTBOX_SWEEP_AFTER: int = Field(default=60, ge=1)  # seconds a pending row may wait
     OUTBOX_SWEEP_EVERY: int = Field(default=15, ge=1, le=60)  # seconds between sweeps
+    # Sent and skipped outbox rows (addresses, names) are deleted after this many days,
+    # failed ones after OUTBOX_FAILED_RETENTION_DAYS (an operator may still need them).
+    OUTBOX_RETENTION_DAYS: int = Field(default=30, ge=1)
+    OUTBOX_FAILED_RETENTION_DAYS: int = Field(default=90, ge=1)
 
     @field_validator("SECRET_KEY")
     @classmethod

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import idna
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, Field
 
@@ -76,9 +77,23 @@ def username_key(username: str) -> str:
     return normalize_username(username).casefold()
 
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 def email_key(email: str) -> str:
-    """Addresses are compared case-insensitively (the local part too, as most providers do)."""
-    return unicodedata.normalize("NFKC", email).strip().casefold()
+    """The one key an address is known by (uniqueness, look-ups, per-account budgets),
+    matching how mail is routed: the domain as DNS resolves it (IDNA 2008 with UTS 46
+    mapping, so ``ß`` stays distinct from ``ss``), the local part as delivered with at most
+    ASCII case folding (most providers ignore ASCII case; nothing routes Unicode look-alikes
+    together, so neither do we). Never longer than the address."""
+    local, at, domain = email.strip().rpartition("@")
+    if not at:
+        return email.strip().translate(_ASCII_LOWER)
+    try:
+        domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        domain = domain.translate(_ASCII_LOWER)
+    return f"{local.translate(_ASCII_LOWER)}@{domain.lower()}"
 
 
 # --- the checks ----------------------------------------------------------------------------

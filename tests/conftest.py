@@ -24,6 +24,7 @@ from devstack.mailsink import MailSink, start_sink
 from devstack.servers import Services, discover_services
 from shared.db import SessionMaker, create_engine, create_sessionmaker
 from shared.jobs import create_queue
+from shared.ratelimit import Limits
 from shared.services.context import ServiceContext
 from shared.settings import Settings, load_settings
 from shared.tokens import Tokens
@@ -35,7 +36,7 @@ from tests.support import (  # noqa: F401 (settings_env re-exported)
     settings_env,
 )
 
-TABLES = ("emails", "texts", "users")
+TABLES = ("emails", "texts", "users", "username_holds")
 
 
 # --- servers --------------------------------------------------------------------------------
@@ -92,12 +93,15 @@ async def database_url(services: Services) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def base_settings(services: Services, database_url: str, mail_sink: MailSink) -> Settings:
+    run = uuid.uuid4().hex[:8]
     return load_settings(
         {},
         SECRET_KEY=TEST_SECRET_KEY,
         DATABASE_URL=database_url,
         REDIS_URL=services.redis_url,
-        QUEUE_NAME=f"test-queue:{uuid.uuid4().hex[:8]}",
+        # This run's own keyspace in the shared Redis database (see forget_run_keys).
+        QUEUE_NAME=f"test-{run}:queue",
+        REDIS_KEY_PREFIX=f"test-{run}:",
         BASE_URL="http://localhost:8000",
         MAIL_SERVER="127.0.0.1",
         MAIL_PORT=mail_sink.port,  # type: ignore[attr-defined]
@@ -128,6 +132,22 @@ def sessionmaker(engine: AsyncEngine) -> SessionMaker:
     return create_sessionmaker(engine)
 
 
+class AfterTheAnswer:
+    """The use cases' ``defer`` for service tests: work deferred past the answer runs when
+    the test calls :meth:`run`, one piece at a time (all on the test's one connection)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def __call__(self, func: Any, *args: Any) -> None:
+        self.calls.append((func, args))
+
+    async def run(self) -> None:
+        while self.calls:
+            func, args = self.calls.pop(0)
+            await func(*args)
+
+
 @pytest.fixture
 async def services_ctx(
     settings: Settings, engine: AsyncEngine, queue: ArqRedis
@@ -145,10 +165,11 @@ async def services_ctx(
             ),
             redis=queue,
             tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
+            limits=Limits(queue, key_prefix=settings.REDIS_KEY_PREFIX),
+            defer=AfterTheAnswer(),
         )
         try:
             yield context
-            await context.defer.drain()  # type: ignore[attr-defined]
         finally:
             await transaction.rollback()
 
@@ -162,12 +183,25 @@ async def clean_db(engine: AsyncEngine) -> AsyncIterator[None]:
 
 
 # --- redis -------------------------------------------------------------------------------------
+async def forget_run_keys(redis: ArqRedis, settings: Settings) -> None:
+    """Delete this test run's keys only: its own prefix and queue (arq's job keys carry the
+    queue name in the job id), so two runs can share one Redis database."""
+    patterns = [f"{settings.REDIS_KEY_PREFIX}*", f"{settings.QUEUE_NAME}*"]
+    patterns += [
+        f"arq:{kind}:{settings.QUEUE_NAME}*" for kind in ("job", "in-progress", "retry", "result")
+    ]
+    for pattern in patterns:
+        keys = [key async for key in redis.scan_iter(match=pattern, count=1000)]
+        if keys:
+            await redis.delete(*keys)
+
+
 @pytest.fixture
 async def queue(settings: Settings) -> AsyncIterator[ArqRedis]:
     redis = create_queue(settings.REDIS_URL)
-    await redis.flushdb()
+    await forget_run_keys(redis, settings)
     yield redis
-    await redis.flushdb()
+    await forget_run_keys(redis, settings)
     await redis.aclose()
 
 
@@ -177,9 +211,11 @@ def smtp(mail_sink: MailSink) -> Iterator[MailSink]:
     """The session's SMTP server, emptied and with no injected failures."""
     mail_sink.messages.clear()
     mail_sink.reply_queue.clear()
+    mail_sink.refuse.clear()
     mail_sink.delay = 0.0
     yield mail_sink
     mail_sink.reply_queue.clear()
+    mail_sink.refuse.clear()
     mail_sink.delay = 0.0
 
 

@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart
 from quart_schema import QuartSchema
 
@@ -79,6 +80,14 @@ def create_app(settings: Settings | None = None) -> Quart:
         return {"account": await current_account()}
 
     run_context_processors_inline(app)
+    if settings.TRUSTED_PROXIES:
+        # The client address (and scheme) the trusted proxies forwarded; with no proxies
+        # configured the headers are ignored, since any client can send them.
+        app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
+            app.asgi_app,
+            mode="modern" if settings.PROXY_HEADER == "forwarded" else "legacy",
+            trusted_hops=settings.TRUSTED_PROXIES,
+        )
 
     @app.before_serving
     async def open_services() -> None:

@@ -114,7 +114,7 @@ async def send_test_email(settings: Settings, address: str) -> int:
         email_id = await queue_test_email(context, recipient)
     finally:
         await context.close()
-    print(email_job_id(email_id))
+    print(email_job_id(email_id, settings.QUEUE_NAME))
     return 0
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import time
 
+from quart import after_this_request, request, session
+from quart.typing import ResponseTypes
 from quart_auth import Action, AuthUser, current_user, login_user, logout_user
 
 from shared.models import User
 from shared.services import signin
+from shared.services.signin import DEVICE_COOKIE_MAX_AGE
 from web.extensions import services
 
 
@@ -68,12 +71,35 @@ async def current_account() -> User | None:
     return None
 
 
-def start_session(user: User, *, remember: bool) -> None:
+DEVICE_COOKIE = "device"
+
+
+def start_session(user: User, *, remember: bool, device_cookie: str | None) -> None:
     """Sign ``user`` in on this browser: the cookie names the account's current session
-    version, and expires with the lifetime "remember me" chose."""
+    version, and expires with the lifetime "remember me" chose. The visitor's session
+    cookie (and with it the CSRF token) starts afresh, so nothing planted before sign-in
+    carries over; the device cookie marks this browser as one that has signed in here."""
     settings = services().settings
+    session.clear()
     lifetime = settings.REMEMBER_LIFETIME if remember else settings.SESSION_LIFETIME
     login_user(AccountUser(make_auth_id(user, lifetime=lifetime)), remember=remember)
+    if device_cookie is not None:
+
+        @after_this_request
+        async def keep_device(response: ResponseTypes) -> ResponseTypes:
+            response.set_cookie(
+                DEVICE_COOKIE,
+                device_cookie,
+                max_age=DEVICE_COOKIE_MAX_AGE,
+                httponly=True,
+                secure=settings.secure_cookies,
+                samesite="Lax",
+            )
+            return response
+
+
+def device_cookie() -> str | None:
+    return request.cookies.get(DEVICE_COOKIE)
 
 
 def renew_session(user: User) -> None:
@@ -89,4 +115,9 @@ def renew_session(user: User) -> None:
 
 
 async def end_session() -> None:
+    """Sign out: the session ends on the server too, so a copy of the cookie is useless."""
+    parsed = parse_auth_id(current_user.auth_id)
+    if parsed is not None:
+        await signin.logout(services(), parsed[0], parsed[1])
     logout_user()
+    session.clear()

@@ -135,6 +135,11 @@ class RequestResetForm(CSRFForm):
     submit = SubmitField("Request Password Reset")
 
 
+class ResendConfirmationForm(CSRFForm):
+    email = text_field("Email", EMAIL)
+    submit = SubmitField("Send the link again")
+
+
 class ResetPasswordForm(CSRFForm):
     password = password_field("Password", NEW_PASSWORD)
     confirm_password = repeat_field("Confirm Password", of="password")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Quart, Response
+from quart import Quart, Response, request
 
 from shared.settings import Settings
 
@@ -31,6 +31,10 @@ def add_security_headers(app: Quart, settings: Settings) -> None:
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if not request.path.startswith("/static/"):
+            # Pages carry per-session CSRF tokens and, signed in, personal data: no cache
+            # (a shared proxy's, or the browser's back button after sign-out) keeps them.
+            headers.setdefault("Cache-Control", "no-store")
         if settings.secure_cookies:  # BASE_URL is https
             headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         return response

@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 from quart import request
 from werkzeug.exceptions import TooManyRequests
 
-from shared.ratelimit import hit
+from shared.ratelimit import Limit
 from web.extensions import services
 
 P = ParamSpec("P")
@@ -18,8 +18,8 @@ WINDOW = 60
 
 
 def client_address() -> str:
-    """The peer address. Behind a reverse proxy, run hypercorn with its proxy-headers
-    middleware so this is the client, not the proxy."""
+    """The client's address: the peer's, or behind TRUSTED_PROXIES hops of reverse proxies
+    the one they forwarded (see ``web.create_app``; never read from a header otherwise)."""
     return request.remote_addr or "unknown"
 
 
@@ -32,23 +32,21 @@ def limit_posts(name: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, 
         async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
             if request.method == "POST":
                 context = services()
-                verdict = await hit(
-                    context.redis,
-                    f"posts:{name}",
-                    client_address(),
-                    limit=context.settings.POSTS_PER_MINUTE,
-                    window=WINDOW,
-                )
+                limit = Limit(f"posts:{name}", context.settings.POSTS_PER_MINUTE, WINDOW)
+                verdict = await context.limits.hit(limit, client_address())
                 if not verdict.allowed:
-                    raise TooManyRequests(
-                        description=(
-                            f"Too many attempts from your network. Please wait "
-                            f"{verdict.retry_after} seconds and try again."
-                        ),
-                        retry_after=verdict.retry_after,
+                    raise too_many(
+                        f"Too many attempts from your network. Please wait "
+                        f"{verdict.retry_after} seconds and try again.",
+                        verdict.retry_after,
                     )
             return await view(*args, **kwargs)
 
         return limited
 
     return decorator
+
+
+def too_many(message: str, retry_after: int) -> TooManyRequests:
+    """A 429 (a page, or a problem answer under /api) that says how long to wait."""
+    return TooManyRequests(description=message, retry_after=retry_after)

@@ -8,12 +8,12 @@ from typing import Any
 from arq import Worker, cron, func
 
 from shared.db import create_engine, create_sessionmaker
-from shared.jobs import SEND_EMAIL, SWEEP_OUTBOX, redis_settings
+from shared.jobs import PURGE, SEND_EMAIL, SWEEP_OUTBOX, redis_settings
 from shared.settings import Settings
 from shared.tokens import Tokens
 from worker import metrics
 from worker.context import STATE_KEY, WorkerState
-from worker.jobs import send_email, sweep_outbox
+from worker.jobs import purge, send_email, sweep_outbox
 from worker.mailer import SMTPConfig, SMTPPool
 from worker.render import EmailRenderer
 from worker.store import OutboxStore
@@ -112,7 +112,17 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 # function may have a longer timeout than a delivery.
                 timeout=settings.WORKER_JOB_TIMEOUT,
                 keep_result=0,
-            )
+            ),
+            # Hourly, at a minute of its own; batched deletes, each a short transaction.
+            cron(
+                purge,
+                name=PURGE,
+                minute=17,
+                second=30,
+                unique=True,
+                timeout=settings.WORKER_JOB_TIMEOUT,
+                keep_result=0,
+            ),
         ],
         "queue_name": settings.QUEUE_NAME,
         "redis_settings": redis_settings(settings.REDIS_URL, retries=REDIS_RETRIES),

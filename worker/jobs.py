@@ -19,20 +19,19 @@ from typing import Any
 from arq import Retry
 from jinja2 import TemplateError
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
 
 from shared.alerts import alert_admins
-from shared.jobs import EmailKind, enqueue_send_email, parse_context
-from shared.models import Email, EmailStatus
+from shared.jobs import PRIORITY_KINDS, EmailKind, enqueue_send_email, parse_context
+from shared.models import EmailStatus
 from shared.outbox import transaction
-from shared.services.operations import outbox_stats
+from shared.services.operations import outbox_stats, purge_expired
 from worker import metrics
 from worker.context import WorkerState, state
 from worker.emails import OutboxEmail, Skip, prepare
 from worker.mailer import DeliveryError, Envelope, Outgoing
 from worker.mime import compose
 from worker.render import message_id_for
-from worker.store import EMAILS, UNCLAIMED
+from worker.store import record_outcome, take_overdue
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +111,9 @@ async def _record(st: WorkerState, email: OutboxEmail, outcome: _Outcome) -> Non
     if outcome.held is None:
         values["last_error"] = outcome.detail[:2000]
     if outcome.retry_in is not None:
-        values["next_attempt_at"] = func.now() + timedelta(seconds=outcome.retry_in)
+        values["next_attempt_at"] = timedelta(seconds=outcome.retry_in)
     async with transaction(st.sessionmaker, st.redis, queue_name=st.settings.QUEUE_NAME) as session:
-        await session.execute(
-            update(EMAILS)
-            .where(EMAILS.c.id == email.id, EMAILS.c.status == EmailStatus.PENDING)
-            .values(**values)
-        )
+        await record_outcome(session, email.id, values)
         if outcome.status == EmailStatus.FAILED and email.kind != EmailKind.ADMIN_ALERT:
             await alert_admins(
                 session,
@@ -218,30 +213,15 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
     st = state(ctx)
     settings = st.settings
     metrics.LAST_SWEEP.set(time.time())
-    cutoff = func.now() - timedelta(seconds=settings.OUTBOX_SWEEP_AFTER)
-    async with st.sessionmaker() as session:
-        ids = list(
-            await session.scalars(
-                select(Email.id)
-                .where(
-                    Email.status == EmailStatus.PENDING,
-                    Email.next_attempt_at <= cutoff,
-                    UNCLAIMED,  # not while a live run holds the claim
-                )
-                .order_by(Email.next_attempt_at)
-                .limit(1000)
-            )
-        )
-        if ids:
-            # Push the due time forward so the next sweep does not pick them up again at once.
-            await session.execute(
-                update(Email).where(Email.id.in_(ids)).values(next_attempt_at=func.now())
-            )
-            await session.commit()
+    async with st.sessionmaker() as session, session.begin():
+        overdue = await take_overdue(session, after=settings.OUTBOX_SWEEP_AFTER)
     enqueued = 0
-    for email_id in ids:
-        if await enqueue_send_email(st.redis, email_id, queue_name=settings.QUEUE_NAME):
+    for email_id, kind in overdue:
+        if await enqueue_send_email(
+            st.redis, email_id, queue_name=settings.QUEUE_NAME, priority=kind in PRIORITY_KINDS
+        ):
             enqueued += 1
+    ids = [email_id for email_id, _ in overdue]
     if ids:
         log.info("sweeper: %s overdue pending emails, %s enqueued", len(ids), enqueued)
     await _refresh_gauges(st)
@@ -255,3 +235,14 @@ async def _refresh_gauges(st: WorkerState) -> None:
     metrics.OUTBOX.labels("failed").set(stats.failed)
     metrics.OLDEST_PENDING.set(stats.oldest_pending_age)
     metrics.QUEUE_DEPTH.set(await st.redis.zcard(st.settings.QUEUE_NAME))
+
+
+async def purge(ctx: dict[str, Any]) -> str:
+    """Forget what is past its time: outbox rows past retention, accounts never confirmed
+    within their confirmation window, and the username holds that ended."""
+    st = state(ctx)
+    async with st.sessionmaker() as session:
+        purged = await purge_expired(session, st.settings)
+    if any(purged.values()):
+        log.info("purge: %s", ", ".join(f"{count} {what}" for what, count in purged.items()))
+    return str(purged)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import BigInteger, Row, Table, any_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import Executable
 
 from shared.db import create_engine, create_sessionmaker
@@ -139,3 +140,37 @@ class OutboxStore:
 
     async def close(self) -> None:
         await self._engine.dispose()
+
+
+async def take_overdue(session: AsyncSession, *, after: int, limit: int = 1000) -> list[Any]:
+    """(id, kind) of pending rows due more than ``after`` seconds ago and not claimed by a
+    live run; their due time moves to now, so the next sweep does not take them again."""
+    cutoff = func.now() - timedelta(seconds=after)
+    due = (
+        select(EMAILS.c.id)
+        .where(
+            EMAILS.c.status == EmailStatus.PENDING, EMAILS.c.next_attempt_at <= cutoff, UNCLAIMED
+        )
+        .order_by(EMAILS.c.next_attempt_at)
+        .limit(limit)
+        .scalar_subquery()
+    )
+    rows = await session.execute(
+        update(EMAILS)
+        .where(EMAILS.c.id.in_(due))
+        .values(next_attempt_at=func.now())
+        .returning(EMAILS.c.id, EMAILS.c.kind)
+    )
+    return [tuple(row) for row in rows]
+
+
+async def record_outcome(session: AsyncSession, email_id: int, values: dict[str, Any]) -> None:
+    """Write a delivery outcome other than "sent" (``next_attempt_at``, if given, is a delay
+    from now) and release the claim, if the row is still pending."""
+    if isinstance(delay := values.get("next_attempt_at"), timedelta):
+        values = {**values, "next_attempt_at": func.now() + delay}
+    await session.execute(
+        update(EMAILS)
+        .where(EMAILS.c.id == email_id, EMAILS.c.status == EmailStatus.PENDING)
+        .values(**values)
+    )

@@ -14,6 +14,7 @@ from shared import passwords
 from shared.jobs import AlreadyRegistered, ConfirmEmail, EmailKind
 from shared.models import Email, EmailStatus, User
 from shared.outbox import add_email
+from shared.ratelimit import Limit
 from shared.services import users
 from shared.services.context import ServiceContext
 from shared.tokens import Purpose, int_field
@@ -30,27 +31,57 @@ class UsernameTaken(Exception):
     """Usernames are public, so saying one is taken reveals nothing."""
 
 
-async def register(ctx: ServiceContext, username: str, email: str, password: str) -> None:
-    """Create the account and queue its confirmation email; for an address that already has
-    an account, queue a notice to its owner instead (at most one per
-    ``CONFIRM_RESEND_INTERVAL``) and create nothing.
+class TooManyRegistrations(Exception):
+    """Every client together has used the service's registration budget: a flood must not
+    take the argon2 CPU and the mail queue from everyone else."""
 
-    Raises :class:`UsernameTaken` or :class:`InvalidInput`. Otherwise the outcome is the same
-    whether the address was new or not, to prevent account enumeration.
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+def registration_limit(ctx: ServiceContext) -> Limit:
+    return Limit("registrations", ctx.settings.REGISTRATIONS_PER_MINUTE, 60)
+
+
+async def register(ctx: ServiceContext, username: str, email: str, password: str) -> None:
+    """Hold the username, then, after the answer, create the account and queue its
+    confirmation email or, for an address that already has an account, email its owner.
+
+    Raises :class:`UsernameTaken`, :class:`InvalidInput` or :class:`TooManyRegistrations`.
+    Otherwise nothing a stranger can observe differs between a new address and a known one:
+    the answer does the same work in both cases (the hash and the username hold) and the
+    rest happens after it; the username is held in both cases, until the confirmation
+    window ends; and signing in needs a confirmed address.
     """
     username = normalize_username(username)
     try:
         check_password(password, username, email)
     except ValueError as error:
         raise InvalidInput("password", str(error)) from None
-    # Hash first: the answer takes as long whether or not the address has an account.
+    verdict = await ctx.limits.hit(registration_limit(ctx), "all")
+    if not verdict.allowed:
+        raise TooManyRegistrations(verdict.retry_after)
     password_hash = await passwords.hash_password(password)
     async with ctx.unit_of_work() as session:
-        if await users.username_taken(session, username):
+        if not await users.hold_username(
+            session, username, seconds=ctx.settings.CONFIRM_TOKEN_MAX_AGE
+        ):
             raise UsernameTaken
-        existing = await users.by_email(session, email)
+    ctx.defer(_create_account_or_notify, ctx, username, email, password_hash)
+
+
+async def _create_account_or_notify(
+    ctx: ServiceContext, username: str, email: str, password_hash: str
+) -> None:
+    interval = ctx.settings.CONFIRM_RESEND_INTERVAL
+    async with ctx.unit_of_work() as session:
+        existing = await users.by_email(session, email, lock=True)
+        if existing is not None and existing.confirmed_at is None:
+            await _confirm_again(session, existing, interval)  # lost the first email?
+            return
         if existing is not None:
-            await _notify_existing_owner(session, existing, ctx.settings.CONFIRM_RESEND_INTERVAL)
+            await _notify_existing_owner(session, existing, interval)
             return
         user = User(
             username=username,
@@ -63,11 +94,8 @@ async def register(ctx: ServiceContext, username: str, email: str, password: str
             async with session.begin_nested():
                 session.add(user)
                 await session.flush()
-        except IntegrityError as error:
-            # A concurrent registration won the race between our check and our insert.
-            if "uq_users_username_key" in str(error.orig):
-                raise UsernameTaken from None
-            return
+        except IntegrityError:
+            return  # a concurrent registration of the same address won; it has the email
         await _issue_confirmation(session, user)
 
 
@@ -154,16 +182,38 @@ class ResendOutcome:
 
 async def resend_confirmation(ctx: ServiceContext, user_id: int) -> ResendOutcome:
     """A fresh confirmation link (older ones stop working), at most one per interval."""
-    interval = ctx.settings.CONFIRM_RESEND_INTERVAL
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None or user.confirmed_at is not None:
             return ResendOutcome(Resend.ALREADY_CONFIRMED)
-        latest = await _recent_email(session, user.id, EmailKind.CONFIRM, interval)
-        if latest is not None:
-            return ResendOutcome(Resend.TOO_SOON, latest + timedelta(seconds=interval))
-        await _issue_confirmation(session, user)
+        next_allowed = await _confirm_again(session, user, ctx.settings.CONFIRM_RESEND_INTERVAL)
+    if next_allowed is not None:
+        return ResendOutcome(Resend.TOO_SOON, next_allowed)
     return ResendOutcome(Resend.SENT)
+
+
+async def _confirm_again(session: AsyncSession, user: User, interval: int) -> datetime | None:
+    """Queue a fresh confirmation link unless one went out within ``interval``; then, when
+    the next may be asked for."""
+    latest = await _recent_email(session, user.id, EmailKind.CONFIRM, interval)
+    if latest is not None:
+        return latest + timedelta(seconds=interval)
+    await _issue_confirmation(session, user)
+    return None
+
+
+async def request_confirmation(ctx: ServiceContext, email: str) -> None:
+    """ "Send me the confirmation link again", signed out: the same answer whatever the
+    address; the link goes out after the answer if the address has an account waiting for
+    confirmation (at most one per CONFIRM_RESEND_INTERVAL)."""
+    ctx.defer(_confirm_again_if_waiting, ctx, email)
+
+
+async def _confirm_again_if_waiting(ctx: ServiceContext, email: str) -> None:
+    async with ctx.unit_of_work() as session:
+        user = await users.by_email(session, email, lock=True)
+        if user is not None and user.confirmed_at is None:
+            await _confirm_again(session, user, ctx.settings.CONFIRM_RESEND_INTERVAL)
 
 
 async def last_email_sent(ctx: ServiceContext, user_id: int) -> datetime | None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from shared.db import SessionMaker, create_engine, create_sessionmaker
 from shared.jobs import create_queue
 from shared.outbox import transaction
+from shared.ratelimit import Limits
 from shared.settings import Settings
 from shared.tokens import Tokens
 
@@ -59,6 +60,7 @@ class ServiceContext:
     sessionmaker: SessionMaker
     redis: ArqRedis
     tokens: Tokens
+    limits: Limits
     defer: Defer = field(default_factory=BackgroundTasks)
 
     @classmethod
@@ -75,12 +77,14 @@ class ServiceContext:
         engine = create_engine(
             settings.DATABASE_URL, application_name=application_name, pool_size=pool_size
         )
+        redis = create_queue(settings.REDIS_URL)
         return cls(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
-            redis=create_queue(settings.REDIS_URL),
+            redis=redis,
             tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
+            limits=Limits(redis, key_prefix=settings.REDIS_KEY_PREFIX),
             defer=defer or BackgroundTasks(),
         )
 

@@ -5,15 +5,18 @@ metrics."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import EmailKind, TestEmail
-from shared.models import Email, EmailStatus
+from shared.models import Email, EmailStatus, User, UsernameHold
 from shared.outbox import add_email, announce
 from shared.services.context import ServiceContext
+from shared.settings import Settings
+
+PURGE_BATCH = 1000  # rows per statement: short transactions, no long locks
 
 
 async def list_emails(
@@ -81,3 +84,49 @@ async def send_test_email(ctx: ServiceContext, recipient: str) -> int:
     async with ctx.unit_of_work() as session:
         email = await add_email(session, EmailKind.TEST, recipient, TestEmail())
     return email.id
+
+
+async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, int]:
+    """Delete, in batches, what the service no longer needs or may keep: delivered and
+    skipped outbox rows after OUTBOX_RETENTION_DAYS (they hold addresses and names), failed
+    ones after OUTBOX_FAILED_RETENTION_DAYS, accounts never confirmed within
+    CONFIRM_TOKEN_MAX_AGE (their username is free again, as an ended hold's is), and ended
+    username holds. Returns how many of each."""
+    day = timedelta(days=1)
+    targets = {
+        "outbox rows": (
+            Email,
+            Email.id,
+            (Email.status.in_([EmailStatus.SENT, EmailStatus.SKIPPED]),
+             Email.created_at < func.now() - settings.OUTBOX_RETENTION_DAYS * day),
+        ),
+        "failed outbox rows": (
+            Email,
+            Email.id,
+            (Email.status == EmailStatus.FAILED,
+             Email.created_at < func.now() - settings.OUTBOX_FAILED_RETENTION_DAYS * day),
+        ),
+        "unconfirmed accounts": (
+            User,
+            User.id,
+            (User.confirmed_at.is_(None),
+             User.created_at < func.now() - timedelta(seconds=settings.CONFIRM_TOKEN_MAX_AGE)),
+        ),
+        "username holds": (
+            UsernameHold,
+            UsernameHold.username_key,
+            (UsernameHold.expires_at < func.now(),),
+        ),
+    }  # fmt: skip
+    purged: dict[str, int] = {}
+    for name, (model, key, conditions) in targets.items():
+        purged[name] = 0
+        while True:
+            batch = select(key).where(*conditions).limit(PURGE_BATCH).scalar_subquery()
+            async with session.begin():
+                result = await session.execute(delete(model).where(key.in_(batch)))
+            count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+            purged[name] += count
+            if count < PURGE_BATCH:
+                break
+    return purged

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import enum
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,14 +14,27 @@ from shared import passwords
 from shared.jobs import EmailKind, PasswordChanged, ResetEmail
 from shared.models import User
 from shared.outbox import add_email
-from shared.ratelimit import hit
+from shared.ratelimit import Limit
 from shared.services import signin, users
 from shared.services.context import ServiceContext
 from shared.tokens import Purpose, int_field, password_fingerprint
-from shared.validation import InvalidInput, check_password
+from shared.validation import InvalidInput, check_password, email_key
 
-RESET_EMAILS = "reset-emails"  # rate-limit name: reset emails per address
 HOUR = 3600
+UNUSABLE_PASSWORD_PREFIX = "!"  # noqa: S105 (a stored "hash" no password matches)
+
+
+def reset_email_limit(ctx: ServiceContext) -> Limit:
+    """Reset emails per account (keyed like the account: look-alike addresses that are not
+    the same account do not share it, and ones that are cannot multiply it)."""
+    return Limit("reset-emails", ctx.settings.RESET_EMAILS_PER_HOUR, HOUR)
+
+
+def password_check_limit(ctx: ServiceContext) -> Limit:
+    """Current-password checks per account when changing it: a stolen session must not
+    become an unlimited password oracle."""
+    settings = ctx.settings
+    return Limit("password-check", settings.LOGIN_FAILURES_BEFORE_LOCK, settings.LOGIN_LOCK_SECONDS)
 
 
 async def request_reset(ctx: ServiceContext, email: str) -> None:
@@ -28,13 +44,7 @@ async def request_reset(ctx: ServiceContext, email: str) -> None:
     included: this only counts the attempt (per address typed, known or not) and defers the
     rest until after the answer, so known and unknown addresses answer in the same time.
     """
-    verdict = await hit(
-        ctx.redis,
-        RESET_EMAILS,
-        email.casefold(),
-        limit=ctx.settings.RESET_EMAILS_PER_HOUR,
-        window=HOUR,
-    )
+    verdict = await ctx.limits.hit(reset_email_limit(ctx), email_key(email))
     if verdict.allowed:
         ctx.defer(_issue_reset_if_known, ctx, email)
 
@@ -103,9 +113,12 @@ async def reset_link_works(ctx: ServiceContext, token: str) -> bool:
         return await _still_valid(session, payload, ctx.secret, lock=False) is not None
 
 
-async def reset_password(ctx: ServiceContext, token: str, password: str) -> bool:
+async def reset_password(
+    ctx: ServiceContext, token: str, password: str, *, client: str | None = None
+) -> bool:
     """Set a new password through a reset link; False if the link is no good (any reason).
-    Raises :class:`InvalidInput` for a password the rules refuse.
+    Raises :class:`InvalidInput` for a password the rules refuse. The sign-in locks of the
+    account (and of ``client``, the address resetting) are lifted.
 
     Checked under the row lock: of two concurrent uses of one link, one wins.
     """
@@ -118,7 +131,9 @@ async def reset_password(ctx: ServiceContext, token: str, password: str) -> bool
             return False
         _check_new_password(password, user)
         await _set_password(session, user, await passwords.hash_password(password))
-    await signin.lift_lock(ctx, user)
+        if user.confirmed_at is None:
+            user.confirmed_at = datetime.now(UTC)  # the link came by email: address proven
+    await signin.lift_locks(ctx, user, client=client)
     return True
 
 
@@ -132,28 +147,40 @@ def _check_new_password(password: str, user: User) -> None:
 class ChangeOutcome(enum.Enum):
     CHANGED = "changed"
     WRONG_PASSWORD = "wrong password"  # noqa: S105 (an outcome)
+    LOCKED = "locked"  # too many wrong current passwords: retry_after says how long
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    outcome: ChangeOutcome
+    user: User | None = None  # CHANGED: the account, with its new session version
+    retry_after: int = 0  # LOCKED: seconds
 
 
 async def change_password(
     ctx: ServiceContext, user_id: int, current_password: str, new_password: str
-) -> tuple[ChangeOutcome, User | None]:
+) -> ChangeResult:
     """Change a signed-in account's password, given its current one. Every session ends
     (the caller starts a new one for the person who asked, with the returned account).
     Raises :class:`InvalidInput` for a new password the rules refuse.
 
-    The current password is checked under the row lock, so of two concurrent changes made
-    with the same old password only the first can succeed.
+    Each check of the current password is counted first, like a sign-in, and made under the
+    row lock: of two concurrent changes made with the same old password only one succeeds.
     """
+    verdict = await ctx.limits.hit(password_check_limit(ctx), str(user_id))
+    if not verdict.allowed:
+        return ChangeResult(ChangeOutcome.LOCKED, retry_after=verdict.retry_after)
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None:
-            return ChangeOutcome.WRONG_PASSWORD, None
+            return ChangeResult(ChangeOutcome.WRONG_PASSWORD)
         matches, _ = await passwords.verify_password(user.password_hash, current_password)
         if not matches:
-            return ChangeOutcome.WRONG_PASSWORD, None
+            return ChangeResult(ChangeOutcome.WRONG_PASSWORD)
         _check_new_password(new_password, user)
         await _set_password(session, user, await passwords.hash_password(new_password))
-    return ChangeOutcome.CHANGED, user
+    await ctx.limits.clear(password_check_limit(ctx), str(user_id))
+    return ChangeResult(ChangeOutcome.CHANGED, user)
 
 
 async def _set_password(session: AsyncSession, user: User, password_hash: str) -> None:
@@ -185,6 +212,9 @@ async def disown_change(ctx: ServiceContext, token: str) -> bool:
         user = await users.by_id(session, user_id, lock=True)
         if user is None or user.session_version != version:
             return False
+        # Whoever changed the password knows it: it stops working until the owner sets a
+        # new one through the reset link (an argon2 hash never starts with "!").
+        user.password_hash = UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(24)
         user.session_version += 1
         await _issue_reset(session, user)
     return True

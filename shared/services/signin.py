@@ -1,66 +1,130 @@
-"""Signing in and out, and resolving a session cookie to its account."""
+"""Signing in and out, and resolving a session cookie to its account.
+
+Brute force is held off by limits counted *before* the password is checked (so no number of
+simultaneous guesses gets more than the limit through), scoped so that a stranger cannot
+lock the owner out (see README, "Sign-in limits"):
+
+* a **trusted device** (a browser holding a device cookie from an earlier sign-in to this
+  account) has a lock of its own;
+* any other client is limited per (account, client address), and all such clients of one
+  account together by an account-wide ceiling, which does not apply to trusted devices.
+
+A password reset lifts the account-wide ceiling and the lock of the client that resets.
+"""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
 from shared import passwords
 from shared.models import User
-from shared.ratelimit import clear, hit, peek
-from shared.services import users
+from shared.ratelimit import Limit
+from shared.services import accounts, users
 from shared.services.context import ServiceContext
+from shared.tokens import Purpose
 from shared.validation import email_key
 
-LOGIN_FAILURES = "login-failures"  # rate-limit name: failed logins per account
+DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600
+
+
+def client_limit(ctx: ServiceContext) -> Limit:
+    settings = ctx.settings
+    return Limit("login-client", settings.LOGIN_FAILURES_BEFORE_LOCK, settings.LOGIN_LOCK_SECONDS)
+
+
+def device_limit(ctx: ServiceContext) -> Limit:
+    settings = ctx.settings
+    return Limit("login-device", settings.LOGIN_FAILURES_BEFORE_LOCK, settings.LOGIN_LOCK_SECONDS)
+
+
+def account_limit(ctx: ServiceContext) -> Limit:
+    settings = ctx.settings
+    return Limit("login-account", settings.LOGIN_ACCOUNT_CEILING, settings.LOGIN_ACCOUNT_WINDOW)
 
 
 @dataclass(frozen=True, slots=True)
 class LoginOutcome:
     user: User | None = None
-    locked_for: int = 0  # seconds, when the account is temporarily locked
+    locked_for: int = 0  # seconds, when this client may not try again yet
+    device_cookie: str | None = None  # on success: the browser's device cookie, to keep
 
 
-async def login(ctx: ServiceContext, email: str, password: str) -> LoginOutcome:
-    """Check the credentials. The caller starts the session when ``user`` is set.
+def _scopes(
+    ctx: ServiceContext, key: str, *, client: str, device_cookie: str | None
+) -> list[tuple[Limit, str]]:
+    """The limits one attempt counts against: the device's own, or the client's and the
+    account-wide ceiling."""
+    payload = ctx.tokens.loads(Purpose.DEVICE, device_cookie or "", max_age=DEVICE_COOKIE_MAX_AGE)
+    if payload is not None and payload.get("key") == key and isinstance(payload.get("id"), str):
+        return [(device_limit(ctx), f"{key} {payload['id']}")]
+    return [(client_limit(ctx), f"{key} {client}"), (account_limit(ctx), key)]
 
-    Failures are counted per address typed (known or not, so the lock reveals nothing). The
-    lock is temporary, attempts during it are not counted, and a password reset lifts it, so
-    an attacker cannot lock the owner out for good. Unknown addresses and wrong passwords
-    get the same answer in about the same time.
+
+async def login(
+    ctx: ServiceContext,
+    email: str,
+    password: str,
+    *,
+    client: str,
+    device_cookie: str | None = None,
+) -> LoginOutcome:
+    """Check the credentials; the caller starts the session when ``user`` is set.
+
+    Every attempt is counted before the password is checked, for unknown addresses too (so
+    the limits reveal nothing). Unknown addresses, wrong passwords and accounts whose
+    address is not confirmed yet all get the same answer, in about the same time; for the
+    last, when the password was right, a fresh confirmation link is emailed afterwards.
     """
-    settings = ctx.settings
-    subject = email_key(email)
-    limit = {"limit": settings.LOGIN_FAILURES_BEFORE_LOCK, "window": settings.LOGIN_LOCK_SECONDS}
-    locked = await peek(ctx.redis, LOGIN_FAILURES, subject, **limit)
-    if not locked.allowed:
-        return LoginOutcome(locked_for=locked.retry_after)
+    key = email_key(email)
+    scopes = _scopes(ctx, key, client=client, device_cookie=device_cookie)
+    for limit, subject in scopes:
+        verdict = await ctx.limits.hit(limit, subject)
+        if not verdict.allowed:
+            return LoginOutcome(locked_for=verdict.retry_after)
     async with ctx.unit_of_work() as session:
         user = await users.by_email(session, email)
         if user is None:
             await passwords.verify_dummy(password)
-        else:
-            matches, needs_rehash = await passwords.verify_password(user.password_hash, password)
-            if not matches:
-                user = None
-            elif needs_rehash:
-                user.password_hash = await passwords.hash_password(password)
-    if user is None:
-        await hit(ctx.redis, LOGIN_FAILURES, subject, **limit)
+            return LoginOutcome()
+        matches, needs_rehash = await passwords.verify_password(user.password_hash, password)
+        if not matches:
+            return LoginOutcome()
+        if needs_rehash:
+            user.password_hash = await passwords.hash_password(password)
+    if user.confirmed_at is None:
+        # Signing in needs a confirmed address: registering an address and signing in with it
+        # must not tell a stranger whether the address already had an account.
+        ctx.defer(accounts.resend_confirmation, ctx, user.id)
         return LoginOutcome()
-    await clear(ctx.redis, LOGIN_FAILURES, subject, window=limit["window"])
-    return LoginOutcome(user=user)
+    await ctx.limits.clear(scopes[0][0], scopes[0][1])
+    device = ctx.tokens.dumps(Purpose.DEVICE, {"key": key, "id": secrets.token_urlsafe(12)})
+    return LoginOutcome(user=user, device_cookie=device)
 
 
-async def lift_lock(ctx: ServiceContext, user: User) -> None:
-    """A password reset is the way out of a login lock."""
-    await clear(ctx.redis, LOGIN_FAILURES, user.email_key, window=ctx.settings.LOGIN_LOCK_SECONDS)
+async def lift_locks(ctx: ServiceContext, user: User, *, client: str | None) -> None:
+    """What a password reset does for sign-in: the account-wide ceiling is lifted, and so is
+    the lock of the client that reset the password."""
+    await ctx.limits.clear(account_limit(ctx), user.email_key)
+    if client is not None:
+        await ctx.limits.clear(client_limit(ctx), f"{user.email_key} {client}")
 
 
 async def session_user(ctx: ServiceContext, user_id: int, session_version: int) -> User | None:
-    """The account a session cookie names, if that session has not been ended (a password
-    change, a reset or "this wasn't me" bump the account's session version)."""
+    """The account a session cookie names, if that session has not been ended (sign-out, a
+    password change, a reset or "this wasn't me" bump the account's session version)."""
     async with ctx.reading() as session:
         user = await users.by_id(session, user_id)
-    if user is None or user.session_version != session_version:
+    if user is None or user.session_version != session_version or user.confirmed_at is None:
         return None
     return user
+
+
+async def logout(ctx: ServiceContext, user_id: int, session_version: int) -> None:
+    """End the session on the server: a copy of the cookie kept elsewhere stops working.
+    Sessions carry the account's session version, so this ends the account's other
+    sessions too (per-session records will narrow it to this one)."""
+    async with ctx.unit_of_work() as session:
+        user = await users.by_id(session, user_id, lock=True)
+        if user is not None and user.session_version == session_version:
+            user.session_version += 1

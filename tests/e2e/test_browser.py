@@ -203,7 +203,10 @@ async def test_the_whole_journey(page: Page, stack: Stack, smtp: MailSink, scree
     await page.get_by_label("Email").fill("alice@example.com")
     await page.get_by_label("Password").fill(PASSWORD)
     await page.get_by_role("button", name="Login").click()
-    assert await flash(page, "danger") == "Login unsuccessful. Please check email and password."
+    assert await flash(page, "danger") == (
+        "Login unsuccessful. Please check email and password. Registered recently? Confirm "
+        "your address first with the link we emailed you."
+    )
     await check(page, "login-failed")
     await page.get_by_label("Password").fill(NEW_PASSWORD)
     await page.get_by_role("button", name="Login").click()

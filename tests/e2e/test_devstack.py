@@ -76,7 +76,7 @@ async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path
             check=False,
         )
         assert send.returncode == 0, send.stderr
-        assert send.stdout.strip().startswith("email:")
+        assert send.stdout.strip().startswith("arq:queue:email:")
 
         mail_dir = tmp_path / "var" / "mail"
         await wait_for(lambda: mail_dir.is_dir() and any(mail_dir.glob("*.eml")), timeout=30)

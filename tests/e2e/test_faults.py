@@ -89,13 +89,13 @@ async def test_requests_succeed_while_redis_is_down_and_mail_follows_when_it_is_
     try:
         async with app.test_app():
             browser = Browser(app)
-            await browser.register("alice", "alice@example.com")
+            await browser.register("alice", "alice@example.com", confirmed=False)
             await wait_for(lambda: len(smtp.messages) == 1, timeout=30)
 
             redis_server.stop()
             pages = [
-                await Browser(app).register("bob", "bob@example.com"),
-                await Browser(app).register("carol", "carol@example.com"),
+                await Browser(app).register("bob", "bob@example.com", confirmed=False),
+                await Browser(app).register("carol", "carol@example.com", confirmed=False),
                 await Browser(app).submit("/reset_password", {"email": "alice@example.com"}),
             ]
             assert [(p.status, p.location) for p in pages] == [(302, "/login")] * 3

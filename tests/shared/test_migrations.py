@@ -28,7 +28,7 @@ async def test_upgrade_from_empty_downgrade_and_upgrade_again(services: Services
 
         config = alembic_config(url)
         await asyncio.to_thread(command.upgrade, config, "head")
-        assert await tables() == {"users", "texts", "emails"}
+        assert await tables() == {"users", "texts", "emails", "username_holds"}
 
         # The models and the migrations describe the same schema.
         async with engine.connect() as connection:
@@ -40,6 +40,21 @@ async def test_upgrade_from_empty_downgrade_and_upgrade_again(services: Services
             )
         assert diff == []
 
+        # 0004 re-keys existing addresses with the routing-faithful key.
+        await asyncio.to_thread(command.downgrade, config, "0003")
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO users (username, username_key, email, email_key, password_hash)"
+                    " VALUES ('k', 'k', 'Ka@Straße.de', 'ka@strasse.de', 'x')"
+                )
+            )
+        await asyncio.to_thread(command.upgrade, config, "0004")
+        async with engine.begin() as connection:
+            key = await connection.scalar(text("SELECT email_key FROM users"))
+            await connection.execute(text("DELETE FROM users"))
+        assert key == "ka@xn--strae-oqa.de"
+
         await asyncio.to_thread(command.downgrade, config, "base")
         assert await tables() == set()
         async with engine.connect() as connection:
@@ -47,7 +62,7 @@ async def test_upgrade_from_empty_downgrade_and_upgrade_again(services: Services
         assert version == 0
 
         await asyncio.to_thread(command.upgrade, config, "head")
-        assert await tables() == {"users", "texts", "emails"}
+        assert await tables() == {"users", "texts", "emails", "username_holds"}
     finally:
         await engine.dispose()
         await drop_database(services, name)

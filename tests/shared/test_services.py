@@ -4,8 +4,11 @@ The same rules are tested end to end through the forms and the API in tests/web.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from shared.jobs import EmailKind
 from shared.models import Email, TextPost, User
@@ -32,9 +35,19 @@ async def user(ctx: ServiceContext, email: str = "alice@example.com") -> User:
     return found
 
 
-async def register_alice(ctx: ServiceContext) -> User:
+async def after_the_answer(ctx: ServiceContext) -> None:
+    await ctx.defer.run()  # type: ignore[attr-defined]
+
+
+async def register_alice(ctx: ServiceContext, *, confirmed: bool = False) -> User:
     await accounts.register(ctx, "alice", "alice@example.com", PASSWORD)
-    return await user(ctx)
+    await after_the_answer(ctx)
+    alice = await user(ctx)
+    if confirmed:
+        token = ctx.tokens.dumps(Purpose.CONFIRM_EMAIL, {"uid": alice.id, "gen": 1})
+        assert await accounts.confirm(ctx, token) is ConfirmOutcome.CONFIRMED
+        alice = await user(ctx)
+    return alice
 
 
 async def test_registration_creates_the_account_and_queues_its_confirmation(
@@ -49,9 +62,10 @@ async def test_registration_creates_the_account_and_queues_its_confirmation(
 async def test_a_known_address_gets_its_owner_a_notice_and_no_second_account(
     services_ctx: ServiceContext,
 ) -> None:
-    await register_alice(services_ctx)
+    await register_alice(services_ctx, confirmed=True)
     await accounts.register(services_ctx, "mallory", "ALICE@example.com", PASSWORD)
     await accounts.register(services_ctx, "mallory2", "alice@example.com", PASSWORD)
+    await after_the_answer(services_ctx)
     assert await emails(services_ctx) == [
         (EmailKind.CONFIRM, "alice@example.com"),
         (EmailKind.ALREADY_REGISTERED, "alice@example.com"),  # one per interval, not two
@@ -93,21 +107,70 @@ async def test_only_the_latest_confirmation_link_confirms(services_ctx: ServiceC
     assert await accounts.confirm(services_ctx, "not-a-token") is ConfirmOutcome.INVALID
 
 
-async def test_login_counts_failures_and_locks_the_address(services_ctx: ServiceContext) -> None:
-    await register_alice(services_ctx)
+async def test_signing_in_needs_a_confirmed_address(services_ctx: ServiceContext) -> None:
+    """Right password, unconfirmed address: the answer of a wrong password (registering an
+    address and signing in with it must not tell a stranger the address was new), and a
+    fresh confirmation link for the owner, after the answer."""
+    alice = await register_alice(services_ctx)
+    outcome = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="a")
+    assert outcome == signin.LoginOutcome()
+    async with services_ctx.unit_of_work() as session:  # the first link is old enough now
+        await session.execute(update(Email).values(created_at=func.now() - timedelta(hours=1)))
+    outcome = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="a")
+    await after_the_answer(services_ctx)
+    assert outcome == signin.LoginOutcome()
+    assert await emails(services_ctx) == [(EmailKind.CONFIRM, "alice@example.com")] * 2
+    assert (await user(services_ctx)).confirm_generation == alice.confirm_generation + 1
+
+
+async def test_failures_lock_that_client_not_the_owner(services_ctx: ServiceContext) -> None:
+    await register_alice(services_ctx, confirmed=True)
     limit = services_ctx.settings.LOGIN_FAILURES_BEFORE_LOCK
     for _ in range(limit):
-        outcome = await signin.login(services_ctx, "alice@example.com", "wrong password")
+        outcome = await signin.login(services_ctx, "alice@example.com", "wrong", client="evil")
         assert outcome.user is None and not outcome.locked_for
-    locked = await signin.login(services_ctx, "alice@example.com", PASSWORD)
+    locked = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="evil")
     assert locked.user is None and locked.locked_for > 0  # even the right password waits
+    owner = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="home")
+    assert owner.user is not None and owner.device_cookie
+
+
+async def test_the_account_ceiling_stops_strangers_but_not_the_owners_device(
+    services_ctx: ServiceContext,
+) -> None:
+    ctx = replace(services_ctx, settings=services_ctx.settings.with_values(LOGIN_ACCOUNT_CEILING=5))
+    await register_alice(ctx, confirmed=True)
+    device = (await signin.login(ctx, "alice@example.com", PASSWORD, client="home")).device_cookie
+    for n in range(5):  # five clients, one guess each: under their own limits
+        await signin.login(ctx, "alice@example.com", "wrong", client=f"bot{n}")
+    stranger = await signin.login(ctx, "alice@example.com", PASSWORD, client="new-client")
+    assert stranger.locked_for > 0  # the ceiling holds every untrusted client back
+    owner = await signin.login(
+        ctx, "alice@example.com", PASSWORD, client="cafe", device_cookie=device
+    )
+    assert owner.user is not None  # a browser that signed in before is not a stranger
+    # A device cookie is bound to its account: it does not exempt guesses at another one.
+    other = await signin.login(ctx, "bob@example.com", "x", client="bot0", device_cookie=device)
+    assert other == signin.LoginOutcome()
+
+
+async def test_a_reset_lifts_the_ceiling(services_ctx: ServiceContext) -> None:
+    ctx = replace(services_ctx, settings=services_ctx.settings.with_values(LOGIN_ACCOUNT_CEILING=2))
+    alice = await register_alice(ctx, confirmed=True)
+    for n in range(2):
+        await signin.login(ctx, "alice@example.com", "wrong", client=f"bot{n}")
+    assert (await signin.login(ctx, "alice@example.com", PASSWORD, client="home")).locked_for
+    token = ctx.tokens.dumps(Purpose.RESET_PASSWORD, reset_token_payload(alice, ctx.secret))
+    assert await passwords.reset_password(ctx, token, "a brand new secret", client="home")
+    signed_in = await signin.login(ctx, "alice@example.com", "a brand new secret", client="home")
+    assert signed_in.user is not None
 
 
 async def test_a_reset_link_works_once_and_lifts_the_lock(services_ctx: ServiceContext) -> None:
-    alice = await register_alice(services_ctx)
+    alice = await register_alice(services_ctx, confirmed=True)
     await passwords.request_reset(services_ctx, "alice@example.com")
     await passwords.request_reset(services_ctx, "nobody@example.com")
-    await services_ctx.defer.drain()  # type: ignore[attr-defined]
+    await after_the_answer(services_ctx)
     assert (await emails(services_ctx))[-1] == (EmailKind.RESET, "alice@example.com")
 
     alice = await user(services_ctx)
@@ -120,39 +183,56 @@ async def test_a_reset_link_works_once_and_lifts_the_lock(services_ctx: ServiceC
     assert await passwords.reset_password(services_ctx, token, "a brand new secret")
     assert not await passwords.reset_password(services_ctx, token, "another new secret")
     assert (await emails(services_ctx))[-1] == (EmailKind.PASSWORD_CHANGED, "alice@example.com")
-    signed_in = await signin.login(services_ctx, "alice@example.com", "a brand new secret")
+    signed_in = await signin.login(
+        services_ctx, "alice@example.com", "a brand new secret", client="a"
+    )
     assert signed_in.user is not None
 
 
 async def test_changing_the_password_needs_the_current_one_and_ends_sessions(
     services_ctx: ServiceContext,
 ) -> None:
-    alice = await register_alice(services_ctx)
+    alice = await register_alice(services_ctx, confirmed=True)
     wrong = await passwords.change_password(services_ctx, alice.id, "nope", "a new secret 1")
-    assert wrong == (ChangeOutcome.WRONG_PASSWORD, None)
-    outcome, changed = await passwords.change_password(
-        services_ctx, alice.id, PASSWORD, "a new secret 1"
-    )
-    assert outcome is ChangeOutcome.CHANGED and changed is not None
-    assert changed.session_version == alice.session_version + 1
+    assert wrong.outcome is ChangeOutcome.WRONG_PASSWORD
+    result = await passwords.change_password(services_ctx, alice.id, PASSWORD, "a new secret 1")
+    assert result.outcome is ChangeOutcome.CHANGED and result.user is not None
+    assert result.user.session_version == alice.session_version + 1
     assert await signin.session_user(services_ctx, alice.id, alice.session_version) is None
-    assert await signin.session_user(services_ctx, alice.id, changed.session_version)
+    assert await signin.session_user(services_ctx, alice.id, result.user.session_version)
+
+
+async def test_current_password_checks_are_limited(services_ctx: ServiceContext) -> None:
+    alice = await register_alice(services_ctx, confirmed=True)
+    for _ in range(services_ctx.settings.LOGIN_FAILURES_BEFORE_LOCK):
+        result = await passwords.change_password(services_ctx, alice.id, "guess", "new secret 1")
+        assert result.outcome is ChangeOutcome.WRONG_PASSWORD
+    result = await passwords.change_password(services_ctx, alice.id, PASSWORD, "new secret 1")
+    assert result.outcome is ChangeOutcome.LOCKED and result.retry_after > 0
 
 
 async def test_this_wasnt_me_ends_sessions_and_sends_a_reset_link_once(
     services_ctx: ServiceContext,
 ) -> None:
-    alice = await register_alice(services_ctx)
+    alice = await register_alice(services_ctx, confirmed=True)
     token = services_ctx.tokens.dumps(
         Purpose.NOT_ME, {"uid": alice.id, "sv": alice.session_version}
     )
     assert await passwords.disown_change(services_ctx, token)
     assert not await passwords.disown_change(services_ctx, token)  # used: the version moved
     assert (await emails(services_ctx))[-1] == (EmailKind.RESET, "alice@example.com")
+    # Whoever changed the password knows it: it works no more until the owner sets one.
+    outcome = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="a")
+    assert outcome.user is None
+    disowned = await user(services_ctx)
+    token = services_ctx.tokens.dumps(
+        Purpose.RESET_PASSWORD, reset_token_payload(disowned, services_ctx.secret)
+    )
+    assert await passwords.reset_password(services_ctx, token, "the owner's new secret")
 
 
 async def test_texts_need_a_confirmed_address(services_ctx: ServiceContext) -> None:
-    alice = await register_alice(services_ctx)
+    alice = await register_alice(services_ctx)  # unconfirmed
     with pytest.raises(texts.NotConfirmed):
         await texts.create_text(services_ctx, alice.id, "Hello", "world")
     confirm = services_ctx.tokens.dumps(Purpose.CONFIRM_EMAIL, {"uid": alice.id, "gen": 1})

@@ -11,6 +11,7 @@ from typing import Any
 
 from quart import Quart
 from quart.typing import TestClientProtocol
+from sqlalchemy import select
 
 CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 ALERT = re.compile(r'<div class="alert alert-(\w+)"[^>]*>\s*<span>(.*?)</span>', re.S)
@@ -80,8 +81,12 @@ class Browser:
         email: str = "alice@example.com",
         password: str = "correct horse battery",
         confirm: str | None = None,
+        *,
+        confirmed: bool = True,
     ) -> Page:
-        return await self.submit(
+        """Register; with ``confirmed``, also follow the confirmation link the account's
+        email carries (signing in needs a confirmed address)."""
+        page = await self.submit(
             "/register",
             {
                 "username": username,
@@ -90,6 +95,26 @@ class Browser:
                 "confirm_password": password if confirm is None else confirm,
             },
         )
+        if confirmed and page.status == 302:
+            await self.confirm(email)
+        return page
+
+    async def confirm(self, email: str) -> Page:
+        """Confirm ``email``'s account with the link its latest confirmation email carries
+        (minted as the worker mints it)."""
+        from shared.models import User
+        from shared.tokens import Purpose
+        from shared.validation import email_key
+        from web.extensions import SERVICES_KEY
+
+        context = self.app.extensions[SERVICES_KEY]
+        async with context.reading() as session:
+            user = await session.scalar(select(User).where(User.email_key == email_key(email)))
+        assert user is not None, f"no account for {email}"
+        token = context.tokens.dumps(
+            Purpose.CONFIRM_EMAIL, {"uid": user.id, "gen": user.confirm_generation}
+        )
+        return await self.submit(f"/confirm/{token}", {})
 
     async def login(
         self,

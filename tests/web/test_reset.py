@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -18,14 +20,19 @@ from shared.models import Email, EmailStatus, User
 from shared.services.passwords import reset_token_payload
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
+from tests.support import RUNNING_APPS, run_burst_worker
 from tests.web.browser import Browser
+from web import create_app
 
 REQUESTED = (
     "If an account exists for that email, you will receive instructions to reset your password."
 )
 UPDATED = "Your password has been updated! You are now able to log in"
 INVALID = "the token is invalid or has already expired"
-LOGIN_FAILED = "Login unsuccessful. Please check email and password."
+LOGIN_FAILED = (
+    "Login unsuccessful. Please check email and password. Registered recently? Confirm "
+    "your address first with the link we emailed you."
+)
 OLD = "correct horse battery"
 NEW = "new staple battery horse"
 
@@ -324,49 +331,97 @@ async def test_posts_per_client_address_are_limited_and_recover(
 
     # A minute later (the limiter's clock, not a sleep) the window has passed.
     real_time = time.time
-    monkeypatch.setattr("shared.ratelimit.time.time", lambda: real_time() + 61)
+    monkeypatch.setattr("time.time", lambda: real_time() + 61)
     assert (await browser.post("/reset_password", data)).status == 302
 
 
-async def test_login_failures_lock_the_account_temporarily_and_reset_lifts_it(
-    alice: Browser,
-    app: Quart,
-    settings: Settings,
-    smtp: MailSink,
-    run_worker: Any,
-    monkeypatch: pytest.MonkeyPatch,
+async def guess(attacker: Browser, token: str, n: int, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr("web.ratelimit.client_address", lambda: f"10.0.{n // 250}.{n % 250}")
+    return await attacker.post(
+        "/login", {"csrf_token": token, "email": "alice@example.com", "password": f"guess {n}"}
+    )
+
+
+@asynccontextmanager
+async def own_app(settings: Settings, **values: Any) -> AsyncIterator[Quart]:
+    """An app with these settings; many POSTs from one test client are the point here."""
+    app = create_app(settings.with_values(POSTS_PER_MINUTE=1000, **values))
+    async with app.test_app():
+        RUNNING_APPS.append(app)
+        try:
+            yield app
+        finally:
+            RUNNING_APPS.remove(app)
+
+
+async def test_failures_lock_the_client_that_made_them_for_a_while(
+    settings: Settings, clean_db: None, queue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    attacker = Browser(app)
-    token = (await attacker.get("/login")).csrf_token
-    for attempt in range(settings.LOGIN_FAILURES_BEFORE_LOCK):
-        # Spread over several client addresses, as a botnet would; the account limit holds.
-        monkeypatch.setattr("web.ratelimit.client_address", lambda n=attempt: f"10.0.0.{n}")
+    async with own_app(settings) as app:
+        alice = Browser(app)
+        await alice.register()
+        attacker = Browser(app)
+        token = (await attacker.get("/login")).csrf_token
+        monkeypatch.setattr("web.ratelimit.client_address", lambda: "10.9.9.9")
+        for n in range(settings.LOGIN_FAILURES_BEFORE_LOCK):
+            page = await attacker.post(
+                "/login", {"csrf_token": token, "email": "alice@example.com", "password": f"g{n}"}
+            )
+            assert page.flashes == [("danger", LOGIN_FAILED)]
         page = await attacker.post(
-            "/login",
-            {"csrf_token": token, "email": "alice@example.com", "password": f"guess {attempt}"},
+            "/login", {"csrf_token": token, "email": "alice@example.com", "password": OLD}
+        )
+        assert page.status == 429  # even the right password waits out this client's lock
+        assert "Too many failed attempts for this account from here" in page.flashes[0][1]
+        assert int(page.headers["Retry-After"]) <= settings.LOGIN_LOCK_SECONDS
+
+        monkeypatch.setattr("web.ratelimit.client_address", lambda: "192.0.2.1")
+        assert (await alice.login()).location == "/"  # the owner, elsewhere, is not locked out
+        await alice.logout()
+
+        # The lock ends with its window (the limiter's clock, not a sleep).
+        real_time = time.time
+        monkeypatch.setattr("web.ratelimit.client_address", lambda: "10.9.9.9")
+        monkeypatch.setattr("time.time", lambda: real_time() + settings.LOGIN_LOCK_SECONDS + 1)
+        page = await attacker.post(
+            "/login", {"csrf_token": token, "email": "alice@example.com", "password": "g"}
         )
         assert page.flashes == [("danger", LOGIN_FAILED)]
 
-    page = await alice.login()  # even the right password waits out the lock
-    assert page.status == 429
-    assert "Too many failed attempts for this account" in page.flashes[0][1]
-    assert int(page.headers["Retry-After"]) <= settings.LOGIN_LOCK_SECONDS
 
-    # The lock ends with its window (the limiter's clock, not a sleep) ...
-    real_time = time.time
-    monkeypatch.setattr(
-        "shared.ratelimit.time.time", lambda: real_time() + settings.LOGIN_LOCK_SECONDS + 1
-    )
-    assert (await alice.login()).location == "/"
-    await alice.logout()
-    monkeypatch.setattr("shared.ratelimit.time.time", real_time)
+async def test_a_botnet_meets_the_account_ceiling_the_owners_browser_does_not(
+    settings: Settings,
+    clean_db: None,
+    queue: Any,
+    smtp: MailSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with own_app(settings, LOGIN_ACCOUNT_CEILING=15) as app:
+        alice = Browser(app)
+        await alice.register()
+        monkeypatch.setattr("web.ratelimit.client_address", lambda: "192.0.2.1")
+        assert (await alice.login()).location == "/"  # this browser now has a device cookie
+        await alice.logout()
 
-    # ... it is per account, not global ...
-    await Browser(app).register(username="bob", email="bob@example.com")
-    assert (await Browser(app).login("bob@example.com")).location == "/"
-    # ... and a password reset lifts it.
-    await request_reset(alice)
-    await run_worker()
-    link = last_link(smtp, "/reset_password/", "Password Reset Request")
-    await alice.submit(link, {"password": NEW, "confirm_password": NEW})
-    assert (await alice.login(password=NEW)).location == "/"
+        attacker = Browser(app)
+        token = (await attacker.get("/login")).csrf_token
+        # One guess from each of 14 addresses: with the owner's own sign-in (counted like any
+        # attempt from a browser not yet trusted), the ceiling of 15 is reached.
+        for n in range(14):
+            assert (await guess(attacker, token, n, monkeypatch)).status == 200
+        assert (await guess(attacker, token, 14, monkeypatch)).status == 429
+
+        # A new browser, even with the right password, is a stranger: held back too ...
+        monkeypatch.setattr("web.ratelimit.client_address", lambda: "192.0.2.1")
+        assert (await Browser(app).login()).status == 429
+        # ... but the browser the owner signed in with before is not.
+        assert (await alice.login()).location == "/"
+        await alice.logout()
+
+        # A password reset lifts the ceiling.
+        newcomer = Browser(app)
+        await request_reset(newcomer)
+        await run_burst_worker(settings)
+        link = last_link(smtp, "/reset_password/", "Password Reset Request")
+        await newcomer.submit(link, {"password": NEW, "confirm_password": NEW})
+        assert (await newcomer.login(password=NEW)).location == "/"

@@ -146,7 +146,10 @@ async def test_concurrent_deliveries_share_statements(
     ids = await add_test_emails(sessionmaker, total)
     for email_id in ids:
         await queue.enqueue_job(
-            "send_email", email_id, _job_id=email_job_id(email_id), _queue_name=settings.QUEUE_NAME
+            "send_email",
+            email_id,
+            _job_id=email_job_id(email_id, settings.QUEUE_NAME),
+            _queue_name=settings.QUEUE_NAME,
         )
     smtp.delay = 0.02  # deliveries overlap, as they do with a remote server
     worker = create_worker(settings, burst=True, handle_signals=False, max_jobs=30)
@@ -215,7 +218,10 @@ async def test_the_sweeper_skips_live_claims_and_takes_over_expired_ones(
 
     assert await sweep_outbox(worker_ctx) == 2
     queued = {member.decode() for member in await queue.zrange(settings.QUEUE_NAME, 0, -1)}
-    assert queued == {email_job_id(expired), email_job_id(unclaimed)}
+    assert queued == {
+        email_job_id(expired, settings.QUEUE_NAME),
+        email_job_id(unclaimed, settings.QUEUE_NAME),
+    }
 
 
 def test_a_claim_outlives_any_job_and_ends_before_arq_reruns_a_dead_workers_job(

@@ -46,7 +46,10 @@ async def test_committed_email_is_delivered_once(
 
     # A duplicate job for the same row (the sweeper, a retry after a crash) sends nothing.
     await queue.enqueue_job(
-        "send_email", email_id, _job_id=email_job_id(email_id), _queue_name=settings.QUEUE_NAME
+        "send_email",
+        email_id,
+        _job_id=email_job_id(email_id, settings.QUEUE_NAME),
+        _queue_name=settings.QUEUE_NAME,
     )
     await run_worker()
     assert len(smtp.messages) == 1
@@ -147,7 +150,9 @@ async def test_permanent_failure_alerts_the_admins_once_per_ten_minutes(
     sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, smtp: MailSink
 ) -> None:
     with_admins = settings.with_values(ADMINS="ops@example.com")
-    smtp.reply_queue.extend(["550 5.1.1 no such user", "550 5.1.1 no such user"])
+    smtp.refuse.update(
+        {to: "550 5.1.1 no such user" for to in ("gone@example.com", "gone2@example.com")}
+    )
     first = await queue_test_email(sessionmaker, queue, with_admins, to="gone@example.com")
     second = await queue_test_email(sessionmaker, queue, with_admins, to="gone2@example.com")
     for _ in range(2):  # the alert is queued by the first run and delivered by the second

@@ -11,21 +11,27 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared.services import accounts, signin
-from shared.services.accounts import ConfirmOutcome, Resend, UsernameTaken
+from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.validation import INVALID_TOKEN, InvalidInput
-from web.auth import current_account, end_session, start_session
+from web.auth import current_account, device_cookie, end_session, start_session
 from web.extensions import services
-from web.forms import ActionForm, LoginForm, RegistrationForm
-from web.ratelimit import limit_posts
+from web.forms import ActionForm, LoginForm, RegistrationForm, ResendConfirmationForm
+from web import ratelimit
+from web.ratelimit import limit_posts, too_many
 from web.security import safe_next
 
 blueprint = Blueprint("accounts", __name__)
 
-LOGIN_FAILED = "Login unsuccessful. Please check email and password."
+LOGIN_FAILED = (
+    "Login unsuccessful. Please check email and password. Registered recently? Confirm "
+    "your address first with the link we emailed you."
+)
 CREATED = "Your account has been created! Check your email to confirm your address."
+RESENT = "If an account with that address is waiting for confirmation, a new link is on its way."
 
 
 @blueprint.route("/register", methods=["GET", "POST"])
+@limit_posts("register")
 async def register() -> ResponseReturnValue:
     if await current_account() is not None:
         return redirect(url_for("main.home"))
@@ -39,6 +45,12 @@ async def register() -> ResponseReturnValue:
             form.username.errors = ["That username is taken."]
         except InvalidInput as error:
             form.show(error)
+        except TooManyRegistrations as error:
+            raise too_many(
+                "Many people are registering right now. Please try again in "
+                f"{error.retry_after} seconds.",
+                error.retry_after,
+            ) from None
         else:
             # Same message and redirect whether the address was new or already registered,
             # to prevent account enumeration; the owner of a known address gets a notice.
@@ -55,13 +67,21 @@ async def login() -> ResponseReturnValue:
         return redirect(next_url)
     form = await LoginForm.from_request()
     if form.validate_on_submit():
-        outcome = await signin.login(services(), form.email.data, form.password.data)
+        outcome = await signin.login(
+            services(),
+            form.email.data,
+            form.password.data,
+            client=ratelimit.client_address(),
+            device_cookie=device_cookie(),
+        )
         if outcome.user is not None:
-            start_session(outcome.user, remember=bool(form.remember.data))
+            start_session(
+                outcome.user, remember=bool(form.remember.data), device_cookie=outcome.device_cookie
+            )
             return redirect(next_url)
         if outcome.locked_for:
             await flash(
-                "Too many failed attempts for this account. Try again in "
+                "Too many failed attempts for this account from here. Try again in "
                 f"{duration(outcome.locked_for)}, or reset your password.",
                 "danger",
             )
@@ -95,26 +115,17 @@ async def account() -> ResponseReturnValue:
     )
 
 
-@blueprint.post("/confirm/resend")
-@login_required
+@blueprint.route("/confirm/resend", methods=["GET", "POST"])
+@limit_posts("confirm")
 async def resend_confirmation() -> ResponseReturnValue:
-    form = await ActionForm.from_request()
-    form.validate_on_submit()
-    user = await current_account()
-    assert user is not None
-    outcome = await accounts.resend_confirmation(services(), user.id)
-    if outcome.result is Resend.ALREADY_CONFIRMED:
-        await flash("Your email address is already confirmed.", "info")
-    elif outcome.result is Resend.SENT:
-        await flash("A new confirmation email is on its way.", "success")
-    else:
-        assert outcome.next_allowed is not None
-        await flash(
-            "A confirmation email was sent recently. You can ask for another one at "
-            f"{outcome.next_allowed:%H:%M:%S} UTC (in {duration(outcome.wait_seconds)}).",
-            "warning",
-        )
-    return redirect(url_for("accounts.account"))
+    """A new confirmation link, asked for signed out (signing in needs a confirmed
+    address); the same answer whatever the address."""
+    form = await ResendConfirmationForm.from_request()
+    if form.validate_on_submit():
+        await accounts.request_confirmation(services(), form.email.data)
+        await flash(RESENT, "info")
+        return redirect(url_for("accounts.login"))
+    return await render_template("accounts/resend.html", title="Confirmation link", form=form)
 
 
 def duration(seconds: int) -> str:

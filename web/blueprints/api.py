@@ -26,7 +26,7 @@ from werkzeug.routing import Rule
 
 from shared.models import User
 from shared.services import accounts, passwords, signin
-from shared.services.accounts import ConfirmOutcome, Resend, UsernameTaken
+from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.services.passwords import ChangeOutcome
 from shared.validation import (
     EMAIL,
@@ -37,9 +37,10 @@ from shared.validation import (
     USERNAME,
     InvalidInput,
 )
-from web.auth import current_account, end_session, renew_session, start_session
+from web.auth import current_account, device_cookie, end_session, renew_session, start_session
 from web.extensions import services
 from web.problems import Problem, problem
+from web import ratelimit
 from web.ratelimit import limit_posts
 
 PREFIX = "/api/v1"
@@ -158,10 +159,12 @@ def invalid_token() -> ResponseReturnValue:
 
 # --- endpoints ---------------------------------------------------------------------------------
 @blueprint.post("/register")
+@limit_posts("register")
 @validate_request(RegisterIn)
 @validate_response(Message, 202)
 @document_response(Problem, 409)
 @document_response(Problem, 422)
+@document_response(Problem, 429)
 async def register(data: RegisterIn) -> ApiResult:
     """Create an account; a confirmation email follows. The same answer for an address that
     already has an account (its owner is emailed instead), to prevent account enumeration."""
@@ -173,6 +176,13 @@ async def register(data: RegisterIn) -> ApiResult:
             "Username taken",
             "That username is taken.",
             errors={"username": ["That username is taken."]},
+        )
+    except TooManyRegistrations as error:
+        return problem(
+            429,
+            "Too many registrations",
+            f"Many people are registering right now. Try again in {error.retry_after} s.",
+            headers={"Retry-After": str(error.retry_after)},
         )
     return Message(detail="Check your email to confirm your address."), 202
 
@@ -186,17 +196,27 @@ async def register(data: RegisterIn) -> ApiResult:
 @document_response(Problem, 429)
 async def login(data: LoginIn) -> ApiResult:
     """Start a session (the same cookie as the site)."""
-    outcome = await signin.login(services(), data.email, data.password)
+    outcome = await signin.login(
+        services(),
+        data.email,
+        data.password,
+        client=ratelimit.client_address(),
+        device_cookie=device_cookie(),
+    )
     if outcome.locked_for:
         return problem(
             429, "Account temporarily locked",
-            f"Too many failed attempts for this account. Try again in {outcome.locked_for} s, "
-            "or reset your password.",
+            "Too many failed attempts for this account from here. Try again in "
+            f"{outcome.locked_for} s, or reset your password.",
             headers={"Retry-After": str(outcome.locked_for)},
         )  # fmt: skip
     if outcome.user is None:
-        return problem(401, "Login unsuccessful", "Please check email and password.")
-    start_session(outcome.user, remember=data.remember)
+        return problem(
+            401,
+            "Login unsuccessful",
+            "Please check email and password. Registered recently? Confirm your address first.",
+        )
+    start_session(outcome.user, remember=data.remember, device_cookie=outcome.device_cookie)
     return _user(outcome.user), 200
 
 
@@ -219,28 +239,18 @@ async def me() -> ApiResult:
 
 
 @blueprint.post("/confirm/request")
-@validate_request(Empty)
+@limit_posts("confirm")
+@validate_request(EmailIn)
 @validate_response(Message, 202)
-@document_response(Problem, 401)
-@document_response(Problem, 409)
+@document_response(Problem, 422)
 @document_response(Problem, 429)
-async def confirm_request(data: Empty) -> ApiResult:
-    """Send a fresh confirmation email (at most one per 3 minutes); older links stop working."""
-    user = await current_account()
-    if user is None:
-        return not_logged_in()
-    outcome = await accounts.resend_confirmation(services(), user.id)
-    if outcome.result is Resend.ALREADY_CONFIRMED:
-        return problem(409, "Already confirmed", "Your email address is already confirmed.")
-    if outcome.result is Resend.TOO_SOON:
-        wait = outcome.wait_seconds
-        return problem(
-            429,
-            "Too soon",
-            f"You can ask for another one in {wait} s.",
-            headers={"Retry-After": str(wait)},
-        )
-    return Message(detail="A new confirmation email is on its way."), 202
+async def confirm_request(data: EmailIn) -> ApiResult:
+    """Send a fresh confirmation link if the address has an account waiting for
+    confirmation (at most one per 3 minutes; older links stop working); the same answer
+    either way."""
+    await accounts.request_confirmation(services(), data.email)
+    return Message(detail="If an account with that address is waiting for confirmation, "
+                   "a new link is on its way."), 202  # fmt: skip
 
 
 @blueprint.post("/confirm")
@@ -278,7 +288,9 @@ async def password_reset_request(data: EmailIn) -> ApiResult:
 @document_response(Problem, 422)
 @document_response(Problem, 429)
 async def password_reset_confirm(data: ResetIn) -> ApiResult:
-    if not await passwords.reset_password(services(), data.token, data.password):
+    if not await passwords.reset_password(
+        services(), data.token, data.password, client=ratelimit.client_address()
+    ):
         return invalid_token()
     return Message(detail="Your password has been updated! You are now able to log in"), 200
 
@@ -289,22 +301,30 @@ async def password_reset_confirm(data: ResetIn) -> ApiResult:
 @document_response(Problem, 400)
 @document_response(Problem, 401)
 @document_response(Problem, 422)
+@document_response(Problem, 429)
 async def password_change(data: ChangePasswordIn) -> ApiResult:
     """Change the password; every other session ends, this one stays."""
     user = await current_account()
     if user is None:
         return not_logged_in()
-    outcome, changed = await passwords.change_password(
+    result = await passwords.change_password(
         services(), user.id, data.current_password, data.password
     )
-    if outcome is ChangeOutcome.WRONG_PASSWORD or changed is None:
+    if result.outcome is ChangeOutcome.LOCKED:
+        return problem(
+            429,
+            "Too many attempts",
+            f"Too many wrong current passwords. Try again in {result.retry_after} s.",
+            headers={"Retry-After": str(result.retry_after)},
+        )
+    if result.outcome is ChangeOutcome.WRONG_PASSWORD or result.user is None:
         return problem(
             400,
             "Wrong password",
             "Your current password is not correct.",
             errors={"current_password": ["Your current password is not correct."]},
         )
-    renew_session(changed)
+    renew_session(result.user)
     return Message(detail="Your password has been updated!"), 200
 
 

@@ -12,7 +12,8 @@ from shared.validation import INVALID_TOKEN, InvalidInput
 from web.auth import current_account, end_session, renew_session
 from web.extensions import services
 from web.forms import ActionForm, ChangePasswordForm, RequestResetForm, ResetPasswordForm
-from web.ratelimit import limit_posts
+from web import ratelimit
+from web.ratelimit import limit_posts, too_many
 
 blueprint = Blueprint("reset", __name__)
 
@@ -54,7 +55,9 @@ async def reset_with_token(token: str) -> ResponseReturnValue:
     form = await ResetPasswordForm.from_request()
     if form.validate_on_submit():
         try:
-            done = await passwords.reset_password(services(), token, form.password.data)
+            done = await passwords.reset_password(
+                services(), token, form.password.data, client=ratelimit.client_address()
+            )
         except InvalidInput as error:
             form.show(error)
         else:
@@ -74,15 +77,21 @@ async def change_password() -> ResponseReturnValue:
     form = await ChangePasswordForm.from_request()
     if form.validate_on_submit():
         try:
-            outcome, changed = await passwords.change_password(
+            result = await passwords.change_password(
                 services(), user.id, form.current_password.data, form.password.data
             )
         except InvalidInput as error:
             form.show(error)
         else:
-            if outcome is ChangeOutcome.CHANGED:
-                assert changed is not None
-                renew_session(changed)
+            if result.outcome is ChangeOutcome.LOCKED:
+                raise too_many(
+                    "Too many wrong current passwords. Please wait "
+                    f"{result.retry_after} seconds and try again.",
+                    result.retry_after,
+                )
+            if result.outcome is ChangeOutcome.CHANGED:
+                assert result.user is not None
+                renew_session(result.user)
                 await flash("Your password has been updated!", "success")
                 return redirect(url_for("accounts.account"))
             form.current_password.errors = ["Your current password is not correct."]

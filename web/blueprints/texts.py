@@ -20,9 +20,6 @@ CONFIRM_FIRST = "Please confirm your email address before writing texts."
 async def new_text() -> ResponseReturnValue:
     user = await current_account()
     assert user is not None
-    if user.confirmed_at is None:
-        await flash(CONFIRM_FIRST, "warning")
-        return redirect(url_for("accounts.account"))
     form = await TextForm.from_request()
     if form.validate_on_submit():
         try:

@@ -1,0 +1,78 @@
+"""Sign-in limits under concurrency, on real connections: every attempt is counted before
+its password is checked, so no burst of simultaneous guesses gets more than the limit
+through, whatever order they arrive in."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import func, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import SessionMaker
+from shared.models import User
+from shared.ratelimit import Limits
+from shared.services import accounts, signin
+from shared.services.context import BackgroundTasks, ServiceContext
+from shared.settings import Settings
+from shared.tokens import Tokens
+
+PASSWORD = "correct horse battery"
+BURST = 40
+
+
+@pytest.fixture
+async def ctx(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: SessionMaker,
+    queue: ArqRedis,
+    clean_db: None,
+) -> ServiceContext:
+    context = ServiceContext(
+        settings=settings.with_values(LOGIN_ACCOUNT_CEILING=10, LOGIN_FAILURES_BEFORE_LOCK=10),
+        engine=engine,
+        sessionmaker=sessionmaker,
+        redis=queue,
+        tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
+        limits=Limits(queue, key_prefix=settings.REDIS_KEY_PREFIX),
+        defer=BackgroundTasks(),
+    )
+    await accounts.register(context, "alice", "alice@example.com", PASSWORD)
+    await context.defer.drain()  # type: ignore[attr-defined]
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(User).values(confirmed_at=func.now()))
+    return context
+
+
+async def test_simultaneous_guesses_from_many_clients_stop_at_the_ceiling(
+    ctx: ServiceContext,
+) -> None:
+    # Every guess is right, each from its own address (under its per-client limit): only
+    # the account-wide ceiling stands between them and the account.
+    outcomes = await asyncio.gather(
+        *(
+            signin.login(ctx, "alice@example.com", PASSWORD, client=f"10.0.0.{n}")
+            for n in range(BURST)
+        )
+    )
+    signed_in = [outcome for outcome in outcomes if outcome.user is not None]
+    locked = [outcome for outcome in outcomes if outcome.locked_for]
+    assert len(signed_in) == ctx.settings.LOGIN_ACCOUNT_CEILING
+    assert len(locked) == BURST - ctx.settings.LOGIN_ACCOUNT_CEILING
+
+
+async def test_simultaneous_guesses_from_one_client_stop_at_its_limit(
+    ctx: ServiceContext,
+) -> None:
+    outcomes = await asyncio.gather(
+        *(
+            signin.login(ctx, "alice@example.com", f"guess {n}", client="10.0.0.1")
+            for n in range(BURST - 1)
+        ),
+        signin.login(ctx, "alice@example.com", PASSWORD, client="10.0.0.1"),
+    )
+    checked = [outcome for outcome in outcomes if not outcome.locked_for]
+    assert len(checked) == ctx.settings.LOGIN_FAILURES_BEFORE_LOCK
