@@ -13,10 +13,10 @@ from quart_auth import login_required
 from shared.services import accounts, signin
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.validation import INVALID_TOKEN, InvalidInput
+from web import ratelimit
 from web.auth import current_account, device_cookie, end_session, start_session
 from web.extensions import services
 from web.forms import ActionForm, LoginForm, RegistrationForm, ResendConfirmationForm
-from web import ratelimit
 from web.ratelimit import limit_posts, too_many
 from web.security import safe_next
 

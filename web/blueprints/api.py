@@ -37,10 +37,10 @@ from shared.validation import (
     USERNAME,
     InvalidInput,
 )
+from web import ratelimit
 from web.auth import current_account, device_cookie, end_session, renew_session, start_session
 from web.extensions import services
 from web.problems import Problem, problem
-from web import ratelimit
 from web.ratelimit import limit_posts
 
 PREFIX = "/api/v1"

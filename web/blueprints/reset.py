@@ -9,10 +9,10 @@ from quart_auth import login_required
 from shared.services import passwords
 from shared.services.passwords import ChangeOutcome
 from shared.validation import INVALID_TOKEN, InvalidInput
+from web import ratelimit
 from web.auth import current_account, end_session, renew_session
 from web.extensions import services
 from web.forms import ActionForm, ChangePasswordForm, RequestResetForm, ResetPasswordForm
-from web import ratelimit
 from web.ratelimit import limit_posts, too_many
 
 blueprint = Blueprint("reset", __name__)
