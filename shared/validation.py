@@ -9,6 +9,7 @@ to the person.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import unicodedata
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from typing import Any
 import idna
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, Field
+from zxcvbn import zxcvbn
 
 from shared.models import (
     EMAIL_MAX_LENGTH,
@@ -33,6 +35,9 @@ USERNAME_MIN_LENGTH = 2
 USERNAME_PATTERN = rf"^[A-Za-z0-9_.-]{{{USERNAME_MIN_LENGTH},{USERNAME_MAX_LENGTH}}}$"
 USERNAME_RULE = "Use 2 to 25 characters: letters, digits, underscores, dots or hyphens."
 PERSONAL_PASSWORD = "Your password must not be your username or email address."  # noqa: S105
+WEAK_PASSWORD = "This password is too easy to guess."  # noqa: S105 (a message)
+PASSWORD_MIN_STRENGTH = 3  # zxcvbn score: about 10^8 guesses or more
+ZXCVBN_MAX_LENGTH = 72  # zxcvbn refuses longer input; past it a password is long enough
 INVALID_TOKEN = "the token is invalid or has already expired"  # noqa: S105 (a message)
 CONTROL_CHARACTERS = "This field contains characters that are not allowed."
 
@@ -125,13 +130,26 @@ def check_password_length(password: str) -> str:
 
 
 def check_password(password: str, *personal: str | None) -> str:
-    """The whole rule for a new password: its length, and not one of the person's own names.
-    Use cases call it with the account's username and address."""
+    """The whole rule for a new password: its length, not one of the person's own names, and
+    hard to guess (zxcvbn's estimate, which knows common passwords, words, names, dates,
+    keyboard patterns and the person's own names; no network look-up). A few milliseconds
+    of CPU: use cases run it through :func:`check_new_password`, off the event loop."""
     check_password_length(password)
     lowered = password.casefold()
-    if any(value and lowered == value.casefold() for value in personal):
+    names = [value for value in personal if value]
+    if any(lowered == value.casefold() for value in names):
         raise ValueError(PERSONAL_PASSWORD)
+    estimate = zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=names)
+    if estimate["score"] < PASSWORD_MIN_STRENGTH:
+        feedback = estimate.get("feedback") or {}
+        hints = [feedback.get("warning") or "", *(feedback.get("suggestions") or [])]
+        detail = " ".join(hint.strip() for hint in hints if hint and hint.strip())
+        raise ValueError(f"{WEAK_PASSWORD} {detail}".strip())
     return password
+
+
+async def check_new_password(password: str, *personal: str | None) -> str:
+    return await asyncio.to_thread(check_password, password, *personal)
 
 
 def check_plain_text(value: str) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -19,11 +21,13 @@ from web.extensions import SERVICES_KEY, auth_manager
 from web.forms import blank_form
 from web.headers import add_security_headers
 from web.metrics import instrument
+from web.requests import Request
 
 
 def create_app(settings: Settings | None = None) -> Quart:
     settings = settings or load_settings()
     app = Quart(__name__)
+    app.request_class = Request
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY.get_secret_value(),
         MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH,
@@ -91,9 +95,11 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     @app.before_serving
     async def open_services() -> None:
-        app.extensions[SERVICES_KEY] = ServiceContext.open(
+        context = ServiceContext.open(
             settings, application_name="web", defer=app.add_background_task
         )
+        app.extensions[SERVICES_KEY] = context
+        await warn_if_unreachable(context)
 
     @app.after_serving
     async def close_services() -> None:
@@ -102,6 +108,22 @@ def create_app(settings: Settings | None = None) -> Quart:
             await context.close()
 
     return app
+
+
+async def warn_if_unreachable(context: ServiceContext) -> None:
+    """Start anyway (the backends may come up later; pages answer 503 meanwhile), but say
+    once, at start-up, which one cannot be reached."""
+    checks: dict[str, Callable[[], Awaitable[object]]] = {
+        "PostgreSQL": context.ping_database,
+        "Redis": context.redis.ping,
+    }
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check(), 3)
+        except Exception as error:  # any failure is worth the one warning
+            logging.getLogger("web").warning(
+                "%s cannot be reached at start-up (%s); serving anyway", name, type(error).__name__
+            )
 
 
 def run_context_processors_inline(app: Quart) -> None:

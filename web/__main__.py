@@ -60,6 +60,7 @@ def serve(settings: Settings) -> int:
     # the rule is simpler than the exceptions).
     config.access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(D)sus'
     config.graceful_timeout = 10
+    config.include_server_header = False  # no product banner for scanners to match on
     app = create_app(settings)
 
     async def run() -> None:
@@ -95,6 +96,7 @@ def metrics_config(settings: Settings) -> Any:
     config.bind = [f"{settings.METRICS_HOST}:{settings.METRICS_PORT}"]
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = 1
+    config.include_server_header = False
     return config
 
 

@@ -15,6 +15,7 @@ from quart_auth import Unauthorized
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from shared.alerts import alert_admins
+from shared.db import is_unavailable
 from web.extensions import services
 from web.forms import CSRFError
 from web.problems import problem
@@ -29,7 +30,12 @@ MESSAGES = {
     413: ("Too large", "What you sent is larger than this site accepts. Please shorten it."),
     429: ("Too many requests", "You are going a bit fast. Please wait and try again."),
     500: ("Something went wrong", "An unexpected error occurred. It has been logged."),
+    503: (
+        "Temporarily unavailable",
+        "The service is briefly unavailable. Please try again in a moment.",
+    ),
 }
+RETRY_UNAVAILABLE = 5  # seconds a client is asked to wait while a backing service is down
 
 
 def register_error_handlers(app: Quart) -> None:
@@ -60,6 +66,17 @@ def register_error_handlers(app: Quart) -> None:
     async def unexpected(error: Exception) -> ResponseReturnValue:
         if isinstance(error, HTTPException):
             return await http_error(error)
+        if is_unavailable(error):
+            # An outage, not a bug: one line (no traceback) per request, no admin alert
+            # (it would need the database itself), and a 503 the client may retry.
+            log.warning(
+                "unavailable: %s on %s %s", type(error).__name__, request.method, request.path
+            )
+            title, message = MESSAGES[503]
+            headers = {"Retry-After": str(RETRY_UNAVAILABLE)}
+            if _wants_problem():
+                return problem(503, title, message, headers=headers)
+            return await _page(503, title, message, headers)
         log.exception("unhandled error on %s %s", request.method, request.path)
         await _tell_admins(error)
         title, message = MESSAGES[500]

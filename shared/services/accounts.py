@@ -20,7 +20,7 @@ from shared.services.context import ServiceContext
 from shared.tokens import Purpose, int_field
 from shared.validation import (
     InvalidInput,
-    check_password,
+    check_new_password,
     email_key,
     normalize_username,
     username_key,
@@ -56,7 +56,7 @@ async def register(ctx: ServiceContext, username: str, email: str, password: str
     """
     username = normalize_username(username)
     try:
-        check_password(password, username, email)
+        await check_new_password(password, username, email)
     except ValueError as error:
         raise InvalidInput("password", str(error)) from None
     verdict = await ctx.limits.hit(registration_limit(ctx), "all")

@@ -18,7 +18,7 @@ from shared.ratelimit import Limit
 from shared.services import signin, users
 from shared.services.context import ServiceContext
 from shared.tokens import Purpose, int_field, password_fingerprint
-from shared.validation import InvalidInput, check_password, email_key
+from shared.validation import InvalidInput, check_new_password, email_key
 
 HOUR = 3600
 UNUSABLE_PASSWORD_PREFIX = "!"  # noqa: S105 (a stored "hash" no password matches)
@@ -129,7 +129,7 @@ async def reset_password(
         user = await _still_valid(session, payload, ctx.secret, lock=True)
         if user is None:
             return False
-        _check_new_password(password, user)
+        await _check_new_password(password, user)
         await _set_password(session, user, await passwords.hash_password(password))
         if user.confirmed_at is None:
             user.confirmed_at = datetime.now(UTC)  # the link came by email: address proven
@@ -137,9 +137,9 @@ async def reset_password(
     return True
 
 
-def _check_new_password(password: str, user: User) -> None:
+async def _check_new_password(password: str, user: User) -> None:
     try:
-        check_password(password, user.username, user.email)
+        await check_new_password(password, user.username, user.email)
     except ValueError as error:
         raise InvalidInput("password", str(error)) from None
 
@@ -177,7 +177,7 @@ async def change_password(
         matches, _ = await passwords.verify_password(user.password_hash, current_password)
         if not matches:
             return ChangeResult(ChangeOutcome.WRONG_PASSWORD)
-        _check_new_password(new_password, user)
+        await _check_new_password(new_password, user)
         await _set_password(session, user, await passwords.hash_password(new_password))
     await ctx.limits.clear(password_check_limit(ctx), str(user_id))
     return ChangeResult(ChangeOutcome.CHANGED, user)

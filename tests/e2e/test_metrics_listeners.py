@@ -1,4 +1,5 @@
-"""The running processes serve their metrics on internal listeners only."""
+"""The running processes serve their metrics on internal listeners only, and the web
+server does not name itself."""
 
 from __future__ import annotations
 
@@ -13,11 +14,17 @@ from tests.support import Stack
 
 
 def get(url: str) -> tuple[int, str]:
+    status, text, _ = fetch(url)
+    return status, text
+
+
+def fetch(url: str) -> tuple[int, str, str | None]:
+    """Status, body and the Server header."""
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
+            return response.status, response.read().decode(), response.headers.get("Server")
     except urllib.error.HTTPError as error:
-        return error.code, ""
+        return error.code, "", error.headers.get("Server")
 
 
 def test_metrics_listen_apart_from_the_public_port(
@@ -30,7 +37,8 @@ def test_metrics_listen_apart_from_the_public_port(
             assert time.monotonic() < deadline, "the web service did not start"
             time.sleep(0.2)
         assert get(f"{stack.base_url}/metrics")[0] == 404
-        get(f"{stack.base_url}/login")
+        status, _, server = fetch(f"{stack.base_url}/login")
+        assert (status, server) == (200, None)  # the public server does not name itself
 
         web = f"http://127.0.0.1:{stack.settings.METRICS_PORT}/metrics"
         status, text = get(web)

@@ -17,7 +17,7 @@ from shared.services.accounts import ConfirmOutcome, Resend, UsernameTaken
 from shared.services.context import ServiceContext
 from shared.services.passwords import ChangeOutcome, reset_token_payload
 from shared.tokens import Purpose
-from shared.validation import PERSONAL_PASSWORD, InvalidInput
+from shared.validation import PERSONAL_PASSWORD, WEAK_PASSWORD, InvalidInput
 
 PASSWORD = "correct horse battery"
 
@@ -244,3 +244,13 @@ async def test_texts_need_a_confirmed_address(services_ctx: ServiceContext) -> N
     assert [(text.title, text.author.username) for text in first.texts] == [("Hello", "alice")]
     async with services_ctx.reading() as session:
         assert await session.scalar(select(func.count()).select_from(TextPost)) == 1
+
+
+@pytest.mark.parametrize("weak", ["password123", "qwertyuiop", "aliceAlice1", "Summer2024!"])
+async def test_easily_guessed_passwords_are_refused(
+    services_ctx: ServiceContext, weak: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        await accounts.register(services_ctx, "alice", "alice@example.com", weak)
+    assert refused.value.field == "password"
+    assert refused.value.message.startswith(WEAK_PASSWORD)

@@ -152,6 +152,11 @@ async def test_username_is_unique_whatever_the_case_or_width(
             "confirm_password",
             "Field must be equal to password.",
         ),
+        (
+            {"password": "password123", "confirm_password": "password123"},
+            "password",
+            "This password is too easy to guess.",
+        ),
     ],
 )
 async def test_validation_errors_are_shown_inline_and_input_is_kept(

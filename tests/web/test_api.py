@@ -234,3 +234,28 @@ async def test_openapi_describes_the_api_only(api: Any) -> None:
     assert all(path.startswith(API) for path in paths)
     responses = spec["paths"][f"{API}/login"]["post"]["responses"]
     assert "application/problem+json" in responses["401"]["content"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"email": "a@example.com", "password": "\xff\xfe"}',  # not UTF-8
+        b"[" * 100_000 + b"]" * 100_000,  # nested past any parser's recursion limit
+        b'{"email": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b"\x00\x01\x02",
+        b'"just a string"',
+        b"1e999999",
+    ],
+    ids=["not-utf8", "deep-array", "deep-field", "binary", "string", "huge-number"],
+)
+async def test_malformed_json_is_a_problem_not_a_server_error(api: Any, body: bytes) -> None:
+    response = await api.post(
+        f"{API}/login", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code in (400, 413, 422)
+    assert response.headers["Content-Type"] == "application/problem+json"
+
+
+async def test_nonsense_page_numbers_are_pages_not_errors(api: Any) -> None:
+    for page in ("99999999999999999999999", "-1", "abc", "1e9", str(2**63)):
+        assert (await api.get(f"/?page={page}")).status_code == 200

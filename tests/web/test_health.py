@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from quart.typing import TestClientProtocol as Client
 
 from devstack.mailsink import free_port
@@ -59,3 +62,27 @@ async def test_readyz_names_the_database_when_it_is_down(settings: Settings) -> 
     body = await response.get_json()
     assert body["checks"]["database"].startswith("down")
     assert body["checks"]["redis"] == "ok"
+
+
+async def test_pages_answer_503_while_the_database_is_down(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
+    app = create_app(settings.with_values(DATABASE_URL=dead))
+    with caplog.at_level(logging.WARNING):
+        async with app.test_app():
+            client = app.test_client()
+            page = await client.get("/")
+            assert page.status_code == 503
+            assert page.headers["Retry-After"] == "5"
+            assert "Temporarily unavailable" in await page.get_data(as_text=True)
+            api = await client.post(
+                "/api/v1/login", json={"email": "a@example.com", "password": "whatever1"}
+            )
+            assert api.status_code == 503
+            assert api.headers["Content-Type"] == "application/problem+json"
+    assert "PostgreSQL cannot be reached at start-up" in caplog.text  # said once, up front
+    unavailable = [r for r in caplog.records if r.getMessage().startswith("unavailable:")]
+    assert len(unavailable) == 2  # one line per request ...
+    assert all(record.exc_info is None for record in unavailable)  # ... and no traceback
+    assert "Traceback" not in caplog.text
