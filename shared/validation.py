@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import idna
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from pydantic import AfterValidator, Field
 from zxcvbn import zxcvbn
 
@@ -29,6 +29,12 @@ from shared.models import (
 )
 from shared.tokens import MAX_TOKEN_LENGTH
 
+_SPECIAL_USE = "|".join(SPECIAL_USE_DOMAIN_NAMES)
+EMAIL_PATTERN = (
+    r'^[^@\s"\[\]]+@'
+    rf"(?![^@]*\.(?:{_SPECIAL_USE})$)"
+    r"[^@\s\[\].]+(?:\.[^@\s\[\].]+)+$"
+)
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128  # also keeps a megabyte "password" away from argon2
 USERNAME_MIN_LENGTH = 2
@@ -176,13 +182,25 @@ EMAIL = TextRule(
     3,
     EMAIL_MAX_LENGTH,
     check_email,
-    {"json_schema_extra": {"format": "email"}, "examples": ["alice@example.com"]},
+    {
+        "json_schema_extra": {"format": "email"},
+        # What email-validator refuses beyond the syntax: quoted local parts, address
+        # literals, dotless domains and special-use names (.test, .localhost, ...).
+        "pattern": EMAIL_PATTERN,
+        "examples": ["alice@example.com"],
+    },
 )
 NEW_PASSWORD = TextRule(
     PASSWORD_MIN_LENGTH,
     PASSWORD_MAX_LENGTH,
     _as_typed,  # the rest of the rule needs the account: check_password, in the use cases
-    {"examples": ["correct horse battery"]},
+    {
+        "examples": ["correct horse battery"],
+        "description": (
+            "8 to 128 characters, not the account's username or address, and hard to guess "
+            "(a zxcvbn strength score of 3 or more); refused with 422 otherwise."
+        ),
+    },
 )
 # A password typed to prove who one is: no rule but its size, so that the answer never hints
 # at the rules (and a megabyte never reaches argon2).

@@ -54,7 +54,8 @@ def register_error_handlers(app: Quart) -> None:
         title, message = MESSAGES.get(code, (error.name, error.description or ""))
         if code == 429 and error.description:
             message = error.description  # says how long to wait
-        headers = {}
+        # What the exception itself says in headers (405's Allow, above all) is kept.
+        headers = {name: value for name, value in error.get_headers() if name != "Content-Type"}
         retry_after = getattr(error, "retry_after", None)
         if code == 429 and retry_after:
             headers["Retry-After"] = str(retry_after)

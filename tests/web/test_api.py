@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from openapi_spec_validator import validate
+from openapi_spec_validator.versions import OPENAPIV31 as OpenAPIV31
+from openapi_spec_validator.versions.shortcuts import get_spec_version
 from quart import Quart
 from sqlalchemy import func, update
 
@@ -228,6 +231,9 @@ async def test_errors_are_problems_never_html(api: Any) -> None:
 
 async def test_openapi_describes_the_api_only(api: Any) -> None:
     spec = await (await api.get(f"{API}/openapi.json")).get_json()
+    validate(spec)  # a valid OpenAPI 3.1 document, every $ref resolving
+    assert get_spec_version(spec) == OpenAPIV31
+    assert "Problem" in spec["components"]["schemas"]
     assert spec["info"]["title"] == "Accounts API"
     paths = set(spec["paths"])
     assert f"{API}/register" in paths and f"{API}/password-reset/confirm" in paths

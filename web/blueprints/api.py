@@ -60,7 +60,8 @@ Token = Annotated[str, TOKEN.field(), TOKEN.validator()]
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_max_length=1000)
+    # python-re: the email pattern needs a look-ahead, which the default engine lacks.
+    model_config = ConfigDict(extra="forbid", str_max_length=1000, regex_engine="python-re")
 
 
 class Empty(Model):
@@ -353,11 +354,15 @@ class ApiOnlyProvider(OpenAPIProvider):
         403: "Cross-site request refused (Origin is not this service).",
         413: "The body is larger than this service accepts.",
         415: "The body is not application/json.",
+        422: "The body is JSON, but not an object of the fields this call takes.",
     }
 
     def schema(self) -> dict[str, Any]:
         spec = super().schema()
         problem_ref = {"$ref": "#/components/schemas/Problem"}
+        spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+            Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
         for methods in spec.get("paths", {}).values():
             for method, operation in methods.items():
                 responses = operation.setdefault("responses", {})
@@ -367,6 +372,8 @@ class ApiOnlyProvider(OpenAPIProvider):
                             "description": description,
                             "content": {"application/json": {"schema": problem_ref}},
                         })  # fmt: skip
+                if "requestBody" in operation:
+                    operation["requestBody"]["required"] = True  # a JSON object, even {}
                 for status, response in responses.items():
                     content = response.get("content", {})
                     if str(status).startswith(("4", "5")) and "application/json" in content:
