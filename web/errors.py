@@ -15,7 +15,7 @@ from quart_auth import Unauthorized
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from shared.alerts import alert_admins
-from shared.db import is_unavailable
+from shared.outages import is_unavailable
 from web.extensions import services
 from web.forms import CSRFError
 from web.problems import problem

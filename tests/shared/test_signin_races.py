@@ -8,14 +8,15 @@ import asyncio
 
 import pytest
 from arq.connections import ArqRedis
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import SessionMaker
 from shared.models import User
 from shared.ratelimit import Limits
-from shared.services import accounts, signin
+from shared.services import accounts, passwords, signin
 from shared.services.context import BackgroundTasks, ServiceContext
+from shared.services.passwords import ChangeOutcome
 from shared.settings import Settings
 from shared.tokens import Tokens
 
@@ -76,3 +77,17 @@ async def test_simultaneous_guesses_from_one_client_stop_at_its_limit(
     )
     checked = [outcome for outcome in outcomes if not outcome.locked_for]
     assert len(checked) == ctx.settings.LOGIN_FAILURES_BEFORE_LOCK
+
+
+async def test_two_simultaneous_changes_with_one_old_password_let_one_win(
+    ctx: ServiceContext, sessionmaker: SessionMaker
+) -> None:
+    async with sessionmaker() as session:
+        alice = await session.scalar(select(User))
+    assert alice is not None
+    results = await asyncio.gather(
+        passwords.change_password(ctx, alice.id, PASSWORD, "first new secret 1"),
+        passwords.change_password(ctx, alice.id, PASSWORD, "second new secret 2"),
+    )
+    outcomes = sorted(result.outcome.value for result in results)
+    assert outcomes == [ChangeOutcome.CHANGED.value, ChangeOutcome.WRONG_PASSWORD.value]

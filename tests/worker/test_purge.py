@@ -1,0 +1,85 @@
+"""The worker's `purge` cron: outbox rows past retention, accounts never confirmed within
+their window, and ended username holds go; everything else stays."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import func, insert, select, update
+
+from shared.db import SessionMaker
+from shared.jobs import EmailKind, TestEmail
+from shared.models import Email, EmailStatus, User, UsernameHold
+from shared.outbox import add_email
+from shared.settings import Settings
+from worker.bootstrap import worker_options
+from worker.jobs import purge
+
+pytestmark = pytest.mark.usefixtures("clean_db")
+
+
+async def test_purge_forgets_only_what_is_past_its_time(
+    settings: Settings, queue: ArqRedis, sessionmaker: SessionMaker
+) -> None:
+    days = timedelta(days=1)
+    async with sessionmaker() as session, session.begin():
+        for n, confirmed in enumerate((True, False, False)):
+            session.add(
+                User(username=f"u{n}", username_key=f"u{n}", email=f"u{n}@example.com",
+                     email_key=f"u{n}@example.com", password_hash="x",
+                     confirmed_at=func.now() if confirmed else None)
+            )  # fmt: skip
+        await session.flush()
+        # u1 registered long ago and never confirmed; u2 just now.
+        await session.execute(
+            update(User).where(User.username == "u1").values(created_at=func.now() - 2 * days)
+        )
+        for status, age in [
+            (EmailStatus.SENT, 31),
+            (EmailStatus.SENT, 29),
+            (EmailStatus.SKIPPED, 31),
+            (EmailStatus.FAILED, 31),
+            (EmailStatus.FAILED, 91),
+            (EmailStatus.PENDING, 91),
+        ]:
+            email = await add_email(session, EmailKind.TEST, "x@example.com", TestEmail())
+            await session.execute(
+                update(Email)
+                .where(Email.id == email.id)
+                .values(status=status, created_at=func.now() - age * days)
+            )
+        await session.execute(
+            insert(UsernameHold).values(
+                [
+                    {"username_key": "ended", "expires_at": func.now() - days},
+                    {"username_key": "held", "expires_at": func.now() + days},
+                ]
+            )
+        )
+
+    ctx: dict[str, Any] = {"redis": queue}
+    options = worker_options(settings)
+    await options["on_startup"](ctx)
+    try:
+        report = await purge(ctx)
+    finally:
+        await options["on_shutdown"](ctx)
+
+    async with sessionmaker() as session:
+        usernames = set(await session.scalars(select(User.username)))
+        emails = sorted(
+            (status, int(age))
+            for status, age in (
+                await session.execute(
+                    select(Email.status, func.extract("day", func.now() - Email.created_at))
+                )
+            ).all()
+        )
+        holds = set(await session.scalars(select(UsernameHold.username_key)))
+    assert usernames == {"u0", "u2"}
+    assert emails == [("failed", 31), ("pending", 91), ("sent", 29)]
+    assert holds == {"held"}
+    assert "'unconfirmed accounts': 1" in report
