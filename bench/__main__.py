@@ -208,6 +208,10 @@ async def prepare(services: Services) -> dict[str, str]:
         # Raised for the benchmark: its traffic is one client address and a few accounts.
         "POSTS_PER_MINUTE": "100000000",
         "RESET_EMAILS_PER_HOUR": "100000000",
+        "REGISTRATIONS_PER_MINUTE": "100000000",
+        # Several processes of each kind run side by side: no metrics listeners.
+        "METRICS_PORT": "0",
+        "WORKER_METRICS_PORT": "0",
         # The worker's outbound budget (every benchmark recipient is @example.com).
         "MAIL_RATE_PER_SECOND": "100000",
         "MAIL_DOMAIN_RATE_PER_MINUTE": "100000000",

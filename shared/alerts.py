@@ -1,4 +1,4 @@
-"""Telling the ADMINS (the seed's setting) about errors, through the same outbox and queue.
+"""Telling the ADMINS (a comma-separated setting) about errors, through the same outbox and queue.
 
 At most one email per distinct error per 10 minutes, counted in Redis across processes, so an
 error that repeats on every request does not bury the admins.

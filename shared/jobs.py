@@ -57,7 +57,7 @@ class EmailContext(BaseModel):
 
 
 class TestEmail(EmailContext):
-    """The seed's "send an email from the shell" message."""
+    """A test message an operator sends to check the mail set-up (`send-test-email`)."""
 
     __test__ = False  # not a pytest test class, despite the name
 

@@ -76,7 +76,7 @@ class UsernameHold(Base):
 
 
 class TextPost(Base):
-    """The seed's ``Texts`` model: a short titled text written by a user."""
+    """A short titled text written by a user, listed on the home page."""
 
     __tablename__ = "texts"
 

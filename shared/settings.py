@@ -140,7 +140,7 @@ class Settings(BaseSettings):
 
     # --- accounts -----------------------------------------------------------------------------
     CONFIRM_TOKEN_MAX_AGE: int = Field(default=24 * 3600, ge=60)  # seconds a confirm link works
-    RESET_TOKEN_MAX_AGE: int = Field(default=1800, ge=60)  # the seed's expires_sec
+    RESET_TOKEN_MAX_AGE: int = Field(default=1800, ge=60)  # seconds a reset link works
     CONFIRM_RESEND_INTERVAL: int = Field(default=180, ge=0)  # one confirmation email per 3 min
     NOT_ME_TOKEN_MAX_AGE: int = Field(default=7 * 24 * 3600, ge=60)  # "this wasn't me" links
     # Rate limits (Redis, so they hold across web processes).

@@ -2,7 +2,7 @@
 
 Sub-commands:
   serve                     serve with hypercorn on HOST:PORT (default 127.0.0.1:8000)
-  send-test-email ADDRESS   queue the seed's test message to ADDRESS and print the job id
+  send-test-email ADDRESS   queue a test message to ADDRESS and print the job id
   generate-secret           print a fresh random SECRET_KEY
 """
 
@@ -49,7 +49,6 @@ def serve(settings: Settings) -> int:
     from hypercorn.config import Config
 
     from web import create_app
-    from web.metrics import metrics_app
 
     config = Config()
     config.bind = [f"{settings.HOST}:{settings.PORT}"]
@@ -70,13 +69,7 @@ def serve(settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         servers = [hypercorn_serve(app, config, shutdown_trigger=stop.wait)]
         if settings.METRICS_PORT:
-            servers.append(
-                hypercorn_serve(
-                    metrics_app,
-                    metrics_config(settings),
-                    shutdown_trigger=stop.wait,
-                )
-            )
+            servers.append(serve_metrics(settings, stop))
         await asyncio.gather(*servers)
 
     try:
@@ -86,6 +79,23 @@ def serve(settings: Settings) -> int:
     else:
         uvloop.run(run())
     return 0
+
+
+async def serve_metrics(settings: Settings, stop: asyncio.Event) -> None:
+    """The internal metrics listener; if its port is taken, the site still serves."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+
+    from web.metrics import metrics_app
+
+    try:
+        await hypercorn_serve(metrics_app, metrics_config(settings), shutdown_trigger=stop.wait)
+    except OSError as error:
+        logging.getLogger("web").error(
+            "metrics not served: %s:%s (%s)",
+            settings.METRICS_HOST,
+            settings.METRICS_PORT,
+            error.strerror,
+        )
 
 
 def metrics_config(settings: Settings) -> Any:

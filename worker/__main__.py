@@ -125,7 +125,16 @@ def run(settings: Settings) -> int:
         from prometheus_client import start_http_server
 
         # A small HTTP server in a thread of its own: it never touches the event loop.
-        start_http_server(settings.WORKER_METRICS_PORT, addr=settings.METRICS_HOST)
+        try:
+            start_http_server(settings.WORKER_METRICS_PORT, addr=settings.METRICS_HOST)
+        except OSError as error:  # deliveries matter more than their metrics
+            log.error(
+                "metrics not served: %s:%s (%s); give each worker process its own "
+                "WORKER_METRICS_PORT",
+                settings.METRICS_HOST,
+                settings.WORKER_METRICS_PORT,
+                error.strerror,
+            )
     pause = 1.0
     while True:
         loop = new_event_loop()

@@ -80,7 +80,7 @@ async def outbox_stats(session: AsyncSession) -> OutboxStats:
 
 
 async def send_test_email(ctx: ServiceContext, recipient: str) -> int:
-    """The seeds' "send an email from the shell" step: queue a test message; its outbox id."""
+    """Queue a test message (to check the mail set-up end to end); its outbox id."""
     async with ctx.unit_of_work() as session:
         email = await add_email(session, EmailKind.TEST, recipient, TestEmail())
     return email.id

@@ -4,6 +4,7 @@ The same rules are tested end to end through the forms and the API in tests/web.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from datetime import timedelta
 
@@ -254,3 +255,19 @@ async def test_easily_guessed_passwords_are_refused(
         await accounts.register(services_ctx, "alice", "alice@example.com", weak)
     assert refused.value.field == "password"
     assert refused.value.message.startswith(WEAK_PASSWORD)
+
+
+async def test_a_lock_does_not_end_at_a_clock_boundary(
+    services_ctx: ServiceContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows slide: ten failures just before a window boundary still lock just after it
+    (a clock-aligned window would have started afresh and let ten more through)."""
+    await register_alice(services_ctx, confirmed=True)
+    window = services_ctx.settings.LOGIN_LOCK_SECONDS
+    boundary = (time.time() // window + 1) * window
+    monkeypatch.setattr("time.time", lambda: boundary - 1)
+    for _ in range(services_ctx.settings.LOGIN_FAILURES_BEFORE_LOCK):
+        await signin.login(services_ctx, "alice@example.com", "wrong", client="evil")
+    monkeypatch.setattr("time.time", lambda: boundary + 1)
+    locked = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="evil")
+    assert locked.locked_for >= window - 5
