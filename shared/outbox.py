@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import SessionMaker
 from shared.jobs import EMAIL_CONTEXTS, PRIORITY_KINDS, EmailContext, EmailKind, enqueue_send_email
-from shared.models import Email
+from shared.models import Email, User
 
 if TYPE_CHECKING:
     from arq.connections import ArqRedis
@@ -50,6 +50,12 @@ async def add_email(
     await session.flush()
     announce(session, [email.id], priority=kind in PRIORITY_KINDS)
     return email
+
+
+async def email_user(session: AsyncSession, user: User, context: EmailContext) -> Email:
+    """Queue the email ``context`` describes (its type names the kind) to ``user``."""
+    kind = next(kind for kind, model in EMAIL_CONTEXTS.items() if model is type(context))
+    return await add_email(session, kind, user.email, context, user_id=user.id)
 
 
 def announce(session: AsyncSession, email_ids: list[int], *, priority: bool = False) -> None:

@@ -64,36 +64,28 @@ class Limits:
 
     async def hit(self, limit: Limit, subject: str) -> Verdict:
         """Count one event, unless ``limit`` is used up (then it is refused, not counted)."""
-        item = limit.item()
-        try:
-            if await self._limiter.hit(item, _digest(subject)):
-                return Verdict(True, 0)
-            return Verdict(False, await self._wait(item, subject))
-        except (RedisError, OSError) as error:
-            log.warning(
-                "rate limit %s unavailable (%s); allowing", limit.name, type(error).__name__
-            )
-            return Verdict(True, 0)
+        return await self._decide(limit, subject, count=True)
 
     async def peek(self, limit: Limit, subject: str) -> Verdict:
         """Whether one more event would be allowed, without counting one."""
-        item = limit.item()
+        return await self._decide(limit, subject, count=False)
+
+    async def _decide(self, limit: Limit, subject: str, *, count: bool) -> Verdict:
+        item, key = limit.item(), _digest(subject)
         try:
-            if await self._limiter.test(item, _digest(subject)):
+            allowed = await (self._limiter.hit if count else self._limiter.test)(item, key)
+            if allowed:
                 return Verdict(True, 0)
-            return Verdict(False, await self._wait(item, subject))
+            stats = await self._limiter.get_window_stats(item, key)
         except (RedisError, OSError) as error:
             log.warning(
                 "rate limit %s unavailable (%s); allowing", limit.name, type(error).__name__
             )
             return Verdict(True, 0)
+        return Verdict(False, max(1, int(stats.reset_time - time.time() + 0.999)))
 
     async def clear(self, limit: Limit, subject: str) -> None:
         try:
             await self._limiter.clear(limit.item(), _digest(subject))
         except (RedisError, OSError) as error:
             log.warning("rate limit %s unavailable (%s)", limit.name, type(error).__name__)
-
-    async def _wait(self, item: RateLimitItemPerSecond, subject: str) -> int:
-        stats = await self._limiter.get_window_stats(item, _digest(subject))
-        return max(1, int(stats.reset_time - time.time() + 0.999))

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared import passwords
 from shared.jobs import AlreadyRegistered, ConfirmEmail, EmailKind
 from shared.models import Email, EmailStatus, User
-from shared.outbox import add_email
+from shared.outbox import email_user
 from shared.ratelimit import Limit
 from shared.services import users
 from shared.services.context import ServiceContext
@@ -102,13 +102,7 @@ async def _create_account_or_notify(
 async def _notify_existing_owner(session: AsyncSession, user: User, interval: int) -> None:
     if await _recent_email(session, user.id, EmailKind.ALREADY_REGISTERED, interval):
         return  # repeated attempts must not turn us into a mail cannon aimed at the owner
-    await add_email(
-        session,
-        EmailKind.ALREADY_REGISTERED,
-        user.email,
-        AlreadyRegistered(user_id=user.id),
-        user_id=user.id,
-    )
+    await email_user(session, user, AlreadyRegistered(user_id=user.id))
 
 
 async def _recent_email(
@@ -128,12 +122,8 @@ async def _issue_confirmation(session: AsyncSession, user: User) -> Email:
     The caller holds the user's row (new, or locked)."""
     user.confirm_generation += 1
     await session.flush()
-    return await add_email(
-        session,
-        EmailKind.CONFIRM,
-        user.email,
-        ConfirmEmail(user_id=user.id, generation=user.confirm_generation),
-        user_id=user.id,
+    return await email_user(
+        session, user, ConfirmEmail(user_id=user.id, generation=user.confirm_generation)
     )
 
 

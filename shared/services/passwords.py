@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
-from shared.jobs import EmailKind, PasswordChanged, ResetEmail
+from shared.jobs import PasswordChanged, ResetEmail
 from shared.models import User
-from shared.outbox import add_email
+from shared.outbox import email_user
 from shared.ratelimit import Limit
 from shared.services import signin, users
 from shared.services.context import ServiceContext
@@ -62,13 +62,7 @@ async def _issue_reset(session: AsyncSession, user: User) -> None:
     holds ``user``'s row lock, so concurrent requests get distinct generations."""
     user.reset_generation += 1
     await session.flush()
-    await add_email(
-        session,
-        EmailKind.RESET,
-        user.email,
-        ResetEmail(user_id=user.id, generation=user.reset_generation),
-        user_id=user.id,
-    )
+    await email_user(session, user, ResetEmail(user_id=user.id, generation=user.reset_generation))
 
 
 def reset_token_payload(user: User, secret: str) -> dict[str, object]:
@@ -190,12 +184,8 @@ async def _set_password(session: AsyncSession, user: User, password_hash: str) -
     user.session_version += 1
     user.reset_generation += 1
     await session.flush()
-    await add_email(
-        session,
-        EmailKind.PASSWORD_CHANGED,
-        user.email,
-        PasswordChanged(user_id=user.id, session_version=user.session_version),
-        user_id=user.id,
+    await email_user(
+        session, user, PasswordChanged(user_id=user.id, session_version=user.session_version)
     )
 
 

@@ -31,9 +31,9 @@ def get(url: str) -> int:
         return 0
 
 
-async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
+def devstack_env(tmp_path: Path, port: int) -> dict[str, str]:
+    """A stack of its own: its var/ folder and free ports for everything it listens on."""
+    return {
         "PATH": os.environ["PATH"],
         "HOME": os.environ.get("HOME", "/root"),
         "PYTHONUNBUFFERED": "1",
@@ -44,6 +44,23 @@ async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path
         "METRICS_PORT": str(free_port()),
         "WORKER_METRICS_PORT": str(free_port()),
     }
+
+
+def run_devstack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "devstack", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    env = devstack_env(tmp_path, port)
     log_path = tmp_path / "devstack.log"
     with log_path.open("w") as log:
         stack = subprocess.Popen(
@@ -59,39 +76,13 @@ async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path
         assert await asyncio.to_thread(get, f"{base}/readyz") == 200
 
         send = await asyncio.to_thread(
-            subprocess.run,
-            [
-                sys.executable,
-                "-m",
-                "devstack",
-                "exec",
-                "python",
-                "-m",
-                "web",
-                "send-test-email",
-                "you@example.com",
-            ],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+            run_devstack, env, "exec", "python", "-m", "web", "send-test-email", "you@example.com"
         )
         assert send.returncode == 0, send.stderr
         assert send.stdout.strip().startswith("arq:queue:email:")
 
         # A second `make run` in the same checkout says where the first one is.
-        second = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "devstack"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        second = await asyncio.to_thread(run_devstack, env)
         assert second.returncode == 1
         assert (
             second.stderr.strip()
@@ -119,25 +110,7 @@ def test_a_taken_port_is_one_line_before_anything_starts(tmp_path: Path) -> None
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        env = {
-            "PATH": os.environ["PATH"],
-            "HOME": os.environ.get("HOME", "/root"),
-            "DEVSTACK_VAR": str(tmp_path / "var"),
-            "DEVSTACK_REDIS_PORT": str(free_port()),
-            "DEVSTACK_SMTP_PORT": str(free_port()),
-            "PORT": str(port),
-            "METRICS_PORT": str(free_port()),
-            "WORKER_METRICS_PORT": str(free_port()),
-        }
-        result = subprocess.run(
-            [sys.executable, "-m", "devstack"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_devstack(devstack_env(tmp_path, port))
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"devstack: port {port} (the web service) is taken on 127.0.0.1; set PORT or free it"
