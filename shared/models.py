@@ -66,12 +66,16 @@ class User(Base):
 
 class UsernameHold(Base):
     """A username held by a registration until ``expires_at``, whether or not its address
-    already had an account: a follow-up registration sees the name taken either way, so
-    it cannot tell which (an unconfirmed account is forgotten when its hold ends)."""
+    already had an account: a follow-up registration with another address sees the name
+    taken either way, so it cannot tell which (an unconfirmed account is forgotten when its
+    hold ends)."""
 
     __tablename__ = "username_holds"
 
     username_key: Mapped[str] = mapped_column(String(USERNAME_MAX_LENGTH * 4), primary_key=True)
+    # The address that registered with it: registering again with the same name and
+    # address (the first email lost?) is allowed, whatever became of the first attempt.
+    email_key: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH * 4))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -65,7 +65,7 @@ async def register(ctx: ServiceContext, username: str, email: str, password: str
     password_hash = await passwords.hash_password(password)
     async with ctx.unit_of_work() as session:
         if not await users.hold_username(
-            session, username, seconds=ctx.settings.CONFIRM_TOKEN_MAX_AGE
+            session, username, email, seconds=ctx.settings.CONFIRM_TOKEN_MAX_AGE
         ):
             raise UsernameTaken
     ctx.defer(_create_account_or_notify, ctx, username, email, password_hash)

@@ -25,19 +25,23 @@ async def by_id(session: AsyncSession, user_id: int, *, lock: bool = False) -> U
     return await session.get(User, user_id, with_for_update=lock)
 
 
-async def hold_username(session: AsyncSession, username: str, *, seconds: int) -> bool:
-    """Hold ``username`` for a registration for ``seconds``; False if an account has it or
-    another registration holds it. One statement decides between concurrent registrations."""
-    key = username_key(username)
-    if await session.scalar(select(User.id).where(User.username_key == key)) is not None:
+async def hold_username(session: AsyncSession, username: str, email: str, *, seconds: int) -> bool:
+    """Hold ``username`` for a registration by ``email`` for ``seconds``; False if another
+    address's account has it or another address's registration holds it. The same address
+    may register with the same name again. One statement decides between concurrent
+    registrations."""
+    key, address = username_key(username), email_key(email)
+    owner = await session.scalar(select(User.email_key).where(User.username_key == key))
+    if owner is not None and owner != address:
         return False
+    until = func.now() + timedelta(seconds=seconds)
     statement = (
         insert(UsernameHold)
-        .values(username_key=key, expires_at=func.now() + timedelta(seconds=seconds))
+        .values(username_key=key, email_key=address, expires_at=until)
         .on_conflict_do_update(
             index_elements=[UsernameHold.username_key],
-            set_={"expires_at": func.now() + timedelta(seconds=seconds)},
-            where=UsernameHold.expires_at < func.now(),
+            set_={"email_key": address, "expires_at": until},
+            where=(UsernameHold.expires_at < func.now()) | (UsernameHold.email_key == address),
         )
         .returning(UsernameHold.username_key)
     )

@@ -43,6 +43,18 @@ async def test_a_follow_up_registration_sees_the_username_held_either_way(
     assert await count(sessionmaker, UsernameHold) == 3
 
 
+async def test_the_same_address_may_register_the_same_name_again(
+    app: Quart, sessionmaker: SessionMaker, smtp: MailSink, run_worker: Any
+) -> None:
+    """Lost the first confirmation email? Registering again with the same name and
+    address works (and, past the resend interval, sends a fresh link)."""
+    person = Browser(app)
+    first = await person.register("carol", "carol@example.com", confirmed=False)
+    again = await person.register("carol", "Carol@Example.com", confirmed=False)
+    assert first.status == again.status == 302
+    assert await count(sessionmaker, User) == 1
+
+
 async def test_signing_in_after_registering_fails_alike_for_new_and_known_addresses(
     browser: Browser, app: Quart
 ) -> None:

@@ -54,8 +54,16 @@ async def test_purge_forgets_only_what_is_past_its_time(
         await session.execute(
             insert(UsernameHold).values(
                 [
-                    {"username_key": "ended", "expires_at": func.now() - days},
-                    {"username_key": "held", "expires_at": func.now() + days},
+                    {
+                        "username_key": "ended",
+                        "email_key": "e@x.org",
+                        "expires_at": func.now() - days,
+                    },
+                    {
+                        "username_key": "held",
+                        "email_key": "h@x.org",
+                        "expires_at": func.now() + days,
+                    },
                 ]
             )
         )

@@ -36,6 +36,7 @@ def upgrade() -> None:
     op.create_table(
         "username_holds",
         sa.Column("username_key", sa.String(100), nullable=False),
+        sa.Column("email_key", sa.String(1016), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("username_key", name="pk_username_holds"),
     )
