@@ -64,6 +64,35 @@ class User(Base):
         return f"User({self.username!r}, {self.email!r})"
 
 
+class SignInSession(Base):
+    """One sign-in: its id is what the signed session cookie carries. The cookie works
+    while the record is neither revoked nor expired, so ending a session (sign-out, "sign
+    out everywhere else", a password change) is one row update, effective on the cookie's
+    next request."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # random, unguessable
+    # What pages and the API call it: the id itself stays in the signed cookie only.
+    public_id: Mapped[str] = mapped_column(String(24))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Touched at most every few minutes, not on every request.
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    client_address: Mapped[str] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(512))
+    device: Mapped[str] = mapped_column(String(120))  # the user agent in words: "Chrome on Linux"
+
+    __table_args__ = (
+        Index("ix_sessions_user_id", "user_id"),
+        Index("ix_sessions_expires_at", "expires_at"),
+    )
+
+
 class UsernameHold(Base):
     """A username held by a registration until ``expires_at``, whether or not its address
     already had an account: a follow-up registration with another address sees the name

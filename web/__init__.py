@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     from web.blueprints.main import blueprint as main_blueprint
     from web.blueprints.ops import blueprint as ops_blueprint
     from web.blueprints.reset import blueprint as reset_blueprint
+    from web.blueprints.sessions import blueprint as sessions_blueprint
     from web.blueprints.texts import blueprint as texts_blueprint
 
     app.register_blueprint(ops_blueprint)
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(accounts_blueprint)
     app.register_blueprint(texts_blueprint)
     app.register_blueprint(reset_blueprint)
+    app.register_blueprint(sessions_blueprint)
     app.register_blueprint(api_blueprint)
     # The OpenAPI description of /api/v1. The docs UIs quart-schema offers load their assets
     # from CDNs, which this service never does, so they are off; the spec is served.

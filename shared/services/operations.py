@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import EmailKind, TestEmail
-from shared.models import Email, EmailStatus, User, UsernameHold
+from shared.models import Email, EmailStatus, SignInSession, User, UsernameHold
 from shared.outbox import add_email, announce
 from shared.services.context import ServiceContext
 from shared.settings import Settings
@@ -90,8 +90,8 @@ async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, 
     """Delete, in batches, what the service no longer needs or may keep: delivered and
     skipped outbox rows after OUTBOX_RETENTION_DAYS (they hold addresses and names), failed
     ones after OUTBOX_FAILED_RETENTION_DAYS, accounts never confirmed within
-    CONFIRM_TOKEN_MAX_AGE (their username is free again, as an ended hold's is), and ended
-    username holds. Returns how many of each."""
+    CONFIRM_TOKEN_MAX_AGE (their username is free again, as an ended hold's is), expired or
+    revoked sign-ins, and ended username holds. Returns how many of each."""
     day = timedelta(days=1)
     targets = {
         "outbox rows": (
@@ -111,6 +111,11 @@ async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, 
             User.id,
             (User.confirmed_at.is_(None),
              User.created_at < func.now() - timedelta(seconds=settings.CONFIRM_TOKEN_MAX_AGE)),
+        ),
+        "ended sign-ins": (
+            SignInSession,
+            SignInSession.id,
+            (or_(SignInSession.expires_at < func.now(), SignInSession.revoked_at.is_not(None)),),
         ),
         "username holds": (
             UsernameHold,

@@ -15,7 +15,7 @@ from shared.jobs import PasswordChanged, ResetEmail
 from shared.models import User
 from shared.outbox import email_user
 from shared.ratelimit import Limit
-from shared.services import signin, users
+from shared.services import sessions, signin, users
 from shared.services.context import ServiceContext
 from shared.tokens import Purpose, int_field, password_fingerprint
 from shared.validation import InvalidInput, check_new_password, email_key
@@ -152,10 +152,15 @@ class ChangeResult:
 
 
 async def change_password(
-    ctx: ServiceContext, user_id: int, current_password: str, new_password: str
+    ctx: ServiceContext,
+    user_id: int,
+    current_password: str,
+    new_password: str,
+    *,
+    keep_session: str | None = None,
 ) -> ChangeResult:
-    """Change a signed-in account's password, given its current one. Every session ends
-    (the caller starts a new one for the person who asked, with the returned account).
+    """Change a signed-in account's password, given its current one. Every other sign-in
+    ends; ``keep_session``, the one asking, carries on.
     Raises :class:`InvalidInput` for a new password the rules refuse.
 
     Each check of the current password is counted first, like a sign-in, and made under the
@@ -172,15 +177,20 @@ async def change_password(
         if not matches:
             return ChangeResult(ChangeOutcome.WRONG_PASSWORD)
         await _check_new_password(new_password, user)
-        await _set_password(session, user, await passwords.hash_password(new_password))
+        new_hash = await passwords.hash_password(new_password)
+        await _set_password(session, user, new_hash, keep=keep_session)
     await ctx.limits.clear(password_check_limit(ctx), str(user_id))
     return ChangeResult(ChangeOutcome.CHANGED, user)
 
 
-async def _set_password(session: AsyncSession, user: User, password_hash: str) -> None:
-    """Store a new password, end every session, kill outstanding reset links, and tell the
-    owner (with a "this wasn't me" link)."""
+async def _set_password(
+    session: AsyncSession, user: User, password_hash: str, *, keep: str | None = None
+) -> None:
+    """Store a new password, end every sign-in (but ``keep``, the one that changed it),
+    kill outstanding reset links, and tell the owner (with a "this wasn't me" link, which
+    works while the account's session version is unchanged)."""
     user.password_hash = password_hash
+    await sessions.end_all(session, user.id, keep=keep)
     user.session_version += 1
     user.reset_generation += 1
     await session.flush()
@@ -205,6 +215,7 @@ async def disown_change(ctx: ServiceContext, token: str) -> bool:
         # Whoever changed the password knows it: it stops working until the owner sets a
         # new one through the reset link (an argon2 hash never starts with "!").
         user.password_hash = UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(24)
+        await sessions.end_all(session, user.id)
         user.session_version += 1
         await _issue_reset(session, user)
     return True

@@ -108,23 +108,3 @@ async def lift_locks(ctx: ServiceContext, user: User, *, client: str | None) -> 
     await ctx.limits.clear(account_limit(ctx), user.email_key)
     if client is not None:
         await ctx.limits.clear(client_limit(ctx), f"{user.email_key} {client}")
-
-
-async def session_user(ctx: ServiceContext, user_id: int, session_version: int) -> User | None:
-    """The account a session cookie names, if that session has not been ended (sign-out, a
-    password change, a reset or "this wasn't me" bump the account's session version)."""
-    async with ctx.reading() as session:
-        user = await users.by_id(session, user_id)
-    if user is None or user.session_version != session_version or user.confirmed_at is None:
-        return None
-    return user
-
-
-async def logout(ctx: ServiceContext, user_id: int, session_version: int) -> None:
-    """End the session on the server: a copy of the cookie kept elsewhere stops working.
-    Sessions carry the account's session version, so this ends the account's other
-    sessions too (per-session records will narrow it to this one)."""
-    async with ctx.unit_of_work() as session:
-        user = await users.by_id(session, user_id, lock=True)
-        if user is not None and user.session_version == session_version:
-            user.session_version += 1

@@ -172,6 +172,12 @@ async def test_the_whole_journey(page: Page, stack: Stack, smtp: MailSink, scree
     await expect(page.get_by_text("Confirmed", exact=True)).to_be_visible()
     await check(page, "account")
 
+    # Where this account is signed in: this browser, in words.
+    await page.get_by_role("link", name="Where you are signed in").click()
+    await expect(page.get_by_text("this device")).to_be_visible()
+    await expect(page.get_by_text("Chrome on Linux")).to_be_visible()
+    await check(page, "sessions")
+
     # Log out.
     await page.get_by_role("button", name="Logout").click()
     assert await flash(page, "info") == "You have been logged out."

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import func, select, update
 
 from shared.jobs import EmailKind
-from shared.models import Email, TextPost, User
-from shared.services import accounts, passwords, signin, texts
+from shared.models import Email, SignInSession, TextPost, User
+from shared.services import accounts, passwords, sessions, signin, texts
 from shared.services.accounts import ConfirmOutcome, Resend, UsernameTaken
 from shared.services.context import ServiceContext
 from shared.services.passwords import ChangeOutcome, reset_token_payload
@@ -21,6 +21,11 @@ from shared.tokens import Purpose
 from shared.validation import PERSONAL_PASSWORD, WEAK_PASSWORD, InvalidInput
 
 PASSWORD = "correct horse battery"
+FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+CHROME_LINUX = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
 
 
 async def emails(ctx: ServiceContext) -> list[tuple[str, str]]:
@@ -190,17 +195,61 @@ async def test_a_reset_link_works_once_and_lifts_the_lock(services_ctx: ServiceC
     assert signed_in.user is not None
 
 
-async def test_changing_the_password_needs_the_current_one_and_ends_sessions(
+async def test_changing_the_password_needs_the_current_one_and_ends_other_sessions(
     services_ctx: ServiceContext,
 ) -> None:
     alice = await register_alice(services_ctx, confirmed=True)
+    here, elsewhere = [
+        await sessions.start(services_ctx, alice, lifetime=3600, client="a", user_agent=agent)
+        for agent in (FIREFOX, "curl/8.0")
+    ]
     wrong = await passwords.change_password(services_ctx, alice.id, "nope", "a new secret 1")
     assert wrong.outcome is ChangeOutcome.WRONG_PASSWORD
-    result = await passwords.change_password(services_ctx, alice.id, PASSWORD, "a new secret 1")
+    result = await passwords.change_password(
+        services_ctx, alice.id, PASSWORD, "a new secret 1", keep_session=here
+    )
     assert result.outcome is ChangeOutcome.CHANGED and result.user is not None
-    assert result.user.session_version == alice.session_version + 1
-    assert await signin.session_user(services_ctx, alice.id, alice.session_version) is None
-    assert await signin.session_user(services_ctx, alice.id, result.user.session_version)
+    assert await sessions.resolve(services_ctx, here) is not None  # the one that asked
+    assert await sessions.resolve(services_ctx, elsewhere) is None
+
+
+async def test_sign_ins_are_listed_and_ended_one_or_all_but_this(
+    services_ctx: ServiceContext,
+) -> None:
+    alice = await register_alice(services_ctx, confirmed=True)
+    ids = [
+        await sessions.start(
+            services_ctx, alice, lifetime=3600, client=f"10.0.0.{n}", user_agent=agent
+        )
+        for n, agent in enumerate((FIREFOX, CHROME_LINUX, "curl/8.0"))
+    ]
+    listed = await sessions.active(services_ctx, alice.id)
+    assert {record.device for record in listed} == {
+        "Firefox on Windows",
+        "Chrome on Linux",
+        "curl",
+    }
+    current = await sessions.resolve(services_ctx, ids[0])
+    assert current is not None and current.user.id == alice.id
+    public = {record.id: record.public_id for record in listed}
+    assert await sessions.revoke(services_ctx, alice.id, public[ids[1]])
+    assert not await sessions.revoke(services_ctx, alice.id + 1, public[ids[2]])  # not theirs
+    assert not await sessions.revoke(services_ctx, alice.id, ids[2])  # the secret id: no
+    assert await sessions.resolve(services_ctx, ids[1]) is None
+    assert await sessions.revoke_others(services_ctx, alice.id, keep=ids[0]) == 1
+    assert [record.id for record in await sessions.active(services_ctx, alice.id)] == [ids[0]]
+    await sessions.end(services_ctx, ids[0])
+    assert await sessions.active(services_ctx, alice.id) == []
+
+
+async def test_an_expired_sign_in_is_refused(services_ctx: ServiceContext) -> None:
+    alice = await register_alice(services_ctx, confirmed=True)
+    session_id = await sessions.start(services_ctx, alice, lifetime=60, client="a", user_agent="")
+    async with services_ctx.unit_of_work() as session:
+        await session.execute(
+            update(SignInSession).values(expires_at=func.now() - timedelta(seconds=1))
+        )
+    assert await sessions.resolve(services_ctx, session_id) is None
 
 
 async def test_current_password_checks_are_limited(services_ctx: ServiceContext) -> None:

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from quart import Quart
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from devstack.mailsink import MailSink
 from shared.db import SessionMaker
-from shared.models import Email, EmailStatus, User
+from shared.models import Email, EmailStatus, SignInSession, User
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
 from tests.web.browser import Browser
@@ -287,30 +288,39 @@ async def test_remember_me_sets_a_lasting_cookie_otherwise_a_browser_session(
     assert f"Max-Age={settings.REMEMBER_LIFETIME}" in cookie
 
 
-async def test_session_past_its_lifetime_is_refused(browser: Browser, app: Quart) -> None:
-    from quart_auth import generate_auth_token
-
+async def test_session_past_its_lifetime_is_refused(
+    browser: Browser, sessionmaker: SessionMaker
+) -> None:
     await browser.register()
     await browser.login()
     assert (await browser.get("/account")).status == 200
-    user_id = 1
-    expired = generate_auth_token(browser.client, f"{user_id}:1:{int(time.time()) - 1}")
-    browser.client.set_cookie("localhost", "QUART_AUTH", expired)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(SignInSession).values(expires_at=func.now() - timedelta(seconds=1))
+        )
     assert (await browser.get("/account")).status == 302
 
 
-async def test_bumping_the_session_version_ends_sessions(
+async def test_a_revoked_sign_in_ends_on_its_next_request(
     browser: Browser, sessionmaker: SessionMaker
 ) -> None:
     await browser.register()
     await browser.login(remember=True)
     assert (await browser.get("/account")).status == 200
     async with sessionmaker() as session, session.begin():
-        user = await session.scalar(select(User))
-        assert user is not None
-        user.session_version += 1
+        await session.execute(update(SignInSession).values(revoked_at=func.now()))
     page = await browser.get("/account")
     assert (page.status, page.location) == (302, "/login?next=/account")
+
+
+async def test_a_cookie_naming_no_sign_in_is_nobody(browser: Browser) -> None:
+    from quart_auth import generate_auth_token
+
+    for forged in ("1:1:99999999999", "x" * 43, "", "../../etc"):
+        browser.client.set_cookie(
+            "localhost", "QUART_AUTH", generate_auth_token(browser.client, forged)
+        )
+        assert (await browser.get("/account")).status == 302
 
 
 async def test_password_hash_is_upgraded_on_login_when_parameters_change(

@@ -1,5 +1,5 @@
 """The worker's `purge` cron: outbox rows past retention, accounts never confirmed within
-their window, and ended username holds go; everything else stays."""
+their window, ended sign-ins and ended username holds go; everything else stays."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import func, insert, select, update
 
 from shared.db import SessionMaker
 from shared.jobs import EmailKind, TestEmail
-from shared.models import Email, EmailStatus, User, UsernameHold
+from shared.models import Email, EmailStatus, SignInSession, User, UsernameHold
 from shared.outbox import add_email
 from shared.settings import Settings
 from worker.bootstrap import worker_options
@@ -51,6 +51,17 @@ async def test_purge_forgets_only_what_is_past_its_time(
                 .where(Email.id == email.id)
                 .values(status=status, created_at=func.now() - age * days)
             )
+        u0 = await session.scalar(select(User.id).where(User.username == "u0"))
+        for name, expires, revoked in [
+            ("live", days, None),
+            ("expired", -days, None),
+            ("revoked", days, func.now()),
+        ]:
+            session.add(
+                SignInSession(id=name * 4, public_id=name, user_id=u0, client_address="a",
+                              user_agent="", device="d", expires_at=func.now() + expires,
+                              revoked_at=revoked)
+            )  # fmt: skip
         await session.execute(
             insert(UsernameHold).values(
                 [
@@ -87,7 +98,9 @@ async def test_purge_forgets_only_what_is_past_its_time(
             ).all()
         )
         holds = set(await session.scalars(select(UsernameHold.username_key)))
+        sign_ins = set(await session.scalars(select(SignInSession.public_id)))
     assert usernames == {"u0", "u2"}
     assert emails == [("failed", 31), ("pending", 91), ("sent", 29)]
     assert holds == {"held"}
+    assert sign_ins == {"live"}
     assert "'unconfirmed accounts': 1" in report

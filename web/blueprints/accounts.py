@@ -75,7 +75,7 @@ async def login() -> ResponseReturnValue:
             device_cookie=device_cookie(),
         )
         if outcome.user is not None:
-            start_session(
+            await start_session(
                 outcome.user, remember=bool(form.remember.data), device_cookie=outcome.device_cookie
             )
             return redirect(next_url)

@@ -25,7 +25,7 @@ from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import Rule
 
 from shared.models import User
-from shared.services import accounts, passwords, signin
+from shared.services import accounts, passwords, sessions, signin
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.services.passwords import ChangeOutcome
 from shared.validation import (
@@ -38,7 +38,7 @@ from shared.validation import (
     InvalidInput,
 )
 from web import ratelimit
-from web.auth import current_account, device_cookie, end_session, renew_session, start_session
+from web.auth import current_account, current_sign_in, device_cookie, end_session, start_session
 from web.extensions import services
 from web.problems import Problem, problem
 from web.ratelimit import limit_posts
@@ -217,7 +217,7 @@ async def login(data: LoginIn) -> ApiResult:
             "Login unsuccessful",
             "Please check email and password. Registered recently? Confirm your address first.",
         )
-    start_session(outcome.user, remember=data.remember, device_cookie=outcome.device_cookie)
+    await start_session(outcome.user, remember=data.remember, device_cookie=outcome.device_cookie)
     return _user(outcome.user), 200
 
 
@@ -305,11 +305,15 @@ async def password_reset_confirm(data: ResetIn) -> ApiResult:
 @document_response(Problem, 429)
 async def password_change(data: ChangePasswordIn) -> ApiResult:
     """Change the password; every other session ends, this one stays."""
-    user = await current_account()
-    if user is None:
+    current = await current_sign_in()
+    if current is None:
         return not_logged_in()
     result = await passwords.change_password(
-        services(), user.id, data.current_password, data.password
+        services(),
+        current.user.id,
+        data.current_password,
+        data.password,
+        keep_session=current.session.id,
     )
     if result.outcome is ChangeOutcome.LOCKED:
         return problem(
@@ -325,8 +329,80 @@ async def password_change(data: ChangePasswordIn) -> ApiResult:
             "Your current password is not correct.",
             errors={"current_password": ["Your current password is not correct."]},
         )
-    renew_session(result.user)
     return Message(detail="Your password has been updated!"), 200
+
+
+class SessionOut(BaseModel):
+    id: str  # the public id: the secret one stays in the signed cookie
+    device: str
+    client_address: str
+    created_at: datetime
+    last_seen_at: datetime
+    current: bool
+
+
+class SessionsOut(BaseModel):
+    sessions: list[SessionOut]
+
+
+class Ended(BaseModel):
+    detail: str
+    ended: int
+
+
+@blueprint.get("/sessions")
+@validate_response(SessionsOut, 200)
+@document_response(Problem, 401)
+async def list_sessions() -> ApiResult:
+    """Where this account is signed in, most recently used first."""
+    current = await current_sign_in()
+    if current is None:
+        return not_logged_in()
+    records = await sessions.active(services(), current.user.id)
+    return SessionsOut(
+        sessions=[
+            SessionOut(
+                id=record.public_id,
+                device=record.device,
+                client_address=record.client_address,
+                created_at=record.created_at,
+                last_seen_at=record.last_seen_at,
+                current=record.id == current.session.id,
+            )
+            for record in records
+        ]
+    ), 200
+
+
+@blueprint.post("/sessions/<public_id>/revoke")
+@validate_request(Empty)
+@validate_response(Message, 200)
+@document_response(Problem, 401)
+@document_response(Problem, 404)
+async def revoke_session(public_id: str, data: Empty) -> ApiResult:
+    """End one sign-in of this account (this one too: that is signing out)."""
+    current = await current_sign_in()
+    if current is None:
+        return not_logged_in()
+    if public_id == current.session.public_id:
+        await end_session()
+        return Message(detail="Signed out."), 200
+    if not await sessions.revoke(services(), current.user.id, public_id):
+        return problem(404, "No such session", "This account has no live session with that id.")
+    return Message(detail="That session has been ended."), 200
+
+
+@blueprint.post("/sessions/revoke-others")
+@validate_request(Empty)
+@validate_response(Ended, 200)
+@document_response(Problem, 401)
+async def revoke_other_sessions(data: Empty) -> ApiResult:
+    """Sign out everywhere else: every sign-in of this account but this one ends."""
+    current = await current_sign_in()
+    if current is None:
+        return not_logged_in()
+    ended = await sessions.revoke_others(services(), current.user.id, keep=current.session.id)
+    return Ended(detail="Signed out everywhere else.", ended=ended), 200
 
 
 def _user(user: User) -> UserOut:

@@ -10,7 +10,7 @@ from shared.services import passwords
 from shared.services.passwords import ChangeOutcome
 from shared.validation import INVALID_TOKEN, InvalidInput
 from web import ratelimit
-from web.auth import current_account, end_session, renew_session
+from web.auth import current_account, current_sign_in, end_session
 from web.extensions import services
 from web.forms import ActionForm, ChangePasswordForm, RequestResetForm, ResetPasswordForm
 from web.ratelimit import limit_posts, too_many
@@ -72,13 +72,17 @@ async def reset_with_token(token: str) -> ResponseReturnValue:
 @blueprint.route("/account/password", methods=["GET", "POST"])
 @login_required
 async def change_password() -> ResponseReturnValue:
-    user = await current_account()
-    assert user is not None
+    current = await current_sign_in()
+    assert current is not None
     form = await ChangePasswordForm.from_request()
     if form.validate_on_submit():
         try:
             result = await passwords.change_password(
-                services(), user.id, form.current_password.data, form.password.data
+                services(),
+                current.user.id,
+                form.current_password.data,
+                form.password.data,
+                keep_session=current.session.id,
             )
         except InvalidInput as error:
             form.show(error)
@@ -90,8 +94,6 @@ async def change_password() -> ResponseReturnValue:
                     result.retry_after,
                 )
             if result.outcome is ChangeOutcome.CHANGED:
-                assert result.user is not None
-                renew_session(result.user)
                 await flash("Your password has been updated!", "success")
                 return redirect(url_for("accounts.account"))
             form.current_password.errors = ["Your current password is not correct."]

@@ -1,0 +1,154 @@
+"""Where an account is signed in: one record per sign-in, listed for its owner, ended one at
+a time, all but this one, or all at once (a password change, a reset, "this wasn't me")."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from ua_parser import parse
+
+from shared.models import SignInSession, User
+from shared.services.context import ServiceContext
+
+TOUCH_EVERY = timedelta(minutes=5)  # last_seen_at moves at most this often
+USER_AGENT_MAX = 512
+
+
+def describe_device(user_agent: str) -> str:
+    """The user agent in words, as people name their devices: "Firefox on Windows"."""
+    result = parse(user_agent[:USER_AGENT_MAX])
+    browser = result.user_agent.family if result.user_agent else None
+    system = result.os.family if result.os else None
+    browser = None if browser in (None, "Other") else browser
+    system = None if system in (None, "Other") else system
+    if browser and system:
+        return f"{browser} on {system}"[:120]
+    return (browser or system or "An unknown browser")[:120]
+
+
+async def start(
+    ctx: ServiceContext,
+    user: User,
+    *,
+    lifetime: int,
+    client: str,
+    user_agent: str,
+) -> str:
+    """Record a sign-in; returns its id, for the session cookie."""
+    device = await asyncio.to_thread(describe_device, user_agent)  # the parser loads lazily
+    record = SignInSession(
+        id=secrets.token_urlsafe(32),
+        public_id=secrets.token_urlsafe(12),
+        user_id=user.id,
+        expires_at=datetime.now(UTC) + timedelta(seconds=lifetime),
+        client_address=client[:64],
+        user_agent=user_agent[:USER_AGENT_MAX],
+        device=device,
+    )
+    async with ctx.unit_of_work() as session:
+        session.add(record)
+    return record.id
+
+
+@dataclass(frozen=True, slots=True)
+class Current:
+    user: User
+    session: SignInSession
+
+
+async def resolve(ctx: ServiceContext, session_id: str) -> Current | None:
+    """The account and sign-in a session cookie names, if the sign-in is still live (not
+    revoked, not expired) and the account's address is confirmed. One query; the last-seen
+    time is touched at most every TOUCH_EVERY."""
+    async with ctx.reading() as session:
+        row = (
+            await session.execute(
+                select(SignInSession, User)
+                .join(User, User.id == SignInSession.user_id)
+                .where(
+                    SignInSession.id == session_id,
+                    SignInSession.revoked_at.is_(None),
+                    SignInSession.expires_at > func.now(),
+                    User.confirmed_at.is_not(None),
+                )
+            )
+        ).first()
+        if row is None:
+            return None
+        record, user = row
+        if record.last_seen_at < datetime.now(UTC) - TOUCH_EVERY:
+            await session.execute(
+                update(SignInSession)
+                .where(SignInSession.id == record.id)
+                .values(last_seen_at=func.now())
+            )
+            await session.commit()
+    return Current(user=user, session=record)
+
+
+async def end(ctx: ServiceContext, session_id: str) -> None:
+    """Sign-out: this sign-in ends on the server (a copy of its cookie stops working)."""
+    async with ctx.unit_of_work() as session:
+        await session.execute(
+            update(SignInSession)
+            .where(SignInSession.id == session_id, SignInSession.revoked_at.is_(None))
+            .values(revoked_at=func.now())
+        )
+
+
+async def active(ctx: ServiceContext, user_id: int) -> list[SignInSession]:
+    """The account's live sign-ins, most recently seen first."""
+    async with ctx.reading() as session:
+        return list(
+            await session.scalars(
+                select(SignInSession)
+                .where(
+                    SignInSession.user_id == user_id,
+                    SignInSession.revoked_at.is_(None),
+                    SignInSession.expires_at > func.now(),
+                )
+                .order_by(SignInSession.last_seen_at.desc(), SignInSession.created_at.desc())
+            )
+        )
+
+
+async def revoke(ctx: ServiceContext, user_id: int, public_id: str) -> bool:
+    """End one of the account's own sign-ins, named by its public id; False if that names
+    none of the account's live ones."""
+    async with ctx.unit_of_work() as session:
+        ended = await session.scalar(
+            update(SignInSession)
+            .where(
+                SignInSession.public_id == public_id,
+                SignInSession.user_id == user_id,
+                SignInSession.revoked_at.is_(None),
+            )
+            .values(revoked_at=func.now())
+            .returning(SignInSession.id)
+        )
+    return ended is not None
+
+
+async def revoke_others(ctx: ServiceContext, user_id: int, keep: str) -> int:
+    """ "Sign out everywhere else": how many sign-ins were ended."""
+    async with ctx.unit_of_work() as session:
+        return await end_all(session, user_id, keep=keep)
+
+
+async def end_all(session: AsyncSession, user_id: int, *, keep: str | None = None) -> int:
+    """End every live sign-in of the account (but ``keep``), in the caller's transaction:
+    what a password change, a reset and "this wasn't me" do."""
+    statement = (
+        update(SignInSession)
+        .where(SignInSession.user_id == user_id, SignInSession.revoked_at.is_(None))
+        .values(revoked_at=func.now())
+        .returning(SignInSession.id)
+    )
+    if keep is not None:
+        statement = statement.where(SignInSession.id != keep)
+    return len((await session.scalars(statement)).all())

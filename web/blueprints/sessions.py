@@ -1,0 +1,59 @@
+"""Where you are signed in: the list, ending one sign-in, and "sign out everywhere else"."""
+
+from __future__ import annotations
+
+from quart import Blueprint, flash, redirect, render_template, url_for
+from quart.typing import ResponseReturnValue
+from quart_auth import login_required
+
+from shared.services import sessions
+from web.auth import current_sign_in, end_session
+from web.extensions import services
+from web.forms import ActionForm
+
+blueprint = Blueprint("sessions", __name__)
+
+
+@blueprint.get("/account/sessions")
+@login_required
+async def list_sessions() -> ResponseReturnValue:
+    current = await current_sign_in()
+    assert current is not None
+    return await render_template(
+        "accounts/sessions.html",
+        title="Where you are signed in",
+        records=await sessions.active(services(), current.user.id),
+        this=current.session.id,
+        form=await ActionForm.from_request(),
+    )
+
+
+@blueprint.post("/account/sessions/<public_id>/revoke")
+@login_required
+async def revoke(public_id: str) -> ResponseReturnValue:
+    form = await ActionForm.from_request()
+    form.validate_on_submit()  # raises on a bad CSRF token
+    current = await current_sign_in()
+    assert current is not None
+    if public_id == current.session.public_id:
+        await end_session()
+        await flash("You have been signed out on this device.", "info")
+        return redirect(url_for("accounts.login"))
+    if await sessions.revoke(services(), current.user.id, public_id):
+        await flash("That session has been ended: it is signed out on its next request.", "info")
+    else:
+        await flash("That session had already ended.", "warning")
+    return redirect(url_for("sessions.list_sessions"))
+
+
+@blueprint.post("/account/sessions/revoke-others")
+@login_required
+async def revoke_others() -> ResponseReturnValue:
+    form = await ActionForm.from_request()
+    form.validate_on_submit()
+    current = await current_sign_in()
+    assert current is not None
+    ended = await sessions.revoke_others(services(), current.user.id, keep=current.session.id)
+    plural = "" if ended == 1 else "s"
+    await flash(f"Signed out everywhere else ({ended} session{plural} ended).", "info")
+    return redirect(url_for("sessions.list_sessions"))
