@@ -43,6 +43,8 @@ class EmailKind(enum.StrEnum):
     ALREADY_REGISTERED = "already_registered"
     RESET = "reset"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 (an email kind)
+    NEW_DEVICE = "new_device"
+    ACCOUNT_DELETED = "account_deleted"
     ADMIN_ALERT = "admin_alert"
 
 
@@ -93,6 +95,25 @@ class PasswordChanged(EmailContext):
     session_version: int
 
 
+class NewDevice(EmailContext):
+    """A sign-in from a browser the account has not used recently: when, which browser,
+    from which address, and a "this wasn't me" link (valid while the account's session
+    version is still ``session_version``)."""
+
+    user_id: int
+    session_version: int
+    signed_in_at: str  # ISO 8601, UTC
+    device: str
+    client_address: str
+
+
+class AccountDeleted(EmailContext):
+    """The last message to an address whose account was deleted (the account is gone, so
+    everything the message needs is here)."""
+
+    username: str
+
+
 class AdminAlert(EmailContext):
     """An error the ADMINS should know about (never request data or secrets)."""
 
@@ -101,7 +122,7 @@ class AdminAlert(EmailContext):
 
 
 PRIORITY_KINDS: Final = frozenset(
-    {EmailKind.RESET, EmailKind.PASSWORD_CHANGED, EmailKind.ADMIN_ALERT}
+    {EmailKind.RESET, EmailKind.PASSWORD_CHANGED, EmailKind.NEW_DEVICE, EmailKind.ADMIN_ALERT}
 )
 """Delivered ahead of everything else waiting: a flood of registrations (confirmations,
 notices) must not hold a reset link back until it expires."""
@@ -118,6 +139,8 @@ EMAIL_CONTEXTS: Final[dict[EmailKind, type[EmailContext]]] = {
     EmailKind.ALREADY_REGISTERED: AlreadyRegistered,
     EmailKind.RESET: ResetEmail,
     EmailKind.PASSWORD_CHANGED: PasswordChanged,
+    EmailKind.NEW_DEVICE: NewDevice,
+    EmailKind.ACCOUNT_DELETED: AccountDeleted,
     EmailKind.ADMIN_ALERT: AdminAlert,
 }
 

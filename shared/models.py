@@ -47,6 +47,7 @@ class User(Base):
     confirm_generation: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     reset_generation: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     texts: Mapped[list[TextPost]] = relationship(back_populates="author")

@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     auth_manager.user_class = AccountUser
     auth_manager.init_app(app)
 
+    from web.blueprints.account_data import blueprint as account_data_blueprint
     from web.blueprints.accounts import blueprint as accounts_blueprint
     from web.blueprints.api import PREFIX, ApiOnlyProvider
     from web.blueprints.api import blueprint as api_blueprint
@@ -62,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(texts_blueprint)
     app.register_blueprint(reset_blueprint)
     app.register_blueprint(sessions_blueprint)
+    app.register_blueprint(account_data_blueprint)
     app.register_blueprint(api_blueprint)
     # The OpenAPI description of /api/v1. The docs UIs quart-schema offers load their assets
     # from CDNs, which this service never does, so they are off; the spec is served.

@@ -153,6 +153,12 @@ class ChangePasswordForm(CSRFForm):
     submit = SubmitField("Change Password")
 
 
+class DeleteAccountForm(CSRFForm):
+    password = password_field("Password", PASSWORD)
+    confirm_username = text_field("Type your username to confirm", USERNAME)
+    submit = SubmitField("Delete my account")
+
+
 class ActionForm(CSRFForm):
     """A form that is only a button: logout, resend confirmation, confirm my address."""
 

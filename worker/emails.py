@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.jobs import (
+    AccountDeleted,
     AdminAlert,
     AlreadyRegistered,
     ConfirmEmail,
     EmailContext,
+    NewDevice,
     PasswordChanged,
     ResetEmail,
     TestEmail,
@@ -132,4 +134,18 @@ async def prepare(
                 "username": user.username,
                 "not_me_link": f"{base}/account/not-me/{token}",
             }
+        case NewDevice(user_id=user_id, session_version=version):
+            user = await user_by_id(user_id)
+            if user is None:
+                return Skip("the account no longer exists")
+            token = tokens.dumps(Purpose.NOT_ME, {"uid": user.id, "sv": version})
+            return {
+                "username": user.username,
+                "when": context.signed_in_at.replace("T", " ")[:16] + " UTC",
+                "device": context.device,
+                "client_address": context.client_address,
+                "not_me_link": f"{base}/account/not-me/{token}",
+            }
+        case AccountDeleted(username=username):
+            return {"username": username}
     raise LookupError(f"no preparation for {type(context).__name__}")

@@ -14,18 +14,27 @@ A password reset lifts the account-wide ceiling and the lock of the client that 
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
+from shared.jobs import NewDevice
 from shared.models import User
+from shared.outbox import email_user
 from shared.ratelimit import Limit
 from shared.services import accounts, users
 from shared.services.context import ServiceContext
+from shared.services.sessions import describe_device
 from shared.tokens import Purpose
 from shared.validation import email_key
 
 DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600
+RECENT_DEVICE = 90 * 24 * 3600  # a browser unseen for longer is "new" again
+NEW_DEVICE_NOTICE_EVERY = 15 * 60  # seconds: at most one new-device email per account
 
 
 def client_limit(ctx: ServiceContext) -> Limit:
@@ -68,6 +77,7 @@ async def login(
     *,
     client: str,
     device_cookie: str | None = None,
+    user_agent: str = "",
 ) -> LoginOutcome:
     """Check the credentials; the caller starts the session when ``user`` is set.
 
@@ -75,6 +85,10 @@ async def login(
     the limits reveal nothing). Unknown addresses, wrong passwords and accounts whose
     address is not confirmed yet all get the same answer, in about the same time; for the
     last, when the password was right, a fresh confirmation link is emailed afterwards.
+
+    A sign-in from a browser that has not signed in to this account within
+    RECENT_DEVICE (no device cookie for it, or an old one) emails the owner, except the
+    account's very first sign-in; at most one such email per NEW_DEVICE_NOTICE_EVERY.
     """
     key = email_key(email)
     scopes = _scopes(ctx, key, client=client, device_cookie=device_cookie)
@@ -92,6 +106,11 @@ async def login(
             return LoginOutcome()
         if needs_rehash:
             user.password_hash = await passwords.hash_password(password)
+        if user.confirmed_at is not None:
+            first = user.last_sign_in_at is None
+            user.last_sign_in_at = datetime.now(UTC)
+            if not first and not _recent_device(ctx, key, device_cookie):
+                await _notify_new_device(session, ctx, user, client=client, user_agent=user_agent)
     if user.confirmed_at is None:
         # Signing in needs a confirmed address: registering an address and signing in with it
         # must not tell a stranger whether the address already had an account.
@@ -100,6 +119,33 @@ async def login(
     await ctx.limits.clear(scopes[0][0], scopes[0][1])
     device = ctx.tokens.dumps(Purpose.DEVICE, {"key": key, "id": secrets.token_urlsafe(12)})
     return LoginOutcome(user=user, device_cookie=device)
+
+
+def _recent_device(ctx: ServiceContext, key: str, device_cookie: str | None) -> bool:
+    """Whether this browser signed in to this account within RECENT_DEVICE (each sign-in
+    renews its device cookie)."""
+    payload = ctx.tokens.loads(Purpose.DEVICE, device_cookie or "", max_age=RECENT_DEVICE)
+    return payload is not None and payload.get("key") == key
+
+
+async def _notify_new_device(
+    session: AsyncSession, ctx: ServiceContext, user: User, *, client: str, user_agent: str
+) -> None:
+    verdict = await ctx.limits.hit(new_device_limit(), str(user.id))
+    if not verdict.allowed:
+        return  # a flood of sign-ins is one email
+    context = NewDevice(
+        user_id=user.id,
+        session_version=user.session_version,
+        signed_in_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        device=await asyncio.to_thread(describe_device, user_agent),
+        client_address=client[:64],
+    )
+    await email_user(session, user, context)
+
+
+def new_device_limit() -> Limit:
+    return Limit("new-device-notice", 1, NEW_DEVICE_NOTICE_EVERY)
 
 
 async def lift_locks(ctx: ServiceContext, user: User, *, client: str | None) -> None:

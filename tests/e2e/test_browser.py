@@ -177,6 +177,10 @@ async def test_the_whole_journey(page: Page, stack: Stack, smtp: MailSink, scree
     await expect(page.get_by_text("this device")).to_be_visible()
     await expect(page.get_by_text("Chrome on Linux")).to_be_visible()
     await check(page, "sessions")
+    await page.get_by_role("link", name="Back to your account").click()
+    await page.get_by_role("link", name="Delete your account").click()
+    await expect(page.get_by_text("every Text you wrote")).to_be_visible()
+    await check(page, "delete-account")
 
     # Log out.
     await page.get_by_role("button", name="Logout").click()

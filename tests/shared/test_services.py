@@ -320,3 +320,38 @@ async def test_a_lock_does_not_end_at_a_clock_boundary(
     monkeypatch.setattr("time.time", lambda: boundary + 1)
     locked = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="evil")
     assert locked.locked_for >= window - 5
+
+
+async def test_a_sign_in_from_a_new_browser_tells_the_owner_once(
+    services_ctx: ServiceContext,
+) -> None:
+    await register_alice(services_ctx, confirmed=True)
+
+    async def sign_in(device_cookie: str | None = None) -> signin.LoginOutcome:
+        return await signin.login(
+            services_ctx,
+            "alice@example.com",
+            PASSWORD,
+            client="192.0.2.7",
+            device_cookie=device_cookie,
+            user_agent=FIREFOX,
+        )
+
+    async def notices() -> int:
+        return sum(kind == EmailKind.NEW_DEVICE for kind, _ in await emails(services_ctx))
+
+    first = await sign_in()
+    assert await notices() == 0  # the first sign-in after registering is expected
+    second = await sign_in()  # another browser (no device cookie)
+    assert await notices() == 1
+    await sign_in(second.device_cookie)  # that browser again
+    await sign_in(first.device_cookie)
+    assert await notices() == 1
+    await sign_in()  # yet another browser, within the quiet period: no second email
+    assert await notices() == 1
+    async with services_ctx.reading() as session:
+        context = await session.scalar(
+            select(Email.context).where(Email.kind == EmailKind.NEW_DEVICE)
+        )
+    assert context is not None
+    assert (context["device"], context["client_address"]) == ("Firefox on Windows", "192.0.2.7")

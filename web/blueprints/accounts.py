@@ -73,6 +73,7 @@ async def login() -> ResponseReturnValue:
             form.password.data,
             client=ratelimit.client_address(),
             device_cookie=device_cookie(),
+            user_agent=request.headers.get("User-Agent", ""),
         )
         if outcome.user is not None:
             await start_session(

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, request
 from quart.typing import ResponseReturnValue
 from quart_schema import (
@@ -25,7 +25,8 @@ from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import Rule
 
 from shared.models import User
-from shared.services import accounts, passwords, sessions, signin
+from shared.services import account_data, accounts, passwords, sessions, signin
+from shared.services.account_data import DeleteOutcome
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.services.passwords import ChangeOutcome
 from shared.validation import (
@@ -203,6 +204,7 @@ async def login(data: LoginIn) -> ApiResult:
         data.password,
         client=ratelimit.client_address(),
         device_cookie=device_cookie(),
+        user_agent=request.headers.get("User-Agent", ""),
     )
     if outcome.locked_for:
         return problem(
@@ -403,6 +405,102 @@ async def revoke_other_sessions(data: Empty) -> ApiResult:
         return not_logged_in()
     ended = await sessions.revoke_others(services(), current.user.id, keep=current.session.id)
     return Ended(detail="Signed out everywhere else.", ended=ended), 200
+
+
+class DeleteIn(Model):
+    password: Password
+    username: Annotated[str, Field(min_length=1, max_length=USERNAME.max_length)]
+
+
+class ProfileExport(BaseModel):
+    username: str
+    email: str
+    confirmed_at: str | None
+    created_at: str | None
+    last_sign_in_at: str | None
+
+
+class TextExport(BaseModel):
+    title: str
+    content: str
+    created_at: str | None
+
+
+class SessionExport(BaseModel):
+    device: str
+    client_address: str
+    user_agent: str
+    created_at: str | None
+    last_seen_at: str | None
+    expires_at: str | None
+    ended_at: str | None
+
+
+class EmailExport(BaseModel):
+    kind: str
+    to: str
+    status: str
+    queued_at: str | None
+    sent_at: str | None
+
+
+class AccountExport(BaseModel):
+    format: int
+    profile: ProfileExport
+    texts: list[TextExport]
+    sessions: list[SessionExport]
+    emails: list[EmailExport]
+
+
+@blueprint.get("/account/export")
+@validate_response(AccountExport, 200)
+@document_response(Problem, 401)
+async def export_account() -> ApiResult:
+    """Everything stored about this account (profile, Texts, sign-ins, emails), as JSON."""
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    data = await account_data.export_account(services(), user.id)
+    return AccountExport.model_validate(data), 200
+
+
+@blueprint.post("/account/delete")
+@validate_request(DeleteIn)
+@validate_response(Message, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 401)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def delete_account(data: DeleteIn) -> ApiResult:
+    """Delete this account and everything that is its own; signs out. Needs the password
+    and the username typed as confirmation."""
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    result = await account_data.delete_account(services(), user.id, data.password, data.username)
+    if result.outcome is DeleteOutcome.LOCKED:
+        return problem(
+            429,
+            "Too many attempts",
+            f"Too many wrong passwords. Try again in {result.retry_after} s.",
+            headers={"Retry-After": str(result.retry_after)},
+        )
+    if result.outcome is DeleteOutcome.WRONG_CONFIRMATION:
+        return problem(
+            422,
+            "Invalid request",
+            "Some fields are not valid.",
+            errors={"username": ["Type your username exactly."]},
+        )
+    if result.outcome is DeleteOutcome.WRONG_PASSWORD:
+        return problem(
+            400,
+            "Wrong password",
+            "Your password is not correct.",
+            errors={"password": ["Your password is not correct."]},
+        )
+    await end_session()
+    return Message(detail="Your account has been deleted."), 200
 
 
 def _user(user: User) -> UserOut:

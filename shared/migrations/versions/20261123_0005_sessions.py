@@ -1,4 +1,4 @@
-"""server-side session records
+"""server-side session records; when an account last signed in
 
 Revision ID: 0005
 Revises: 0004
@@ -39,8 +39,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_sessions"),
     )
     op.create_index("ix_sessions_user_id", "sessions", ["user_id"])
+    op.add_column("users", sa.Column("last_sign_in_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_sessions_expires_at", "sessions", ["expires_at"])
 
 
 def downgrade() -> None:
+    op.drop_column("users", "last_sign_in_at")
     op.drop_table("sessions")

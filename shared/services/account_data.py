@@ -1,0 +1,127 @@
+"""A person's data: everything stored about their account, as a download; and deleting the
+account with everything that is theirs."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from shared import passwords
+from shared.jobs import AccountDeleted, EmailKind
+from shared.models import Email, SignInSession, TextPost, User, UsernameHold
+from shared.outbox import add_email
+from shared.services import users
+from shared.services.context import ServiceContext
+from shared.services.passwords import password_check_limit
+
+EXPORT_FORMAT = 1  # bumped when the export's shape changes
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+async def export_account(ctx: ServiceContext, user_id: int) -> dict[str, Any]:
+    """Everything stored about the account, as JSON-ready data (no secrets: no password
+    hash, no session ids)."""
+    async with ctx.reading() as session:
+        user = await users.by_id(session, user_id)
+        if user is None:
+            raise LookupError("no such account")
+        texts = await session.scalars(
+            select(TextPost).where(TextPost.author_id == user_id).order_by(TextPost.id)
+        )
+        sign_ins = await session.scalars(
+            select(SignInSession)
+            .where(SignInSession.user_id == user_id)
+            .order_by(SignInSession.created_at)
+        )
+        emails = await session.scalars(
+            select(Email).where(Email.user_id == user_id).order_by(Email.id)
+        )
+        return {
+            "format": EXPORT_FORMAT,
+            "profile": {
+                "username": user.username,
+                "email": user.email,
+                "confirmed_at": _when(user.confirmed_at),
+                "created_at": _when(user.created_at),
+                "last_sign_in_at": _when(user.last_sign_in_at),
+            },
+            "texts": [
+                {"title": t.title, "content": t.content, "created_at": _when(t.created_at)}
+                for t in texts
+            ],
+            "sessions": [
+                {
+                    "device": s.device,
+                    "client_address": s.client_address,
+                    "user_agent": s.user_agent,
+                    "created_at": _when(s.created_at),
+                    "last_seen_at": _when(s.last_seen_at),
+                    "expires_at": _when(s.expires_at),
+                    "ended_at": _when(s.revoked_at),
+                }
+                for s in sign_ins
+            ],
+            "emails": [
+                {
+                    "kind": e.kind,
+                    "to": e.recipient,
+                    "status": e.status,
+                    "queued_at": _when(e.created_at),
+                    "sent_at": _when(e.sent_at),
+                }
+                for e in emails
+            ],
+        }
+
+
+class DeleteOutcome(enum.Enum):
+    DELETED = "deleted"
+    WRONG_CONFIRMATION = "wrong confirmation"
+    WRONG_PASSWORD = "wrong password"  # noqa: S105 (an outcome)
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    outcome: DeleteOutcome
+    retry_after: int = 0
+
+
+async def delete_account(
+    ctx: ServiceContext, user_id: int, password: str, confirmation: str
+) -> DeleteResult:
+    """Delete the account and everything that is its own: profile, Texts, sign-ins, every
+    outbox row about it (pending or sent: they hold its address and name), and the hold on
+    its username; the username and address are free at once. The address gets one last
+    notice. Needs the password (checks counted like a sign-in) and the username typed."""
+    async with ctx.reading() as session:
+        user = await users.by_id(session, user_id)
+    if user is None or confirmation.strip() != user.username:
+        return DeleteResult(DeleteOutcome.WRONG_CONFIRMATION)
+    verdict = await ctx.limits.hit(password_check_limit(ctx), str(user_id))
+    if not verdict.allowed:
+        return DeleteResult(DeleteOutcome.LOCKED, retry_after=verdict.retry_after)
+    async with ctx.unit_of_work() as session:
+        user = await users.by_id(session, user_id, lock=True)
+        if user is None:
+            return DeleteResult(DeleteOutcome.WRONG_CONFIRMATION)
+        matches, _ = await passwords.verify_password(user.password_hash, password)
+        if not matches:
+            return DeleteResult(DeleteOutcome.WRONG_PASSWORD)
+        await session.execute(delete(Email).where(Email.user_id == user.id))
+        await session.execute(
+            delete(UsernameHold).where(UsernameHold.username_key == user.username_key)
+        )
+        # Texts and sign-ins go with it (ON DELETE CASCADE in the schema).
+        await session.execute(delete(User).where(User.id == user.id))
+        await add_email(
+            session, EmailKind.ACCOUNT_DELETED, user.email, AccountDeleted(username=user.username)
+        )
+    return DeleteResult(DeleteOutcome.DELETED)

@@ -1,0 +1,59 @@
+"""Your data: download everything stored about your account, or delete the account."""
+
+from __future__ import annotations
+
+import json
+
+from quart import Blueprint, Response, flash, redirect, render_template, url_for
+from quart.typing import ResponseReturnValue
+from quart_auth import login_required
+
+from shared.services import account_data
+from shared.services.account_data import DeleteOutcome
+from web.auth import current_account, end_session
+from web.extensions import services
+from web.forms import DeleteAccountForm
+from web.ratelimit import too_many
+
+blueprint = Blueprint("account_data", __name__)
+
+
+@blueprint.get("/account/export")
+@login_required
+async def export() -> ResponseReturnValue:
+    user = await current_account()
+    assert user is not None
+    data = await account_data.export_account(services(), user.id)
+    return Response(
+        json.dumps(data, indent=2, ensure_ascii=False),
+        content_type="application/json; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="account-{user.id}.json"'},
+    )
+
+
+@blueprint.route("/account/delete", methods=["GET", "POST"])
+@login_required
+async def delete() -> ResponseReturnValue:
+    user = await current_account()
+    assert user is not None
+    form = await DeleteAccountForm.from_request()
+    if form.validate_on_submit():
+        result = await account_data.delete_account(
+            services(), user.id, form.password.data, form.confirm_username.data
+        )
+        if result.outcome is DeleteOutcome.LOCKED:
+            raise too_many(
+                f"Too many wrong passwords. Please wait {result.retry_after} seconds.",
+                result.retry_after,
+            )
+        if result.outcome is DeleteOutcome.DELETED:
+            await end_session()
+            await flash("Your account has been deleted. Goodbye!", "info")
+            return redirect(url_for("main.home"))
+        if result.outcome is DeleteOutcome.WRONG_CONFIRMATION:
+            form.confirm_username.errors = ["Type your username exactly as shown."]
+        else:
+            form.password.errors = ["Your password is not correct."]
+    return await render_template(
+        "accounts/delete.html", title="Delete your account", form=form, user=user
+    )
