@@ -44,6 +44,10 @@ class EmailKind(enum.StrEnum):
     RESET = "reset"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 (an email kind)
     NEW_DEVICE = "new_device"
+    EMAIL_CHANGE_CONFIRM = "email_change_confirm"
+    EMAIL_CHANGE_REQUESTED = "email_change_requested"
+    EMAIL_CHANGED = "email_changed"
+    EMAIL_IN_USE = "email_in_use"
     ACCOUNT_DELETED = "account_deleted"
     ADMIN_ALERT = "admin_alert"
 
@@ -107,6 +111,38 @@ class NewDevice(EmailContext):
     client_address: str
 
 
+class EmailChangeConfirm(EmailContext):
+    """To the new address: the link that makes it the account's address (this request's
+    generation only; a newer request supersedes it)."""
+
+    user_id: int
+    generation: int
+    new_email: str
+
+
+class EmailChangeRequested(EmailContext):
+    """To the current address, at once: a change to ``new_email`` was asked for, with a
+    "this wasn't me" link that cancels it (valid while the session version is unchanged)."""
+
+    user_id: int
+    session_version: int
+    new_email: str
+
+
+class EmailChanged(EmailContext):
+    """To the old address, after the change: it is no longer the account's."""
+
+    user_id: int
+    new_email: str
+
+
+class EmailInUse(EmailContext):
+    """To the owner of an address someone tried to move another account to: nothing
+    changed, and the requester was told nothing."""
+
+    user_id: int
+
+
 class AccountDeleted(EmailContext):
     """The last message to an address whose account was deleted (the account is gone, so
     everything the message needs is here)."""
@@ -122,7 +158,14 @@ class AdminAlert(EmailContext):
 
 
 PRIORITY_KINDS: Final = frozenset(
-    {EmailKind.RESET, EmailKind.PASSWORD_CHANGED, EmailKind.NEW_DEVICE, EmailKind.ADMIN_ALERT}
+    {
+        EmailKind.RESET,
+        EmailKind.PASSWORD_CHANGED,
+        EmailKind.NEW_DEVICE,
+        EmailKind.EMAIL_CHANGE_REQUESTED,
+        EmailKind.EMAIL_CHANGED,
+        EmailKind.ADMIN_ALERT,
+    }
 )
 """Delivered ahead of everything else waiting: a flood of registrations (confirmations,
 notices) must not hold a reset link back until it expires."""
@@ -140,6 +183,10 @@ EMAIL_CONTEXTS: Final[dict[EmailKind, type[EmailContext]]] = {
     EmailKind.RESET: ResetEmail,
     EmailKind.PASSWORD_CHANGED: PasswordChanged,
     EmailKind.NEW_DEVICE: NewDevice,
+    EmailKind.EMAIL_CHANGE_CONFIRM: EmailChangeConfirm,
+    EmailKind.EMAIL_CHANGE_REQUESTED: EmailChangeRequested,
+    EmailKind.EMAIL_CHANGED: EmailChanged,
+    EmailKind.EMAIL_IN_USE: EmailInUse,
     EmailKind.ACCOUNT_DELETED: AccountDeleted,
     EmailKind.ADMIN_ALERT: AdminAlert,
 }

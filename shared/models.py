@@ -48,6 +48,12 @@ class User(Base):
     reset_generation: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_sign_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # An address change waiting for confirmation from the new address; the generation makes
+    # the latest request's link the only one that works.
+    pending_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH))
+    email_change_generation: Mapped[int] = mapped_column(
+        Integer, default=0, server_default=text("0")
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     texts: Mapped[list[TextPost]] = relationship(back_populates="author")

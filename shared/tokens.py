@@ -26,6 +26,7 @@ class Purpose(enum.StrEnum):
     CONFIRM_EMAIL = "confirm-email"
     RESET_PASSWORD = "reset-password"  # noqa: S105 (a salt name, not a password)
     NOT_ME = "not-me"
+    CHANGE_EMAIL = "change-email"
     DEVICE = "device"  # the device cookie: a browser that has signed in to an account before
 
 

@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     from web.blueprints.accounts import blueprint as accounts_blueprint
     from web.blueprints.api import PREFIX, ApiOnlyProvider
     from web.blueprints.api import blueprint as api_blueprint
+    from web.blueprints.email_change import blueprint as email_change_blueprint
     from web.blueprints.main import blueprint as main_blueprint
     from web.blueprints.ops import blueprint as ops_blueprint
     from web.blueprints.reset import blueprint as reset_blueprint
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(reset_blueprint)
     app.register_blueprint(sessions_blueprint)
     app.register_blueprint(account_data_blueprint)
+    app.register_blueprint(email_change_blueprint)
     app.register_blueprint(api_blueprint)
     # The OpenAPI description of /api/v1. The docs UIs quart-schema offers load their assets
     # from CDNs, which this service never does, so they are off; the spec is served.

@@ -153,6 +153,12 @@ class ChangePasswordForm(CSRFForm):
     submit = SubmitField("Change Password")
 
 
+class ChangeEmailForm(CSRFForm):
+    new_email = text_field("New email address", EMAIL)
+    password = password_field("Current Password", PASSWORD)
+    submit = SubmitField("Change my address")
+
+
 class DeleteAccountForm(CSRFForm):
     password = password_field("Password", PASSWORD)
     confirm_username = text_field("Type your username to confirm", USERNAME)

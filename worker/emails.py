@@ -18,13 +18,18 @@ from shared.jobs import (
     AdminAlert,
     AlreadyRegistered,
     ConfirmEmail,
+    EmailChangeConfirm,
+    EmailChanged,
+    EmailChangeRequested,
     EmailContext,
+    EmailInUse,
     NewDevice,
     PasswordChanged,
     ResetEmail,
     TestEmail,
 )
 from shared.models import User
+from shared.services.email_change import link_payload
 from shared.services.passwords import reset_token_payload
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
@@ -146,6 +151,36 @@ async def prepare(
                 "client_address": context.client_address,
                 "not_me_link": f"{base}/account/not-me/{token}",
             }
+        case EmailChangeConfirm(user_id=user_id, generation=generation, new_email=new_email):
+            user = await user_by_id(user_id)
+            if user is None:
+                return Skip("the account no longer exists")
+            if user.email_change_generation != generation or user.pending_email != new_email:
+                return Skip("superseded by a newer address change, or cancelled")
+            token = tokens.dumps(Purpose.CHANGE_EMAIL, link_payload(user.id, generation, new_email))
+            return {
+                "username": user.username,
+                "link": f"{base}/account/email/confirm/{token}",
+                "expires_in": _hours(settings.CONFIRM_TOKEN_MAX_AGE),
+            }
+        case EmailChangeRequested(user_id=user_id, session_version=version, new_email=new):
+            user = await user_by_id(user_id)
+            if user is None:
+                return Skip("the account no longer exists")
+            token = tokens.dumps(Purpose.NOT_ME, {"uid": user.id, "sv": version})
+            return {
+                "username": user.username,
+                "new_email": new,
+                "not_me_link": f"{base}/account/not-me/{token}",
+            }
+        case EmailChanged(user_id=user_id, new_email=new):
+            user = await user_by_id(user_id)
+            return {"username": user.username if user else "", "new_email": new}
+        case EmailInUse(user_id=user_id):
+            user = await user_by_id(user_id)
+            if user is None:
+                return Skip("the account no longer exists")
+            return {"username": user.username, "reset_link": f"{base}/reset_password"}
         case AccountDeleted(username=username):
             return {"username": username}
     raise LookupError(f"no preparation for {type(context).__name__}")

@@ -200,7 +200,8 @@ async def _set_password(
 
 
 async def disown_change(ctx: ServiceContext, token: str) -> bool:
-    """ "This wasn't me": end every session of the account and email a fresh reset link.
+    """ "This wasn't me": end every session of the account, cancel a pending address
+    change, make the password unusable and email a fresh reset link.
     False if the link is no good (forged, expired, or already used)."""
     settings = ctx.settings
     payload = ctx.tokens.loads(Purpose.NOT_ME, token, max_age=settings.NOT_ME_TOKEN_MAX_AGE)
@@ -216,6 +217,9 @@ async def disown_change(ctx: ServiceContext, token: str) -> bool:
         # new one through the reset link (an argon2 hash never starts with "!").
         user.password_hash = UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(24)
         await sessions.end_all(session, user.id)
+        if user.pending_email is not None:  # an address change nobody asked for: cancelled
+            user.pending_email = None
+            user.email_change_generation += 1
         user.session_version += 1
         await _issue_reset(session, user)
     return True

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from shared.jobs import EmailKind
 from shared.models import Email, SignInSession, TextPost, User
-from shared.services import accounts, passwords, sessions, signin, texts
+from shared.services import accounts, email_change, passwords, sessions, signin, texts
 from shared.services.accounts import ConfirmOutcome, Resend, UsernameTaken
 from shared.services.context import ServiceContext
 from shared.services.passwords import ChangeOutcome, reset_token_payload
@@ -355,3 +355,28 @@ async def test_a_sign_in_from_a_new_browser_tells_the_owner_once(
         )
     assert context is not None
     assert (context["device"], context["client_address"]) == ("Firefox on Windows", "192.0.2.7")
+
+
+async def test_links_sent_to_the_old_address_stop_working_after_a_change(
+    services_ctx: ServiceContext,
+) -> None:
+    alice = await register_alice(services_ctx, confirmed=True)
+    reset = services_ctx.tokens.dumps(
+        Purpose.RESET_PASSWORD, reset_token_payload(alice, services_ctx.secret)
+    )
+    assert await passwords.reset_link_works(services_ctx, reset)
+    asked = await email_change.request_change(services_ctx, alice.id, "new@example.com", PASSWORD)
+    assert asked.outcome is email_change.RequestOutcome.REQUESTED
+    await after_the_answer(services_ctx)
+    link = services_ctx.tokens.dumps(
+        Purpose.CHANGE_EMAIL, email_change.link_payload(alice.id, 1, "new@example.com")
+    )
+    assert (
+        await email_change.confirm_change(services_ctx, link) is email_change.ConfirmOutcome.CHANGED
+    )
+    assert not await passwords.reset_link_works(services_ctx, reset)
+    assert [kind for kind, _ in await emails(services_ctx)][-3:] == [
+        EmailKind.EMAIL_CHANGE_REQUESTED,
+        EmailKind.EMAIL_CHANGE_CONFIRM,
+        EmailKind.EMAIL_CHANGED,
+    ]

@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.db import SessionMaker
 from shared.models import User
 from shared.ratelimit import Limits
-from shared.services import accounts, passwords, signin
+from shared.services import accounts, email_change, passwords, signin
 from shared.services.context import BackgroundTasks, ServiceContext
 from shared.services.passwords import ChangeOutcome
 from shared.settings import Settings
-from shared.tokens import Tokens
+from shared.tokens import Purpose, Tokens
 
 PASSWORD = "correct horse battery"
 BURST = 40
@@ -91,3 +91,33 @@ async def test_two_simultaneous_changes_with_one_old_password_let_one_win(
     )
     outcomes = sorted(result.outcome.value for result in results)
     assert outcomes == [ChangeOutcome.CHANGED.value, ChangeOutcome.WRONG_PASSWORD.value]
+
+
+async def test_simultaneous_address_changes_leave_exactly_the_latest_one_pending(
+    ctx: ServiceContext, sessionmaker: SessionMaker
+) -> None:
+    async with sessionmaker() as session:
+        alice = await session.scalar(select(User))
+    assert alice is not None
+    await asyncio.gather(
+        *(
+            email_change.request_change(ctx, alice.id, f"new{n}@example.com", PASSWORD)
+            for n in range(5)
+        )
+    )
+    await ctx.defer.drain()  # type: ignore[attr-defined]
+    async with sessionmaker() as session:
+        alice = await session.scalar(select(User))
+    assert alice is not None and alice.email_change_generation == 5  # each got its own
+    links = [
+        ctx.tokens.dumps(
+            Purpose.CHANGE_EMAIL,
+            email_change.link_payload(alice.id, generation, f"new{n}@example.com"),
+        )
+        for generation in range(1, 6)
+        for n in range(5)
+    ]
+    outcomes = [await email_change.confirm_change(ctx, token) for token in links]
+    assert outcomes.count(email_change.ConfirmOutcome.CHANGED) == 1
+    async with sessionmaker() as session:
+        assert (await session.scalar(select(User.email))) == alice.pending_email

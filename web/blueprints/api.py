@@ -25,9 +25,11 @@ from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import Rule
 
 from shared.models import User
-from shared.services import account_data, accounts, passwords, sessions, signin
+from shared.services import account_data, accounts, email_change, passwords, sessions, signin
 from shared.services.account_data import DeleteOutcome
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
+from shared.services.email_change import ConfirmOutcome as EmailChangeOutcome
+from shared.services.email_change import RequestOutcome
 from shared.services.passwords import ChangeOutcome
 from shared.validation import (
     EMAIL,
@@ -405,6 +407,53 @@ async def revoke_other_sessions(data: Empty) -> ApiResult:
         return not_logged_in()
     ended = await sessions.revoke_others(services(), current.user.id, keep=current.session.id)
     return Ended(detail="Signed out everywhere else.", ended=ended), 200
+
+
+class ChangeEmailIn(Model):
+    new_email: EmailAddress
+    password: Password
+
+
+@blueprint.post("/account/email")
+@validate_request(ChangeEmailIn)
+@validate_response(Message, 202)
+@document_response(Problem, 400)
+@document_response(Problem, 401)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def change_email(data: ChangeEmailIn) -> ApiResult:
+    """Ask to move the account to a new address: it receives a link, the current address a
+    notice. The same answer whether or not the new address has an account."""
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    result = await email_change.request_change(services(), user.id, data.new_email, data.password)
+    if result.outcome is RequestOutcome.LOCKED:
+        return problem(
+            429,
+            "Too many attempts",
+            f"Too many wrong passwords. Try again in {result.retry_after} s.",
+            headers={"Retry-After": str(result.retry_after)},
+        )
+    if result.outcome is RequestOutcome.WRONG_PASSWORD:
+        return problem(
+            400,
+            "Wrong password",
+            "Your password is not correct.",
+            errors={"password": ["Your password is not correct."]},
+        )
+    return Message(detail="Check the new address for a link to confirm the change."), 202
+
+
+@blueprint.post("/account/email/confirm")
+@validate_request(TokenIn)
+@validate_response(Message, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 422)
+async def confirm_email_change(data: TokenIn) -> ApiResult:
+    if await email_change.confirm_change(services(), data.token) is not EmailChangeOutcome.CHANGED:
+        return invalid_token()
+    return Message(detail="Your email address has been changed."), 200
 
 
 class DeleteIn(Model):

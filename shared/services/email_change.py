@@ -1,0 +1,136 @@
+"""Changing the account's address: asked for with the password, effective only once the new
+address confirms it, announced to the old address at once and after, and answering alike
+whether or not the new address belongs to another account."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared import passwords
+from shared.jobs import (
+    EmailChangeConfirm,
+    EmailChanged,
+    EmailChangeRequested,
+    EmailInUse,
+    EmailKind,
+)
+from shared.outbox import add_email, email_user
+from shared.services import users
+from shared.services.context import ServiceContext
+from shared.services.passwords import password_check_limit
+from shared.tokens import Purpose, int_field
+from shared.validation import InvalidInput, email_key
+
+
+class RequestOutcome(enum.Enum):
+    REQUESTED = "requested"  # the same whether or not the new address has an account
+    WRONG_PASSWORD = "wrong password"  # noqa: S105 (an outcome)
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestResult:
+    outcome: RequestOutcome
+    retry_after: int = 0
+
+
+async def request_change(
+    ctx: ServiceContext, user_id: int, new_email: str, password: str
+) -> RequestResult:
+    """Ask to move the account to ``new_email``. The old address is told at once (with a
+    "this wasn't me" link); after the answer, the new address gets a confirmation link or,
+    if it already belongs to an account, that account's owner gets a notice instead. Only
+    the latest request's link works. Raises :class:`InvalidInput` for the current address."""
+    verdict = await ctx.limits.hit(password_check_limit(ctx), str(user_id))
+    if not verdict.allowed:
+        return RequestResult(RequestOutcome.LOCKED, retry_after=verdict.retry_after)
+    async with ctx.unit_of_work() as session:
+        user = await users.by_id(session, user_id, lock=True)
+        if user is None:
+            return RequestResult(RequestOutcome.WRONG_PASSWORD)
+        matches, _ = await passwords.verify_password(user.password_hash, password)
+        if not matches:
+            return RequestResult(RequestOutcome.WRONG_PASSWORD)
+        if email_key(new_email) == user.email_key:
+            raise InvalidInput("new_email", "That is already your address.")
+        user.pending_email = new_email
+        user.email_change_generation += 1
+        generation = user.email_change_generation
+        await email_user(
+            session,
+            user,
+            EmailChangeRequested(
+                user_id=user.id, session_version=user.session_version, new_email=new_email
+            ),
+        )
+    await ctx.limits.clear(password_check_limit(ctx), str(user_id))
+    ctx.defer(_link_or_notice, ctx, user_id, generation, new_email)
+    return RequestResult(RequestOutcome.REQUESTED)
+
+
+async def _link_or_notice(
+    ctx: ServiceContext, user_id: int, generation: int, new_email: str
+) -> None:
+    async with ctx.unit_of_work() as session:
+        owner = await users.by_email(session, new_email)
+        if owner is not None:
+            await email_user(session, owner, EmailInUse(user_id=owner.id))
+            return
+        await add_email(
+            session,
+            EmailKind.EMAIL_CHANGE_CONFIRM,
+            new_email,
+            EmailChangeConfirm(user_id=user_id, generation=generation, new_email=new_email),
+            user_id=user_id,
+        )
+
+
+def link_payload(user_id: int, generation: int, new_email: str) -> dict[str, object]:
+    """What a confirmation link signs (the worker mints it when it sends the email)."""
+    return {"uid": user_id, "gen": generation, "new": new_email}
+
+
+class ConfirmOutcome(enum.Enum):
+    CHANGED = "changed"
+    INVALID = "invalid"  # forged, expired, superseded, used, or the address was taken since
+
+
+async def confirm_change(ctx: ServiceContext, token: str) -> ConfirmOutcome:
+    """Make the new address the account's: confirmed (the link reached it), every older
+    link for the account stops working, and the old address gets a last notice."""
+    payload = ctx.tokens.loads(
+        Purpose.CHANGE_EMAIL, token, max_age=ctx.settings.CONFIRM_TOKEN_MAX_AGE
+    )
+    user_id = int_field(payload, "uid") if payload else None
+    generation = int_field(payload, "gen") if payload else None
+    new_email = payload.get("new") if payload else None
+    if user_id is None or generation is None or not isinstance(new_email, str):
+        return ConfirmOutcome.INVALID
+    async with ctx.unit_of_work() as session:
+        user = await users.by_id(session, user_id, lock=True)
+        if (
+            user is None
+            or user.email_change_generation != generation
+            or user.pending_email != new_email
+        ):
+            return ConfirmOutcome.INVALID
+        if await users.by_email(session, new_email) is not None:
+            return ConfirmOutcome.INVALID  # taken by another account since the request
+        old_email = user.email
+        user.email, user.email_key = new_email, email_key(new_email)
+        user.confirmed_at = datetime.now(UTC)
+        user.pending_email = None
+        user.email_change_generation += 1  # this link is spent
+        user.reset_generation += 1  # links sent to the old address stop working
+        user.confirm_generation += 1
+        await session.flush()
+        await add_email(
+            session,
+            EmailKind.EMAIL_CHANGED,
+            old_email,
+            EmailChanged(user_id=user.id, new_email=new_email),
+            user_id=user.id,
+        )
+    return ConfirmOutcome.CHANGED

@@ -1,0 +1,75 @@
+"""Changing the account's address (HTML forms): ask with the password, confirm from the link
+the new address receives."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, flash, redirect, render_template, request, url_for
+from quart.typing import ResponseReturnValue
+from quart_auth import login_required
+
+from shared.services import email_change
+from shared.services.email_change import ConfirmOutcome, RequestOutcome
+from shared.validation import INVALID_TOKEN, InvalidInput
+from web.auth import current_account
+from web.extensions import services
+from web.forms import ActionForm, ChangeEmailForm
+from web.ratelimit import too_many
+
+blueprint = Blueprint("email_change", __name__)
+
+REQUESTED = (
+    "Check the new address: we sent it a link to confirm the change. Until then, your "
+    "address stays as it is."
+)
+
+
+@blueprint.after_request
+async def no_referrer(response: Response) -> Response:
+    response.headers["Referrer-Policy"] = "no-referrer"  # confirmation URLs carry tokens
+    return response
+
+
+@blueprint.route("/account/email", methods=["GET", "POST"])
+@login_required
+async def change() -> ResponseReturnValue:
+    user = await current_account()
+    assert user is not None
+    form = await ChangeEmailForm.from_request()
+    if form.validate_on_submit():
+        try:
+            result = await email_change.request_change(
+                services(), user.id, form.new_email.data, form.password.data
+            )
+        except InvalidInput as error:
+            form.show(error)
+        else:
+            if result.outcome is RequestOutcome.LOCKED:
+                raise too_many(
+                    f"Too many wrong passwords. Please wait {result.retry_after} seconds.",
+                    result.retry_after,
+                )
+            if result.outcome is RequestOutcome.REQUESTED:
+                # The same answer whether or not the new address has an account.
+                await flash(REQUESTED, "info")
+                return redirect(url_for("accounts.account"))
+            form.password.errors = ["Your password is not correct."]
+    return await render_template(
+        "accounts/email.html", title="Change your email address", form=form, user=user
+    )
+
+
+@blueprint.route("/account/email/confirm/<token>", methods=["GET", "POST"])
+async def confirm(token: str) -> ResponseReturnValue:
+    """GET shows a button; only the POST changes the address (mail scanners fetch links)."""
+    form = await ActionForm.from_request()
+    if request.method == "GET":
+        return await render_template(
+            "accounts/email_confirm.html", title="Confirm your new address", form=form
+        )
+    form.validate_on_submit()
+    if await email_change.confirm_change(services(), token) is ConfirmOutcome.CHANGED:
+        await flash("Your email address has been changed.", "success")
+    else:
+        await flash(INVALID_TOKEN, "warning")
+    target = "accounts.account" if await current_account() else "accounts.login"
+    return redirect(url_for(target))
