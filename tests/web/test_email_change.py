@@ -4,6 +4,7 @@ address has an account, and only the latest, unused link works."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from quart import Quart
@@ -166,3 +167,29 @@ async def test_the_api_changes_the_address(app: Quart, smtp: MailSink, run_worke
     assert (await (await api.get("/api/v1/me")).get_json())["email"] == "new@example.com"
     replay = await api.post("/api/v1/account/email/confirm", json={"token": token})
     assert replay.status_code == 400
+
+
+async def test_a_link_past_24_hours_is_refused(
+    app: Quart, settings: Settings, sessionmaker: SessionMaker
+) -> None:
+    browser = await alice(app)
+    await ask(browser, "new@example.com")
+    async with sessionmaker() as session:
+        user = await session.scalar(select(User))
+    assert user is not None
+    payload = {"uid": user.id, "gen": user.email_change_generation, "new": "new@example.com"}
+
+    def minted(seconds_ago: float) -> str:
+        clock = Tokens(
+            settings.SECRET_KEY.get_secret_value(), clock=lambda: time.time() - seconds_ago
+        )
+        return clock.dumps(Purpose.CHANGE_EMAIL, payload)
+
+    stale = await browser.submit(
+        f"/account/email/confirm/{minted(settings.CONFIRM_TOKEN_MAX_AGE + 1)}", {}, follow=True
+    )
+    assert ("warning", INVALID) in stale.flashes
+    fresh = await browser.submit(
+        f"/account/email/confirm/{minted(settings.CONFIRM_TOKEN_MAX_AGE - 60)}", {}, follow=True
+    )
+    assert ("success", "Your email address has been changed.") in fresh.flashes
