@@ -161,6 +161,25 @@ def invalid_token() -> ResponseReturnValue:
     return problem(400, "Invalid token", INVALID_TOKEN)
 
 
+def wrong_password(field: str = "password") -> ResponseReturnValue:
+    """The account's password, typed to confirm an operation, is not the right one."""
+    detail = (
+        "Your current password is not correct."
+        if field == "current_password"
+        else ("Your password is not correct.")
+    )
+    return problem(400, "Wrong password", detail, errors={field: [detail]})
+
+
+def too_many_attempts(retry_after: int) -> ResponseReturnValue:
+    return problem(
+        429,
+        "Too many attempts",
+        f"Too many wrong passwords. Try again in {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
 # --- endpoints ---------------------------------------------------------------------------------
 @blueprint.post("/register")
 @limit_posts("register")
@@ -320,19 +339,9 @@ async def password_change(data: ChangePasswordIn) -> ApiResult:
         keep_session=current.session.id,
     )
     if result.outcome is ChangeOutcome.LOCKED:
-        return problem(
-            429,
-            "Too many attempts",
-            f"Too many wrong current passwords. Try again in {result.retry_after} s.",
-            headers={"Retry-After": str(result.retry_after)},
-        )
+        return too_many_attempts(result.retry_after)
     if result.outcome is ChangeOutcome.WRONG_PASSWORD or result.user is None:
-        return problem(
-            400,
-            "Wrong password",
-            "Your current password is not correct.",
-            errors={"current_password": ["Your current password is not correct."]},
-        )
+        return wrong_password("current_password")
     return Message(detail="Your password has been updated!"), 200
 
 
@@ -429,19 +438,9 @@ async def change_email(data: ChangeEmailIn) -> ApiResult:
         return not_logged_in()
     result = await email_change.request_change(services(), user.id, data.new_email, data.password)
     if result.outcome is RequestOutcome.LOCKED:
-        return problem(
-            429,
-            "Too many attempts",
-            f"Too many wrong passwords. Try again in {result.retry_after} s.",
-            headers={"Retry-After": str(result.retry_after)},
-        )
+        return too_many_attempts(result.retry_after)
     if result.outcome is RequestOutcome.WRONG_PASSWORD:
-        return problem(
-            400,
-            "Wrong password",
-            "Your password is not correct.",
-            errors={"password": ["Your password is not correct."]},
-        )
+        return wrong_password()
     return Message(detail="Check the new address for a link to confirm the change."), 202
 
 
@@ -528,12 +527,7 @@ async def delete_account(data: DeleteIn) -> ApiResult:
         return not_logged_in()
     result = await account_data.delete_account(services(), user.id, data.password, data.username)
     if result.outcome is DeleteOutcome.LOCKED:
-        return problem(
-            429,
-            "Too many attempts",
-            f"Too many wrong passwords. Try again in {result.retry_after} s.",
-            headers={"Retry-After": str(result.retry_after)},
-        )
+        return too_many_attempts(result.retry_after)
     if result.outcome is DeleteOutcome.WRONG_CONFIRMATION:
         return problem(
             422,
@@ -542,12 +536,7 @@ async def delete_account(data: DeleteIn) -> ApiResult:
             errors={"username": ["Type your username exactly."]},
         )
     if result.outcome is DeleteOutcome.WRONG_PASSWORD:
-        return problem(
-            400,
-            "Wrong password",
-            "Your password is not correct.",
-            errors={"password": ["Your password is not correct."]},
-        )
+        return wrong_password()
     await end_session()
     return Message(detail="Your account has been deleted."), 200
 
