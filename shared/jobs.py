@@ -44,6 +44,7 @@ class EmailKind(enum.StrEnum):
     RESET = "reset"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 (an email kind)
     NEW_DEVICE = "new_device"
+    TWO_FACTOR_CHANGED = "two_factor_changed"
     EMAIL_CHANGE_CONFIRM = "email_change_confirm"
     EMAIL_CHANGE_REQUESTED = "email_change_requested"
     EMAIL_CHANGED = "email_changed"
@@ -111,6 +112,15 @@ class NewDevice(EmailContext):
     client_address: str
 
 
+class TwoFactorChanged(EmailContext):
+    """Two-factor sign-in was turned on or off, its recovery codes regenerated, or one of
+    them used: ``change`` says which; with a "this wasn't me" link."""
+
+    user_id: int
+    session_version: int
+    change: str
+
+
 class EmailChangeConfirm(EmailContext):
     """To the new address: the link that makes it the account's address (this request's
     generation only; a newer request supersedes it)."""
@@ -162,6 +172,7 @@ PRIORITY_KINDS: Final = frozenset(
         EmailKind.RESET,
         EmailKind.PASSWORD_CHANGED,
         EmailKind.NEW_DEVICE,
+        EmailKind.TWO_FACTOR_CHANGED,
         EmailKind.EMAIL_CHANGE_REQUESTED,
         EmailKind.EMAIL_CHANGED,
         EmailKind.ADMIN_ALERT,
@@ -183,6 +194,7 @@ EMAIL_CONTEXTS: Final[dict[EmailKind, type[EmailContext]]] = {
     EmailKind.RESET: ResetEmail,
     EmailKind.PASSWORD_CHANGED: PasswordChanged,
     EmailKind.NEW_DEVICE: NewDevice,
+    EmailKind.TWO_FACTOR_CHANGED: TwoFactorChanged,
     EmailKind.EMAIL_CHANGE_CONFIRM: EmailChangeConfirm,
     EmailKind.EMAIL_CHANGE_REQUESTED: EmailChangeRequested,
     EmailKind.EMAIL_CHANGED: EmailChanged,

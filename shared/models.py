@@ -48,6 +48,12 @@ class User(Base):
     reset_generation: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_sign_in_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Two-factor sign-in (TOTP): the secret, encrypted with a key derived from SECRET_KEY;
+    # the pending one while enrolling; the last accepted time step (no replay).
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    totp_pending_secret: Mapped[str | None] = mapped_column(String(255))
+    totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # An address change waiting for confirmation from the new address; the generation makes
     # the latest request's link the only one that works.
     pending_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH))
@@ -98,6 +104,20 @@ class SignInSession(Base):
         Index("ix_sessions_user_id", "user_id"),
         Index("ix_sessions_expires_at", "expires_at"),
     )
+
+
+class RecoveryCode(Base):
+    """A single-use two-factor recovery code, stored as a SHA-256 digest (the codes are
+    random and long, so no slow hash is needed)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_recovery_codes_user_id", "user_id"),)
 
 
 class UsernameHold(Base):

@@ -28,6 +28,7 @@ class Purpose(enum.StrEnum):
     NOT_ME = "not-me"
     CHANGE_EMAIL = "change-email"
     DEVICE = "device"  # the device cookie: a browser that has signed in to an account before
+    SECOND_STEP = "second-step"  # password right, the second factor still to come
 
 
 class Tokens:

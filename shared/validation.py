@@ -206,5 +206,7 @@ NEW_PASSWORD = TextRule(
 # at the rules (and a megabyte never reaches argon2).
 PASSWORD = TextRule(1, PASSWORD_MAX_LENGTH, _as_typed)
 TOKEN = TextRule(1, MAX_TOKEN_LENGTH, _as_typed)
+# A second factor: a 6-digit authenticator code or a recovery code (xxxx-xxxx-xxxx-xxxx).
+CODE = TextRule(6, 32, _as_typed, {"examples": ["123456"]})
 TEXT_TITLE = TextRule(1, TEXT_TITLE_MAX_LENGTH, check_plain_text)
 TEXT_CONTENT = TextRule(1, TEXT_CONTENT_MAX_LENGTH, check_plain_text)

@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     from web.blueprints.reset import blueprint as reset_blueprint
     from web.blueprints.sessions import blueprint as sessions_blueprint
     from web.blueprints.texts import blueprint as texts_blueprint
+    from web.blueprints.two_factor import blueprint as two_factor_blueprint
 
     app.register_blueprint(ops_blueprint)
     app.register_blueprint(main_blueprint)
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(sessions_blueprint)
     app.register_blueprint(account_data_blueprint)
     app.register_blueprint(email_change_blueprint)
+    app.register_blueprint(two_factor_blueprint)
     app.register_blueprint(api_blueprint)
     # The OpenAPI description of /api/v1. The docs UIs quart-schema offers load their assets
     # from CDNs, which this service never does, so they are off; the spec is served.

@@ -15,6 +15,7 @@ from wtforms.csrf.session import SessionCSRF
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
 from shared.validation import (
+    CODE,
     EMAIL,
     NEW_PASSWORD,
     PASSWORD,
@@ -151,6 +152,17 @@ class ChangePasswordForm(CSRFForm):
     password = password_field("Password", NEW_PASSWORD)
     confirm_password = repeat_field("Confirm Password", of="password")
     submit = SubmitField("Change Password")
+
+
+class CodeForm(CSRFForm):
+    code = text_field("Code", CODE)
+    submit = SubmitField("Verify")
+
+
+class PasswordAndCodeForm(CSRFForm):
+    password = password_field("Password", PASSWORD)
+    code = text_field("Authenticator code or recovery code", CODE)
+    submit = SubmitField("Confirm")
 
 
 class ChangeEmailForm(CSRFForm):

@@ -27,6 +27,7 @@ from shared.jobs import (
     PasswordChanged,
     ResetEmail,
     TestEmail,
+    TwoFactorChanged,
 )
 from shared.models import User
 from shared.services.email_change import link_payload
@@ -181,6 +182,16 @@ async def prepare(
             if user is None:
                 return Skip("the account no longer exists")
             return {"username": user.username, "reset_link": f"{base}/reset_password"}
+        case TwoFactorChanged(user_id=user_id, session_version=version, change=change):
+            user = await user_by_id(user_id)
+            if user is None:
+                return Skip("the account no longer exists")
+            token = tokens.dumps(Purpose.NOT_ME, {"uid": user.id, "sv": version})
+            return {
+                "username": user.username,
+                "change": change,
+                "not_me_link": f"{base}/account/not-me/{token}",
+            }
         case AccountDeleted(username=username):
             return {"username": username}
     raise LookupError(f"no preparation for {type(context).__name__}")

@@ -51,6 +51,7 @@ async def export_account(ctx: ServiceContext, user_id: int) -> dict[str, Any]:
                 "confirmed_at": _when(user.confirmed_at),
                 "created_at": _when(user.created_at),
                 "last_sign_in_at": _when(user.last_sign_in_at),
+                "two_factor_enabled_at": _when(user.totp_enabled_at),
             },
             "texts": [
                 {"title": t.title, "content": t.content, "created_at": _when(t.created_at)}

@@ -57,6 +57,13 @@ class LoginOutcome:
     user: User | None = None
     locked_for: int = 0  # seconds, when this client may not try again yet
     device_cookie: str | None = None  # on success: the browser's device cookie, to keep
+    second_step: str | None = None  # password right, two-factor on: the pending state
+
+
+def scopes_for(
+    ctx: ServiceContext, key: str, *, client: str, device_cookie: str | None
+) -> list[tuple[Limit, str]]:
+    return _scopes(ctx, key, client=client, device_cookie=device_cookie)
 
 
 def _scopes(
@@ -106,19 +113,49 @@ async def login(
             return LoginOutcome()
         if needs_rehash:
             user.password_hash = await passwords.hash_password(password)
-        if user.confirmed_at is not None:
-            first = user.last_sign_in_at is None
-            user.last_sign_in_at = datetime.now(UTC)
-            if not first and not _recent_device(ctx, key, device_cookie):
-                await _notify_new_device(session, ctx, user, client=client, user_agent=user_agent)
+        if user.confirmed_at is not None and user.totp_enabled_at is None:
+            await record_sign_in(
+                session,
+                ctx,
+                user,
+                device_cookie=device_cookie,
+                client=client,
+                user_agent=user_agent,
+            )
     if user.confirmed_at is None:
         # Signing in needs a confirmed address: registering an address and signing in with it
         # must not tell a stranger whether the address already had an account.
         ctx.defer(accounts.resend_confirmation, ctx, user.id)
         return LoginOutcome()
+    if user.totp_enabled_at is not None:
+        # The password was right; nothing works until the second step is, too.
+        pending = ctx.tokens.dumps(
+            Purpose.SECOND_STEP, {"uid": user.id, "sv": user.session_version, "key": key}
+        )
+        return LoginOutcome(second_step=pending)
     await ctx.limits.clear(scopes[0][0], scopes[0][1])
-    device = ctx.tokens.dumps(Purpose.DEVICE, {"key": key, "id": secrets.token_urlsafe(12)})
-    return LoginOutcome(user=user, device_cookie=device)
+    return LoginOutcome(user=user, device_cookie=new_device_cookie(ctx, key))
+
+
+def new_device_cookie(ctx: ServiceContext, key: str) -> str:
+    return ctx.tokens.dumps(Purpose.DEVICE, {"key": key, "id": secrets.token_urlsafe(12)})
+
+
+async def record_sign_in(
+    session: AsyncSession,
+    ctx: ServiceContext,
+    user: User,
+    *,
+    device_cookie: str | None,
+    client: str,
+    user_agent: str,
+) -> None:
+    """A sign-in completed (every factor checked): when it happened, and the new-browser
+    email it may cause."""
+    first = user.last_sign_in_at is None
+    user.last_sign_in_at = datetime.now(UTC)
+    if not first and not _recent_device(ctx, user.email_key, device_cookie):
+        await _notify_new_device(session, ctx, user, client=client, user_agent=user_agent)
 
 
 def _recent_device(ctx: ServiceContext, key: str, device_cookie: str | None) -> bool:

@@ -28,7 +28,14 @@ async def test_upgrade_from_empty_downgrade_and_upgrade_again(services: Services
 
         config = alembic_config(url)
         await asyncio.to_thread(command.upgrade, config, "head")
-        assert await tables() == {"users", "texts", "emails", "username_holds", "sessions"}
+        assert await tables() == {
+            "users",
+            "texts",
+            "emails",
+            "username_holds",
+            "sessions",
+            "recovery_codes",
+        }
 
         # The models and the migrations describe the same schema.
         async with engine.connect() as connection:
@@ -62,7 +69,14 @@ async def test_upgrade_from_empty_downgrade_and_upgrade_again(services: Services
         assert version == 0
 
         await asyncio.to_thread(command.upgrade, config, "head")
-        assert await tables() == {"users", "texts", "emails", "username_holds", "sessions"}
+        assert await tables() == {
+            "users",
+            "texts",
+            "emails",
+            "username_holds",
+            "sessions",
+            "recovery_codes",
+        }
     finally:
         await engine.dispose()
         await drop_database(services, name)

@@ -15,6 +15,7 @@ from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, Usern
 from shared.validation import INVALID_TOKEN, InvalidInput
 from web import ratelimit
 from web.auth import current_account, device_cookie, end_session, start_session
+from web.blueprints.two_factor import remember_second_step
 from web.extensions import services
 from web.forms import ActionForm, LoginForm, RegistrationForm, ResendConfirmationForm
 from web.ratelimit import limit_posts, too_many
@@ -75,6 +76,11 @@ async def login() -> ResponseReturnValue:
             device_cookie=device_cookie(),
             user_agent=request.headers.get("User-Agent", ""),
         )
+        if outcome.second_step is not None:
+            remember_second_step(
+                outcome.second_step, remember=bool(form.remember.data), next_url=next_url
+            )
+            return redirect(url_for("two_factor.second_step"))
         if outcome.user is not None:
             await start_session(
                 outcome.user, remember=bool(form.remember.data), device_cookie=outcome.device_cookie

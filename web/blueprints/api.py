@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, request
+from quart import Blueprint, request, session
 from quart.typing import ResponseReturnValue
 from quart_schema import (
     RequestSchemaValidationError,
@@ -25,13 +25,23 @@ from quart_schema.openapi import OpenAPIProvider
 from werkzeug.routing import Rule
 
 from shared.models import User
-from shared.services import account_data, accounts, email_change, passwords, sessions, signin
+from shared.services import (
+    account_data,
+    accounts,
+    email_change,
+    passwords,
+    sessions,
+    signin,
+    two_factor,
+)
 from shared.services.account_data import DeleteOutcome
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.services.email_change import ConfirmOutcome as EmailChangeOutcome
 from shared.services.email_change import RequestOutcome
 from shared.services.passwords import ChangeOutcome
+from shared.services.two_factor import Outcome as TwoFactorOutcome
 from shared.validation import (
+    CODE,
     EMAIL,
     INVALID_TOKEN,
     NEW_PASSWORD,
@@ -47,6 +57,7 @@ from web.problems import Problem, problem
 from web.ratelimit import limit_posts
 
 PREFIX = "/api/v1"
+SECOND_STEP = "second_step"  # the password step's outcome, in the session cookie
 blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # What an endpoint returns: a model (quart-schema validates and serialises it) with its
@@ -60,6 +71,7 @@ EmailAddress = Annotated[str, EMAIL.field(), EMAIL.validator()]
 NewPassword = Annotated[str, NEW_PASSWORD.field(), NEW_PASSWORD.validator()]
 Password = Annotated[str, PASSWORD.field(), PASSWORD.validator()]
 Token = Annotated[str, TOKEN.field(), TOKEN.validator()]
+Code = Annotated[str, CODE.field(), CODE.validator()]
 
 
 class Model(BaseModel):
@@ -103,6 +115,34 @@ class ChangePasswordIn(Model):
 
 class Message(BaseModel):
     detail: str
+
+
+class SecondStepOut(BaseModel):
+    detail: str
+    second_step: bool
+
+
+class CodeIn(Model):
+    code: Code
+
+
+class PasswordAndCodeIn(Model):
+    password: Password
+    code: Code
+
+
+class EnrolmentOut(BaseModel):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str]
+
+
+class TwoFactorOut(BaseModel):
+    enabled: bool
+    recovery_codes_left: int
 
 
 class UserOut(BaseModel):
@@ -214,6 +254,7 @@ async def register(data: RegisterIn) -> ApiResult:
 @limit_posts("login")
 @validate_request(LoginIn)
 @validate_response(UserOut, 200)
+@validate_response(SecondStepOut, 202)
 @document_response(Problem, 401)
 @document_response(Problem, 422)
 @document_response(Problem, 429)
@@ -234,6 +275,13 @@ async def login(data: LoginIn) -> ApiResult:
             f"{outcome.locked_for} s, or reset your password.",
             headers={"Retry-After": str(outcome.locked_for)},
         )  # fmt: skip
+    if outcome.second_step is not None:
+        session[SECOND_STEP] = {"pending": outcome.second_step, "remember": data.remember}
+        return SecondStepOut(
+            detail="Password accepted. Send a code from your authenticator app (or a recovery "
+            "code) to /api/v1/login/two-factor.",
+            second_step=True,
+        ), 202
     if outcome.user is None:
         return problem(
             401,
@@ -466,6 +514,7 @@ class ProfileExport(BaseModel):
     confirmed_at: str | None
     created_at: str | None
     last_sign_in_at: str | None
+    two_factor_enabled_at: str | None
 
 
 class TextExport(BaseModel):
@@ -539,6 +588,131 @@ async def delete_account(data: DeleteIn) -> ApiResult:
         return wrong_password()
     await end_session()
     return Message(detail="Your account has been deleted."), 200
+
+
+def _refused(result: two_factor.Result) -> ResponseReturnValue | None:
+    """The problem answer for a two-factor outcome other than DONE, if any."""
+    if result.outcome is TwoFactorOutcome.LOCKED:
+        return too_many_attempts(result.retry_after)
+    if result.outcome is TwoFactorOutcome.WRONG_PASSWORD:
+        return wrong_password()
+    if result.outcome is TwoFactorOutcome.WRONG_CODE:
+        return problem(
+            400,
+            "Wrong code",
+            "That code is not right.",
+            errors={"code": ["That code is not right."]},
+        )
+    if result.outcome is TwoFactorOutcome.NOT_APPLICABLE:
+        return problem(409, "Not applicable", "Nothing to do: check two-factor's state first.")
+    return None
+
+
+@blueprint.post("/login/two-factor")
+@limit_posts("login")
+@validate_request(CodeIn)
+@validate_response(UserOut, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 409)
+@document_response(Problem, 429)
+async def login_second_step(data: CodeIn) -> ApiResult:
+    """The second step of signing in to an account with two-factor sign-in on."""
+    state = session.get(SECOND_STEP)
+    if not isinstance(state, dict) or not isinstance(state.get("pending"), str):
+        return problem(409, "Not applicable", "Sign in with the password first.")
+    result = await two_factor.complete_sign_in(
+        services(),
+        state["pending"],
+        data.code,
+        client=ratelimit.client_address(),
+        device_cookie=device_cookie(),
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+    refused = _refused(result)
+    if refused is not None:
+        if result.outcome is TwoFactorOutcome.NOT_APPLICABLE:
+            session.pop(SECOND_STEP, None)
+        return refused
+    assert result.user is not None
+    await start_session(
+        result.user, remember=bool(state.get("remember")), device_cookie=result.device_cookie
+    )
+    return _user(result.user), 200
+
+
+@blueprint.get("/two-factor")
+@validate_response(TwoFactorOut, 200)
+@document_response(Problem, 401)
+async def two_factor_status() -> ApiResult:
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    state = await two_factor.status(services(), user.id)
+    return TwoFactorOut(enabled=state.enabled, recovery_codes_left=state.recovery_codes_left), 200
+
+
+@blueprint.post("/two-factor/enrol")
+@validate_request(Empty)
+@validate_response(EnrolmentOut, 200)
+@document_response(Problem, 401)
+@document_response(Problem, 409)
+async def two_factor_enrol(data: Empty) -> ApiResult:
+    """A secret for an authenticator app; two-factor sign-in turns on when a code from it
+    is sent to /two-factor/confirm."""
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    enrolment = await two_factor.begin_enrolment(services(), user.id)
+    if enrolment is None:
+        return problem(409, "Already on", "Two-factor sign-in is on already.")
+    return EnrolmentOut(secret=enrolment.secret, otpauth_uri=enrolment.uri), 200
+
+
+@blueprint.post("/two-factor/confirm")
+@validate_request(CodeIn)
+@validate_response(RecoveryCodesOut, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 401)
+@document_response(Problem, 409)
+@document_response(Problem, 429)
+async def two_factor_confirm(data: CodeIn) -> ApiResult:
+    """Turn two-factor sign-in on; the recovery codes are in the answer, once."""
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    result = await two_factor.confirm_enrolment(services(), user.id, data.code)
+    return _refused(result) or (RecoveryCodesOut(recovery_codes=result.recovery_codes), 200)
+
+
+@blueprint.post("/two-factor/recovery-codes")
+@validate_request(PasswordAndCodeIn)
+@validate_response(RecoveryCodesOut, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 401)
+@document_response(Problem, 409)
+@document_response(Problem, 429)
+async def two_factor_recovery_codes(data: PasswordAndCodeIn) -> ApiResult:
+    """New recovery codes (the old ones stop working)."""
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    result = await two_factor.regenerate_codes(services(), user.id, data.password, data.code)
+    return _refused(result) or (RecoveryCodesOut(recovery_codes=result.recovery_codes), 200)
+
+
+@blueprint.post("/two-factor/disable")
+@validate_request(PasswordAndCodeIn)
+@validate_response(Message, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 401)
+@document_response(Problem, 409)
+@document_response(Problem, 429)
+async def two_factor_disable(data: PasswordAndCodeIn) -> ApiResult:
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    result = await two_factor.disable(services(), user.id, data.password, data.code)
+    return _refused(result) or (Message(detail="Two-factor sign-in is off."), 200)
 
 
 def _user(user: User) -> UserOut:

@@ -1,0 +1,148 @@
+"""Two-factor sign-in (HTML): the second step of signing in, enrolling an authenticator
+app, recovery codes, turning it off."""
+
+from __future__ import annotations
+
+from quart import Blueprint, flash, redirect, render_template, request, session, url_for
+from quart.typing import ResponseReturnValue
+from quart_auth import login_required
+
+from shared.services import two_factor
+from shared.services.two_factor import Outcome
+from web import ratelimit
+from web.auth import current_account, device_cookie, start_session
+from web.extensions import services
+from web.forms import CodeForm, PasswordAndCodeForm
+from web.ratelimit import limit_posts, too_many
+from web.security import safe_next
+
+blueprint = Blueprint("two_factor", __name__)
+
+PENDING = "second_step"  # in the visitor's session cookie: the password step's outcome
+WRONG_CODE = "That code is not right. Check your authenticator app's current code."
+
+
+def remember_second_step(pending: str, *, remember: bool, next_url: str) -> None:
+    """The password was right: keep what the second step needs (signed, short-lived)."""
+    session[PENDING] = {"pending": pending, "remember": remember, "next": next_url}
+
+
+@blueprint.route("/login/two-factor", methods=["GET", "POST"])
+@limit_posts("login")
+async def second_step() -> ResponseReturnValue:
+    state = session.get(PENDING)
+    if not isinstance(state, dict) or not isinstance(state.get("pending"), str):
+        await flash("Please sign in first.", "info")
+        return redirect(url_for("accounts.login"))
+    form = await CodeForm.from_request()
+    if form.validate_on_submit():
+        result = await two_factor.complete_sign_in(
+            services(),
+            state["pending"],
+            form.code.data,
+            client=ratelimit.client_address(),
+            device_cookie=device_cookie(),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+        if result.outcome is Outcome.LOCKED:
+            raise too_many(
+                f"Too many wrong codes. Please wait {result.retry_after} seconds.",
+                result.retry_after,
+            )
+        if result.outcome is Outcome.NOT_APPLICABLE:
+            session.pop(PENDING, None)
+            await flash("Your sign-in has expired. Please sign in again.", "warning")
+            return redirect(url_for("accounts.login"))
+        if result.outcome is Outcome.DONE and result.user is not None:
+            await start_session(
+                result.user,
+                remember=bool(state.get("remember")),
+                device_cookie=result.device_cookie,
+            )
+            return redirect(safe_next(state.get("next")))
+        form.code.errors = [WRONG_CODE]
+    return await render_template("accounts/second_step.html", title="Two-factor sign-in", form=form)
+
+
+@blueprint.route("/account/two-factor", methods=["GET", "POST"])
+@login_required
+async def settings() -> ResponseReturnValue:
+    user = await current_account()
+    assert user is not None
+    context = services()
+    state = await two_factor.status(context, user.id)
+    if state.enabled:
+        return await render_template(
+            "accounts/two_factor.html",
+            title="Two-factor sign-in",
+            status=state,
+            form=await PasswordAndCodeForm.from_request(),
+        )
+    form = await CodeForm.from_request()
+    if form.validate_on_submit():
+        result = await two_factor.confirm_enrolment(context, user.id, form.code.data)
+        if result.outcome is Outcome.LOCKED:
+            raise too_many(
+                f"Too many wrong codes. Please wait {result.retry_after} seconds.",
+                result.retry_after,
+            )
+        if result.outcome is Outcome.DONE:
+            return await render_template(
+                "accounts/recovery_codes.html",
+                title="Your recovery codes",
+                codes=result.recovery_codes,
+                just_enabled=True,
+            )
+        form.code.errors = [WRONG_CODE]
+    enrolment = await two_factor.begin_enrolment(context, user.id)
+    return await render_template(
+        "accounts/two_factor.html",
+        title="Two-factor sign-in",
+        status=state,
+        enrolment=enrolment,
+        form=form,
+    )
+
+
+@blueprint.post("/account/two-factor/recovery-codes")
+@login_required
+async def regenerate() -> ResponseReturnValue:
+    return await _password_and_code_change("regenerate")
+
+
+@blueprint.post("/account/two-factor/disable")
+@login_required
+async def disable() -> ResponseReturnValue:
+    return await _password_and_code_change("disable")
+
+
+async def _password_and_code_change(action: str) -> ResponseReturnValue:
+    user = await current_account()
+    assert user is not None
+    form = await PasswordAndCodeForm.from_request()
+    if form.validate_on_submit():
+        change = two_factor.regenerate_codes if action == "regenerate" else two_factor.disable
+        result = await change(services(), user.id, form.password.data, form.code.data)
+        if result.outcome is Outcome.LOCKED:
+            raise too_many(
+                f"Too many wrong codes. Please wait {result.retry_after} seconds.",
+                result.retry_after,
+            )
+        if result.outcome is Outcome.DONE and action == "regenerate":
+            return await render_template(
+                "accounts/recovery_codes.html",
+                title="Your recovery codes",
+                codes=result.recovery_codes,
+                just_enabled=False,
+            )
+        if result.outcome is Outcome.DONE:
+            await flash("Two-factor sign-in is off.", "info")
+            return redirect(url_for("accounts.account"))
+        if result.outcome is Outcome.WRONG_PASSWORD:
+            form.password.errors = ["Your password is not correct."]
+        elif result.outcome is Outcome.WRONG_CODE:
+            form.code.errors = [WRONG_CODE]
+    state = await two_factor.status(services(), user.id)
+    return await render_template(
+        "accounts/two_factor.html", title="Two-factor sign-in", status=state, form=form
+    )
