@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     func,
@@ -27,6 +28,7 @@ USERNAME_MAX_LENGTH = 25
 EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit
 TEXT_TITLE_MAX_LENGTH = 50
 TEXT_CONTENT_MAX_LENGTH = 1000
+PASSKEY_NAME_MAX_LENGTH = 60
 
 
 class User(Base):
@@ -104,6 +106,24 @@ class SignInSession(Base):
         Index("ix_sessions_user_id", "user_id"),
         Index("ix_sessions_expires_at", "expires_at"),
     )
+
+
+class Passkey(Base):
+    """A WebAuthn credential registered by the account's owner (a discoverable one: it
+    signs in without a username typed)."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    name: Mapped[str] = mapped_column(String(PASSKEY_NAME_MAX_LENGTH))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_passkeys_user_id", "user_id"),)
 
 
 class RecoveryCode(Base):

@@ -36,7 +36,7 @@ from tests.support import (  # noqa: F401 (settings_env re-exported)
     settings_env,
 )
 
-TABLES = ("emails", "texts", "sessions", "recovery_codes", "users", "username_holds")
+TABLES = ("emails", "texts", "sessions", "recovery_codes", "passkeys", "users", "username_holds")
 
 
 # --- servers --------------------------------------------------------------------------------

@@ -49,9 +49,11 @@ async def stop_worker(worker: Any, task: asyncio.Task[Any]) -> None:
 class Stack:
     """``python -m web`` and ``python -m worker`` as subprocesses on the test services."""
 
-    def __init__(self, settings: Settings, logs: Path, **overrides: object) -> None:
+    def __init__(
+        self, settings: Settings, logs: Path, *, host: str = "127.0.0.1", **overrides: object
+    ) -> None:
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"http://{host}:{self.port}"
         self.settings = settings.with_values(
             **{
                 "BASE_URL": self.base_url,

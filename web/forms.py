@@ -154,6 +154,10 @@ class ChangePasswordForm(CSRFForm):
     submit = SubmitField("Change Password")
 
 
+class PasswordOnlyForm(CSRFForm):
+    password = password_field("Password", PASSWORD)
+
+
 class CodeForm(CSRFForm):
     code = text_field("Code", CODE)
     submit = SubmitField("Verify")

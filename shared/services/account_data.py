@@ -12,7 +12,7 @@ from sqlalchemy import delete, select
 
 from shared import passwords
 from shared.jobs import AccountDeleted, EmailKind
-from shared.models import Email, SignInSession, TextPost, User, UsernameHold
+from shared.models import Email, Passkey, SignInSession, TextPost, User, UsernameHold
 from shared.outbox import add_email
 from shared.services import users
 from shared.services.context import ServiceContext
@@ -39,6 +39,9 @@ async def export_account(ctx: ServiceContext, user_id: int) -> dict[str, Any]:
             select(SignInSession)
             .where(SignInSession.user_id == user_id)
             .order_by(SignInSession.created_at)
+        )
+        keys = await session.scalars(
+            select(Passkey).where(Passkey.user_id == user_id).order_by(Passkey.id)
         )
         emails = await session.scalars(
             select(Email).where(Email.user_id == user_id).order_by(Email.id)
@@ -68,6 +71,14 @@ async def export_account(ctx: ServiceContext, user_id: int) -> dict[str, Any]:
                     "ended_at": _when(s.revoked_at),
                 }
                 for s in sign_ins
+            ],
+            "passkeys": [
+                {
+                    "name": k.name,
+                    "created_at": _when(k.created_at),
+                    "last_used_at": _when(k.last_used_at),
+                }
+                for k in keys
             ],
             "emails": [
                 {

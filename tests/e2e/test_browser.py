@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
@@ -308,3 +309,100 @@ async def test_pages_fit_a_phone(browser: Browser, stack: Stack, screens: Path) 
             assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
     finally:
         await context.close()
+
+
+async def test_passkeys_with_a_virtual_authenticator(
+    browser: Browser,
+    settings: Settings,
+    queue: Any,
+    smtp: MailSink,
+    tmp_path: Path,
+    screens: Path,
+) -> None:
+    """Register a passkey, sign out, sign in with it (no username typed), remove it: in
+    Chromium with the DevTools protocol's virtual authenticator. A WebAuthn relying party
+    must be a domain, so this stack is served as localhost."""
+    from shared.db import create_engine, create_sessionmaker
+
+    running = Stack(settings, tmp_path, host="localhost")
+    try:
+        await wait_for(running.up, timeout=60, every=0.2)
+        context = await browser.new_context(base_url=running.base_url, bypass_csp=True)
+        page = await context.new_page()
+        cdp = await context.new_cdp_session(page)
+        await cdp.send("WebAuthn.enable")
+        authenticator = await cdp.send(
+            "WebAuthn.addVirtualAuthenticator",
+            {"options": {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+                         "hasUserVerification": True, "isUserVerified": True}},
+        )  # fmt: skip
+        check = Checker("passkeys", screens)
+
+        await page.goto("/register")
+        await page.get_by_label("Username").fill("alice")
+        await page.get_by_label("Email").fill("alice@example.com")
+        await page.get_by_label("Password", exact=True).fill(PASSWORD)
+        await page.get_by_label("Confirm Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Sign Up").click()
+        await wait_for(lambda: len(smtp.messages) == 1, timeout=30)
+        await page.goto(
+            link_in(smtp, "alice@example.com", "Confirm your email address", "/confirm/")
+        )
+        await page.get_by_role("button", name="Confirm my address").click()
+        await page.get_by_label("Email").fill("alice@example.com")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Login").click()
+        await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+
+        await page.goto("/account/passkeys")
+        await page.get_by_label("Name for a new passkey").fill("Laptop")
+        await page.get_by_role("button", name="Add a passkey").click()
+        await expect(page.get_by_role("cell", name="Laptop", exact=True)).to_be_visible()
+        await check(page, "registered")
+        stored = await cdp.send(
+            "WebAuthn.getCredentials", {"authenticatorId": authenticator["authenticatorId"]}
+        )
+        assert len(stored["credentials"]) == 1 and stored["credentials"][0]["isResidentCredential"]
+
+        await page.get_by_role("button", name="Logout").click()
+        await page.goto("/login")
+        await page.get_by_role("button", name="Sign in with a passkey").click()
+        await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+        await check(page, "signed-in")
+
+        # With two-factor sign-in on, the passkey also serves as the second step.
+        await page.goto("/account/two-factor")
+        secret = await page.locator("#secret").input_value()
+        await page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
+        await page.get_by_role("button", name="Turn on").click()
+        await expect(page.get_by_role("heading", name="Your recovery codes")).to_be_visible()
+        await check(page, "recovery-codes")
+        await page.get_by_role("button", name="Logout").click()
+        await page.goto("/login")
+        await page.get_by_label("Email").fill("alice@example.com")
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Login").click()
+        await expect(page.get_by_role("heading", name="Two-factor sign-in")).to_be_visible()
+        await check(page, "second-step")
+        await page.get_by_role("button", name="Use a passkey instead").click()
+        await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+
+        await page.goto("/account/passkeys")
+        await expect(page.get_by_role("cell", name="never")).to_have_count(0)  # used just now
+        await page.get_by_label("Password").fill(PASSWORD)
+        await page.get_by_role("button", name="Remove Laptop").click()
+        assert await flash(page, "info") == "The passkey has been removed."
+        await expect(page.get_by_text("No passkeys yet.")).to_be_visible()
+        await context.close()
+    finally:
+        running.stop()
+    engine = create_engine(settings.DATABASE_URL, application_name="tests", pool_size=1)
+    try:
+        from sqlalchemy import func, select
+
+        from shared.models import Passkey
+
+        async with create_sessionmaker(engine)() as session:
+            assert await session.scalar(select(func.count()).select_from(Passkey)) == 0
+    finally:
+        await engine.dispose()

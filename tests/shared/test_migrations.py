@@ -13,6 +13,10 @@ from devstack.servers import Services
 from shared.db import Base, create_engine
 from tests.conftest import alembic_config, create_database, drop_database
 
+ALL_TABLES = {
+    "users", "texts", "emails", "username_holds", "sessions", "recovery_codes", "passkeys",
+}  # fmt: skip
+
 
 async def test_upgrade_from_empty_downgrade_and_upgrade_again(services: Services) -> None:
     name = "accounts_migrations_check"
@@ -28,14 +32,7 @@ async def test_upgrade_from_empty_downgrade_and_upgrade_again(services: Services
 
         config = alembic_config(url)
         await asyncio.to_thread(command.upgrade, config, "head")
-        assert await tables() == {
-            "users",
-            "texts",
-            "emails",
-            "username_holds",
-            "sessions",
-            "recovery_codes",
-        }
+        assert await tables() == ALL_TABLES
 
         # The models and the migrations describe the same schema.
         async with engine.connect() as connection:
@@ -69,14 +66,7 @@ async def test_upgrade_from_empty_downgrade_and_upgrade_again(services: Services
         assert version == 0
 
         await asyncio.to_thread(command.upgrade, config, "head")
-        assert await tables() == {
-            "users",
-            "texts",
-            "emails",
-            "username_holds",
-            "sessions",
-            "recovery_codes",
-        }
+        assert await tables() == ALL_TABLES
     finally:
         await engine.dispose()
         await drop_database(services, name)

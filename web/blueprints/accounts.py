@@ -92,11 +92,13 @@ async def login() -> ResponseReturnValue:
                 f"{duration(outcome.locked_for)}, or reset your password.",
                 "danger",
             )
-            page = await render_template("accounts/login.html", title="Login", form=form)
+            page = await render_template(
+                "accounts/login.html", title="Login", form=form, next_url=next_url
+            )
             return page, 429, {"Retry-After": str(outcome.locked_for)}
         # One message for an unknown email and a wrong password.
         await flash(LOGIN_FAILED, "danger")
-    return await render_template("accounts/login.html", title="Login", form=form)
+    return await render_template("accounts/login.html", title="Login", form=form, next_url=next_url)
 
 
 @blueprint.post("/logout")

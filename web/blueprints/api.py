@@ -29,6 +29,7 @@ from shared.services import (
     account_data,
     accounts,
     email_change,
+    passkeys,
     passwords,
     sessions,
     signin,
@@ -38,6 +39,7 @@ from shared.services.account_data import DeleteOutcome
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.services.email_change import ConfirmOutcome as EmailChangeOutcome
 from shared.services.email_change import RequestOutcome
+from shared.services.passkeys import Outcome as PasskeyOutcome
 from shared.services.passwords import ChangeOutcome
 from shared.services.two_factor import Outcome as TwoFactorOutcome
 from shared.validation import (
@@ -541,11 +543,18 @@ class EmailExport(BaseModel):
     sent_at: str | None
 
 
+class PasskeyExport(BaseModel):
+    name: str
+    created_at: str | None
+    last_used_at: str | None
+
+
 class AccountExport(BaseModel):
     format: int
     profile: ProfileExport
     texts: list[TextExport]
     sessions: list[SessionExport]
+    passkeys: list[PasskeyExport]
     emails: list[EmailExport]
 
 
@@ -713,6 +722,150 @@ async def two_factor_disable(data: PasswordAndCodeIn) -> ApiResult:
         return not_logged_in()
     result = await two_factor.disable(services(), user.id, data.password, data.code)
     return _refused(result) or (Message(detail="Two-factor sign-in is off."), 200)
+
+
+class CeremonyOut(BaseModel):
+    ceremony: str
+    options: dict[str, Any]
+
+
+class PasskeyIn(Model):
+    model_config = ConfigDict(extra="forbid", str_max_length=10_000, regex_engine="python-re")
+    ceremony: Annotated[str, Field(min_length=1, max_length=64)]
+    name: Annotated[str, Field(min_length=1, max_length=60)] = "Passkey"
+    credential: dict[str, Any]
+
+
+class PasskeySignInIn(Model):
+    model_config = ConfigDict(extra="forbid", str_max_length=10_000, regex_engine="python-re")
+    ceremony: Annotated[str, Field(min_length=1, max_length=64)]
+    credential: dict[str, Any]
+
+
+class PasskeyOut(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+
+
+class PasskeysOut(BaseModel):
+    passkeys: list[PasskeyOut]
+
+
+class PasswordIn(Model):
+    password: Password
+
+
+def _passkey_refused(result: passkeys.Result) -> ResponseReturnValue | None:
+    if result.outcome is PasskeyOutcome.LOCKED:
+        return too_many_attempts(result.retry_after)
+    if result.outcome is PasskeyOutcome.WRONG_PASSWORD:
+        return wrong_password()
+    if result.outcome is PasskeyOutcome.REFUSED:
+        return problem(400, "Passkey refused", result.detail or "The passkey was not accepted.")
+    return None
+
+
+@blueprint.get("/passkeys")
+@validate_response(PasskeysOut, 200)
+@document_response(Problem, 401)
+async def list_passkeys() -> ApiResult:
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    found = await passkeys.listed(services(), user.id)
+    return PasskeysOut(
+        passkeys=[
+            PasskeyOut(id=p.id, name=p.name, created_at=p.created_at, last_used_at=p.last_used_at)
+            for p in found
+        ]
+    ), 200
+
+
+@blueprint.post("/passkeys/register/options")
+@validate_request(Empty)
+@validate_response(CeremonyOut, 200)
+@document_response(Problem, 401)
+async def passkey_registration_options(data: Empty) -> ApiResult:
+    """Options for navigator.credentials.create(); answer with /passkeys/register."""
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    ceremony = await passkeys.registration_options(services(), user.id)
+    if ceremony is None:
+        return not_logged_in()
+    return CeremonyOut(ceremony=ceremony.ceremony, options=ceremony.options), 200
+
+
+@blueprint.post("/passkeys/register")
+@validate_request(PasskeyIn)
+@validate_response(Message, 201)
+@document_response(Problem, 400)
+@document_response(Problem, 401)
+async def passkey_register(data: PasskeyIn) -> ApiResult:
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    result = await passkeys.register(services(), user.id, data.ceremony, data.name, data.credential)
+    return _passkey_refused(result) or (Message(detail="Passkey added."), 201)
+
+
+@blueprint.post("/passkeys/<int:passkey_id>/remove")
+@validate_request(PasswordIn)
+@validate_response(Message, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 401)
+@document_response(Problem, 404)
+@document_response(Problem, 429)
+async def passkey_remove(passkey_id: int, data: PasswordIn) -> ApiResult:
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    result = await passkeys.remove(services(), user.id, passkey_id, data.password)
+    return _passkey_refused(result) or (Message(detail="Passkey removed."), 200)
+
+
+@blueprint.post("/login/passkey/options")
+@limit_posts("login")
+@validate_request(Empty)
+@validate_response(CeremonyOut, 200)
+@document_response(Problem, 429)
+async def passkey_sign_in_options(data: Empty) -> ApiResult:
+    """Options for navigator.credentials.get(): any passkey of this site, or, while a
+    two-factor sign-in waits for its second step, that account's."""
+    state = session.get(SECOND_STEP)
+    pending = state.get("pending") if isinstance(state, dict) else None
+    ceremony = await passkeys.sign_in_options(
+        services(), second_step=pending if isinstance(pending, str) else None
+    )
+    return CeremonyOut(ceremony=ceremony.ceremony, options=ceremony.options), 200
+
+
+@blueprint.post("/login/passkey")
+@limit_posts("login")
+@validate_request(PasskeySignInIn)
+@validate_response(UserOut, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 429)
+async def passkey_sign_in(data: PasskeySignInIn) -> ApiResult:
+    """Sign in with a passkey (the whole sign-in, or a two-factor sign-in's second step)."""
+    result = await passkeys.sign_in(
+        services(),
+        data.ceremony,
+        data.credential,
+        client=ratelimit.client_address(),
+        device_cookie=device_cookie(),
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+    refused = _passkey_refused(result)
+    if refused is not None:
+        return refused
+    assert result.user is not None
+    state = session.get(SECOND_STEP)
+    remember = bool(state.get("remember")) if isinstance(state, dict) else False
+    await start_session(result.user, remember=remember, device_cookie=result.device_cookie)
+    return _user(result.user), 200
 
 
 def _user(user: User) -> UserOut:

@@ -61,7 +61,12 @@ async def second_step() -> ResponseReturnValue:
             )
             return redirect(safe_next(state.get("next")))
         form.code.errors = [WRONG_CODE]
-    return await render_template("accounts/second_step.html", title="Two-factor sign-in", form=form)
+    return await render_template(
+        "accounts/second_step.html",
+        title="Two-factor sign-in",
+        form=form,
+        next_url=safe_next(state.get("next")),
+    )
 
 
 @blueprint.route("/account/two-factor", methods=["GET", "POST"])

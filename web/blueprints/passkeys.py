@@ -1,0 +1,54 @@
+"""Passkeys (HTML): the list with "Add a passkey" (the ceremony runs in
+/static/passkeys.js against the JSON API) and removal, which needs the password."""
+
+from __future__ import annotations
+
+from quart import Blueprint, flash, redirect, render_template, url_for
+from quart.typing import ResponseReturnValue
+from quart_auth import login_required
+
+from shared.services import passkeys
+from shared.services.passkeys import Outcome
+from web.auth import current_account
+from web.extensions import services
+from web.forms import PasswordOnlyForm
+from web.ratelimit import too_many
+
+blueprint = Blueprint("passkeys", __name__)
+
+
+@blueprint.get("/account/passkeys")
+@login_required
+async def list_passkeys() -> ResponseReturnValue:
+    user = await current_account()
+    assert user is not None
+    return await render_template(
+        "accounts/passkeys.html",
+        title="Passkeys",
+        items=await passkeys.listed(services(), user.id),
+        form=await PasswordOnlyForm.from_request(),
+    )
+
+
+@blueprint.post("/account/passkeys/<int:passkey_id>/remove")
+@login_required
+async def remove(passkey_id: int) -> ResponseReturnValue:
+    user = await current_account()
+    assert user is not None
+    form = await PasswordOnlyForm.from_request()
+    if form.validate_on_submit():
+        result = await passkeys.remove(services(), user.id, passkey_id, form.password.data)
+        if result.outcome is Outcome.LOCKED:
+            raise too_many(
+                f"Too many wrong passwords. Please wait {result.retry_after} seconds.",
+                result.retry_after,
+            )
+        if result.outcome is Outcome.DONE:
+            await flash("The passkey has been removed.", "info")
+        elif result.outcome is Outcome.WRONG_PASSWORD:
+            await flash("Your password is not correct.", "danger")
+        else:
+            await flash("That passkey had already been removed.", "warning")
+    else:
+        await flash("Enter your password to remove a passkey.", "danger")
+    return redirect(url_for("passkeys.list_passkeys"))

@@ -1,0 +1,85 @@
+// Passkeys (WebAuthn) for the pages that offer them. Progressive: without this script (or a
+// browser without WebAuthn) the buttons stay hidden and password + code still work.
+(() => {
+  if (!window.PublicKeyCredential) return;
+
+  const toBytes = (value) => {
+    const base64 = value.replace(/-/g, "+").replace(/_/g, "/");
+    const padded = base64 + "===".slice((base64.length + 3) % 4);
+    return Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+  };
+  const toText = (buffer) =>
+    btoa(String.fromCharCode(...new Uint8Array(buffer)))
+      .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+
+  const post = async (path, body) => {
+    const response = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify(body),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(data.detail || "The passkey was not accepted.");
+    return data;
+  };
+
+  const credentialJSON = (credential) => {
+    const response = credential.response;
+    const json = {
+      id: credential.id,
+      rawId: toText(credential.rawId),
+      type: credential.type,
+      clientExtensionResults: credential.getClientExtensionResults(),
+      response: { clientDataJSON: toText(response.clientDataJSON) },
+    };
+    if (response.attestationObject) {
+      json.response.attestationObject = toText(response.attestationObject);
+      if (response.getTransports) json.response.transports = response.getTransports();
+    } else {
+      json.response.authenticatorData = toText(response.authenticatorData);
+      json.response.signature = toText(response.signature);
+      if (response.userHandle) json.response.userHandle = toText(response.userHandle);
+    }
+    return json;
+  };
+
+  const say = (element, message) => {
+    const status = document.getElementById(element.dataset.status);
+    if (status) status.textContent = message;
+  };
+
+  document.querySelectorAll("[data-passkey-register]").forEach((button) => {
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      try {
+        const { ceremony, options } = await post("/api/v1/passkeys/register/options", {});
+        options.challenge = toBytes(options.challenge);
+        options.user.id = toBytes(options.user.id);
+        options.excludeCredentials = (options.excludeCredentials || []).map((c) => ({ ...c, id: toBytes(c.id) }));
+        const credential = await navigator.credentials.create({ publicKey: options });
+        const name = document.getElementById("passkey-name").value || "Passkey";
+        await post("/api/v1/passkeys/register", { ceremony, name, credential: credentialJSON(credential) });
+        window.location.reload();
+      } catch (error) {
+        say(button, error.message);
+      }
+    });
+  });
+
+  document.querySelectorAll("[data-passkey-sign-in]").forEach((button) => {
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      try {
+        const { ceremony, options } = await post("/api/v1/login/passkey/options", {});
+        options.challenge = toBytes(options.challenge);
+        options.allowCredentials = (options.allowCredentials || []).map((c) => ({ ...c, id: toBytes(c.id) }));
+        const credential = await navigator.credentials.get({ publicKey: options });
+        await post("/api/v1/login/passkey", { ceremony, credential: credentialJSON(credential) });
+        window.location.assign(button.dataset.next || "/");
+      } catch (error) {
+        say(button, error.message);
+      }
+    });
+  });
+})();
