@@ -108,6 +108,27 @@ class SignInSession(Base):
     )
 
 
+class SecurityEvent(Base):
+    """Something security-relevant that happened to an account, written in the same
+    transaction as the change it describes. No secrets, no tokens: the kind, when, from
+    where (address and browser in words) and a small payload."""
+
+    __tablename__ = "security_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(60))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    client_address: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(120))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+    __table_args__ = (
+        Index("ix_security_events_user_id_id", "user_id", "id"),
+        Index("ix_security_events_created_at", "created_at"),
+    )
+
+
 class Passkey(Base):
     """A WebAuthn credential registered by the account's owner (a discoverable one: it
     signs in without a username typed)."""

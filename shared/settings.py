@@ -202,6 +202,7 @@ class Settings(BaseSettings):
     # failed ones after OUTBOX_FAILED_RETENTION_DAYS (an operator may still need them).
     OUTBOX_RETENTION_DAYS: int = Field(default=30, ge=1)
     OUTBOX_FAILED_RETENTION_DAYS: int = Field(default=90, ge=1)
+    SECURITY_EVENTS_RETENTION_DAYS: int = Field(default=365, ge=1)  # the activity page's past
 
     @field_validator("SECRET_KEY")
     @classmethod

@@ -36,7 +36,10 @@ from tests.support import (  # noqa: F401 (settings_env re-exported)
     settings_env,
 )
 
-TABLES = ("emails", "texts", "sessions", "recovery_codes", "passkeys", "users", "username_holds")
+TABLES = (
+    "emails", "texts", "sessions", "recovery_codes", "passkeys", "security_events", "users",
+    "username_holds",
+)  # fmt: skip
 
 
 # --- servers --------------------------------------------------------------------------------

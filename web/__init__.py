@@ -10,11 +10,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from hypercorn.middleware import ProxyFixMiddleware
-from quart import Quart
+from quart import Quart, request
 from quart_schema import QuartSchema
 
+from shared.services import events
 from shared.services.context import ServiceContext
 from shared.settings import Settings, load_settings
+from web import ratelimit
 from web.auth import AccountUser, current_account
 from web.errors import register_error_handlers
 from web.extensions import SERVICES_KEY, auth_manager
@@ -49,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     from web.blueprints.account_data import blueprint as account_data_blueprint
     from web.blueprints.accounts import blueprint as accounts_blueprint
+    from web.blueprints.activity import blueprint as activity_blueprint
     from web.blueprints.api import PREFIX, ApiOnlyProvider
     from web.blueprints.api import blueprint as api_blueprint
     from web.blueprints.email_change import blueprint as email_change_blueprint
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(reset_blueprint)
     app.register_blueprint(sessions_blueprint)
     app.register_blueprint(account_data_blueprint)
+    app.register_blueprint(activity_blueprint)
     app.register_blueprint(email_change_blueprint)
     app.register_blueprint(two_factor_blueprint)
     app.register_blueprint(passkeys_blueprint)
@@ -94,6 +98,12 @@ def create_app(settings: Settings | None = None) -> Quart:
         return {"account": await current_account()}
 
     run_context_processors_inline(app)
+
+    @app.before_request
+    async def note_origin() -> None:
+        # Where this request's security events come from (shared.services.events).
+        events.set_origin(ratelimit.client_address(), request.headers.get("User-Agent", ""))
+
     if settings.TRUSTED_PROXIES:
         # The client address (and scheme) the trusted proxies forwarded; with no proxies
         # configured the headers are ignored, since any client can send them.

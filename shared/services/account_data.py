@@ -12,10 +12,19 @@ from sqlalchemy import delete, select
 
 from shared import passwords
 from shared.jobs import AccountDeleted, EmailKind
-from shared.models import Email, Passkey, SignInSession, TextPost, User, UsernameHold
+from shared.models import (
+    Email,
+    Passkey,
+    SecurityEvent,
+    SignInSession,
+    TextPost,
+    User,
+    UsernameHold,
+)
 from shared.outbox import add_email
-from shared.services import users
+from shared.services import events, users
 from shared.services.context import ServiceContext
+from shared.services.events import Kind
 from shared.services.passwords import password_check_limit
 
 EXPORT_FORMAT = 1  # bumped when the export's shape changes
@@ -42,6 +51,9 @@ async def export_account(ctx: ServiceContext, user_id: int) -> dict[str, Any]:
         )
         keys = await session.scalars(
             select(Passkey).where(Passkey.user_id == user_id).order_by(Passkey.id)
+        )
+        history = await session.scalars(
+            select(SecurityEvent).where(SecurityEvent.user_id == user_id).order_by(SecurityEvent.id)
         )
         emails = await session.scalars(
             select(Email).where(Email.user_id == user_id).order_by(Email.id)
@@ -79,6 +91,16 @@ async def export_account(ctx: ServiceContext, user_id: int) -> dict[str, Any]:
                     "last_used_at": _when(k.last_used_at),
                 }
                 for k in keys
+            ],
+            "events": [
+                {
+                    "kind": e.kind,
+                    "at": _when(e.created_at),
+                    "client_address": e.client_address,
+                    "device": e.device,
+                    "details": e.payload,
+                }
+                for e in history
             ],
             "emails": [
                 {
@@ -136,4 +158,6 @@ async def delete_account(
         await add_email(
             session, EmailKind.ACCOUNT_DELETED, user.email, AccountDeleted(username=user.username)
         )
+        # Its events went with it; this one keeps no link to the person, only the number.
+        await events.record(session, Kind.DELETED, None, account_id=user.id)
     return DeleteResult(DeleteOutcome.DELETED)

@@ -15,8 +15,9 @@ from shared.jobs import AlreadyRegistered, ConfirmEmail, EmailKind
 from shared.models import Email, EmailStatus, User
 from shared.outbox import email_user
 from shared.ratelimit import Limit
-from shared.services import users
+from shared.services import events, users
 from shared.services.context import ServiceContext
+from shared.services.events import Kind
 from shared.tokens import Purpose, int_field
 from shared.validation import (
     InvalidInput,
@@ -96,6 +97,7 @@ async def _create_account_or_notify(
                 await session.flush()
         except IntegrityError:
             return  # a concurrent registration of the same address won; it has the email
+        await events.record(session, Kind.REGISTERED, user.id)
         await _issue_confirmation(session, user)
 
 
@@ -149,6 +151,7 @@ async def confirm(ctx: ServiceContext, token: str) -> ConfirmOutcome:
         if generation != user.confirm_generation:
             return ConfirmOutcome.INVALID
         user.confirmed_at = datetime.now(UTC)
+        await events.record(session, Kind.CONFIRMED, user.id)
     return ConfirmOutcome.CONFIRMED
 
 

@@ -17,8 +17,9 @@ from shared.jobs import (
     EmailKind,
 )
 from shared.outbox import add_email, email_user
-from shared.services import users
+from shared.services import events, users
 from shared.services.context import ServiceContext
+from shared.services.events import Kind
 from shared.services.passwords import password_check_limit
 from shared.tokens import Purpose, int_field
 from shared.validation import InvalidInput, email_key
@@ -58,6 +59,7 @@ async def request_change(
         user.pending_email = new_email
         user.email_change_generation += 1
         generation = user.email_change_generation
+        await events.record(session, Kind.EMAIL_CHANGE_REQUESTED, user.id)
         await email_user(
             session,
             user,
@@ -125,6 +127,7 @@ async def confirm_change(ctx: ServiceContext, token: str) -> ConfirmOutcome:
         user.email_change_generation += 1  # this link is spent
         user.reset_generation += 1  # links sent to the old address stop working
         user.confirm_generation += 1
+        await events.record(session, Kind.EMAIL_CHANGED, user.id)
         await session.flush()
         await add_email(
             session,

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import EmailKind, TestEmail
-from shared.models import Email, EmailStatus, SignInSession, User, UsernameHold
+from shared.models import Email, EmailStatus, SecurityEvent, SignInSession, User, UsernameHold
 from shared.outbox import add_email, announce
 from shared.services.context import ServiceContext
 from shared.settings import Settings
@@ -93,6 +93,7 @@ async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, 
     CONFIRM_TOKEN_MAX_AGE (their username is free again, as an ended hold's is), expired or
     revoked sign-ins, and ended username holds. Returns how many of each."""
     day = timedelta(days=1)
+    events_kept = settings.SECURITY_EVENTS_RETENTION_DAYS * day
     targets = {
         "outbox rows": (
             Email,
@@ -111,6 +112,11 @@ async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, 
             User.id,
             (User.confirmed_at.is_(None),
              User.created_at < func.now() - timedelta(seconds=settings.CONFIRM_TOKEN_MAX_AGE)),
+        ),
+        "security events": (
+            SecurityEvent,
+            SecurityEvent.id,
+            (SecurityEvent.created_at < func.now() - events_kept,),
         ),
         "ended sign-ins": (
             SignInSession,

@@ -40,8 +40,9 @@ from shared.jobs import TwoFactorChanged
 from shared.models import Passkey, User
 from shared.outbox import email_user
 from shared.ratelimit import Limit
-from shared.services import signin, users
+from shared.services import events, signin, users
 from shared.services.context import ServiceContext
+from shared.services.events import Kind
 from shared.tokens import Purpose, int_field
 
 CEREMONY_SECONDS = 300
@@ -160,6 +161,7 @@ async def register(
         )
         session.add(passkey)
         await session.flush()
+        await events.record(session, Kind.PASSKEY_ADDED, user.id, name=passkey.name)
         await email_user(
             session,
             user,
@@ -198,6 +200,7 @@ async def remove(ctx: ServiceContext, user_id: int, passkey_id: int, password: s
         )
         if gone is None:
             return Result(Outcome.REFUSED, detail="No such passkey.")
+        await events.record(session, Kind.PASSKEY_REMOVED, user.id)
         await email_user(
             session,
             user,
@@ -276,7 +279,13 @@ async def sign_in(
         passkey.sign_count = verified.new_sign_count
         passkey.last_used_at = datetime.now(UTC)
         await signin.record_sign_in(
-            session, ctx, user, device_cookie=device_cookie, client=client, user_agent=user_agent
+            session,
+            ctx,
+            user,
+            device_cookie=device_cookie,
+            client=client,
+            user_agent=user_agent,
+            method="passkey",
         )
     return Result(
         Outcome.DONE,

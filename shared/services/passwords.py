@@ -15,8 +15,9 @@ from shared.jobs import PasswordChanged, ResetEmail
 from shared.models import User
 from shared.outbox import email_user
 from shared.ratelimit import Limit
-from shared.services import sessions, signin, users
+from shared.services import events, sessions, signin, users
 from shared.services.context import ServiceContext
+from shared.services.events import Kind
 from shared.tokens import Purpose, int_field, password_fingerprint
 from shared.validation import InvalidInput, check_new_password, email_key
 
@@ -55,6 +56,7 @@ async def _issue_reset_if_known(ctx: ServiceContext, email: str) -> None:
         user = await users.by_email(session, email, lock=True)
         if user is not None:
             await _issue_reset(session, user)
+            await events.record(session, Kind.RESET_REQUESTED, user.id)
 
 
 async def _issue_reset(session: AsyncSession, user: User) -> None:
@@ -125,6 +127,7 @@ async def reset_password(
             return False
         await _check_new_password(password, user)
         await _set_password(session, user, await passwords.hash_password(password))
+        await events.record(session, Kind.PASSWORD_RESET, user.id)
         if user.confirmed_at is None:
             user.confirmed_at = datetime.now(UTC)  # the link came by email: address proven
     await signin.lift_locks(ctx, user, client=client)
@@ -179,6 +182,7 @@ async def change_password(
         await _check_new_password(new_password, user)
         new_hash = await passwords.hash_password(new_password)
         await _set_password(session, user, new_hash, keep=keep_session)
+        await events.record(session, Kind.PASSWORD_CHANGED, user.id)
     await ctx.limits.clear(password_check_limit(ctx), str(user_id))
     return ChangeResult(ChangeOutcome.CHANGED, user)
 
@@ -217,9 +221,11 @@ async def disown_change(ctx: ServiceContext, token: str) -> bool:
         # new one through the reset link (an argon2 hash never starts with "!").
         user.password_hash = UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(24)
         await sessions.end_all(session, user.id)
+        await events.record(session, Kind.NOT_ME, user.id)
         if user.pending_email is not None:  # an address change nobody asked for: cancelled
             user.pending_email = None
             user.email_change_generation += 1
+            await events.record(session, Kind.EMAIL_CHANGE_CANCELLED, user.id)
         user.session_version += 1
         await _issue_reset(session, user)
     return True

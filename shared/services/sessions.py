@@ -10,25 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from ua_parser import parse
 
+from shared.devices import USER_AGENT_MAX, describe_device
 from shared.models import SignInSession, User
+from shared.services import events
 from shared.services.context import ServiceContext
 
 TOUCH_EVERY = timedelta(minutes=5)  # last_seen_at moves at most this often
-USER_AGENT_MAX = 512
-
-
-def describe_device(user_agent: str) -> str:
-    """The user agent in words, as people name their devices: "Firefox on Windows"."""
-    result = parse(user_agent[:USER_AGENT_MAX])
-    browser = result.user_agent.family if result.user_agent else None
-    system = result.os.family if result.os else None
-    browser = None if browser in (None, "Other") else browser
-    system = None if system in (None, "Other") else system
-    if browser and system:
-        return f"{browser} on {system}"[:120]
-    return (browser or system or "An unknown browser")[:120]
 
 
 async def start(
@@ -131,13 +119,17 @@ async def revoke(ctx: ServiceContext, user_id: int, public_id: str) -> bool:
             .values(revoked_at=func.now())
             .returning(SignInSession.id)
         )
+        if ended is not None:
+            await events.record(session, events.Kind.SESSION_REVOKED, user_id)
     return ended is not None
 
 
 async def revoke_others(ctx: ServiceContext, user_id: int, keep: str) -> int:
     """ "Sign out everywhere else": how many sign-ins were ended."""
     async with ctx.unit_of_work() as session:
-        return await end_all(session, user_id, keep=keep)
+        ended = await end_all(session, user_id, keep=keep)
+        await events.record(session, events.Kind.SESSIONS_REVOKED_ELSEWHERE, user_id, ended=ended)
+    return ended
 
 
 async def end_all(session: AsyncSession, user_id: int, *, keep: str | None = None) -> int:

@@ -22,13 +22,14 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
+from shared.devices import describe_device
 from shared.jobs import NewDevice
 from shared.models import User
 from shared.outbox import email_user
 from shared.ratelimit import Limit
-from shared.services import accounts, users
+from shared.services import accounts, events, users
 from shared.services.context import ServiceContext
-from shared.services.sessions import describe_device
+from shared.services.events import Kind
 from shared.tokens import Purpose
 from shared.validation import email_key
 
@@ -102,6 +103,7 @@ async def login(
     for limit, subject in scopes:
         verdict = await ctx.limits.hit(limit, subject)
         if not verdict.allowed:
+            ctx.defer(_record_if_known, ctx, email, Kind.LOCKED)
             return LoginOutcome(locked_for=verdict.retry_after)
     async with ctx.unit_of_work() as session:
         user = await users.by_email(session, email)
@@ -110,6 +112,8 @@ async def login(
             return LoginOutcome()
         matches, needs_rehash = await passwords.verify_password(user.password_hash, password)
         if not matches:
+            # After the answer: an insert for known accounts only must not cost answer time.
+            ctx.defer(events.record_alone, ctx, Kind.LOGIN_FAILED, user.id)
             return LoginOutcome()
         if needs_rehash:
             user.password_hash = await passwords.hash_password(password)
@@ -137,6 +141,15 @@ async def login(
     return LoginOutcome(user=user, device_cookie=new_device_cookie(ctx, key))
 
 
+async def _record_if_known(ctx: ServiceContext, email: str, kind: Kind) -> None:
+    """Held-back attempts are the account's news only if there is an account: unknown
+    addresses leave nothing stored (no enumeration through storage)."""
+    async with ctx.unit_of_work() as session:
+        user = await users.by_email(session, email)
+        if user is not None:
+            await events.record(session, kind, user.id)
+
+
 def new_device_cookie(ctx: ServiceContext, key: str) -> str:
     return ctx.tokens.dumps(Purpose.DEVICE, {"key": key, "id": secrets.token_urlsafe(12)})
 
@@ -149,11 +162,13 @@ async def record_sign_in(
     device_cookie: str | None,
     client: str,
     user_agent: str,
+    method: str = "password",
 ) -> None:
     """A sign-in completed (every factor checked): when it happened, and the new-browser
     email it may cause."""
     first = user.last_sign_in_at is None
     user.last_sign_in_at = datetime.now(UTC)
+    await events.record(session, Kind.LOGIN_SUCCEEDED, user.id, method=method)
     if not first and not _recent_device(ctx, user.email_key, device_cookie):
         await _notify_new_device(session, ctx, user, client=client, user_agent=user_agent)
 

@@ -27,8 +27,9 @@ from shared.jobs import TwoFactorChanged
 from shared.models import RecoveryCode, User
 from shared.outbox import email_user
 from shared.ratelimit import Limit
-from shared.services import signin, users
+from shared.services import events, signin, users
 from shared.services.context import ServiceContext
+from shared.services.events import Kind
 from shared.tokens import Purpose, int_field
 
 ISSUER = "Accounts"
@@ -158,6 +159,7 @@ async def confirm_enrolment(ctx: ServiceContext, user_id: int, code: str) -> Res
         user.totp_enabled_at = datetime.now(UTC)
         codes = await _issue_recovery_codes(session, user)
         await _tell_owner(session, user, "enabled")
+        await events.record(session, Kind.TWO_FACTOR_ENABLED, user.id)
     return Result(Outcome.DONE, recovery_codes=codes)
 
 
@@ -192,6 +194,7 @@ async def _second_factor(
     )
     if used is not None:
         await _tell_owner(session, user, "recovery code used")
+        await events.record(session, Kind.RECOVERY_CODE_USED, user.id)
         return "recovery"
     return None
 
@@ -223,10 +226,18 @@ async def complete_sign_in(
         user = await users.by_id(session, user_id, lock=True)
         if user is None or user.session_version != version or user.totp_enabled_at is None:
             return Result(Outcome.NOT_APPLICABLE)
-        if await _second_factor(session, ctx, user, code) is None:
+        method = await _second_factor(session, ctx, user, code)
+        if method is None:
+            ctx.defer(events.record_alone, ctx, Kind.LOGIN_FAILED, user.id, step="code")
             return Result(Outcome.WRONG_CODE)
         await signin.record_sign_in(
-            session, ctx, user, device_cookie=device_cookie, client=client, user_agent=user_agent
+            session,
+            ctx,
+            user,
+            device_cookie=device_cookie,
+            client=client,
+            user_agent=user_agent,
+            method=method,
         )
     for limit, subject in [scopes[0], (code_limit(ctx), str(user_id))]:
         await ctx.limits.clear(limit, subject)
@@ -267,6 +278,7 @@ async def disable(ctx: ServiceContext, user_id: int, password: str, code: str) -
             .values(used_at=func.now())
         )
         await _tell_owner(session, user, "disabled")
+        await events.record(session, Kind.TWO_FACTOR_DISABLED, user.id)
     return Result(Outcome.DONE)
 
 
@@ -284,6 +296,7 @@ async def regenerate_codes(ctx: ServiceContext, user_id: int, password: str, cod
             return Result(refused)
         codes = await _issue_recovery_codes(session, user)
         await _tell_owner(session, user, "recovery codes regenerated")
+        await events.record(session, Kind.RECOVERY_CODES_REGENERATED, user.id)
     return Result(Outcome.DONE, recovery_codes=codes)
 
 

@@ -15,6 +15,7 @@ from tests.conftest import alembic_config, create_database, drop_database
 
 ALL_TABLES = {
     "users", "texts", "emails", "username_holds", "sessions", "recovery_codes", "passkeys",
+    "security_events",
 }  # fmt: skip
 
 

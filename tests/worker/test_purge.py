@@ -12,7 +12,14 @@ from sqlalchemy import func, insert, select, update
 
 from shared.db import SessionMaker
 from shared.jobs import EmailKind, TestEmail
-from shared.models import Email, EmailStatus, SignInSession, User, UsernameHold
+from shared.models import (
+    Email,
+    EmailStatus,
+    SecurityEvent,
+    SignInSession,
+    User,
+    UsernameHold,
+)
 from shared.outbox import add_email
 from shared.settings import Settings
 from worker.bootstrap import worker_options
@@ -62,6 +69,11 @@ async def test_purge_forgets_only_what_is_past_its_time(
                               user_agent="", device="d", expires_at=func.now() + expires,
                               revoked_at=revoked)
             )  # fmt: skip
+        session.add_all(
+            SecurityEvent(user_id=u0, kind=kind, client_address="a", device="d", payload={},
+                          created_at=func.now() - age * days)
+            for kind, age in (("user.old", 366), ("user.recent", 364))
+        )  # fmt: skip
         await session.execute(
             insert(UsernameHold).values(
                 [
@@ -99,8 +111,10 @@ async def test_purge_forgets_only_what_is_past_its_time(
         )
         holds = set(await session.scalars(select(UsernameHold.username_key)))
         sign_ins = set(await session.scalars(select(SignInSession.public_id)))
+        kept_events = set(await session.scalars(select(SecurityEvent.kind)))
     assert usernames == {"u0", "u2"}
     assert emails == [("failed", 31), ("pending", 91), ("sent", 29)]
     assert holds == {"held"}
     assert sign_ins == {"live"}
+    assert kept_events == {"user.recent"}
     assert "'unconfirmed accounts': 1" in report

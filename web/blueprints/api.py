@@ -29,6 +29,7 @@ from shared.services import (
     account_data,
     accounts,
     email_change,
+    events,
     passkeys,
     passwords,
     sessions,
@@ -549,12 +550,21 @@ class PasskeyExport(BaseModel):
     last_used_at: str | None
 
 
+class EventExport(BaseModel):
+    kind: str
+    at: str | None
+    client_address: str
+    device: str
+    details: dict[str, Any]
+
+
 class AccountExport(BaseModel):
     format: int
     profile: ProfileExport
     texts: list[TextExport]
     sessions: list[SessionExport]
     passkeys: list[PasskeyExport]
+    events: list[EventExport]
     emails: list[EmailExport]
 
 
@@ -866,6 +876,45 @@ async def passkey_sign_in(data: PasskeySignInIn) -> ApiResult:
     remember = bool(state.get("remember")) if isinstance(state, dict) else False
     await start_session(result.user, remember=remember, device_cookie=result.device_cookie)
     return _user(result.user), 200
+
+
+class EventOut(BaseModel):
+    kind: str  # a dotted event type, e.g. user.password_changed
+    description: str  # in words: "Password changed from Firefox on Windows, 2 hours ago"
+    created_at: datetime
+    client_address: str
+    device: str
+
+
+class ActivityOut(BaseModel):
+    events: list[EventOut]
+    page: int
+    pages: int
+
+
+@blueprint.get("/account/activity")
+@validate_response(ActivityOut, 200)
+@document_response(Problem, 401)
+async def account_activity() -> ApiResult:
+    """The account's security events, newest first, 20 a page (``?page=2``)."""
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    page = await events.activity(services(), user.id, request.args.get("page", 1, type=int) or 1)
+    return ActivityOut(
+        events=[
+            EventOut(
+                kind=e.kind,
+                description=events.in_words(e),
+                created_at=e.created_at,
+                client_address=e.client_address,
+                device=e.device,
+            )
+            for e in page.events
+        ],
+        page=page.page,
+        pages=page.pages,
+    ), 200
 
 
 def _user(user: User) -> UserOut:

@@ -1,0 +1,19 @@
+"""Browsers in words, from their user agent (ua-parser's rules, not regexes of our own)."""
+
+from __future__ import annotations
+
+from ua_parser import parse
+
+USER_AGENT_MAX = 512
+
+
+def describe_device(user_agent: str) -> str:
+    """The user agent in words, as people name their devices: "Firefox on Windows"."""
+    result = parse(user_agent[:USER_AGENT_MAX])
+    browser = result.user_agent.family if result.user_agent else None
+    system = result.os.family if result.os else None
+    browser = None if browser in (None, "Other") else browser
+    system = None if system in (None, "Other") else system
+    if browser and system:
+        return f"{browser} on {system}"[:120]
+    return (browser or system or "An unknown browser")[:120]

@@ -1,0 +1,159 @@
+"""Security events: one record per security-relevant change, written in the change's own
+transaction, shown to the account's owner (and, later, delivered to subscribed services).
+
+Where a change came from (the client's address and user agent) is the request's business,
+not each use case's: the web layer sets it once per request with :func:`set_origin`, and
+:func:`record` reads it (work deferred past the answer inherits it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.devices import describe_device
+from shared.models import SecurityEvent
+from shared.services.context import ServiceContext
+
+
+class Kind(enum.StrEnum):
+    """Event types: dotted names, stable (receivers of webhooks will filter on them)."""
+
+    REGISTERED = "user.registered"
+    CONFIRMED = "user.confirmed"
+    LOGIN_SUCCEEDED = "user.login_succeeded"
+    LOGIN_FAILED = "user.login_failed"
+    LOCKED = "user.locked"
+    RESET_REQUESTED = "user.reset_requested"
+    PASSWORD_RESET = "user.password_reset"  # noqa: S105 (an event name)
+    PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 (an event name)
+    EMAIL_CHANGE_REQUESTED = "user.email_change_requested"
+    EMAIL_CHANGED = "user.email_changed"
+    EMAIL_CHANGE_CANCELLED = "user.email_change_cancelled"
+    NOT_ME = "user.not_me"
+    DELETED = "user.deleted"
+    SESSION_REVOKED = "session.revoked"
+    SESSIONS_REVOKED_ELSEWHERE = "session.revoked_others"
+    TWO_FACTOR_ENABLED = "two_factor.enabled"
+    TWO_FACTOR_DISABLED = "two_factor.disabled"
+    RECOVERY_CODES_REGENERATED = "two_factor.recovery_codes_regenerated"
+    RECOVERY_CODE_USED = "two_factor.recovery_code_used"
+    PASSKEY_ADDED = "passkey.added"
+    PASSKEY_REMOVED = "passkey.removed"
+
+
+# What the activity page says for each (it adds "from <browser>, <when>").
+WORDS: dict[Kind, str] = {
+    Kind.REGISTERED: "Account created",
+    Kind.CONFIRMED: "Email address confirmed",
+    Kind.LOGIN_SUCCEEDED: "Signed in",
+    Kind.LOGIN_FAILED: "Failed sign-in (wrong password or code)",
+    Kind.LOCKED: "Sign-in attempts held back (too many failures)",
+    Kind.RESET_REQUESTED: "Password reset requested",
+    Kind.PASSWORD_RESET: "Password reset",
+    Kind.PASSWORD_CHANGED: "Password changed",
+    Kind.EMAIL_CHANGE_REQUESTED: "Change of email address requested",
+    Kind.EMAIL_CHANGED: "Email address changed",
+    Kind.EMAIL_CHANGE_CANCELLED: "Change of email address cancelled",
+    Kind.NOT_ME: '"This wasn\'t me": every session ended',
+    Kind.DELETED: "Account deleted",
+    Kind.SESSION_REVOKED: "A session was ended",
+    Kind.SESSIONS_REVOKED_ELSEWHERE: "Signed out everywhere else",
+    Kind.TWO_FACTOR_ENABLED: "Two-factor sign-in turned on",
+    Kind.TWO_FACTOR_DISABLED: "Two-factor sign-in turned off",
+    Kind.RECOVERY_CODES_REGENERATED: "New recovery codes made",
+    Kind.RECOVERY_CODE_USED: "A recovery code was used",
+    Kind.PASSKEY_ADDED: "Passkey added",
+    Kind.PASSKEY_REMOVED: "Passkey removed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    client_address: str = "unknown"
+    user_agent: str = ""
+
+
+_ORIGIN: ContextVar[Origin | None] = ContextVar("security_event_origin", default=None)
+
+
+def set_origin(client_address: str, user_agent: str) -> None:
+    _ORIGIN.set(Origin(client_address[:64], user_agent[:512]))
+
+
+async def record(
+    session: AsyncSession, kind: Kind, user_id: int | None, **payload: Any
+) -> SecurityEvent:
+    """Add an event to the caller's transaction (it commits, or vanishes, with the change)."""
+    origin = _ORIGIN.get() or Origin()
+    event = SecurityEvent(
+        user_id=user_id,
+        kind=kind.value,
+        client_address=origin.client_address,
+        device=await asyncio.to_thread(describe_device, origin.user_agent),
+        payload=payload,
+    )
+    session.add(event)
+    return event
+
+
+async def record_alone(ctx: ServiceContext, kind: Kind, user_id: int, **payload: Any) -> None:
+    """An event with no change of its own to ride with (a failed sign-in), in a unit of
+    work of its own; callers defer it past the answer so that it costs no answer time."""
+    async with ctx.unit_of_work() as session:
+        await record(session, kind, user_id, **payload)
+
+
+PER_PAGE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    events: list[SecurityEvent]
+    page: int
+    pages: int
+
+
+async def activity(ctx: ServiceContext, user_id: int, page: int = 1) -> Activity:
+    """The account's events, newest first, PER_PAGE a page."""
+    page = min(max(1, page), 100_000)
+    async with ctx.reading() as session:
+        total = await session.scalar(
+            select(func.count()).select_from(SecurityEvent).where(SecurityEvent.user_id == user_id)
+        )
+        events = list(
+            await session.scalars(
+                select(SecurityEvent)
+                .where(SecurityEvent.user_id == user_id)
+                .order_by(SecurityEvent.id.desc())
+                .limit(PER_PAGE)
+                .offset((page - 1) * PER_PAGE)
+            )
+        )
+    return Activity(events=events, page=page, pages=max(1, -(-(total or 0) // PER_PAGE)))
+
+
+def in_words(event: SecurityEvent, now: datetime | None = None) -> str:
+    """ "Password changed from Firefox on Windows, 2 hours ago"."""
+    what = (
+        WORDS.get(Kind(event.kind), event.kind)
+        if event.kind in Kind._value2member_map_
+        else event.kind
+    )
+    return f"{what} from {event.device}, {ago(event.created_at, now)}"
+
+
+def ago(moment: datetime, now: datetime | None = None) -> str:
+    seconds = max(0, int(((now or datetime.now(UTC)) - moment).total_seconds()))
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
