@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     MAIL_VALIDATE_CERTS: bool = True
     MAIL_CA_BUNDLE: str | None = None  # PEM file of CAs to trust for the SMTP server's cert
     ADMINS: Annotated[list[str], NoDecode, BeforeValidator(_split_addresses)] = []
+    # DKIM: all three set, or none (DKIM_PRIVATE_KEY_FILE works too, like every NAME_FILE).
+    DKIM_DOMAIN: str | None = None
+    DKIM_SELECTOR: str | None = None
+    DKIM_PRIVATE_KEY: SecretStr | None = None
+    DKIM_ALGORITHM: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
 
     # --- accounts -----------------------------------------------------------------------------
     CONFIRM_TOKEN_MAX_AGE: int = Field(default=24 * 3600, ge=60)  # seconds a confirm link works
@@ -265,6 +270,11 @@ class Settings(BaseSettings):
             )
         if self.MAIL_USERNAME and self.MAIL_PASSWORD is None:
             raise ValueError("MAIL_PASSWORD is required when MAIL_USERNAME is set")
+        dkim = (self.DKIM_DOMAIN, self.DKIM_SELECTOR, self.DKIM_PRIVATE_KEY)
+        if any(dkim) and not all(dkim):
+            raise ValueError(
+                "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY (or _FILE) go together"
+            )
         return self
 
     def with_values(self, **values: Any) -> Settings:

@@ -31,9 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("ids", nargs="*", type=int, default=[], help="outbox ids")
     which.add_argument("--all-failed", action="store_true", help="every failed email")
+    keygen = commands.add_parser(
+        "dkim-keygen", help="write a DKIM signing key and print the DNS record to publish"
+    )
+    keygen.add_argument("--domain", required=True, help="the domain mail is sent from")
+    keygen.add_argument("--selector", default="accounts", help="DKIM selector (default accounts)")
+    keygen.add_argument(
+        "--algorithm", choices=["rsa-sha256", "ed25519-sha256"], default="rsa-sha256"
+    )
+    keygen.add_argument("--out", required=True, help="file for the private key (created 0600)")
     args = parser.parse_args(argv)
     if args.command == "retry" and not args.ids and not args.all_failed:
         parser.error("retry needs outbox ids or --all-failed")
+    if args.command == "dkim-keygen":
+        return dkim_keygen(args.domain, args.selector, args.algorithm, args.out)
 
     settings = start_process()
     if settings is None:
@@ -46,6 +57,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "retry":
         return asyncio.run(retry_failed(settings, ids=args.ids, all_failed=args.all_failed))
     return run(settings)
+
+
+def dkim_keygen(domain: str, selector: str, algorithm: str, out: str) -> int:
+    """Needs no settings: it only writes a key and says what to publish."""
+    import os
+
+    from worker.signing import generate_key
+
+    if os.path.exists(out):
+        print(f"{out} exists; not overwriting a key", file=sys.stderr)
+        return 1
+    pair = generate_key(algorithm)
+    descriptor = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as key_file:
+        key_file.write(pair.private_key)
+    print(f"private key written to {out}; set:")
+    print(f"  DKIM_DOMAIN={domain}\n  DKIM_SELECTOR={selector}\n  DKIM_ALGORITHM={algorithm}")
+    print(f"  DKIM_PRIVATE_KEY_FILE={out}")
+    print("publish this DNS TXT record:")
+    print(f'  {selector}._domainkey.{domain}. IN TXT "{pair.dns_value}"')
+    return 0
 
 
 def _since(value: str) -> datetime:

@@ -16,6 +16,7 @@ from worker.context import STATE_KEY, WorkerState
 from worker.jobs import purge, send_email, sweep_outbox
 from worker.mailer import SMTPConfig, SMTPPool
 from worker.render import EmailRenderer
+from worker.signing import DkimSigner
 from worker.store import OutboxStore
 from worker.throttle import CircuitBreaker, OutboundBudget
 
@@ -36,6 +37,21 @@ def smtp_config(settings: Settings) -> SMTPConfig:
         validate_certs=settings.MAIL_VALIDATE_CERTS,
         cert_bundle=settings.MAIL_CA_BUNDLE,
     )
+
+
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    """The DKIM signer the settings describe, tried once at start-up: a key that cannot
+    sign stops the worker now, not every message later."""
+    if not (settings.DKIM_DOMAIN and settings.DKIM_SELECTOR and settings.DKIM_PRIVATE_KEY):
+        return None
+    signer = DkimSigner(
+        domain=settings.DKIM_DOMAIN,
+        selector=settings.DKIM_SELECTOR,
+        private_key=settings.DKIM_PRIVATE_KEY.get_secret_value().encode(),
+        algorithm=settings.DKIM_ALGORITHM,
+    )
+    signer.sign(b"From: a@example.com\r\nSubject: start-up check\r\n\r\nbody\r\n")
+    return signer
 
 
 def claim_lease(settings: Settings) -> float:
@@ -78,6 +94,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             breaker=CircuitBreaker(
                 threshold=settings.MAIL_BREAKER_THRESHOLD, cooldown=settings.MAIL_BREAKER_COOLDOWN
             ),
+            signer=dkim_signer(settings),
         )
 
         metrics.BREAKER_OPEN.set_function(lambda: float(ctx[STATE_KEY].breaker.is_open))

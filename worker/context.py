@@ -15,6 +15,7 @@ from shared.settings import Settings
 from shared.tokens import Tokens
 from worker.mailer import SMTPPool
 from worker.render import EmailRenderer
+from worker.signing import DkimSigner
 from worker.store import OutboxStore
 from worker.throttle import CircuitBreaker, OutboundBudget
 
@@ -33,6 +34,7 @@ class WorkerState:
     tokens: Tokens
     budget: OutboundBudget
     breaker: CircuitBreaker
+    signer: DkimSigner | None = None  # DKIM, when configured
     envelope_sender: str = ""  # MAIL FROM: the address in MAIL_DEFAULT_SENDER
 
     def __post_init__(self) -> None:

@@ -52,6 +52,7 @@ CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
 class Envelope:
     sender: str  # MAIL FROM
     recipient: str  # RCPT TO
+    smtputf8: bool = False  # the bytes carry non-ASCII addresses: ask for SMTPUTF8
 
 
 Outgoing = bytes | EmailMessage
@@ -164,7 +165,10 @@ class SMTPPool:
                 if envelope is None:
                     raise ValueError("raw messages need an envelope")
                 errors, reply = await slot.client.sendmail(
-                    envelope.sender, [envelope.recipient], message
+                    envelope.sender,
+                    [envelope.recipient],
+                    message,
+                    mail_options=["SMTPUTF8"] if envelope.smtputf8 else None,
                 )
             else:
                 errors, reply = await slot.client.send_message(message)
