@@ -129,16 +129,17 @@ async def _record(st: WorkerState, email: OutboxEmail, outcome: _Outcome) -> Non
 
 async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:
     """Render, reserve a slot in the outbound budget, send, and classify what happened."""
-    message = await _render(st, email)
-    if isinstance(message, _Outcome):
-        return message
+    rendered = await _render(st, email)
+    if isinstance(rendered, _Outcome):
+        return rendered
     held = await _reserve_budget(st, email)
     if held is not None:
         return held
+    message: Outgoing = rendered
     envelope = Envelope(st.envelope_sender, email.recipient)
     if st.signer is not None:
         # Milliseconds of CPU (dkimpy's RSA is pure Python): off the event loop.
-        message, envelope = await asyncio.to_thread(_signed, st.signer, message, envelope)
+        message, envelope = await asyncio.to_thread(_signed, st.signer, rendered, envelope)
     email.attempts += 1
     try:
         with metrics.SMTP_SECONDS.time():

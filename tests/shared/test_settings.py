@@ -143,3 +143,8 @@ def test_entry_points_print_one_line_per_problem_and_no_traceback(module: str) -
         "SECRET_KEY is required but not set",
         "DATABASE_URL must start with postgresql+asyncpg:// (PostgreSQL through asyncpg)",
     ]
+
+
+def test_dkim_settings_go_together() -> None:
+    (line,) = problems({**VALID, "DKIM_DOMAIN": "example.com"})
+    assert "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY" in line
