@@ -21,6 +21,7 @@ from web.extensions import services
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 DEVICE_COOKIE = "device"
+SECOND_STEP = "second_step"  # in the session cookie: a sign-in waiting for its second factor
 
 
 class AccountUser(AuthUser):

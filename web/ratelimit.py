@@ -47,6 +47,11 @@ def limit_posts(name: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, 
     return decorator
 
 
+def too_many_wrong(what: str, retry_after: int) -> TooManyRequests:
+    """The 429 for too many wrong passwords or codes typed to confirm something."""
+    return too_many(f"Too many wrong {what}. Please wait {retry_after} seconds.", retry_after)
+
+
 def too_many(message: str, retry_after: int) -> TooManyRequests:
     """A 429 (a page, or a problem answer under /api) that says how long to wait."""
     return TooManyRequests(description=message, retry_after=retry_after)

@@ -75,6 +75,9 @@ WORDS: dict[Kind, str] = {
 }
 
 
+_WORDS_BY_NAME = {kind.value: words for kind, words in WORDS.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     client_address: str = "unknown"
@@ -142,11 +145,7 @@ async def activity(ctx: ServiceContext, user_id: int, page: int = 1) -> Activity
 
 def in_words(event: SecurityEvent, now: datetime | None = None) -> str:
     """ "Password changed from Firefox on Windows, 2 hours ago"."""
-    what = (
-        WORDS.get(Kind(event.kind), event.kind)
-        if event.kind in Kind._value2member_map_
-        else event.kind
-    )
+    what = _WORDS_BY_NAME.get(event.kind, event.kind)
     return f"{what} from {event.device}, {ago(event.created_at, now)}"
 
 

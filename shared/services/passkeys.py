@@ -43,7 +43,6 @@ from shared.ratelimit import Limit
 from shared.services import events, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
-from shared.tokens import Purpose, int_field
 
 CEREMONY_SECONDS = 300
 SITE_NAME = "Accounts"
@@ -295,9 +294,9 @@ async def sign_in(
 
 
 def _pending_is_for(ctx: ServiceContext, facts: dict[str, Any], user: User) -> bool:
-    payload = ctx.tokens.loads(Purpose.SECOND_STEP, str(facts.get("pending", "")), max_age=300)
+    waiting = signin.pending_sign_in(ctx, str(facts.get("pending", "")))
     return (
-        payload is not None
-        and int_field(payload, "uid") == user.id
-        and int_field(payload, "sv") == user.session_version
+        waiting is not None
+        and waiting.user_id == user.id
+        and waiting.session_version == user.session_version
     )

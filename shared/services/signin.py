@@ -30,12 +30,13 @@ from shared.ratelimit import Limit
 from shared.services import accounts, events, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
-from shared.tokens import Purpose
+from shared.tokens import Purpose, int_field
 from shared.validation import email_key
 
 DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600
 RECENT_DEVICE = 90 * 24 * 3600  # a browser unseen for longer is "new" again
 NEW_DEVICE_NOTICE_EVERY = 15 * 60  # seconds: at most one new-device email per account
+SECOND_STEP_MAX_AGE = 300  # seconds to complete the second factor after the password
 
 
 def client_limit(ctx: ServiceContext) -> Limit:
@@ -62,12 +63,6 @@ class LoginOutcome:
 
 
 def scopes_for(
-    ctx: ServiceContext, key: str, *, client: str, device_cookie: str | None
-) -> list[tuple[Limit, str]]:
-    return _scopes(ctx, key, client=client, device_cookie=device_cookie)
-
-
-def _scopes(
     ctx: ServiceContext, key: str, *, client: str, device_cookie: str | None
 ) -> list[tuple[Limit, str]]:
     """The limits one attempt counts against: the device's own, or the client's and the
@@ -99,7 +94,7 @@ async def login(
     account's very first sign-in; at most one such email per NEW_DEVICE_NOTICE_EVERY.
     """
     key = email_key(email)
-    scopes = _scopes(ctx, key, client=client, device_cookie=device_cookie)
+    scopes = scopes_for(ctx, key, client=client, device_cookie=device_cookie)
     for limit, subject in scopes:
         verdict = await ctx.limits.hit(limit, subject)
         if not verdict.allowed:
@@ -148,6 +143,27 @@ async def _record_if_known(ctx: ServiceContext, email: str, kind: Kind) -> None:
         user = await users.by_email(session, email)
         if user is not None:
             await events.record(session, kind, user.id)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSignIn:
+    """A sign-in whose password was right and whose second factor is still to come."""
+
+    user_id: int
+    session_version: int
+    key: str  # the address key the password was typed for
+
+
+def pending_sign_in(ctx: ServiceContext, token: str) -> PendingSignIn | None:
+    """What a ``LoginOutcome.second_step`` token stands for, while it is fresh (it lapses
+    after SECOND_STEP_MAX_AGE; a password change makes it useless through the version)."""
+    payload = ctx.tokens.loads(Purpose.SECOND_STEP, token, max_age=SECOND_STEP_MAX_AGE)
+    user_id = int_field(payload, "uid") if payload else None
+    version = int_field(payload, "sv") if payload else None
+    key = payload.get("key") if payload else None
+    if user_id is None or version is None or not isinstance(key, str):
+        return None
+    return PendingSignIn(user_id, version, key)
 
 
 def new_device_cookie(ctx: ServiceContext, key: str) -> str:

@@ -30,12 +30,10 @@ from shared.ratelimit import Limit
 from shared.services import events, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
-from shared.tokens import Purpose, int_field
 
 ISSUER = "Accounts"
 STEP = 30  # seconds per code (RFC 6238's default, what every authenticator app uses)
 RECOVERY_CODE_COUNT = 10
-SECOND_STEP_MAX_AGE = 300  # seconds to enter the code after the password
 
 
 def code_limit(ctx: ServiceContext) -> Limit:
@@ -209,14 +207,12 @@ async def complete_sign_in(
     user_agent: str = "",
 ) -> Result:
     """The second step of a sign-in: ``pending`` is what the password step handed out (it
-    lapses after SECOND_STEP_MAX_AGE, and with any password change). Wrong codes count
+    lapses after signin.SECOND_STEP_MAX_AGE, and with any password change). Wrong codes count
     toward the same locks as wrong passwords."""
-    payload = ctx.tokens.loads(Purpose.SECOND_STEP, pending, max_age=SECOND_STEP_MAX_AGE)
-    user_id = int_field(payload, "uid") if payload else None
-    version = int_field(payload, "sv") if payload else None
-    key = payload.get("key") if payload else None
-    if user_id is None or version is None or not isinstance(key, str):
+    waiting = signin.pending_sign_in(ctx, pending)
+    if waiting is None:
         return Result(Outcome.NOT_APPLICABLE)
+    user_id, version, key = waiting.user_id, waiting.session_version, waiting.key
     scopes = signin.scopes_for(ctx, key, client=client, device_cookie=device_cookie)
     for limit, subject in [*scopes, (code_limit(ctx), str(user_id))]:
         verdict = await ctx.limits.hit(limit, subject)

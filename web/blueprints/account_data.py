@@ -13,7 +13,7 @@ from shared.services.account_data import DeleteOutcome
 from web.auth import current_account, end_session
 from web.extensions import services
 from web.forms import DeleteAccountForm
-from web.ratelimit import too_many
+from web.ratelimit import too_many_wrong
 
 blueprint = Blueprint("account_data", __name__)
 
@@ -42,10 +42,7 @@ async def delete() -> ResponseReturnValue:
             services(), user.id, form.password.data, form.confirm_username.data
         )
         if result.outcome is DeleteOutcome.LOCKED:
-            raise too_many(
-                f"Too many wrong passwords. Please wait {result.retry_after} seconds.",
-                result.retry_after,
-            )
+            raise too_many_wrong("passwords", result.retry_after)
         if result.outcome is DeleteOutcome.DELETED:
             await end_session()
             await flash("Your account has been deleted. Goodbye!", "info")

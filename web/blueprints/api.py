@@ -54,13 +54,19 @@ from shared.validation import (
     InvalidInput,
 )
 from web import ratelimit
-from web.auth import current_account, current_sign_in, device_cookie, end_session, start_session
+from web.auth import (
+    SECOND_STEP,
+    current_account,
+    current_sign_in,
+    device_cookie,
+    end_session,
+    start_session,
+)
 from web.extensions import services
 from web.problems import Problem, problem
 from web.ratelimit import limit_posts
 
 PREFIX = "/api/v1"
-SECOND_STEP = "second_step"  # the password step's outcome, in the session cookie
 blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # What an endpoint returns: a model (quart-schema validates and serialises it) with its

@@ -13,7 +13,7 @@ from shared.validation import INVALID_TOKEN, InvalidInput
 from web.auth import current_account
 from web.extensions import services
 from web.forms import ActionForm, ChangeEmailForm
-from web.ratelimit import too_many
+from web.ratelimit import too_many_wrong
 
 blueprint = Blueprint("email_change", __name__)
 
@@ -44,10 +44,7 @@ async def change() -> ResponseReturnValue:
             form.show(error)
         else:
             if result.outcome is RequestOutcome.LOCKED:
-                raise too_many(
-                    f"Too many wrong passwords. Please wait {result.retry_after} seconds.",
-                    result.retry_after,
-                )
+                raise too_many_wrong("passwords", result.retry_after)
             if result.outcome is RequestOutcome.REQUESTED:
                 # The same answer whether or not the new address has an account.
                 await flash(REQUESTED, "info")

@@ -12,7 +12,7 @@ from shared.services.passkeys import Outcome
 from web.auth import current_account
 from web.extensions import services
 from web.forms import PasswordOnlyForm
-from web.ratelimit import too_many
+from web.ratelimit import too_many_wrong
 
 blueprint = Blueprint("passkeys", __name__)
 
@@ -39,10 +39,7 @@ async def remove(passkey_id: int) -> ResponseReturnValue:
     if form.validate_on_submit():
         result = await passkeys.remove(services(), user.id, passkey_id, form.password.data)
         if result.outcome is Outcome.LOCKED:
-            raise too_many(
-                f"Too many wrong passwords. Please wait {result.retry_after} seconds.",
-                result.retry_after,
-            )
+            raise too_many_wrong("passwords", result.retry_after)
         if result.outcome is Outcome.DONE:
             await flash("The passkey has been removed.", "info")
         elif result.outcome is Outcome.WRONG_PASSWORD:

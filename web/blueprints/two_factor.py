@@ -10,27 +10,26 @@ from quart_auth import login_required
 from shared.services import two_factor
 from shared.services.two_factor import Outcome
 from web import ratelimit
-from web.auth import current_account, device_cookie, start_session
+from web.auth import SECOND_STEP, current_account, device_cookie, start_session
 from web.extensions import services
 from web.forms import CodeForm, PasswordAndCodeForm
-from web.ratelimit import limit_posts, too_many
+from web.ratelimit import limit_posts, too_many_wrong
 from web.security import safe_next
 
 blueprint = Blueprint("two_factor", __name__)
 
-PENDING = "second_step"  # in the visitor's session cookie: the password step's outcome
 WRONG_CODE = "That code is not right. Check your authenticator app's current code."
 
 
 def remember_second_step(pending: str, *, remember: bool, next_url: str) -> None:
     """The password was right: keep what the second step needs (signed, short-lived)."""
-    session[PENDING] = {"pending": pending, "remember": remember, "next": next_url}
+    session[SECOND_STEP] = {"pending": pending, "remember": remember, "next": next_url}
 
 
 @blueprint.route("/login/two-factor", methods=["GET", "POST"])
 @limit_posts("login")
 async def second_step() -> ResponseReturnValue:
-    state = session.get(PENDING)
+    state = session.get(SECOND_STEP)
     if not isinstance(state, dict) or not isinstance(state.get("pending"), str):
         await flash("Please sign in first.", "info")
         return redirect(url_for("accounts.login"))
@@ -45,12 +44,9 @@ async def second_step() -> ResponseReturnValue:
             user_agent=request.headers.get("User-Agent", ""),
         )
         if result.outcome is Outcome.LOCKED:
-            raise too_many(
-                f"Too many wrong codes. Please wait {result.retry_after} seconds.",
-                result.retry_after,
-            )
+            raise too_many_wrong("codes", result.retry_after)
         if result.outcome is Outcome.NOT_APPLICABLE:
-            session.pop(PENDING, None)
+            session.pop(SECOND_STEP, None)
             await flash("Your sign-in has expired. Please sign in again.", "warning")
             return redirect(url_for("accounts.login"))
         if result.outcome is Outcome.DONE and result.user is not None:
@@ -87,10 +83,7 @@ async def settings() -> ResponseReturnValue:
     if form.validate_on_submit():
         result = await two_factor.confirm_enrolment(context, user.id, form.code.data)
         if result.outcome is Outcome.LOCKED:
-            raise too_many(
-                f"Too many wrong codes. Please wait {result.retry_after} seconds.",
-                result.retry_after,
-            )
+            raise too_many_wrong("codes", result.retry_after)
         if result.outcome is Outcome.DONE:
             return await render_template(
                 "accounts/recovery_codes.html",
@@ -129,10 +122,7 @@ async def _password_and_code_change(action: str) -> ResponseReturnValue:
         change = two_factor.regenerate_codes if action == "regenerate" else two_factor.disable
         result = await change(services(), user.id, form.password.data, form.code.data)
         if result.outcome is Outcome.LOCKED:
-            raise too_many(
-                f"Too many wrong codes. Please wait {result.retry_after} seconds.",
-                result.retry_after,
-            )
+            raise too_many_wrong("codes", result.retry_after)
         if result.outcome is Outcome.DONE and action == "regenerate":
             return await render_template(
                 "accounts/recovery_codes.html",
