@@ -2,7 +2,8 @@
 
 Both processes import this module and nothing from each other. The worker registers a function
 for every name in :data:`JOB_NAMES` (a test checks it); the web process only ever enqueues
-through :func:`enqueue_send_email`, so arq's surface stays in one place.
+through :func:`enqueue_send_email` and :func:`enqueue_deliver_webhook`, so arq's surface
+stays in one place.
 """
 
 from __future__ import annotations
@@ -27,13 +28,22 @@ PURGE: Final = "purge"
 """Cron: forget what is past its time (outbox rows past retention, accounts never confirmed,
 username holds that ended)."""
 
-JOB_NAMES: Final = frozenset({SEND_EMAIL, SWEEP_OUTBOX, PURGE})
+DELIVER_WEBHOOK: Final = "deliver_webhook"
+"""POST one webhook delivery row to its endpoint. Argument: the ``webhook_deliveries.id``.
+Idempotent like ``send_email``: a delivered row is left alone."""
+
+JOB_NAMES: Final = frozenset({SEND_EMAIL, SWEEP_OUTBOX, PURGE, DELIVER_WEBHOOK})
 
 
 def email_job_id(email_id: int, queue_name: str) -> str:
     """arq job id for an outbox row: enqueueing the same row twice while a job or its result
     exists is a no-op, so the web process and the sweeper can both enqueue safely."""
     return f"{queue_name}:email:{email_id}"
+
+
+def webhook_job_id(delivery_id: int, queue_name: str) -> str:
+    """arq job id for a webhook delivery row (enqueueing it twice is a no-op, as for emails)."""
+    return f"{queue_name}:webhook:{delivery_id}"
 
 
 # --- email kinds and their typed contexts -----------------------------------------------------
@@ -225,6 +235,19 @@ async def enqueue_send_email(
         _job_id=email_job_id(email_id, queue_name),
         _queue_name=queue_name,
         _defer_by=-PRIORITY_HEAD_START if priority else None,
+    )
+    return job.job_id if job is not None else None
+
+
+async def enqueue_deliver_webhook(
+    redis: ArqRedis, delivery_id: int, *, queue_name: str
+) -> str | None:
+    """Put a webhook delivery job on the queue; returns the job id, or None if already queued."""
+    job = await redis.enqueue_job(
+        DELIVER_WEBHOOK,
+        delivery_id,
+        _job_id=webhook_job_id(delivery_id, queue_name),
+        _queue_name=queue_name,
     )
     return job.job_id if job is not None else None
 

@@ -19,7 +19,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db import Base
@@ -29,6 +29,7 @@ EMAIL_MAX_LENGTH = 254  # RFC 5321 path limit
 TEXT_TITLE_MAX_LENGTH = 50
 TEXT_CONTENT_MAX_LENGTH = 1000
 PASSKEY_NAME_MAX_LENGTH = 60
+WEBHOOK_URL_MAX_LENGTH = 2000
 
 
 class User(Base):
@@ -252,5 +253,70 @@ class Email(Base):
             "ix_emails_done_created_at",
             "created_at",
             postgresql_where=text("status IN ('sent', 'skipped')"),
+        ),
+    )
+
+
+class WebhookEndpoint(Base):
+    """A service subscribed to security events: where to POST them, which types, and the
+    secret the deliveries are signed with (Standard Webhooks), stored encrypted with a key
+    derived from SECRET_KEY so a copy of the table alone cannot forge deliveries."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    url: Mapped[str] = mapped_column(String(WEBHOOK_URL_MAX_LENGTH))
+    # Dotted event types (``user.registered``), or ``*`` for every type.
+    event_types: Mapped[list[str]] = mapped_column(ARRAY(String(60)))
+    secret_encrypted: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class WebhookDelivery(Base):
+    """The webhook outbox: one row per (event, endpoint), written in the event's own
+    transaction, so a delivery exists exactly when its event does. The body is fixed when
+    the event happens (a later account deletion does not change what was said); delivery
+    state lives here, as the emails' does."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    # The stable id receivers deduplicate on (the webhook-id header): the same for every
+    # attempt and every endpoint the event goes to.
+    message_id: Mapped[str] = mapped_column(String(40))
+    event_type: Mapped[str] = mapped_column(String(60))
+    body: Mapped[str] = mapped_column(Text)  # the exact JSON bytes signed and sent
+    status: Mapped[str] = mapped_column(
+        String(10), default=EmailStatus.PENDING, server_default=EmailStatus.PENDING.value
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+        Index(
+            "ix_webhook_deliveries_pending_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_webhook_deliveries_failed",
+            "created_at",
+            postgresql_where=text("status = 'failed'"),
+        ),
+        Index("ix_webhook_deliveries_endpoint_id", "endpoint_id"),
+        Index(
+            "ix_webhook_deliveries_sent_created_at",
+            "created_at",
+            postgresql_where=text("status = 'sent'"),
         ),
     )

@@ -17,7 +17,14 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import SessionMaker
-from shared.jobs import EMAIL_CONTEXTS, PRIORITY_KINDS, EmailContext, EmailKind, enqueue_send_email
+from shared.jobs import (
+    EMAIL_CONTEXTS,
+    PRIORITY_KINDS,
+    EmailContext,
+    EmailKind,
+    enqueue_deliver_webhook,
+    enqueue_send_email,
+)
 from shared.models import Email, User
 
 if TYPE_CHECKING:
@@ -26,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _UNANNOUNCED = "outbox.unannounced_ids"
+_UNANNOUNCED_WEBHOOKS = "outbox.unannounced_webhook_ids"
 
 
 async def add_email(
@@ -63,8 +71,15 @@ def announce(session: AsyncSession, email_ids: list[int], *, priority: bool = Fa
     session.info.setdefault(_UNANNOUNCED, []).extend((i, priority) for i in email_ids)
 
 
+def announce_webhooks(session: AsyncSession, delivery_ids: list[int]) -> None:
+    """Enqueue these webhook delivery rows once the session's transaction has committed."""
+    session.info.setdefault(_UNANNOUNCED_WEBHOOKS, []).extend(delivery_ids)
+
+
 def take_unannounced(session: AsyncSession) -> list[tuple[int, bool]]:
-    """(id, priority) of the outbox rows added through this session since the last call."""
+    """(id, priority) of the outbox rows added through this session since the last call
+    (the webhook deliveries' announcements go with them)."""
+    session.info.pop(_UNANNOUNCED_WEBHOOKS, None)
     rows: list[tuple[int, bool]] = session.info.pop(_UNANNOUNCED, [])
     return rows
 
@@ -76,6 +91,7 @@ async def enqueue_committed(
 
     Never raises for Redis trouble: the rows are committed, so the sweeper will find them.
     """
+    webhook_ids: list[int] = session.info.get(_UNANNOUNCED_WEBHOOKS, [])
     rows = take_unannounced(session)
     job_ids: list[str] = []
     if redis is None:
@@ -89,6 +105,18 @@ async def enqueue_committed(
             log.warning(
                 "could not enqueue email %s (%s); the outbox sweeper will deliver it",
                 email_id,
+                type(error).__name__,
+            )
+            continue
+        if job_id is not None:
+            job_ids.append(job_id)
+    for delivery_id in webhook_ids:
+        try:
+            job_id = await enqueue_deliver_webhook(redis, delivery_id, queue_name=queue_name)
+        except (RedisError, OSError) as error:
+            log.warning(
+                "could not enqueue webhook delivery %s (%s); the sweeper will deliver it",
+                delivery_id,
                 type(error).__name__,
             )
             continue

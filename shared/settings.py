@@ -209,6 +209,19 @@ class Settings(BaseSettings):
     OUTBOX_FAILED_RETENTION_DAYS: int = Field(default=90, ge=1)
     SECURITY_EVENTS_RETENTION_DAYS: int = Field(default=365, ge=1)  # the activity page's past
 
+    # --- webhooks (see worker/webhooks.py) ---------------------------------------------------
+    # Deliver to loopback/private/link-local addresses too. Off: a webhook URL must not be a
+    # way into the internal network (server-side request forgery); tests turn it on for
+    # their loopback receiver.
+    WEBHOOKS_ALLOW_PRIVATE: bool = False
+    WEBHOOK_TIMEOUT: float = Field(default=10.0, gt=0, le=30)  # seconds for one whole attempt
+    # About a day and a half of retries with the defaults (5 s doubling to 6 h, jittered).
+    WEBHOOK_MAX_ATTEMPTS: int = Field(default=12, ge=1)
+    WEBHOOK_RETRY_BASE_DELAY: float = Field(default=5.0, gt=0)
+    WEBHOOK_RETRY_MAX_DELAY: float = Field(default=6 * 3600.0, gt=0)
+    WEBHOOK_BREAKER_THRESHOLD: int = Field(default=5, ge=1)  # failures in a row per endpoint
+    WEBHOOK_BREAKER_COOLDOWN: float = Field(default=60.0, gt=0)  # seconds paused, doubling
+
     @field_validator("SECRET_KEY")
     @classmethod
     def _secret_key_is_real(cls, value: SecretStr) -> SecretStr:
@@ -275,6 +288,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY (or _FILE) go together"
             )
+        if self.WEBHOOK_TIMEOUT >= self.WORKER_JOB_TIMEOUT:
+            raise ValueError("WEBHOOK_TIMEOUT must be shorter than WORKER_JOB_TIMEOUT")
         return self
 
     def with_values(self, **values: Any) -> Settings:

@@ -8,7 +8,7 @@ from typing import Any
 from arq import Worker, cron, func
 
 from shared.db import create_engine, create_sessionmaker
-from shared.jobs import PURGE, SEND_EMAIL, SWEEP_OUTBOX, redis_settings
+from shared.jobs import DELIVER_WEBHOOK, PURGE, SEND_EMAIL, SWEEP_OUTBOX, redis_settings
 from shared.settings import Settings
 from shared.tokens import Tokens
 from worker import metrics
@@ -19,6 +19,8 @@ from worker.render import EmailRenderer
 from worker.signing import DkimSigner
 from worker.store import OutboxStore
 from worker.throttle import CircuitBreaker, OutboundBudget
+from worker.webhook_jobs import deliver_webhook
+from worker.webhooks import WebhookSender
 
 SITE_NAME = "Accounts"
 # How long a worker keeps trying to reach Redis before it gives up (its supervisor restarts it).
@@ -52,6 +54,12 @@ def dkim_signer(settings: Settings) -> DkimSigner | None:
     )
     signer.sign(b"From: a@example.com\r\nSubject: start-up check\r\n\r\nbody\r\n")
     return signer
+
+
+def webhook_sender(settings: Settings) -> WebhookSender:
+    return WebhookSender(
+        timeout=settings.WEBHOOK_TIMEOUT, allow_private=settings.WEBHOOKS_ALLOW_PRIVATE
+    )
 
 
 def claim_lease(settings: Settings) -> float:
@@ -95,6 +103,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 threshold=settings.MAIL_BREAKER_THRESHOLD, cooldown=settings.MAIL_BREAKER_COOLDOWN
             ),
             signer=dkim_signer(settings),
+            webhooks=webhook_sender(settings),
         )
 
         metrics.BREAKER_OPEN.set_function(lambda: float(ctx[STATE_KEY].breaker.is_open))
@@ -103,6 +112,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         state: WorkerState | None = ctx.get(STATE_KEY)
         if state is not None:
             await state.mailer.close()
+            await state.webhooks.close()
             await state.engine.dispose()
             await state.store.close()
 
@@ -116,6 +126,14 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 name=SEND_EMAIL,
                 keep_result=0,
                 max_tries=settings.MAIL_MAX_ATTEMPTS * 2,
+            ),
+            # Attempts are counted on the row (WEBHOOK_MAX_ATTEMPTS); arq's count also grows
+            # while an endpoint's breaker holds deliveries back, hence the generous backstop.
+            func(
+                deliver_webhook,
+                name=DELIVER_WEBHOOK,
+                keep_result=0,
+                max_tries=settings.WEBHOOK_MAX_ATTEMPTS * 4,
             ),
         ],
         "cron_jobs": [

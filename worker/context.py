@@ -3,7 +3,7 @@ composition root, :mod:`worker.bootstrap`, puts one of these in it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import Any
 
@@ -18,6 +18,7 @@ from worker.render import EmailRenderer
 from worker.signing import DkimSigner
 from worker.store import OutboxStore
 from worker.throttle import CircuitBreaker, OutboundBudget
+from worker.webhooks import WebhookSender
 
 STATE_KEY = "state"
 
@@ -34,11 +35,23 @@ class WorkerState:
     tokens: Tokens
     budget: OutboundBudget
     breaker: CircuitBreaker
+    webhooks: WebhookSender
     signer: DkimSigner | None = None  # DKIM, when configured
     envelope_sender: str = ""  # MAIL FROM: the address in MAIL_DEFAULT_SENDER
+    # One circuit breaker per webhook endpoint: a failing receiver pauses only its own.
+    webhook_breakers: dict[int, CircuitBreaker] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.envelope_sender = parseaddr(self.settings.MAIL_DEFAULT_SENDER)[1]
+
+    def webhook_breaker(self, endpoint_id: int) -> CircuitBreaker:
+        breaker = self.webhook_breakers.get(endpoint_id)
+        if breaker is None:
+            breaker = self.webhook_breakers[endpoint_id] = CircuitBreaker(
+                threshold=self.settings.WEBHOOK_BREAKER_THRESHOLD,
+                cooldown=self.settings.WEBHOOK_BREAKER_COOLDOWN,
+            )
+        return breaker
 
 
 def state(ctx: dict[str, Any]) -> WorkerState:

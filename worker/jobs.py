@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,8 @@ from worker.mime import compose
 from worker.render import message_id_for
 from worker.signing import DkimSigner
 from worker.store import record_outcome, take_overdue
+from worker.throttle import backoff_delay
+from worker.webhook_jobs import sweep_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,6 @@ class _Outcome:
     detail: str
     retry_in: float | None = None
     held: str | None = None  # why a message was held back without an attempt
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential backoff with jitter: about ``base`` after the first failure, doubling each
-    time up to ``cap``; the jitter (50-100 %) keeps a burst of failures from retrying in step."""
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
 
 
 async def send_email(ctx: dict[str, Any], email_id: int) -> str:
@@ -218,7 +212,7 @@ def _classify_failure(st: WorkerState, email: OutboxEmail, error: DeliveryError)
 
 
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
-    """Re-enqueue pending rows whose delivery is overdue.
+    """Re-enqueue pending rows (emails and webhook deliveries) whose delivery is overdue.
 
     Covers Redis being down when the web process committed, a crash between commit and
     enqueue, and jobs lost for any other reason. The job id is derived from the row, so a row
@@ -238,6 +232,7 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
     ids = [email_id for email_id, _ in overdue]
     if ids:
         log.info("sweeper: %s overdue pending emails, %s enqueued", len(ids), enqueued)
+    enqueued += await sweep_webhooks(st)
     await _refresh_gauges(st)
     return enqueued
 

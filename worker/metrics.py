@@ -33,3 +33,14 @@ QUEUE_DEPTH = Gauge("accounts_queue_jobs", "Jobs waiting in the arq queue.")
 LAST_SWEEP = Gauge(
     "accounts_worker_last_sweep_timestamp_seconds", "When this worker last swept the outbox."
 )
+WEBHOOKS = Counter(
+    "accounts_webhook_deliveries",
+    "Webhook delivery outcomes: sent, failed, retried (a temporary failure), held (the "
+    "endpoint's circuit breaker is open, no attempt made).",
+    ["outcome"],
+)
+WEBHOOK_SECONDS = Histogram(
+    "accounts_webhook_post_seconds",
+    "Time for one webhook POST (connect to the end of the answer), failures included.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)

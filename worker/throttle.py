@@ -11,6 +11,7 @@ Both are per worker process; a deferred message keeps its attempt count.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 
@@ -132,3 +133,10 @@ class CircuitBreaker:
     @property
     def is_open(self) -> bool:
         return self.failures >= self.threshold and self.open_until > self._clock()
+
+
+def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with jitter: about ``base`` after the first failure, doubling each
+    time up to ``cap``; the jitter (50-100 %) keeps a burst of failures from retrying in step."""
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)

@@ -97,7 +97,9 @@ async def _create_account_or_notify(
                 await session.flush()
         except IntegrityError:
             return  # a concurrent registration of the same address won; it has the email
-        await events.record(session, Kind.REGISTERED, user.id)
+        await events.record(
+            session, Kind.REGISTERED, user.id, username=user.username, email=user.email
+        )
         await _issue_confirmation(session, user)
 
 
@@ -151,7 +153,7 @@ async def confirm(ctx: ServiceContext, token: str) -> ConfirmOutcome:
         if generation != user.confirm_generation:
             return ConfirmOutcome.INVALID
         user.confirmed_at = datetime.now(UTC)
-        await events.record(session, Kind.CONFIRMED, user.id)
+        await events.record(session, Kind.CONFIRMED, user.id, email=user.email)
     return ConfirmOutcome.CONFIRMED
 
 

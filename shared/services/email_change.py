@@ -127,7 +127,7 @@ async def confirm_change(ctx: ServiceContext, token: str) -> ConfirmOutcome:
         user.email_change_generation += 1  # this link is spent
         user.reset_generation += 1  # links sent to the old address stop working
         user.confirm_generation += 1
-        await events.record(session, Kind.EMAIL_CHANGED, user.id)
+        await events.record(session, Kind.EMAIL_CHANGED, user.id, email=new_email)
         await session.flush()
         await add_email(
             session,

@@ -1,5 +1,6 @@
 """Security events: one record per security-relevant change, written in the change's own
-transaction, shown to the account's owner (and, later, delivered to subscribed services).
+transaction, shown to the account's owner and delivered to subscribed services (webhooks,
+through :func:`shared.webhook_outbox.fan_out`).
 
 Where a change came from (the client's address and user agent) is the request's business,
 not each use case's: the web layer sets it once per request with :func:`set_origin`, and
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.devices import describe_device
 from shared.models import SecurityEvent
 from shared.services.context import ServiceContext
+from shared.webhook_outbox import fan_out
 
 
 class Kind(enum.StrEnum):
@@ -94,17 +96,33 @@ def set_origin(client_address: str, user_agent: str) -> None:
 async def record(
     session: AsyncSession, kind: Kind, user_id: int | None, **payload: Any
 ) -> SecurityEvent:
-    """Add an event to the caller's transaction (it commits, or vanishes, with the change)."""
+    """Add an event, and the webhook deliveries it owes, to the caller's transaction (they
+    commit, or vanish, with the change)."""
     origin = _ORIGIN.get() or Origin()
     event = SecurityEvent(
         user_id=user_id,
         kind=kind.value,
+        created_at=datetime.now(UTC),
         client_address=origin.client_address,
         device=await asyncio.to_thread(describe_device, origin.user_agent),
         payload=payload,
     )
     session.add(event)
+    await fan_out(session, kind.value, event.created_at, webhook_data(event))
     return event
+
+
+def webhook_data(event: SecurityEvent) -> dict[str, Any]:
+    """What subscribers learn of an event: whose account, from where, and its payload (the
+    deleted account's id is ``user_id`` too, though the row no longer points at it)."""
+    payload = dict(event.payload)
+    user_id = event.user_id if event.user_id is not None else payload.pop("account_id", None)
+    return {
+        "user_id": user_id,
+        "client_address": event.client_address,
+        "device": event.device,
+        **payload,
+    }
 
 
 async def record_alone(ctx: ServiceContext, kind: Kind, user_id: int, **payload: Any) -> None:

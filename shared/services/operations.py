@@ -11,7 +11,15 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import EmailKind, TestEmail
-from shared.models import Email, EmailStatus, SecurityEvent, SignInSession, User, UsernameHold
+from shared.models import (
+    Email,
+    EmailStatus,
+    SecurityEvent,
+    SignInSession,
+    User,
+    UsernameHold,
+    WebhookDelivery,
+)
 from shared.outbox import add_email, announce
 from shared.services.context import ServiceContext
 from shared.settings import Settings
@@ -89,9 +97,10 @@ async def send_test_email(ctx: ServiceContext, recipient: str) -> int:
 async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, int]:
     """Delete, in batches, what the service no longer needs or may keep: delivered and
     skipped outbox rows after OUTBOX_RETENTION_DAYS (they hold addresses and names), failed
-    ones after OUTBOX_FAILED_RETENTION_DAYS, accounts never confirmed within
-    CONFIRM_TOKEN_MAX_AGE (their username is free again, as an ended hold's is), expired or
-    revoked sign-ins, and ended username holds. Returns how many of each."""
+    ones after OUTBOX_FAILED_RETENTION_DAYS (webhook deliveries alike), accounts never
+    confirmed within CONFIRM_TOKEN_MAX_AGE (their username is free again, as an ended
+    hold's is), expired or revoked sign-ins, and ended username holds. Returns how many of
+    each."""
     day = timedelta(days=1)
     events_kept = settings.SECURITY_EVENTS_RETENTION_DAYS * day
     targets = {
@@ -106,6 +115,18 @@ async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, 
             Email.id,
             (Email.status == EmailStatus.FAILED,
              Email.created_at < func.now() - settings.OUTBOX_FAILED_RETENTION_DAYS * day),
+        ),
+        "webhook deliveries": (
+            WebhookDelivery,
+            WebhookDelivery.id,
+            (WebhookDelivery.status == EmailStatus.SENT,
+             WebhookDelivery.created_at < func.now() - settings.OUTBOX_RETENTION_DAYS * day),
+        ),
+        "failed webhook deliveries": (
+            WebhookDelivery,
+            WebhookDelivery.id,
+            (WebhookDelivery.status == EmailStatus.FAILED,
+             WebhookDelivery.created_at < func.now() - settings.OUTBOX_FAILED_RETENTION_DAYS * day),
         ),
         "unconfirmed accounts": (
             User,

@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 
 import pyotp
 import segno
-from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +26,7 @@ from shared.jobs import TwoFactorChanged
 from shared.models import RecoveryCode, User
 from shared.outbox import email_user
 from shared.ratelimit import Limit
+from shared.sealing import Sealer
 from shared.services import events, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
@@ -42,22 +42,17 @@ def code_limit(ctx: ServiceContext) -> Limit:
     return Limit("two-factor", settings.LOGIN_FAILURES_BEFORE_LOCK, settings.LOGIN_LOCK_SECONDS)
 
 
-def _fernet(ctx: ServiceContext) -> Fernet:
-    digest = hashlib.sha256(b"accounts.totp-secret:" + ctx.secret.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
+def _sealer(ctx: ServiceContext) -> Sealer:
+    return Sealer(ctx.secret, "accounts.totp-secret")
 
 
 def _seal(ctx: ServiceContext, secret: str) -> str:
-    return _fernet(ctx).encrypt(secret.encode()).decode()
+    return _sealer(ctx).seal(secret)
 
 
 def _open(ctx: ServiceContext, sealed: str | None) -> str | None:
-    if not sealed:
-        return None
-    try:
-        return _fernet(ctx).decrypt(sealed.encode()).decode()
-    except InvalidToken:
-        return None  # SECRET_KEY changed: the secret is unreadable; the owner re-enrols
+    # None when SECRET_KEY changed: the secret is unreadable; the owner re-enrols.
+    return _sealer(ctx).open(sealed)
 
 
 def _digest(code: str) -> str:

@@ -19,6 +19,8 @@ from shared.models import (
     SignInSession,
     User,
     UsernameHold,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from shared.outbox import add_email
 from shared.settings import Settings
@@ -74,6 +76,18 @@ async def test_purge_forgets_only_what_is_past_its_time(
                           created_at=func.now() - age * days)
             for kind, age in (("user.old", 366), ("user.recent", 364))
         )  # fmt: skip
+        hook = WebhookEndpoint(url="https://hooks.example.com/", event_types=["*"],
+                               secret_encrypted="sealed")  # fmt: skip
+        session.add(hook)
+        await session.flush()
+        session.add_all(
+            WebhookDelivery(endpoint_id=hook.id, message_id=f"msg_{n}", event_type="user.x",
+                            body="{}", status=status, created_at=func.now() - age * days)
+            for n, (status, age) in enumerate([
+                (EmailStatus.SENT, 31), (EmailStatus.SENT, 29), (EmailStatus.FAILED, 31),
+                (EmailStatus.FAILED, 91), (EmailStatus.PENDING, 91),
+            ])
+        )  # fmt: skip
         await session.execute(
             insert(UsernameHold).values(
                 [
@@ -112,9 +126,21 @@ async def test_purge_forgets_only_what_is_past_its_time(
         holds = set(await session.scalars(select(UsernameHold.username_key)))
         sign_ins = set(await session.scalars(select(SignInSession.public_id)))
         kept_events = set(await session.scalars(select(SecurityEvent.kind)))
+        deliveries = sorted(
+            (status, int(age))
+            for status, age in (
+                await session.execute(
+                    select(
+                        WebhookDelivery.status,
+                        func.extract("day", func.now() - WebhookDelivery.created_at),
+                    )
+                )
+            ).all()
+        )
     assert usernames == {"u0", "u2"}
     assert emails == [("failed", 31), ("pending", 91), ("sent", 29)]
     assert holds == {"held"}
     assert sign_ins == {"live"}
     assert kept_events == {"user.recent"}
+    assert deliveries == [("failed", 31), ("pending", 91), ("sent", 29)]
     assert "'unconfirmed accounts': 1" in report
