@@ -107,6 +107,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+async def worker_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m worker ARGS`` with these settings, as an operator would run it."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "worker", *args],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 RUNNING_APPS: list[Any] = []  # Quart apps under test, whose background tasks workers await
 
 

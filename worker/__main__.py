@@ -1,6 +1,7 @@
 """``python -m worker``: run the mail worker (the default), ``check`` its health, list
 the outbox (``outbox [--failed] [--since 6h]``) or put failed emails back
-(``retry ID...|--all-failed``).
+(``retry ID...|--all-failed``), manage webhooks (``webhooks add|list|remove|test|failures|
+retry``) or make a DKIM key (``dkim-keygen``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.logs import start_process
 from shared.settings import Settings
+from worker import webhook_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("ids", nargs="*", type=int, default=[], help="outbox ids")
     which.add_argument("--all-failed", action="store_true", help="every failed email")
+    webhook_commands.add_parser(commands)
     keygen = commands.add_parser(
         "dkim-keygen", help="write a DKIM signing key and print the DNS record to publish"
     )
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(show_outbox(settings, failed=args.failed, since=args.since))
     if args.command == "retry":
         return asyncio.run(retry_failed(settings, ids=args.ids, all_failed=args.all_failed))
+    if args.command == "webhooks":
+        return asyncio.run(webhook_commands.run(settings, args))
     return run(settings)
 
 

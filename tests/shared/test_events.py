@@ -1,5 +1,6 @@
 """Every operation writes exactly its security events, in its own transaction: nothing when
-it fails, and nothing stored for addresses that have no account."""
+it fails, and nothing stored for addresses that have no account. Each event owes one webhook
+delivery to each endpoint subscribed to its type, written in the same transaction."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from shared.models import SecurityEvent
+from shared.models import SecurityEvent, WebhookDelivery
 from shared.services import (
     account_data,
     email_change,
@@ -16,6 +17,7 @@ from shared.services import (
     sessions,
     signin,
     two_factor,
+    webhooks,
 )
 from shared.services.context import ServiceContext
 from shared.services.passwords import reset_token_payload
@@ -30,6 +32,34 @@ async def kinds(ctx: ServiceContext) -> list[str]:
         return list(await session.scalars(select(SecurityEvent.kind).order_by(SecurityEvent.id)))
 
 
+async def deliveries(ctx: ServiceContext) -> list[tuple[int, str]]:
+    async with ctx.reading() as session:
+        rows = await session.execute(
+            select(WebhookDelivery.endpoint_id, WebhookDelivery.event_type).order_by(
+                WebhookDelivery.id
+            )
+        )
+        return [(endpoint, kind) for endpoint, kind in rows.all()]
+
+
+async def subscribe(ctx: ServiceContext) -> tuple[int, int]:
+    """An endpoint for every event type and one for password changes only."""
+    every = await webhooks.add_endpoint(ctx, "https://hooks.example.com/all", ["*"])
+    some = await webhooks.add_endpoint(
+        ctx, "https://hooks.example.com/pw", ["user.password_changed"]
+    )
+    return every.id, some.id
+
+
+def owed(every: int, some: int, kinds: list[str]) -> list[tuple[int, str]]:
+    expected: list[tuple[int, str]] = []
+    for kind in kinds:
+        expected.append((every, kind))
+        if kind == "user.password_changed":
+            expected.append((some, kind))
+    return expected
+
+
 @pytest.fixture(autouse=True)
 def origin() -> None:
     events.set_origin("192.0.2.9", FIREFOX)
@@ -37,6 +67,7 @@ def origin() -> None:
 
 async def test_the_account_lifecycle_writes_its_events(services_ctx: ServiceContext) -> None:
     ctx = services_ctx
+    every, some = await subscribe(ctx)
     alice = await register_alice(ctx, confirmed=True)
     assert await kinds(ctx) == ["user.registered", "user.confirmed"]
 
@@ -91,11 +122,15 @@ async def test_the_account_lifecycle_writes_its_events(services_ctx: ServiceCont
     assert {(e.client_address, e.device) for e in stored} == {("192.0.2.9", "Firefox on Windows")}
     secrets = (PASSWORD, "a new secret 1", "the owner's new secret", not_me, reset)
     assert not any(secret in str(e.payload) for e in stored for secret in secrets)
+    # Exactly one delivery per event and subscribed endpoint, none for what failed.
+    assert await deliveries(ctx) == owed(every, some, await kinds(ctx))
 
 
 async def test_two_factor_and_deletion_write_their_events(services_ctx: ServiceContext) -> None:
     ctx = services_ctx
+    every, some = await subscribe(ctx)
     alice = await register_alice(ctx, confirmed=True)
+    history = await kinds(ctx)
     enrolment = await two_factor.begin_enrolment(ctx, alice.id)
     assert enrolment is not None
     result = await two_factor.confirm_enrolment(ctx, alice.id, pyotp.TOTP(enrolment.secret).now())
@@ -111,3 +146,12 @@ async def test_two_factor_and_deletion_write_their_events(services_ctx: ServiceC
     async with ctx.reading() as session:
         (deleted,) = await session.scalars(select(SecurityEvent))
     assert deleted.user_id is None and deleted.payload == {"account_id": alice.id}
+    # What was delivered (or is owed) to subscribers stays: the deletion is news to them too.
+    history += ["two_factor.enabled", "two_factor.recovery_code_used",
+                "two_factor.recovery_codes_regenerated", "user.deleted"]  # fmt: skip
+    assert await deliveries(ctx) == owed(every, some, history)
+    async with ctx.reading() as session:
+        body = await session.scalar(
+            select(WebhookDelivery.body).where(WebhookDelivery.event_type == "user.deleted")
+        )
+    assert body is not None and f'"user_id":{alice.id}' in body

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -18,7 +15,7 @@ from shared.jobs import EmailKind, TestEmail
 from shared.models import Email, EmailStatus
 from shared.outbox import add_email, transaction
 from shared.settings import Settings
-from tests.support import ROOT, settings_env
+from tests.support import worker_cli as cli
 
 
 async def queue_emails(
@@ -34,19 +31,6 @@ def metric(text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{name} not in metrics")
-
-
-async def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "worker", *args],
-        cwd=ROOT,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def scrape() -> str:
