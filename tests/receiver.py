@@ -76,13 +76,19 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
+            if len(body) < length:  # the sender went away mid-request: nothing was received
+                self.close_connection = True
+                return
             headers = {key.lower(): value for key, value in self.headers.items()}
             status = receiver.answer(headers, body)
             reply = b"ok" if status < 300 else b"no"
-            self.send_response(status)
-            self.send_header("content-length", str(len(reply)))
-            self.end_headers()
-            self.wfile.write(reply)
+            try:
+                self.send_response(status)
+                self.send_header("content-length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+            except OSError:  # the sender was killed while we answered
+                self.close_connection = True
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -58,7 +58,7 @@ def dkim_signer(settings: Settings) -> DkimSigner | None:
 
 def webhook_sender(settings: Settings) -> WebhookSender:
     return WebhookSender(
-        timeout=settings.WEBHOOK_TIMEOUT, allow_private=settings.WEBHOOKS_ALLOW_PRIVATE
+        timeout=settings.webhook_timeout, allow_private=settings.WEBHOOKS_ALLOW_PRIVATE
     )
 
 
