@@ -11,6 +11,7 @@ per bad variable, so the entry points can print it and exit without a traceback.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -142,6 +143,16 @@ class Settings(BaseSettings):
     DKIM_SELECTOR: str | None = None
     DKIM_PRIVATE_KEY: SecretStr | None = None
     DKIM_ALGORITHM: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
+    # Bounces (see README, "Bounces and suppression"): with BOUNCE_DOMAIN set, every message
+    # is sent with its own signed envelope sender, bounces+<id>.<signature>@BOUNCE_DOMAIN, and
+    # `python -m worker bounces` receives what comes back on BOUNCE_LISTEN.
+    BOUNCE_DOMAIN: str | None = None
+    BOUNCE_LISTEN: str = "127.0.0.1:2525"  # host:port of the bounce receiver's SMTP listener
+    SOFT_BOUNCE_THRESHOLD: int = Field(default=3, ge=1)  # soft bounces within the window ...
+    SOFT_BOUNCE_WINDOW_DAYS: int = Field(default=7, ge=1)  # ... suppress the address
+    COMPLAINT_ALERT_PER_HOUR: int = Field(default=5, ge=1)  # complaints that alert ADMINS
+    # Mailgun's "HTTP webhook signing key": turns on POST /hooks/mailgun (bounce events).
+    MAILGUN_WEBHOOK_SIGNING_KEY: SecretStr | None = None
 
     # --- accounts -----------------------------------------------------------------------------
     CONFIRM_TOKEN_MAX_AGE: int = Field(default=24 * 3600, ge=60)  # seconds a confirm link works
@@ -231,6 +242,24 @@ class Settings(BaseSettings):
             raise ValueError("is a placeholder; generate one with `python -m web generate-secret`")
         if len(raw) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(f"must be at least {MIN_SECRET_KEY_LENGTH} characters long")
+        return value
+
+    @field_validator("BOUNCE_DOMAIN")
+    @classmethod
+    def _bounce_domain_is_a_domain(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().lower().rstrip(".")
+        if not re.fullmatch(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", value):
+            raise ValueError(f"{value!r} is not a domain such as bounces.example.com")
+        return value
+
+    @field_validator("BOUNCE_LISTEN")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, such as 0.0.0.0:25")
         return value
 
     @field_validator("DATABASE_URL")

@@ -38,7 +38,8 @@ from tests.support import (  # noqa: F401 (settings_env re-exported)
 
 TABLES = (
     "emails", "texts", "sessions", "recovery_codes", "passkeys", "security_events", "users",
-    "username_holds", "webhook_deliveries", "webhook_endpoints",
+    "username_holds", "webhook_deliveries", "webhook_endpoints", "suppressions",
+    "bounce_reports",
 )  # fmt: skip
 
 

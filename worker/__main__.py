@@ -1,7 +1,8 @@
 """``python -m worker``: run the mail worker (the default), ``check`` its health, list
 the outbox (``outbox [--failed] [--since 6h]``) or put failed emails back
 (``retry ID...|--all-failed``), manage webhooks (``webhooks add|list|remove|test|failures|
-retry``) or make a DKIM key (``dkim-keygen``).
+retry``), receive bounces (``bounces``), see the suppression list (``suppressions``) and
+reports kept for an operator (``bounce-reports``), or make a DKIM key (``dkim-keygen``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.logs import start_process
 from shared.settings import Settings
-from worker import webhook_commands
+from worker import bounce_commands, webhook_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("ids", nargs="*", type=int, default=[], help="outbox ids")
     which.add_argument("--all-failed", action="store_true", help="every failed email")
     webhook_commands.add_parser(commands)
+    bounce_commands.add_parsers(commands)
     keygen = commands.add_parser(
         "dkim-keygen", help="write a DKIM signing key and print the DNS record to publish"
     )
@@ -61,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(retry_failed(settings, ids=args.ids, all_failed=args.all_failed))
     if args.command == "webhooks":
         return asyncio.run(webhook_commands.run(settings, args))
+    if args.command == "bounces":
+        from worker import bounce_listener
+
+        return bounce_listener.run(settings)
+    if args.command in ("suppressions", "bounce-reports"):
+        return asyncio.run(bounce_commands.run(settings, args))
     return run(settings)
 
 

@@ -47,6 +47,7 @@ class OutboxEmail:
     attempts: int
     last_error: str | None
     created_at: datetime
+    suppressed: str | None = None  # why the recipient is on the suppression list, if it is
 
     @classmethod
     def from_row(cls, row: Any) -> OutboxEmail:
@@ -58,6 +59,7 @@ class OutboxEmail:
             attempts=row.attempts,
             last_error=row.last_error,
             created_at=row.created_at,
+            suppressed=row.suppressed,
         )
 
 

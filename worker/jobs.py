@@ -24,11 +24,13 @@ from shared.alerts import alert_admins
 from shared.jobs import PRIORITY_KINDS, EmailKind, enqueue_send_email, parse_context
 from shared.models import EmailStatus
 from shared.outbox import transaction
+from shared.services import bounces
 from shared.services.operations import outbox_stats, purge_expired
+from shared.verp import bounce_address
 from worker import metrics
 from worker.context import WorkerState, state
 from worker.emails import OutboxEmail, Skip, prepare
-from worker.mailer import DeliveryError, Envelope, Outgoing
+from worker.mailer import DeliveryError, Envelope, Outgoing, RecipientRefused
 from worker.mime import compose
 from worker.render import message_id_for
 from worker.signing import DkimSigner
@@ -39,6 +41,9 @@ from worker.webhook_jobs import sweep_webhooks
 log = logging.getLogger(__name__)
 
 
+# A suppressed address still gets the link confirming it as someone's new address: that
+# message is the test of whether the address works now.
+SENT_WHEN_SUPPRESSED = frozenset({EmailKind.EMAIL_CHANGE_CONFIRM})
 SHORT_WAIT = 1.0  # seconds: wait for the budget in the job; longer waits go back to the queue
 
 
@@ -48,6 +53,7 @@ class _Outcome:
     detail: str
     retry_in: float | None = None
     held: str | None = None  # why a message was held back without an attempt
+    suppress: bool = False  # the server refused the address itself: add it to the list
 
 
 async def send_email(ctx: dict[str, Any], email_id: int) -> str:
@@ -110,6 +116,10 @@ async def _record(st: WorkerState, email: OutboxEmail, outcome: _Outcome) -> Non
         values["next_attempt_at"] = timedelta(seconds=outcome.retry_in)
     async with transaction(st.sessionmaker, st.redis, queue_name=st.settings.QUEUE_NAME) as session:
         await record_outcome(session, email.id, values)
+        if outcome.suppress:
+            await bounces.suppress(
+                session, email.recipient, bounces.Cause.REJECTED, outcome.detail, email.id
+            )
         if outcome.status == EmailStatus.FAILED and email.kind != EmailKind.ADMIN_ALERT:
             await alert_admins(
                 session,
@@ -130,7 +140,7 @@ async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:
     if held is not None:
         return held
     message: Outgoing = rendered
-    envelope = Envelope(st.envelope_sender, email.recipient)
+    envelope = Envelope(_envelope_sender(st, email), email.recipient)
     if st.signer is not None:
         # Milliseconds of CPU (dkimpy's RSA is pure Python): off the event loop.
         message, envelope = await asyncio.to_thread(_signed, st.signer, rendered, envelope)
@@ -142,6 +152,15 @@ async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:
         return _classify_failure(st, email, error)
     st.breaker.success()
     return _Outcome(EmailStatus.SENT, reply)
+
+
+def _envelope_sender(st: WorkerState, email: OutboxEmail) -> str:
+    """MAIL FROM: the message's own signed bounce address (VERP) when BOUNCE_DOMAIN is set,
+    so that whatever comes back names its outbox row; else the sender's address."""
+    domain = st.settings.BOUNCE_DOMAIN
+    if domain is None:
+        return st.envelope_sender
+    return bounce_address(email.id, domain, st.settings.SECRET_KEY.get_secret_value())
 
 
 def _signed(signer: DkimSigner, message: Outgoing, envelope: Envelope) -> tuple[bytes, Envelope]:
@@ -157,6 +176,8 @@ async def _render(st: WorkerState, email: OutboxEmail) -> Outgoing | _Outcome:
     """The message's bytes, or the outcome when it must not (or cannot) be sent: stale
     (skipped), or a bad payload or template (failed at once: retrying cannot fix it)."""
     settings = st.settings
+    if email.suppressed is not None and email.kind not in SENT_WHEN_SUPPRESSED:
+        return _Outcome(EmailStatus.SKIPPED, f"{bounces.SUPPRESSED}: {email.suppressed}")
     try:
         context = parse_context(email.kind, email.context)
         variables = await prepare(
@@ -199,7 +220,9 @@ def _classify_failure(st: WorkerState, email: OutboxEmail, error: DeliveryError)
     settings = st.settings
     if not error.temporary:
         st.breaker.success()  # the server answered; it is the message it refused
-        return _Outcome(EmailStatus.FAILED, error.reply)
+        return _Outcome(
+            EmailStatus.FAILED, error.reply, suppress=isinstance(error, RecipientRefused)
+        )
     st.breaker.failure()
     if email.attempts >= settings.MAIL_MAX_ATTEMPTS:
         return _Outcome(

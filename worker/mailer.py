@@ -16,6 +16,7 @@ Failures are classified for the retry policy:
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -74,6 +75,20 @@ class TemporaryDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     temporary = False
+
+
+class RecipientRefused(PermanentDeliveryError):
+    """The server refused the recipient itself (at RCPT, or with a 5.1.x/5.2.1 status): the
+    address is bad, not the message; it goes on the suppression list."""
+
+
+_ADDRESS_STATUS = re.compile(r"^5\d\d[ -]5\.(?:1\.\d{1,3}|2\.1)\b")
+
+
+def permanent_error(reply: str) -> PermanentDeliveryError:
+    if _ADDRESS_STATUS.match(reply):
+        return RecipientRefused(reply)
+    return PermanentDeliveryError(reply)
 
 
 class _Slot:
@@ -180,11 +195,11 @@ class SMTPPool:
             text = "; ".join(_reply(r.code, r.message) for r in error.recipients)
             if any(400 <= code < 500 for code in codes):
                 raise TemporaryDeliveryError(text) from None
-            raise PermanentDeliveryError(text) from None
+            raise RecipientRefused(text) from None
         except aiosmtplib.SMTPResponseException as error:
             if 400 <= error.code < 500 or error.code in CONFIGURATION_CODES:
                 raise TemporaryDeliveryError(_reply(error.code, error.message)) from None
-            raise PermanentDeliveryError(_reply(error.code, error.message)) from None
+            raise permanent_error(_reply(error.code, error.message)) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             raise TemporaryDeliveryError(_describe(error)) from None
         if errors:

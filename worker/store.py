@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import Executable
 
 from shared.db import create_engine, create_sessionmaker
-from shared.models import Email, EmailStatus, User
+from shared.models import Email, EmailStatus, Suppression, User
 from worker.batching import Coalescer
 from worker.emails import OutboxEmail
 
@@ -28,7 +28,19 @@ T = TypeVar("T")
 EMAILS = cast(Table, Email.__table__)
 _IDS = bindparam("ids", type_=ARRAY(BigInteger))
 
+SUPPRESSIONS = cast(Table, Suppression.__table__)
+# Whether the recipient is on the suppression list, read by the claim itself (no extra trip).
+_SUPPRESSED = (
+    select(SUPPRESSIONS.c.reason)
+    .where(
+        SUPPRESSIONS.c.address_key == func.lower(EMAILS.c.recipient),
+        SUPPRESSIONS.c.lifted_at.is_(None),
+    )
+    .scalar_subquery()
+    .label("suppressed")
+)
 _RETURNED = (
+    _SUPPRESSED,
     EMAILS.c.id,
     EMAILS.c.kind,
     EMAILS.c.recipient,

@@ -15,7 +15,8 @@ from tests.conftest import alembic_config, create_database, drop_database
 
 ALL_TABLES = {
     "users", "texts", "emails", "username_holds", "sessions", "recovery_codes", "passkeys",
-    "security_events", "webhook_endpoints", "webhook_deliveries",
+    "security_events", "webhook_endpoints", "webhook_deliveries", "suppressions",
+    "bounce_reports",
 }  # fmt: skip
 
 
