@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     from web.blueprints.main import blueprint as main_blueprint
     from web.blueprints.ops import blueprint as ops_blueprint
     from web.blueprints.passkeys import blueprint as passkeys_blueprint
+    from web.blueprints.provider_hooks import blueprint as provider_hooks_blueprint
     from web.blueprints.reset import blueprint as reset_blueprint
     from web.blueprints.sessions import blueprint as sessions_blueprint
     from web.blueprints.texts import blueprint as texts_blueprint
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(two_factor_blueprint)
     app.register_blueprint(passkeys_blueprint)
     app.register_blueprint(api_blueprint)
+    app.register_blueprint(provider_hooks_blueprint)
     # The OpenAPI description of /api/v1. The docs UIs quart-schema offers load their assets
     # from CDNs, which this service never does, so they are off; the spec is served.
     QuartSchema(

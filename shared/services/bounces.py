@@ -13,8 +13,13 @@ recipient with when it claims a message.
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
+import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -290,3 +295,74 @@ async def list_reports(
 async def report(ctx: ServiceContext, report_id: int) -> BounceReport | None:
     async with ctx.reading() as session:
         return await session.get(BounceReport, report_id)
+
+
+# --- a provider's events: Mailgun's signed webhooks -------------------------------------------
+class ProviderVerdict(enum.Enum):
+    RECORDED = "recorded"
+    IGNORED = "ignored"  # an event that says nothing about bounces (delivered, opened, ...)
+    MALFORMED = "malformed"
+    FORGED = "forged"  # bad or missing signature, stale timestamp, or a replayed token
+    DISABLED = "disabled"  # MAILGUN_WEBHOOK_SIGNING_KEY is not set
+
+
+MAILGUN_TOLERANCE = 15 * 60  # seconds between Mailgun signing an event and our reading it
+_OUTBOX_MESSAGE_ID = re.compile(r"outbox\.(\d{1,18})\.\d+@")
+
+
+async def accept_mailgun_event(ctx: ServiceContext, body: object) -> ProviderVerdict:
+    """Verify a Mailgun event webhook as Mailgun documents it (hex HMAC-SHA256 of
+    ``timestamp + token`` under the webhook signing key), refuse stale timestamps and
+    replayed tokens, and record a bounce or complaint it reports like any other report."""
+    key = ctx.settings.MAILGUN_WEBHOOK_SIGNING_KEY
+    if key is None:
+        return ProviderVerdict.DISABLED
+    if not isinstance(body, dict):
+        return ProviderVerdict.MALFORMED
+    signature, event = body.get("signature"), body.get("event-data")
+    if not isinstance(signature, dict) or not isinstance(event, dict):
+        return ProviderVerdict.MALFORMED
+    timestamp, token, mac = (str(signature.get(k, "")) for k in ("timestamp", "token", "signature"))
+    if not (timestamp.isdigit() and token and mac) or len(token) > 200:
+        return ProviderVerdict.FORGED
+    expected = hmac.new(
+        key.get_secret_value().encode(), (timestamp + token).encode(), hashlib.sha256
+    ).hexdigest()
+    if not hmac.compare_digest(expected, mac.lower()):
+        return ProviderVerdict.FORGED
+    if abs(time.time() - int(timestamp)) > MAILGUN_TOLERANCE:
+        return ProviderVerdict.FORGED
+    first = await ctx.redis.set(
+        f"{ctx.settings.REDIS_KEY_PREFIX}mailgun-token:{token}", "1", nx=True,
+        ex=2 * MAILGUN_TOLERANCE,
+    )  # fmt: skip
+    if not first:
+        return ProviderVerdict.FORGED
+    report = _mailgun_report(event)
+    if report is None:
+        return ProviderVerdict.IGNORED
+    await record_report(ctx, report)
+    return ProviderVerdict.RECORDED
+
+
+def _mailgun_report(event: dict[str, Any]) -> Report | None:
+    name, severity = str(event.get("event", "")), str(event.get("severity", ""))
+    if name == "complained":
+        outcome, detail = Outcome.COMPLAINT, "complaint (reported by the provider)"
+    elif name == "failed":
+        status = event.get("delivery-status")
+        status = status if isinstance(status, dict) else {}
+        said = " ".join(
+            str(status.get(k) or "") for k in ("code", "message", "description")
+        ).strip()
+        outcome = Outcome.HARD_BOUNCE if severity == "permanent" else Outcome.SOFT_BOUNCE
+        detail = said or str(event.get("reason") or "failed")
+    else:
+        return None
+    message = event.get("message")
+    headers = message.get("headers") if isinstance(message, dict) else None
+    message_id = str(headers.get("message-id", "")) if isinstance(headers, dict) else ""
+    match = _OUTBOX_MESSAGE_ID.search(message_id)
+    email_id = int(match.group(1)) if match else None
+    recipient = str(event.get("recipient", ""))
+    return Report("mailgun", "event", outcome, email_id, f"{detail} ({recipient})")

@@ -10,7 +10,7 @@ from quart import Blueprint, flash, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
-from shared.services import accounts, signin
+from shared.services import accounts, bounces, signin
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.validation import INVALID_TOKEN, InvalidInput
 from web import ratelimit
@@ -120,6 +120,7 @@ async def account() -> ResponseReturnValue:
         title="Account",
         user=user,
         last_sent=await accounts.last_email_sent(services(), user.id),
+        delivery_problem=await bounces.delivery_problem(services(), user),
         form=await ActionForm.from_request(),
     )
 

@@ -28,6 +28,7 @@ from shared.models import User
 from shared.services import (
     account_data,
     accounts,
+    bounces,
     email_change,
     events,
     passkeys,
@@ -154,12 +155,22 @@ class TwoFactorOut(BaseModel):
     recovery_codes_left: int
 
 
+class DeliveryProblemOut(BaseModel):
+    """Mail to the account's address bounced or was refused, so none is sent to it."""
+
+    since: datetime
+    reason: str
+    can_retry: bool  # the owner may still ask once for the address to be tried again
+
+
 class UserOut(BaseModel):
     id: int
     username: str
     email: str
     confirmed: bool
     created_at: datetime
+    # Only in GET /me: why mail is not reaching the address, if it is not.
+    delivery_problem: DeliveryProblemOut | None = None
 
 
 # --- cross-site protection and errors ----------------------------------------------------------
@@ -316,7 +327,13 @@ async def me() -> ApiResult:
     user = await current_account()
     if user is None:
         return not_logged_in()
-    return _user(user), 200
+    out = _user(user)
+    found = await bounces.delivery_problem(services(), user)
+    if found is not None:
+        out.delivery_problem = DeliveryProblemOut(
+            since=found.since, reason=found.reason, can_retry=found.can_retry
+        )
+    return out, 200
 
 
 @blueprint.post("/confirm/request")
@@ -499,6 +516,28 @@ async def change_email(data: ChangeEmailIn) -> ApiResult:
     if result.outcome is RequestOutcome.WRONG_PASSWORD:
         return wrong_password()
     return Message(detail="Check the new address for a link to confirm the change."), 202
+
+
+@blueprint.post("/account/email/retry")
+@validate_request(Empty)
+@validate_response(Message, 202)
+@document_response(Problem, 401)
+@document_response(Problem, 409)
+async def retry_email_delivery(data: Empty) -> ApiResult:
+    """After mail to the account's address bounced (see ``delivery_problem`` in ``/me``):
+    try the address once more and resend the last message it missed. Once per account;
+    after that, change the address."""
+    user = await current_account()
+    if user is None:
+        return not_logged_in()
+    if not await bounces.retry_for_owner(services(), user.id):
+        return problem(
+            409,
+            "Nothing to retry",
+            "There is no delivery problem to retry, or it was retried once already: change "
+            "the address instead.",
+        )
+    return Message(detail="We will try your address again."), 202
 
 
 @blueprint.post("/account/email/confirm")

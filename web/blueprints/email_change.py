@@ -7,7 +7,7 @@ from quart import Blueprint, Response, flash, redirect, render_template, request
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
-from shared.services import email_change
+from shared.services import bounces, email_change
 from shared.services.email_change import ConfirmOutcome, RequestOutcome
 from shared.validation import INVALID_TOKEN, InvalidInput
 from web.auth import current_account
@@ -70,3 +70,27 @@ async def confirm(token: str) -> ResponseReturnValue:
         await flash(INVALID_TOKEN, "warning")
     target = "accounts.account" if await current_account() else "accounts.login"
     return redirect(url_for(target))
+
+
+@blueprint.post("/account/email/retry")
+@login_required
+async def retry_delivery() -> ResponseReturnValue:
+    """The owner's one "try my address again" after it was put on the suppression list."""
+    user = await current_account()
+    assert user is not None
+    form = await ActionForm.from_request()
+    form.validate_on_submit()  # raises on a bad CSRF token
+    if await bounces.retry_for_owner(services(), user.id):
+        await flash(RETRYING, "info")
+    else:
+        await flash(NO_RETRY, "danger")
+    return redirect(url_for("accounts.account"))
+
+
+RETRYING = (
+    "We will try your address again, and resend the last message it missed. If it fails "
+    "again, please change your address."
+)
+NO_RETRY = (
+    "There is no delivery problem to retry, or you already asked once: please change your address."
+)
