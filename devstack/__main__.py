@@ -3,7 +3,8 @@
 ``python -m devstack exec COMMAND...`` runs a command with the running stack's settings (for
 example ``python -m web send-test-email you@example.com``).
 
-Migrates, then runs the web service and the mail worker together; Ctrl-C stops everything.
+Migrates, then runs the web service, the mail worker and the bounce receiver together;
+Ctrl-C stops everything.
 Where ``DATABASE_URL``, ``REDIS_URL`` or ``MAIL_SERVER`` are not set it starts real servers
 itself, keeping their data under ``var/``:
 
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("DEVSTACK_VAR", ROOT / "var")).resolve()
 DEV_REDIS_PORT = int(os.environ.get("DEVSTACK_REDIS_PORT", "6390"))
 DEV_SMTP_PORT = int(os.environ.get("DEVSTACK_SMTP_PORT", "8025"))
+DEV_BOUNCE_DOMAIN = "bounces.localhost"
 ENV_FILE = VAR / "devstack.env"  # the running stack's settings, for `devstack exec`
 PID_FILE = VAR / "devstack.pid"  # this checkout's running stack, if any
 SETTING_NAMES = tuple(Settings.model_fields)
@@ -123,6 +125,8 @@ def _taken_ports(env: dict[str, str]) -> list[str]:
             "worker metrics",
         ),
     ]
+    bounce_host, _, bounce_port = env.get("BOUNCE_LISTEN", "127.0.0.1:2525").rpartition(":")
+    wanted.append((bounce_host, bounce_port, "BOUNCE_LISTEN", "the bounce receiver"))
     if not env.get("REDIS_URL"):
         wanted.append(("127.0.0.1", str(DEV_REDIS_PORT), "REDIS_URL", "the dev Redis"))
     if not env.get("MAIL_SERVER"):
@@ -198,6 +202,8 @@ def _provide_services(env: dict[str, str], stack: ExitStack) -> None:
 
     if not env.get("SECRET_KEY"):
         env["SECRET_KEY"] = _dev_secret_key()
+    # Bounces come back to the local receiver (python -m worker bounces) on BOUNCE_LISTEN.
+    env.setdefault("BOUNCE_DOMAIN", DEV_BOUNCE_DOMAIN)
     env.setdefault("BASE_URL", f"http://{env.get('HOST', '127.0.0.1')}:{env.get('PORT', '8000')}")
 
 
@@ -212,9 +218,10 @@ def _dev_secret_key() -> str:
 
 
 def _supervise(env: dict[str, str], base_url: str) -> int:
+    commands = {"web": ["web"], "worker": ["worker"], "bounces": ["worker", "bounces"]}
     processes = {
         name: subprocess.Popen(
-            [sys.executable, "-m", name],
+            [sys.executable, "-m", *command],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -222,7 +229,7 @@ def _supervise(env: dict[str, str], base_url: str) -> int:
             text=True,
             bufsize=1,
         )
-        for name in ("web", "worker")
+        for name, command in commands.items()
     }
     for name, process in processes.items():
         assert process.stdout is not None
@@ -247,7 +254,7 @@ def _supervise(env: dict[str, str], base_url: str) -> int:
                 stopping.set()
         stopping.wait(0.5)
 
-    log.info("stopping web and worker")
+    log.info("stopping web, worker and the bounce receiver")
     for process in processes.values():
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

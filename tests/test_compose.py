@@ -15,7 +15,7 @@ import yaml
 from shared.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("migrate", "web", "worker")
+APP_SERVICES = ("migrate", "web", "worker", "bounces")
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
@@ -67,6 +67,10 @@ def test_commands_exist_in_the_code(compose: dict[str, Any]) -> None:
         command = services[name]["command"]
         assert command == ["python", "-m", module]
         assert (ROOT / module / "__main__.py").is_file()
+    assert services["bounces"]["command"] == ["python", "-m", "worker", "bounces"]
+    listen = services["bounces"]["environment"]["BOUNCE_LISTEN"]
+    assert services["bounces"]["ports"] == [f"2525:{listen.rpartition(':')[2]}"]
+    assert "2525" in " ".join(services["bounces"]["healthcheck"]["test"])
     # The worker's healthcheck sub-command is one the worker knows.
     test = services["worker"]["healthcheck"]["test"]
     assert test[:4] == ["CMD", "python", "-m", "worker"]
@@ -79,6 +83,7 @@ def test_commands_exist_in_the_code(compose: dict[str, Any]) -> None:
         check=True,
     )
     assert test[4] in result.stdout
+    assert "bounces" in result.stdout
     # The web healthcheck asks an endpoint that exists.
     assert "/readyz" in " ".join(services["web"]["healthcheck"]["test"])
 

@@ -263,6 +263,12 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
 async def _refresh_gauges(st: WorkerState) -> None:
     async with st.sessionmaker() as session:
         stats = await outbox_stats(session)
+        suppressed = await bounces.counts(session)
+        reports = await bounces.recent_report_counts(session)
+    for cause in bounces.Cause:
+        metrics.SUPPRESSIONS.labels(cause.value).set(suppressed.get(cause.value, 0))
+    for outcome in bounces.Outcome:
+        metrics.BOUNCE_REPORTS.labels(outcome.value).set(reports.get(outcome.value, 0))
     metrics.OUTBOX.labels("pending").set(stats.pending)
     metrics.OUTBOX.labels("failed").set(stats.failed)
     metrics.OLDEST_PENDING.set(stats.oldest_pending_age)

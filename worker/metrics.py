@@ -44,3 +44,15 @@ WEBHOOK_SECONDS = Histogram(
     "Time for one webhook POST (connect to the end of the answer), failures included.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+SUPPRESSIONS = Gauge(
+    "accounts_suppressed_addresses",
+    "Addresses on the suppression list, by cause (hard_bounce, complaint, rejected, "
+    "soft_bounces, operator).",
+    ["cause"],
+)
+BOUNCE_REPORTS = Gauge(
+    "accounts_bounce_reports_last_hour",
+    "Bounce reports received in the last hour, by outcome (hard_bounce, soft_bounce, "
+    "complaint, delayed, unmatched, unparsed).",
+    ["outcome"],
+)

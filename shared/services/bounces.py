@@ -366,3 +366,13 @@ def _mailgun_report(event: dict[str, Any]) -> Report | None:
     email_id = int(match.group(1)) if match else None
     recipient = str(event.get("recipient", ""))
     return Report("mailgun", "event", outcome, email_id, f"{detail} ({recipient})")
+
+
+async def recent_report_counts(session: AsyncSession) -> dict[str, int]:
+    """Reports received in the last hour, by outcome (for the metrics)."""
+    rows = await session.execute(
+        select(BounceReport.outcome, func.count())
+        .where(BounceReport.received_at > func.now() - timedelta(hours=1))
+        .group_by(BounceReport.outcome)
+    )
+    return {outcome: count for outcome, count in rows.all()}

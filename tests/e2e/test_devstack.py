@@ -9,6 +9,7 @@ import email
 import email.policy
 import os
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
@@ -43,6 +44,7 @@ def devstack_env(tmp_path: Path, port: int) -> dict[str, str]:
         "PORT": str(port),
         "METRICS_PORT": str(free_port()),
         "WORKER_METRICS_PORT": str(free_port()),
+        "BOUNCE_LISTEN": f"127.0.0.1:{free_port()}",
     }
 
 
@@ -95,13 +97,18 @@ async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path
         message = email.message_from_bytes(saved.read_bytes(), policy=email.policy.default)
         assert message["Subject"] == "test subject"
         assert message["To"] == "you@example.com"
+        # The bounce receiver is up too, and takes mail for the dev bounce domain only.
+        host, _, bounce_port = env["BOUNCE_LISTEN"].rpartition(":")
+        assert "bounce receiver for bounces.localhost listening" in log_path.read_text()
+        with smtplib.SMTP(host, int(bounce_port), timeout=5) as client:
+            assert client.noop()[0] == 250
     finally:
         stack.send_signal(signal.SIGINT)
         code = await asyncio.to_thread(stack.wait, 60)
     output = log_path.read_text()
     assert code == 0, output
     assert "Traceback" not in output
-    assert "stopping web and worker" in output
+    assert "stopping web, worker and the bounce receiver" in output
     assert not (tmp_path / "var" / "devstack.env").exists()
 
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiosmtplib
 import pytest
 from arq.connections import ArqRedis
+from prometheus_client import generate_latest
 from sqlalchemy import select
 
 from devstack.mailsink import MailSink
@@ -23,7 +25,9 @@ from shared.settings import Settings
 from shared.verp import bounce_address, email_id_from, find_email_id
 from tests.bounce_messages import arf, dsn
 from tests.support import run_burst_worker, worker_cli
+from worker.bootstrap import worker_options
 from worker.bounce_listener import serve
+from worker.jobs import sweep_outbox
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
@@ -218,6 +222,17 @@ async def test_refusals_at_send_time_suppress_only_bad_addresses(
     assert (await row(sessionmaker, spammy)).status == EmailStatus.FAILED
     listed = await suppressions(sessionmaker)
     assert list(listed) == ["gone@example.com"] and listed["gone@example.com"].cause == "rejected"
+
+    worker_ctx: dict[str, Any] = {"redis": queue}
+    options = worker_options(settings)
+    await options["on_startup"](worker_ctx)
+    try:
+        await sweep_outbox(worker_ctx)  # refreshes the gauges
+    finally:
+        await options["on_shutdown"](worker_ctx)
+    scraped = generate_latest().decode()
+    assert 'accounts_suppressed_addresses{cause="rejected"} 1.0' in scraped
+    assert 'accounts_suppressed_addresses{cause="complaint"} 0.0' in scraped
 
     shown = await worker_cli(settings, "suppressions", "list")
     assert "rejected      gone@example.com" in shown.stdout
