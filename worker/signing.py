@@ -7,11 +7,13 @@ wire bytes (relaxed/relaxed), right before it is sent.
 from __future__ import annotations
 
 import base64
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 import dkim
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
 # The headers whose change would change what the reader is told, and the MIME structure.
 SIGNED_HEADERS = [
@@ -19,6 +21,36 @@ SIGNED_HEADERS = [
     b"mime-version", b"content-type", b"auto-submitted",
 ]  # fmt: skip
 ALGORITHMS = {"rsa-sha256": b"rsa-sha256", "ed25519-sha256": b"ed25519-sha256"}
+
+
+@functools.lru_cache(maxsize=8)
+def _openssl_key(
+    modulus: int, public: int, private: int, p: int, q: int, dp: int, dq: int, qi: int
+) -> rsa.RSAPrivateKey:
+    numbers = rsa.RSAPrivateNumbers(
+        p, q, private, dp, dq, qi, rsa.RSAPublicNumbers(public, modulus)
+    )
+    return numbers.private_key()
+
+
+_DIGESTS: dict[str, hashes.HashAlgorithm] = {"sha256": hashes.SHA256()}  # rsa-sha256 only
+
+
+def _rsassa_pkcs1_v1_5_sign(digest: Any, key: dict[str, int]) -> bytes:
+    """dkimpy's RSA signature step done by OpenSSL (through cryptography) instead of in
+    pure Python: the same bytes (PKCS#1 v1.5 is deterministic; a test compares them), about
+    a tenth of the CPU. dkimpy still canonicalizes, hashes and builds the header."""
+    private_key = _openssl_key(
+        key["modulus"], key["publicExponent"], key["privateExponent"], key["prime1"],
+        key["prime2"], key["exponent1"], key["exponent2"], key["coefficient"],
+    )  # fmt: skip
+    algorithm = _DIGESTS[digest.name.lower()]
+    return private_key.sign(digest.digest(), padding.PKCS1v15(), utils.Prehashed(algorithm))
+
+
+PURE_PYTHON_RSA_SIGN = dkim.RSASSA_PKCS1_v1_5_sign
+# dkimpy looks the function up in its module when it signs; this is the one it gets.
+dkim.RSASSA_PKCS1_v1_5_sign = _rsassa_pkcs1_v1_5_sign
 
 
 @dataclass(frozen=True, slots=True)
