@@ -260,7 +260,7 @@ async def reset_outbox(env: dict[str, str]) -> None:
         env["DATABASE_URL"].replace("postgresql+asyncpg", "postgresql")
     )
     try:
-        await connection.execute("TRUNCATE emails RESTART IDENTITY")
+        await connection.execute("TRUNCATE emails RESTART IDENTITY CASCADE")
         await connection.execute("DELETE FROM users WHERE id > $1", USERS)
     finally:
         await connection.close()
