@@ -8,8 +8,9 @@ pending row whose job never arrived.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -93,30 +94,25 @@ async def enqueue_committed(
     """
     webhook_ids: list[int] = session.info.get(_UNANNOUNCED_WEBHOOKS, [])
     rows = take_unannounced(session)
-    job_ids: list[str] = []
     if redis is None:
-        return job_ids
-    for email_id, priority in rows:
+        return []
+    jobs: Sequence[tuple[str, Callable[[], Awaitable[str | None]]]] = [
+        (f"email {email_id}", functools.partial(
+            enqueue_send_email, redis, email_id, queue_name=queue_name, priority=priority))
+        for email_id, priority in rows
+    ] + [
+        (f"webhook delivery {delivery_id}", functools.partial(
+            enqueue_deliver_webhook, redis, delivery_id, queue_name=queue_name))
+        for delivery_id in webhook_ids
+    ]  # fmt: skip
+    job_ids: list[str] = []
+    for what, enqueue in jobs:
         try:
-            job_id = await enqueue_send_email(
-                redis, email_id, queue_name=queue_name, priority=priority
-            )
+            job_id = await enqueue()
         except (RedisError, OSError) as error:
             log.warning(
-                "could not enqueue email %s (%s); the outbox sweeper will deliver it",
-                email_id,
-                type(error).__name__,
-            )
-            continue
-        if job_id is not None:
-            job_ids.append(job_id)
-    for delivery_id in webhook_ids:
-        try:
-            job_id = await enqueue_deliver_webhook(redis, delivery_id, queue_name=queue_name)
-        except (RedisError, OSError) as error:
-            log.warning(
-                "could not enqueue webhook delivery %s (%s); the sweeper will deliver it",
-                delivery_id,
+                "could not enqueue %s (%s); the outbox sweeper will deliver it",
+                what,
                 type(error).__name__,
             )
             continue

@@ -142,14 +142,9 @@ async def retry_failed(settings: Settings, *, ids: list[int], all_failed: bool) 
         requeued = await requeue_failed(context, ids=ids, all_failed=all_failed)
     finally:
         await context.close()
-    missing = sorted(set(ids) - set(requeued))
-    if requeued:
-        print(f"queued again: {', '.join(map(str, requeued))}")
-    if missing:
-        print(f"not failed (left alone): {', '.join(map(str, missing))}", file=sys.stderr)
-    if not requeued and not missing:
-        print("no failed emails")
-    return 1 if missing else 0
+    from worker.cli_output import report_requeued
+
+    return report_requeued(requeued, ids, nothing="no failed emails")
 
 
 def run(settings: Settings) -> int:

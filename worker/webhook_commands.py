@@ -151,12 +151,7 @@ async def _retry(context: ServiceContext, ids: list[int], all_failed: bool) -> i
     if not ids and not all_failed:
         print("retry needs delivery ids or --all-failed", file=sys.stderr)
         return 2
+    from worker.cli_output import report_requeued
+
     requeued = await webhooks.requeue_failed(context, ids=ids, all_failed=all_failed)
-    missing = sorted(set(ids) - set(requeued))
-    if requeued:
-        print(f"queued again: {', '.join(map(str, requeued))}")
-    if missing:
-        print(f"not failed (left alone): {', '.join(map(str, missing))}", file=sys.stderr)
-    if not requeued and not missing:
-        print("no failed webhook deliveries")
-    return 1 if missing else 0
+    return report_requeued(requeued, ids, nothing="no failed webhook deliveries")

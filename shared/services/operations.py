@@ -4,6 +4,7 @@ metrics."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -45,21 +46,34 @@ async def list_emails(
 async def requeue_failed(
     ctx: ServiceContext, *, ids: list[int] | None = None, all_failed: bool = False
 ) -> list[int]:
-    """Failed rows back to pending with a fresh attempt budget, enqueued after the commit;
-    returns their ids."""
+    """Failed emails back to pending with a fresh attempt budget, enqueued after the
+    commit; returns their ids."""
+    return await requeue_failed_rows(ctx, Email, announce, ids=ids, all_failed=all_failed)
+
+
+async def requeue_failed_rows(
+    ctx: ServiceContext,
+    model: type[Email] | type[WebhookDelivery],
+    announce_rows: Callable[[AsyncSession, list[int]], None],
+    *,
+    ids: list[int] | None,
+    all_failed: bool,
+) -> list[int]:
+    """Failed rows of an outbox (emails, webhook deliveries) back to pending with a fresh
+    attempt budget, announced after the commit; returns their ids."""
     if not ids and not all_failed:
         return []
     query = (
-        update(Email)
-        .where(Email.status == EmailStatus.FAILED)
+        update(model)
+        .where(model.status == EmailStatus.FAILED)
         .values(status=EmailStatus.PENDING, attempts=0, next_attempt_at=func.now())
-        .returning(Email.id)
+        .returning(model.id)
     )
     if not all_failed:
-        query = query.where(Email.id.in_(ids or []))
+        query = query.where(model.id.in_(ids or []))
     async with ctx.unit_of_work() as session:
         requeued = sorted((await session.scalars(query)).all())
-        announce(session, requeued)
+        announce_rows(session, requeued)
     return requeued
 
 

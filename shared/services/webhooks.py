@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 
 from shared.models import WEBHOOK_URL_MAX_LENGTH, EmailStatus, WebhookDelivery, WebhookEndpoint
 from shared.outbox import announce_webhooks
 from shared.sealing import Sealer
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
+from shared.services.operations import requeue_failed_rows
 from shared.webhook_outbox import ALL_TYPES
 
 TEST_TYPE = "webhook.test"
@@ -225,17 +226,6 @@ async def requeue_failed(
 ) -> list[int]:
     """Failed deliveries back to pending with a fresh attempt budget (same message id, so a
     receiver that did get an earlier attempt can tell), enqueued after the commit."""
-    if not ids and not all_failed:
-        return []
-    query = (
-        update(WebhookDelivery)
-        .where(WebhookDelivery.status == EmailStatus.FAILED)
-        .values(status=EmailStatus.PENDING, attempts=0, next_attempt_at=func.now())
-        .returning(WebhookDelivery.id)
+    return await requeue_failed_rows(
+        ctx, WebhookDelivery, announce_webhooks, ids=ids, all_failed=all_failed
     )
-    if not all_failed:
-        query = query.where(WebhookDelivery.id.in_(ids or []))
-    async with ctx.unit_of_work() as session:
-        requeued = sorted((await session.scalars(query)).all())
-        announce_webhooks(session, requeued)
-    return requeued
