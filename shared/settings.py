@@ -207,7 +207,8 @@ class Settings(BaseSettings):
     MAIL_MAX_ATTEMPTS: int = Field(default=12, ge=1)
     MAIL_RETRY_BASE_DELAY: float = Field(default=10.0, gt=0)
     MAIL_RETRY_MAX_DELAY: float = Field(default=3600.0, gt=0)
-    # Outbound budget (per worker process) and circuit breaker: see worker/throttle.py.
+    # Outbound budget (in Redis: in total for all worker processes) and circuit breaker: see
+    # worker/throttle.py.
     MAIL_RATE_PER_SECOND: float = Field(default=200.0, gt=0)
     MAIL_DOMAIN_RATE_PER_MINUTE: float = Field(default=600.0, gt=0)
     MAIL_BREAKER_THRESHOLD: int = Field(default=5, ge=1)  # temporary failures in a row

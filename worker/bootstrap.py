@@ -96,6 +96,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             renderer=EmailRenderer(site_name=SITE_NAME, base_url=settings.base_url),
             tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
             budget=OutboundBudget(
+                ctx["redis"],
+                key_prefix=settings.REDIS_KEY_PREFIX,
                 per_second=settings.MAIL_RATE_PER_SECOND,
                 per_domain_per_minute=settings.MAIL_DOMAIN_RATE_PER_MINUTE,
             ),

@@ -202,9 +202,9 @@ async def _reserve_budget(st: WorkerState, email: OutboxEmail) -> _Outcome | Non
     back (it keeps its attempts) when the wait would be long."""
     wait = st.breaker.acquire()
     if not wait:
-        wait = st.budget.acquire(email.recipient)
+        wait = await st.budget.acquire(email.recipient)
         if wait > SHORT_WAIT:
-            st.budget.cancel(email.recipient)  # the slot goes to a message that can wait
+            await st.budget.cancel(email.recipient)  # the slot goes to one that can wait
             st.breaker.release()  # a half-open trial that will not happen now
     if wait > SHORT_WAIT:
         reason = "SMTP server failing; sending paused" if st.breaker.is_open else "outbound budget"

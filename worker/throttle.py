@@ -6,76 +6,92 @@
 * :class:`CircuitBreaker`: when the SMTP server keeps failing, stop trying for a while instead
   of burning every message's attempts against a dead server.
 
-Both are per worker process; a deferred message keeps its attempt count.
+The budget lives in Redis, shared by every worker process; a breaker is per process. A
+deferred message keeps its attempt count.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
 
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-class TokenBucket:
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
-        self.rate = rate  # tokens per second
-        self.burst = max(1.0, burst)
-        self.tokens = self.burst
-        self._clock = clock
-        self._updated = clock()
+log = logging.getLogger(__name__)
 
-    def _refill(self) -> None:
-        now = self._clock()
-        self.tokens = min(self.burst, self.tokens + (now - self._updated) * self.rate)
-        self._updated = now
 
-    def take(self) -> float:
-        """Reserve a token: 0.0 if one is available now, else the seconds until the reserved
-        one will be. Reservations queue up (the count goes negative), so callers that each
-        wait their turn concurrently still do not exceed the rate together."""
-        self._refill()
-        self.tokens -= 1
-        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
-
-    def give_back(self) -> None:
-        """Cancel a reservation that will not be used."""
-        self.tokens = min(self.burst, self.tokens + 1)
+# Both buckets of one message in one atomic step, on Redis's clock (or the caller's, in tests).
+# A bucket is a hash {t: tokens, ts: when}; reservations may take it below zero (they queue).
+_BUDGET_SCRIPT = """
+local now
+if ARGV[6] ~= '' then
+  now = tonumber(ARGV[6])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local delta = tonumber(ARGV[5])
+local function step(key, rate, burst)
+  local v = redis.call('HMGET', key, 't', 'ts')
+  local tokens = tonumber(v[1]) or burst
+  local since = now - (tonumber(v[2]) or now)
+  if since < 0 then since = 0 end
+  tokens = math.min(burst, tokens + since * rate) + delta
+  if tokens > burst then tokens = burst end
+  redis.call('HSET', key, 't', tostring(tokens), 'ts', tostring(now))
+  redis.call('EXPIRE', key, math.ceil((burst - tokens) / rate) + 60)
+  if tokens >= 0 then return 0 end
+  return -tokens / rate
+end
+local all = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+local domain = step(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+return tostring(math.max(all, domain))
+"""
 
 
 class OutboundBudget:
+    """Token buckets in Redis, one for all mail and one per recipient domain, shared by every
+    worker process (and machine) on the same Redis: the configured rate holds in total."""
+
     def __init__(
         self,
+        redis: Redis,
         *,
+        key_prefix: str,
         per_second: float,
         per_domain_per_minute: float,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        self._clock = clock
-        self._all = TokenBucket(per_second, per_second, clock)
-        self._domain_rate = per_domain_per_minute / 60
-        self._domain_burst = per_domain_per_minute / 4
-        self._domains: dict[str, TokenBucket] = {}
+        self._script = redis.register_script(_BUDGET_SCRIPT)
+        self._prefix = f"{key_prefix}mail-budget:"
+        self._all = (per_second, max(1.0, per_second))
+        self._domain_rate = (per_domain_per_minute / 60, max(1.0, per_domain_per_minute / 4))
+        self._clock = clock  # None: Redis's own clock, the one all processes share
 
-    def _domain(self, recipient: str) -> TokenBucket:
+    async def _step(self, recipient: str, delta: int) -> float:
         domain = recipient.rpartition("@")[2].lower()
-        bucket = self._domains.get(domain)
-        if bucket is None:
-            if len(self._domains) > 10_000:  # bounded memory: forget idle domains
-                self._domains.clear()
-            bucket = self._domains[domain] = TokenBucket(
-                self._domain_rate, self._domain_burst, self._clock
-            )
-        return bucket
+        keys = [f"{self._prefix}all", f"{self._prefix}domain:{domain}"]
+        args = [*self._all, *self._domain_rate, delta, self._clock() if self._clock else ""]
+        try:
+            return float(await self._script(keys=keys, args=args))
+        except (RedisError, OSError) as error:
+            # Without Redis there are no jobs either; a message already running goes.
+            log.warning("outbound budget unavailable (%s); sending", type(error).__name__)
+            return 0.0
 
-    def acquire(self, recipient: str) -> float:
+    async def acquire(self, recipient: str) -> float:
         """Reserve a slot for one message: 0.0 if it may go now, else the seconds to wait
-        before sending it. A caller that will not send it then must :meth:`cancel`."""
-        return max(self._domain(recipient).take(), self._all.take())
+        before sending it. Reservations queue up (a bucket goes below zero), so deliveries
+        that each wait their turn, in any process, still do not exceed the rate together. A
+        caller that will not send the message then must :meth:`cancel`."""
+        return await self._step(recipient, -1)
 
-    def cancel(self, recipient: str) -> None:
+    async def cancel(self, recipient: str) -> None:
         """Give back a slot :meth:`acquire` reserved (the message was held back instead)."""
-        self._domain(recipient).give_back()
-        self._all.give_back()
+        await self._step(recipient, 1)
 
 
 class CircuitBreaker:

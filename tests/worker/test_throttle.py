@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from arq.connections import ArqRedis
 from sqlalchemy import select
 
@@ -27,36 +28,66 @@ class Clock:
         return self.now
 
 
-def test_budget_per_domain_and_overall() -> None:
+def budgets(
+    queue: ArqRedis,
+    settings: Settings,
+    clock: Clock,
+    count: int,
+    *,
+    per_second: float,
+    per_domain_per_minute: float,
+) -> list[OutboundBudget]:
+    """``count`` budgets on the same Redis, as ``count`` worker processes would have."""
+    return [
+        OutboundBudget(queue, key_prefix=settings.REDIS_KEY_PREFIX, clock=clock,
+                       per_second=per_second, per_domain_per_minute=per_domain_per_minute)
+        for _ in range(count)
+    ]  # fmt: skip
+
+
+async def test_budget_per_domain_and_overall(queue: ArqRedis, settings: Settings) -> None:
     clock = Clock()
-    budget = OutboundBudget(per_second=100, per_domain_per_minute=60, clock=clock)
+    (budget,) = budgets(queue, settings, clock, 1, per_second=100, per_domain_per_minute=60)
     # A domain gets a burst of a quarter of its minute, then one a second.
-    assert [budget.acquire(f"u{n}@example.com") for n in range(15)] == [0.0] * 15
-    assert budget.acquire("late@example.com") == 1.0
-    assert budget.acquire("someone@other.example") == 0.0  # other domains are not held up
+    assert [await budget.acquire(f"u{n}@example.com") for n in range(15)] == [0.0] * 15
+    assert await budget.acquire("late@example.com") == 1.0
+    assert await budget.acquire("someone@other.example") == 0.0  # other domains go on
     clock.now += 1
-    assert budget.acquire("next@EXAMPLE.com") == 1.0  # "late" took the slot that came free
+    assert await budget.acquire("next@EXAMPLE.com") == 1.0  # "late" took the slot that came free
 
     # Overall: ten a second across all domains.
-    overall = OutboundBudget(per_second=10, per_domain_per_minute=600, clock=clock)
-    assert [overall.acquire(f"x@d{n}.example") for n in range(10)] == [0.0] * 10
-    assert overall.acquire("x@d10.example") == 0.1
+    await queue.delete(*await queue.keys(f"{settings.REDIS_KEY_PREFIX}mail-budget:*"))
+    (overall,) = budgets(queue, settings, clock, 1, per_second=10, per_domain_per_minute=600)
+    assert [await overall.acquire(f"x@d{n}.example") for n in range(10)] == [0.0] * 10
+    assert await overall.acquire("x@d10.example") == pytest.approx(0.1)
 
 
-def test_concurrent_waiters_queue_up_instead_of_all_going_at_once() -> None:
-    """Messages that each wait for "the next slot" at the same moment get successive slots:
-    the budget holds however many deliveries run in parallel."""
+async def test_the_budget_holds_in_total_across_worker_processes(
+    queue: ArqRedis, settings: Settings
+) -> None:
+    """Three workers on one Redis share one budget: concurrent deliveries in all of them get
+    successive slots, so the configured rate is the total, not three times it."""
     clock = Clock()
-    budget = OutboundBudget(per_second=1000, per_domain_per_minute=60, clock=clock)
-    for n in range(15):
-        budget.acquire(f"burst{n}@example.com")
-    waits = [budget.acquire(f"w{n}@example.com") for n in range(5)]
-    assert waits == [1.0, 2.0, 3.0, 4.0, 5.0]
+    three = budgets(queue, settings, clock, 3, per_second=10, per_domain_per_minute=6000)
+    waits = await asyncio.gather(*(three[n % 3].acquire(f"u{n}@d{n}.example") for n in range(30)))
+    assert sorted(waits) == pytest.approx([0.0] * 10 + [n / 10 for n in range(1, 21)])
 
     # A message held back instead of waiting gives its slot back to the next one.
-    budget.cancel("w4@example.com")
-    budget.cancel("w3@example.com")
-    assert budget.acquire("again@example.com") == 4.0
+    await three[0].cancel("u29@d29.example")
+    await three[1].cancel("u28@d28.example")
+    assert await three[2].acquire("again@d0.example") == pytest.approx(1.9)
+
+
+async def test_without_redis_the_budget_lets_mail_go(settings: Settings) -> None:
+    from shared.jobs import create_queue
+
+    unreachable = create_queue(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        (budget,) = budgets(unreachable, settings, Clock(), 1, per_second=1,
+                            per_domain_per_minute=1)  # fmt: skip
+        assert await budget.acquire("a@example.com") == 0.0
+    finally:
+        await unreachable.aclose()
 
 
 def test_breaker_opens_after_repeated_failures_and_half_opens() -> None:
