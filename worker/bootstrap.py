@@ -102,7 +102,11 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 per_domain_per_minute=settings.MAIL_DOMAIN_RATE_PER_MINUTE,
             ),
             breaker=CircuitBreaker(
-                threshold=settings.MAIL_BREAKER_THRESHOLD, cooldown=settings.MAIL_BREAKER_COOLDOWN
+                ctx["redis"],
+                key_prefix=settings.REDIS_KEY_PREFIX,
+                name="smtp",
+                threshold=settings.MAIL_BREAKER_THRESHOLD,
+                cooldown=settings.MAIL_BREAKER_COOLDOWN,
             ),
             signer=dkim_signer(settings),
             webhooks=webhook_sender(settings),

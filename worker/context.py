@@ -38,7 +38,7 @@ class WorkerState:
     webhooks: WebhookSender
     signer: DkimSigner | None = None  # DKIM, when configured
     envelope_sender: str = ""  # MAIL FROM: the address in MAIL_DEFAULT_SENDER
-    # One circuit breaker per webhook endpoint: a failing receiver pauses only its own.
+    # One circuit breaker per webhook endpoint (its state in Redis; these are the handles).
     webhook_breakers: dict[int, CircuitBreaker] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -48,6 +48,9 @@ class WorkerState:
         breaker = self.webhook_breakers.get(endpoint_id)
         if breaker is None:
             breaker = self.webhook_breakers[endpoint_id] = CircuitBreaker(
+                self.redis,
+                key_prefix=self.settings.REDIS_KEY_PREFIX,
+                name=f"webhook:{endpoint_id}",
                 threshold=self.settings.WEBHOOK_BREAKER_THRESHOLD,
                 cooldown=self.settings.WEBHOOK_BREAKER_COOLDOWN,
             )

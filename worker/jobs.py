@@ -149,8 +149,8 @@ async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:
         with metrics.SMTP_SECONDS.time():
             reply = await st.mailer.send(message, envelope=envelope)
     except DeliveryError as error:
-        return _classify_failure(st, email, error)
-    st.breaker.success()
+        return await _classify_failure(st, email, error)
+    await st.breaker.success()
     return _Outcome(EmailStatus.SENT, reply)
 
 
@@ -200,12 +200,12 @@ async def _render(st: WorkerState, email: OutboxEmail) -> Outgoing | _Outcome:
 async def _reserve_budget(st: WorkerState, email: OutboxEmail) -> _Outcome | None:
     """Wait briefly for the circuit breaker and the outbound budget, or hold the message
     back (it keeps its attempts) when the wait would be long."""
-    wait = st.breaker.acquire()
+    wait = await st.breaker.acquire()
     if not wait:
         wait = await st.budget.acquire(email.recipient)
         if wait > SHORT_WAIT:
             await st.budget.cancel(email.recipient)  # the slot goes to one that can wait
-            st.breaker.release()  # a half-open trial that will not happen now
+            await st.breaker.release()  # a half-open trial that will not happen now
     if wait > SHORT_WAIT:
         reason = "SMTP server failing; sending paused" if st.breaker.is_open else "outbound budget"
         return _Outcome(EmailStatus.PENDING, email.last_error or "", retry_in=wait, held=reason)
@@ -214,16 +214,16 @@ async def _reserve_budget(st: WorkerState, email: OutboxEmail) -> _Outcome | Non
     return None
 
 
-def _classify_failure(st: WorkerState, email: OutboxEmail, error: DeliveryError) -> _Outcome:
+async def _classify_failure(st: WorkerState, email: OutboxEmail, error: DeliveryError) -> _Outcome:
     """A permanent refusal fails the message; a temporary one is retried with backoff until
     the attempts run out, and counts toward the circuit breaker."""
     settings = st.settings
     if not error.temporary:
-        st.breaker.success()  # the server answered; it is the message it refused
+        await st.breaker.success()  # the server answered; it is the message it refused
         return _Outcome(
             EmailStatus.FAILED, error.reply, suppress=isinstance(error, RecipientRefused)
         )
-    st.breaker.failure()
+    await st.breaker.failure()
     if email.attempts >= settings.MAIL_MAX_ATTEMPTS:
         return _Outcome(
             EmailStatus.FAILED, f"gave up after {email.attempts} attempts: {error.reply}"

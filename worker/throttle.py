@@ -6,8 +6,8 @@
 * :class:`CircuitBreaker`: when the SMTP server keeps failing, stop trying for a while instead
   of burning every message's attempts against a dead server.
 
-The budget lives in Redis, shared by every worker process; a breaker is per process. A
-deferred message keeps its attempt count.
+Both live in Redis, shared by every worker process. A deferred message keeps its attempt
+count.
 """
 
 from __future__ import annotations
@@ -94,61 +94,125 @@ class OutboundBudget:
         await self._step(recipient, 1)
 
 
+# One breaker's state, a hash {failures, open_until, cooldown, trial_until}, changed
+# atomically on Redis's clock (or the caller's, in tests). ARGV: op, threshold, base
+# cooldown, max cooldown, trial lease, now. Returns seconds to wait (acquire; followed by
+# the failure count when there are failures) or how long it stays open (0 if closed).
+_BREAKER_SCRIPT = """
+local now
+if ARGV[6] ~= '' then
+  now = tonumber(ARGV[6])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local op, threshold = ARGV[1], tonumber(ARGV[2])
+local base, cap, lease = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local v = redis.call('HMGET', KEYS[1], 'failures', 'open_until', 'cooldown', 'trial_until')
+local failures = tonumber(v[1]) or 0
+local open_until = tonumber(v[2]) or 0
+local cooldown = tonumber(v[3]) or base
+local trial_until = tonumber(v[4]) or 0
+local function save()
+  redis.call('HSET', KEYS[1], 'failures', failures, 'open_until', tostring(open_until),
+             'cooldown', tostring(cooldown), 'trial_until', tostring(trial_until))
+  redis.call('EXPIRE', KEYS[1], math.ceil(cap + lease) + 3600)
+end
+if op == 'success' then
+  redis.call('DEL', KEYS[1])
+  return '0'
+elseif op == 'release' then
+  trial_until = 0
+  save()
+elseif op == 'failure' then
+  local was_trial = trial_until > now
+  trial_until = 0
+  failures = failures + 1
+  if was_trial then cooldown = math.min(cap, cooldown * 2) end
+  if failures >= threshold then open_until = now + cooldown end
+  save()
+elseif op == 'acquire' then
+  if failures == 0 then return '0' end
+  if failures < threshold then return '0 ' .. failures end
+  if open_until > now then return tostring(open_until - now) end
+  if trial_until > now then return tostring(math.min(5, cooldown)) end
+  trial_until = now + lease
+  save()
+  return '0 ' .. failures
+end
+if failures >= threshold and open_until > now then return tostring(open_until - now) end
+return '0'
+"""
+
+
 class CircuitBreaker:
     """Closed -> (``threshold`` temporary failures in a row) -> open for ``cooldown`` s ->
     half-open: one trial delivery; success closes it, failure opens it again for twice as
-    long (up to ``max_cooldown``)."""
+    long (up to ``max_cooldown``).
+
+    Its state is in Redis, so every worker process sees the same breaker: when the SMTP
+    server (or a webhook endpoint: one breaker per ``name``) fails, all of them pause, and
+    one trial goes out, not one per process. A trial whose worker died lets the next one go
+    after ``trial_lease`` seconds. Without Redis it lets deliveries go (there are no jobs
+    without Redis anyway).
+    """
 
     def __init__(
         self,
+        redis: Redis,
         *,
+        key_prefix: str,
+        name: str,
         threshold: int,
         cooldown: float,
         max_cooldown: float = 600.0,
-        clock: Callable[[], float] = time.monotonic,
+        trial_lease: float = 60.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        self.threshold = threshold
-        self.base_cooldown = cooldown
-        self.max_cooldown = max_cooldown
+        self._script = redis.register_script(_BREAKER_SCRIPT)
+        self._key = f"{key_prefix}breaker:{name}"
+        self._settings = (threshold, cooldown, max_cooldown, trial_lease)
         self._clock = clock
-        self.failures = 0
-        self.cooldown = cooldown
-        self.open_until = 0.0
-        self._trial_running = False
+        self._open_until = 0.0  # as last heard, on the local monotonic clock (for metrics)
+        # Whether the last acquire saw failures on record: if not, a success has nothing to
+        # reset, and the common case costs one round trip (the acquire) a delivery.
+        self._failures_seen = True
 
-    def acquire(self) -> float:
-        """0.0 if a delivery may be tried now, else seconds until the breaker lets one by."""
-        if self.failures < self.threshold:
+    async def _run(self, op: str) -> float:
+        args = [op, *self._settings, self._clock() if self._clock else ""]
+        try:
+            reply = (await self._script(keys=[self._key], args=args)).decode().split()
+        except (RedisError, OSError) as error:
+            log.warning("circuit breaker unavailable (%s); sending", type(error).__name__)
             return 0.0
-        remaining = self.open_until - self._clock()
-        if remaining > 0:
-            return remaining
-        if self._trial_running:
-            return min(5.0, self.cooldown)
-        self._trial_running = True  # half-open: exactly one trial
-        return 0.0
+        seconds = float(reply[0])
+        if op == "acquire":
+            self._failures_seen = len(reply) > 1 or seconds > 0
+        if op != "acquire" or seconds > 5.0:
+            self._open_until = time.monotonic() + seconds
+        return seconds
 
-    def release(self) -> None:
+    async def acquire(self) -> float:
+        """0.0 if a delivery may be tried now, else seconds until the breaker lets one by."""
+        return await self._run("acquire")
+
+    async def release(self) -> None:
         """Give back a granted trial that was not used."""
-        self._trial_running = False
+        await self._run("release")
 
-    def success(self) -> None:
-        self.failures = 0
-        self.cooldown = self.base_cooldown
-        self._trial_running = False
+    async def success(self) -> None:
+        if self._failures_seen:
+            await self._run("success")
+            self._failures_seen = False
 
-    def failure(self) -> None:
-        was_trial = self._trial_running
-        self._trial_running = False
-        self.failures += 1
-        if was_trial:
-            self.cooldown = min(self.max_cooldown, self.cooldown * 2)
-        if self.failures >= self.threshold:
-            self.open_until = self._clock() + self.cooldown
+    async def failure(self) -> None:
+        self._failures_seen = True
+        await self._run("failure")
 
     @property
     def is_open(self) -> bool:
-        return self.failures >= self.threshold and self.open_until > self._clock()
+        """Whether the breaker was open when this process last asked (for metrics and logs)."""
+        return self._open_until > time.monotonic()
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float) -> float:

@@ -59,14 +59,14 @@ async def deliver_webhook(ctx: dict[str, Any], delivery_id: int) -> str:
     if delivery is None:
         return "not pending, or claimed by another run"
     breaker = st.webhook_breaker(delivery.endpoint_id)
-    wait = breaker.acquire()
+    wait = await breaker.acquire()
     if wait:
         metrics.WEBHOOKS.labels("held").inc()
         await _record(st, delivery, {"next_attempt_at": timedelta(seconds=wait)})
         raise Retry(defer=wait)
     secret = sealer(st.settings.SECRET_KEY.get_secret_value()).open(delivery.secret_encrypted)
     if secret is None:
-        breaker.release()
+        await breaker.release()
         reply = Reply(False, False, "the endpoint's secret cannot be read (SECRET_KEY changed)")
     else:
         with metrics.WEBHOOK_SECONDS.time():
@@ -84,14 +84,14 @@ async def _settle(st: WorkerState, delivery: Claimed, reply: Reply) -> str:
         "last_status_code": reply.status_code,
     }
     if reply.delivered:
-        breaker.success()
+        await breaker.success()
         metrics.WEBHOOKS.labels("sent").inc()
         await _record(st, delivery, {**values, "status": EmailStatus.SENT, "last_error": None,
                                      "delivered_at": func.now()})  # fmt: skip
         return f"sent: {reply.detail}"
     values["last_error"] = reply.detail[:2000]
     if reply.temporary and delivery.attempts < settings.WEBHOOK_MAX_ATTEMPTS:
-        breaker.failure()
+        await breaker.failure()
         delay = backoff_delay(
             delivery.attempts,
             base=settings.WEBHOOK_RETRY_BASE_DELAY,
@@ -112,10 +112,10 @@ async def _settle(st: WorkerState, delivery: Claimed, reply: Reply) -> str:
         )
         raise Retry(defer=delay)
     if reply.temporary:
-        breaker.failure()
+        await breaker.failure()
         values["last_error"] = f"gave up after {delivery.attempts} attempts: {reply.detail}"
     elif reply.status_code is not None:
-        breaker.success()  # the receiver answered; it is this message it refused
+        await breaker.success()  # the receiver answered; it is this message it refused
     metrics.WEBHOOKS.labels("failed").inc()
     await _record(st, delivery, {**values, "status": EmailStatus.FAILED}, failed=True)
     log.warning(

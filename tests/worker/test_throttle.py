@@ -90,26 +90,57 @@ async def test_without_redis_the_budget_lets_mail_go(settings: Settings) -> None
         await unreachable.aclose()
 
 
-def test_breaker_opens_after_repeated_failures_and_half_opens() -> None:
+def breaker(queue: ArqRedis, settings: Settings, clock: Clock) -> CircuitBreaker:
+    return CircuitBreaker(queue, key_prefix=settings.REDIS_KEY_PREFIX, name="smtp",
+                          threshold=3, cooldown=30, clock=clock)  # fmt: skip
+
+
+async def test_breaker_opens_after_repeated_failures_and_half_opens(
+    queue: ArqRedis, settings: Settings
+) -> None:
     clock = Clock()
-    breaker = CircuitBreaker(threshold=3, cooldown=30, clock=clock)
+    one = breaker(queue, settings, clock)
     for _ in range(2):
-        assert breaker.acquire() == 0.0
-        breaker.failure()
-    assert breaker.acquire() == 0.0
-    breaker.failure()
-    assert breaker.is_open
-    assert breaker.acquire() == 30.0
+        assert await one.acquire() == 0.0
+        await one.failure()
+    assert await one.acquire() == 0.0
+    await one.failure()
+    assert one.is_open
+    assert await one.acquire() == 30.0
     clock.now += 30
-    assert breaker.acquire() == 0.0  # one trial
-    assert breaker.acquire() > 0  # and only one
-    breaker.failure()  # the trial failed: open again, for longer
-    assert breaker.acquire() == 60.0
+    assert await one.acquire() == 0.0  # one trial
+    assert await one.acquire() > 0  # and only one
+    await one.failure()  # the trial failed: open again, for longer
+    assert await one.acquire() == 60.0
     clock.now += 60
-    assert breaker.acquire() == 0.0
-    breaker.success()
-    assert not breaker.is_open
-    assert [breaker.acquire() for _ in range(3)] == [0.0] * 3
+    assert await one.acquire() == 0.0
+    await one.success()
+    assert [await one.acquire() for _ in range(3)] == [0.0] * 3
+
+
+async def test_the_breaker_is_one_for_every_worker_process(
+    queue: ArqRedis, settings: Settings
+) -> None:
+    """Failures seen by three processes add up; once open, all of them pause and exactly
+    one trial goes out; its success closes the breaker for all."""
+    clock = Clock()
+    a, b, c = (breaker(queue, settings, clock) for _ in range(3))
+    for handle in (a, b, c):
+        assert await handle.acquire() == 0.0
+        await handle.failure()
+    assert [await handle.acquire() for handle in (a, b, c)] == [30.0] * 3
+    clock.now += 30
+    trials = [await handle.acquire() for handle in (a, b, c)]
+    assert sorted(trials) == [0.0, 5.0, 5.0]  # one trial, the others wait
+    await a.success()
+    assert [await handle.acquire() for handle in (a, b, c)] == [0.0] * 3
+    # A trial whose worker died does not hold the others back for ever.
+    for handle in (a, b, c):
+        await handle.failure()
+    clock.now += 30
+    assert await a.acquire() == 0.0  # a takes the trial, then dies
+    clock.now += 61
+    assert await b.acquire() == 0.0
 
 
 async def test_worker_holds_mail_back_without_spending_attempts(
