@@ -157,6 +157,8 @@ class CircuitBreaker:
     without Redis anyway).
     """
 
+    CLEAR_FOR = 1.0  # seconds a "no failures" answer is trusted
+
     def __init__(
         self,
         redis: Redis,
@@ -175,8 +177,11 @@ class CircuitBreaker:
         self._clock = clock
         self._open_until = 0.0  # as last heard, on the local monotonic clock (for metrics)
         # Whether the last acquire saw failures on record: if not, a success has nothing to
-        # reset, and the common case costs one round trip (the acquire) a delivery.
+        # reset. And while nothing has failed, an acquire is answered from what Redis said
+        # less than CLEAR_FOR seconds ago: healthy deliveries cost no round trip here, and
+        # other processes' failures reach this one within that time.
         self._failures_seen = True
+        self._clear_until = 0.0
 
     async def _run(self, op: str) -> float:
         args = [op, *self._settings, self._clock() if self._clock else ""]
@@ -188,12 +193,16 @@ class CircuitBreaker:
         seconds = float(reply[0])
         if op == "acquire":
             self._failures_seen = len(reply) > 1 or seconds > 0
+            if not self._failures_seen:
+                self._clear_until = time.monotonic() + self.CLEAR_FOR
         if op != "acquire" or seconds > 5.0:
             self._open_until = time.monotonic() + seconds
         return seconds
 
     async def acquire(self) -> float:
         """0.0 if a delivery may be tried now, else seconds until the breaker lets one by."""
+        if time.monotonic() < self._clear_until:
+            return 0.0
         return await self._run("acquire")
 
     async def release(self) -> None:
@@ -207,6 +216,7 @@ class CircuitBreaker:
 
     async def failure(self) -> None:
         self._failures_seen = True
+        self._clear_until = 0.0
         await self._run("failure")
 
     @property
