@@ -2,7 +2,7 @@
 
 Starts everything it needs on loopback (a database of its own, a Redis database, SMTP sinks in
 their own processes, the web service, the worker, and the seed-style Flask reference under
-gunicorn), runs four scenarios, prints a markdown table per scenario and appends them, with
+gunicorn), runs five scenarios, prints a markdown table per scenario and appends them, with
 the machine's facts, to bench/RESULTS.md. Every load loop is bounded in time and count, and
 talks only to 127.0.0.1. Rate limits are raised for the run (they would otherwise, correctly,
 refuse a benchmark's traffic).
@@ -452,6 +452,43 @@ async def worker_throughput(bench: Bench, count: int) -> None:
     )
 
 
+# --- scenario 5 ----------------------------------------------------------------------------------
+async def worker_scaling(bench: Bench, count: int = 240, delay: float = 0.3) -> None:
+    """1, 2 and 4 worker processes against a provider that takes ``delay`` s a message: each
+    process has MAIL_POOL_SIZE connections, so the limit is processes x pool / delay."""
+    sink = Sink(delay)
+    sink.start(bench.env)
+    pool = 8
+    rows = []
+    try:
+        for processes in (1, 2, 4):
+            await reset_outbox(bench.env)
+            tag = f"s{processes}-"
+            await queue_emails(bench.env, count, tag)
+            workers = bench.start_workers(
+                bench.with_mail(sink, MAIL_POOL_SIZE=str(pool)), processes
+            )
+            try:
+                times = await wait_arrivals(sink, tag, count, timeout=300)
+            finally:
+                for worker in workers:
+                    worker.stop()
+            rate = (count - 1) / (times[-1] - times[0])
+            limit = processes * pool / delay
+            rows.append([str(processes), f"{rate:.0f}", f"{limit:.0f}", f"{rate / limit:.2f}"])
+    finally:
+        sink.stop()
+    bench.table(
+        f"5. Worker processes against a {delay * 1000:.0f} ms provider ({count} emails)",
+        ["worker processes", "messages/s", "limit (processes x pool / delay)", "of the limit"],
+        rows,
+        f"MAIL_POOL_SIZE={pool} connections per process, each carrying one message at a time. "
+        "The processes share the outbox, the queue and the outbound budget through PostgreSQL "
+        "and Redis; on 2 cores, 4 processes compete for CPU with the sink, PostgreSQL and "
+        "Redis, but this scenario is bound by the provider's delay, not by CPU.",
+    )
+
+
 # --- scenario 3 ----------------------------------------------------------------------------------
 async def delivery_latency(bench: Bench, count: int) -> None:
     from bench.loadgen import browser_session, csrf_token
@@ -619,7 +656,10 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="per measured cell")
     parser.add_argument("--emails", type=int, default=2000, help="scenario 2's batch")
     parser.add_argument(
-        "--only", choices=["1", "2", "3", "4"], action="append", help="run only these scenarios"
+        "--only",
+        choices=["1", "2", "3", "4", "5"],
+        action="append",
+        help="run only these scenarios",
     )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args(argv)
@@ -636,6 +676,7 @@ async def main(argv: list[str]) -> int:
             "2": lambda: worker_throughput(bench, args.emails),
             "3": lambda: delivery_latency(bench, 100),
             "4": lambda: loop_stays_free(bench),
+            "5": lambda: worker_scaling(bench),
         }
         for key in args.only or sorted(scenarios):
             await scenarios[key]()
