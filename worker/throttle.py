@@ -138,7 +138,7 @@ elseif op == 'acquire' then
   if trial_until > now then return tostring(math.min(5, cooldown)) end
   trial_until = now + lease
   save()
-  return '0 ' .. failures
+  return '0 ' .. failures .. ' trial'
 end
 if failures >= threshold and open_until > now then return tostring(open_until - now) end
 return '0'
@@ -182,6 +182,7 @@ class CircuitBreaker:
         # other processes' failures reach this one within that time.
         self._failures_seen = True
         self._clear_until = 0.0
+        self._trial_held = False  # this process was granted the half-open trial
 
     async def _run(self, op: str) -> float:
         args = [op, *self._settings, self._clock() if self._clock else ""]
@@ -193,6 +194,7 @@ class CircuitBreaker:
         seconds = float(reply[0])
         if op == "acquire":
             self._failures_seen = len(reply) > 1 or seconds > 0
+            self._trial_held = self._trial_held or reply[-1] == "trial"
             if not self._failures_seen:
                 self._clear_until = time.monotonic() + self.CLEAR_FOR
         if op != "acquire" or seconds > 5.0:
@@ -206,17 +208,23 @@ class CircuitBreaker:
         return await self._run("acquire")
 
     async def release(self) -> None:
-        """Give back a granted trial that was not used."""
-        await self._run("release")
+        """Give back a granted trial that was not used (a no-op, and no round trip, unless
+        this process holds it: another process's trial is not ours to end)."""
+        if self._trial_held:
+            self._trial_held = False
+            await self._run("release")
 
     async def success(self) -> None:
+        self._trial_held = False
         if self._failures_seen:
             await self._run("success")
             self._failures_seen = False
 
     async def failure(self) -> None:
+        self._trial_held = False
         self._failures_seen = True
         self._clear_until = 0.0
+        self._trial_held = False  # this process was granted the half-open trial
         await self._run("failure")
 
     @property
