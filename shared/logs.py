@@ -8,9 +8,11 @@ down. The filter rewrites every record's final message before any handler sees i
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 import re
 import sys
+from typing import Any
 
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -33,13 +35,39 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+def logging_config(level: str | None = None) -> dict[str, Any]:
+    """The one logging set-up, as a ``dictConfig`` mapping: each process applies it, and
+    ``python -m web`` hands it to uvicorn, whose server processes apply it when they start.
+    Everything goes through the root handler and its secret-redacting filter."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"redact": {"()": RedactSecrets}},
+        "formatters": {
+            "line": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
+        },
+        "handlers": {
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "line",
+                "filters": ["redact"],
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "root": {
+            "level": (level or os.environ.get("LOG_LEVEL", "INFO")).upper(),
+            "handlers": ["stderr"],
+        },
+        # uvicorn's own loggers carry handlers of their own unless told to propagate.
+        "loggers": {
+            name: {"handlers": [], "propagate": True}
+            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+        },
+    }
+
+
 def configure_logging(level: str | None = None) -> None:
-    logging.basicConfig(
-        level=(level or os.environ.get("LOG_LEVEL", "INFO")).upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactSecrets())
+    logging.config.dictConfig(logging_config(level))
 
 
 def start_process() -> Settings | None:

@@ -184,6 +184,8 @@ class Settings(BaseSettings):
     # --- web server --------------------------------------------------------------------------
     HOST: str = "127.0.0.1"
     PORT: int = Field(default=8000, ge=1, le=65535)
+    # Server processes for `python -m web`; unset: one per CPU this process may run on.
+    WEB_WORKERS: int | None = Field(default=None, ge=1, le=256)
     MAX_CONTENT_LENGTH: int = Field(default=64 * 1024, ge=1024)
 
     # --- metrics: Prometheus text on internal listeners, never on the public port ----------
@@ -338,6 +340,17 @@ class Settings(BaseSettings):
     def webhook_timeout(self) -> float:
         """WEBHOOK_TIMEOUT, within the delivery job's own time limit."""
         return min(self.WEBHOOK_TIMEOUT, self.WORKER_JOB_TIMEOUT * 0.8)
+
+    @property
+    def web_workers(self) -> int:
+        """WEB_WORKERS, or one server process per CPU this process may run on (an affinity
+        mask or cpuset counts; a container's CPU quota does not: set WEB_WORKERS there)."""
+        if self.WEB_WORKERS:
+            return self.WEB_WORKERS
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not on Linux
+            return os.cpu_count() or 1
 
     @property
     def secure_cookies(self) -> bool:

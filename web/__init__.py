@@ -17,6 +17,7 @@ from shared.services import events
 from shared.services.context import ServiceContext
 from shared.settings import Settings, load_settings
 from web import ratelimit
+from web.access_log import AccessLog
 from web.auth import AccountUser, current_account
 from web.errors import register_error_handlers
 from web.extensions import SERVICES_KEY, auth_manager
@@ -106,6 +107,9 @@ def create_app(settings: Settings | None = None) -> Quart:
         # Where this request's security events come from (shared.services.events).
         events.set_origin(ratelimit.client_address(), request.headers.get("User-Agent", ""))
 
+    # The app writes the access log itself (no query strings), whichever server runs it;
+    # inside the proxy fix, so it logs the client address the trusted proxies forwarded.
+    app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
     if settings.TRUSTED_PROXIES:
         # The client address (and scheme) the trusted proxies forwarded; with no proxies
         # configured the headers are ignored, since any client can send them.

@@ -3,14 +3,35 @@
 They are served by a second listener of ``python -m web`` (``METRICS_HOST``:``METRICS_PORT``,
 loopback by default), never by the public app: counts that move with what strangers do are
 an oracle, and what a scrape reveals is the operator's business.
+
+With several server processes (WEB_WORKERS) each writes its counts to files in one
+directory (prometheus_client's multiprocess mode) and the listener, in the supervising
+process, adds them up: one scrape gives the totals of every process.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
+import shutil
+import tempfile
 import time
+from pathlib import Path
 
-from prometheus_client import Counter, Histogram, make_asgi_app
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    multiprocess,
+    start_http_server,
+)
 from quart import Quart, Response, g, request
+
+from shared.settings import Settings
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 REQUESTS = Counter(
     "accounts_http_requests", "HTTP requests by route template, method and status.",
@@ -39,5 +60,38 @@ def instrument(app: Quart) -> None:
         return response
 
 
-metrics_app = make_asgi_app()
-"""The ASGI app the metrics listener serves: the process's default registry."""
+def use_shared_metrics_dir() -> Path:
+    """Point the server processes this process will start at one directory for their
+    counts: PROMETHEUS_MULTIPROC_DIR if the operator set it (emptied: the counts of an earlier
+    run are not this run's), else a fresh temporary one removed at exit."""
+    given = os.environ.get(MULTIPROCESS_DIR)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return path
+    path = Path(tempfile.mkdtemp(prefix="accounts-web-metrics-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    os.environ[MULTIPROCESS_DIR] = str(path)
+    return path
+
+
+def serve_metrics(settings: Settings) -> None:
+    """The internal metrics listener, in a thread of this process; if its port is taken,
+    the site still serves. With one server process the app runs here and its counts are in
+    this process's registry; with several they are added up from the shared directory."""
+    if settings.web_workers == 1:
+        registry = REGISTRY
+    else:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    try:
+        start_http_server(settings.METRICS_PORT, addr=settings.METRICS_HOST, registry=registry)
+    except OSError as error:
+        logging.getLogger("web").error(
+            "metrics not served: %s:%s (%s)",
+            settings.METRICS_HOST,
+            settings.METRICS_PORT,
+            error.strerror,
+        )

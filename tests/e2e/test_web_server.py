@@ -1,0 +1,152 @@
+"""``python -m web`` as operators run it: WEB_WORKERS server processes behind one port, an
+access log without query strings, HTTP/1.1 keep-alive, no server banner, and a graceful
+stop that finishes the request in flight."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.settings import Settings
+from tests.support import ROOT, free_port, settings_env
+
+pytestmark = [pytest.mark.slow]
+
+
+class Web:
+    """One ``python -m web`` with its output in a file."""
+
+    def __init__(self, settings: Settings, log: Path) -> None:
+        self.port = free_port()
+        self.metrics_port = free_port()
+        self.log = log
+        env = settings_env(
+            settings.with_values(
+                PORT=self.port,
+                BASE_URL=f"http://127.0.0.1:{self.port}",
+                METRICS_PORT=self.metrics_port,
+                LOG_LEVEL="INFO",
+            )
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "web"],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while not self.up():
+            assert self.process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "the web service did not start"
+            time.sleep(0.1)
+
+    def up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def pids(self) -> set[int]:
+        """The server processes (multiprocessing's resource tracker is a child too)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pids = {int(pid) for pid in children.read_text().split()}
+        return {pid for pid in pids if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()}
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+
+@pytest.fixture
+def web(settings: Settings, tmp_path: Path) -> Any:
+    server = Web(settings.with_values(WEB_WORKERS=2), tmp_path / "web.log")
+    yield server
+    server.stop()
+
+
+def metric(port: int, line_start: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start)
+    )
+
+
+def test_several_processes_share_the_port_and_their_metrics_add_up(web: Web) -> None:
+    assert len(web.pids()) == 2
+    for _ in range(40):  # new connections: the kernel hands them to either process
+        with urllib.request.urlopen(f"http://127.0.0.1:{web.port}/login", timeout=5) as page:
+            assert page.status == 200
+    served = metric(
+        web.metrics_port, 'accounts_http_requests_total{method="GET",route="/login",status="200"}'
+    )
+    assert served == 40, "one scrape counts the requests of every process"
+
+
+def test_access_log_has_paths_without_query_strings(web: Web) -> None:
+    url = f"http://127.0.0.1:{web.port}/login?next=/account&token=s3cret-in-query"
+    with urllib.request.urlopen(url, timeout=5) as page:
+        assert page.status == 200
+    with urllib.request.urlopen(f"http://127.0.0.1:{web.port}/confirm/s3cret-in-path", timeout=5):
+        pass
+    assert web.stop() == 0
+    log = web.log.read_text()
+    assert '"GET /login" 200' in log
+    assert '"GET /confirm/[redacted]"' in log
+    assert "s3cret" not in log and "?" not in "".join(
+        line for line in log.splitlines() if "web.access" in line
+    )
+
+
+def test_keep_alive_and_no_server_banner(web: Web) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", web.port, timeout=5)
+    try:
+        connection.request("GET", "/login")
+        first = connection.getresponse()
+        first.read()
+        sock = connection.sock
+        connection.request("GET", "/healthz")
+        second = connection.getresponse()
+        second.read()
+        assert connection.sock is sock, "the second request reused the connection"
+        assert (first.status, second.status) == (200, 200)
+        assert first.getheader("Server") is None
+        assert first.getheader("Connection") != "close"
+    finally:
+        connection.close()
+
+
+def test_sigterm_finishes_the_request_in_flight_then_stops(web: Web) -> None:
+    body = b"email=someone%40example.com&csrf_token=x"
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as client:
+        client.sendall(
+            b"POST /reset_password HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10]
+        )
+        time.sleep(0.3)  # the app is now waiting for the rest of the body
+        web.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # stopping, but not before this request is answered
+        assert web.process.poll() is None
+        client.sendall(body[10:])
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    status = answer.split(b"\r\n", 1)[0]
+    # The whole answer (a made-up CSRF token is refused with a page saying so).
+    assert status == b"HTTP/1.1 400 Bad Request", answer[:300]
+    assert answer.rstrip().endswith(b"</html>")
+    assert web.process.wait(30) == 0
+    assert "Traceback" not in web.log.read_text()
