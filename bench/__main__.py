@@ -15,7 +15,9 @@ import asyncio
 import importlib.metadata
 import os
 import platform
+import re
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -29,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from bench.cpu import Component, CpuMeter, own_cpu
 from bench.loadgen import LoadResult, login_sampler, register_client, reset_client, run_clients
 from devstack.servers import Services, discover_services, free_port
 
@@ -37,7 +40,64 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 WORK = ROOT / "var" / "bench"
 DATABASE = "accounts_bench"
 USERS = 2000
-PROCESSES = 2  # web processes for both apps: one per core on this machine type
+CORES = len(os.sched_getaffinity(0))
+# The load generator (this process) gets a core of its own where there are cores to spare;
+# on 2 cores that would halve what the servers may use, so there it shares them, and its
+# own CPU is reported instead (scenario 1b).
+PIN = CORES >= 4
+PINNING = (
+    f"The load generator ran pinned to core {CORES - 1}, the servers on the others."
+    if PIN
+    else f"On {CORES} cores the load generator shares them with the servers (pinning it would "
+    "take half the machine); its own CPU per reset is in 1b."
+)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A way to serve one of the two apps, as people deploy it."""
+
+    label: str
+    args: str  # after `python`; {port} is filled in
+    ours: bool  # this service (with its worker) or the Flask reference
+
+    def command(self, port: int) -> list[str]:
+        return [sys.executable, *self.args.format(port=port).split()]
+
+
+REFERENCE = "-b 127.0.0.1:{port} --log-level warning bench.reference_app:app"
+SERVERS = {
+    # `python -m web` as shipped: WEB_WORKERS defaults to one uvicorn process per core.
+    "ours": Server("this service (`python -m web`)", "-m web", ours=True),
+    # The reference as people deploy Flask: gunicorn's threaded workers, 4 x 4.
+    "gthread": Server(
+        "Flask reference, gunicorn gthread 4 x 4",
+        f"-m gunicorn -k gthread -w 4 --threads 4 {REFERENCE}",
+        ours=False,
+    ),
+    # The tutorial's default: gunicorn's sync workers, one per core.
+    "sync": Server(
+        f"Flask reference, gunicorn sync x {CORES}", f"-m gunicorn -w {CORES} {REFERENCE}", False
+    ),
+    # The same app under the other ASGI servers, as many processes (scenario 6).
+    "hypercorn": Server(
+        "this app under hypercorn (h11)",
+        f"-m hypercorn --workers {CORES} --worker-class uvloop --bind 127.0.0.1:{{port}} "
+        "web:create_app()",
+        ours=True,
+    ),
+    "granian": Server(
+        "this app under granian",
+        f"-m granian --interface asgi --workers {CORES} --loop uvloop --port {{port}} "
+        "--log-level warning --factory web:create_app",
+        ours=True,
+    ),
+}
+
+
+def _server_cores() -> None:
+    """In a started server: every core but the load generator's."""
+    os.sched_setaffinity(0, set(range(CORES - 1)))
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -49,7 +109,12 @@ class Process:
         self.log = WORK / f"{name}.log"
         self._file = self.log.open("w")
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self._file, stderr=subprocess.STDOUT
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_server_cores if PIN else None,  # before any thread starts
         )
 
     def stop(self) -> None:
@@ -135,36 +200,11 @@ class Bench:
         return {**self.env, "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(sink.port), **extra}
 
     def start_web(self, env: dict[str, str], app: str) -> tuple[Process, str]:
+        """Start one of the SERVERS set-ups on a free port; returns it and its base URL."""
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        if app == "ours":
-            args = [
-                sys.executable,
-                "-m",
-                "hypercorn",
-                "--workers",
-                str(PROCESSES),
-                # The event loop `python -m web` runs in production.
-                "--worker-class",
-                "uvloop",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "web:create_app()",
-            ]
-        else:
-            args = [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--workers",
-                str(PROCESSES),
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "warning",
-                "bench.reference_app:app",
-            ]
-        process = Process(f"web-{app}", args, {**env, "BASE_URL": base})
+        env = {**env, "BASE_URL": base, "PORT": str(port)}
+        process = Process(f"web-{app}", SERVERS[app].command(port), env)
         wait_http(f"{base}/reset_password", process)
         return process, base
 
@@ -281,55 +321,144 @@ def percentile(values: list[float], q: float) -> float:
 
 
 # --- scenario 1 ----------------------------------------------------------------------------------
-async def reset_under_load(bench: Bench) -> None:
-    rows: list[list[str]] = []
-    cells: dict[tuple[str, float, int], LoadResult] = {}
+def cpu_components(web: Process, workers: list[Process], sink: Sink) -> CpuMeter:
+    """What scenario 1 meters: the app's processes, the shared services, the SMTP sink."""
+    assert sink.process is not None
+    return CpuMeter(
+        [
+            Component("web", (web.popen.pid,)),
+            Component("worker", tuple(w.popen.pid for w in workers)),
+            Component("PostgreSQL", names=("postgres",)),
+            Component("Redis", names=("redis-server", "valkey-server")),
+            Component("SMTP sink", (sink.process.popen.pid,)),
+        ]
+    )
+
+
+async def delivered(sink: Sink, since: int, count: int, timeout: float = 300) -> None:
+    """Wait until ``count`` messages have arrived at the sink after its first ``since``."""
+    deadline = time.monotonic() + timeout
+    while len(sink.arrivals()) - since < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{count} emails not delivered in {timeout}s")
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class ResetCell:
+    server: str
+    delay: float
+    clients: int
+    result: LoadResult
+    cpu: dict[str, float] = field(default_factory=dict)  # seconds per completed reset
+
+
+async def reset_under_load(bench: Bench) -> list[ResetCell]:
+    """GET + POST /reset_password by closed-loop clients against each set-up; at 64 clients
+    and no SMTP delay also the CPU each component spent per completed reset, the email's
+    delivery included (the meter runs until the sink has every email the window caused)."""
+    cells: list[ResetCell] = []
     emails = [f"user{n}@example.com" for n in range(USERS)]
     for delay in (0.0, 0.3):
         sink = Sink(delay)
         sink.start(bench.env)
         try:
-            for app in ("ours", "reference"):
-                env = bench.with_mail(sink)
-                web, base = bench.start_web(env, app)
-                workers = bench.start_workers(env) if app == "ours" else []
-                try:
-                    for clients in (1, 16, 64):
-                        await run_clients(reset_client, base, emails, clients, seconds=1.0)
-                        result = await run_clients(
-                            reset_client, base, emails, clients, seconds=bench.seconds
-                        )
-                        cells[(app, delay, clients)] = result
-                        rows.append(
-                            [
-                                "this service" if app == "ours" else "Flask reference",
-                                f"{delay * 1000:.0f} ms",
-                                str(clients),
-                                f"{result.rate:.0f}",
-                                ms(result.p50),
-                                ms(result.p99),
-                                str(result.errors),
-                            ]
-                        )
-                finally:
-                    web.stop()
-                    for worker in workers:
-                        worker.stop()
+            for app in ("ours", "gthread", "sync"):
+                cells += await reset_cells(bench, app, sink, emails)
         finally:
             sink.stop()
         await reset_outbox(bench.env)
-    ours, reference = cells[("ours", 0.3, 64)], cells[("reference", 0.3, 64)]
-    ratio = ours.rate / reference.rate if reference.rate else float("inf")
+    rows = [
+        [
+            SERVERS[c.server].label,
+            f"{c.delay * 1000:.0f} ms",
+            str(c.clients),
+            f"{c.result.rate:.0f}",
+            ms(c.result.p50),
+            ms(c.result.p99),
+            str(c.result.errors),
+        ]
+        for c in cells
+    ]
+
+    def rate(server: str, delay: float) -> float:
+        (cell,) = [c for c in cells if (c.server, c.delay, c.clients) == (server, delay, 64)]
+        return cell.result.rate
+
+    ratios = ", ".join(
+        f"{delay * 1000:.0f} ms SMTP: **{rate('ours', delay) / rate('gthread', delay):.2f}x** "
+        f"(target {target}x)"
+        for delay, target in ((0.0, 2), (0.3, 5))
+    )
     bench.table(
         "1. Reset request under load (GET form + POST /reset_password)",
         ["server", "SMTP delay", "clients", "resets/s", "p50 ms", "p99 ms", "errors"],
         rows,
-        f"At 300 ms SMTP delay and 64 clients: **{ratio:.0f}x** the reference's throughput "
-        f"(target 20x). One operation is the GET of the form plus the POST. Both apps use "
-        f"{PROCESSES} processes (hypercorn workers / gunicorn sync workers), the same database, "
-        f"the same token scheme; the reference sends the email inside the request as the seed "
-        f"does, ours writes it to the outbox and the worker sends it.",
+        f"This service against the gthread reference at 64 clients: {ratios}. One operation "
+        f"is the GET of the form plus the POST, by closed-loop clients (aiohttp, in the bench "
+        f"process). Each set-up runs with its default process count on this machine "
+        f"({CORES} cores): `python -m web` with WEB_WORKERS unset ({CORES} uvicorn "
+        f"processes) plus one `python -m worker`; the reference sends the email inside the "
+        f"request as the seed does, ours writes it to the outbox and the worker sends it. "
+        f"{PINNING}",
     )
+    cpu_rows = []
+    totals: dict[str, float] = {}
+    for c in cells:
+        if c.cpu:
+            total = sum(v for k, v in c.cpu.items() if k not in ("SMTP sink", "load generator"))
+            totals[c.server] = total
+            cpu_rows.append(
+                [SERVERS[c.server].label, *(ms(c.cpu[k]) for k in CPU_COLUMNS), f"**{ms(total)}**"]
+            )
+    ours_total, reference_total = totals["ours"], totals["gthread"]
+    bench.table(
+        "1b. CPU per completed reset (ms), 0 ms SMTP, 64 clients, from /proc",
+        ["server", *CPU_COLUMNS, "total (without sink and load generator)"],
+        cpu_rows,
+        f"This service / gthread reference: **{ours_total / reference_total:.2f}x** (target "
+        f"0.5x). Request and delivery together: user + system time of every process of each "
+        f"component from the start of the 64-client window until the sink had every email "
+        f"the window caused. `web` is the server's whole process tree; the reference has no "
+        f"worker (it sends inside the request) and uses no Redis.",
+    )
+    return cells
+
+
+CPU_COLUMNS = ["web", "worker", "PostgreSQL", "Redis", "SMTP sink", "load generator"]
+
+
+async def reset_cells(bench: Bench, app: str, sink: Sink, emails: list[str]) -> list[ResetCell]:
+    env = bench.with_mail(sink)
+    web, base = bench.start_web(env, app)
+    workers = bench.start_workers(env) if SERVERS[app].ours else []
+    cells = []
+    since, completed = len(sink.arrivals()), 0
+    try:
+        for clients in (1, 16, 64):
+            warm = await run_clients(reset_client, base, emails, clients, seconds=1.0)
+            completed += len(warm.latencies)
+            metered = clients == 64 and sink.delay == 0
+            if metered:
+                await delivered(sink, since, completed)
+                meter = cpu_components(web, workers, sink)
+                meter.start()
+                loadgen = own_cpu()
+            result = await run_clients(reset_client, base, emails, clients, seconds=bench.seconds)
+            completed += len(result.latencies)
+            cell = ResetCell(app, sink.delay, clients, result)
+            if metered:
+                loadgen = own_cpu() - loadgen
+                await delivered(sink, since, completed)
+                used = meter.stop()
+                used["load generator"] = loadgen
+                cell.cpu = {k: v / len(result.latencies) for k, v in used.items()}
+            cells.append(cell)
+    finally:
+        web.stop()
+        for worker in workers:
+            worker.stop()
+    return cells
 
 
 # --- scenario 2 ----------------------------------------------------------------------------------
@@ -594,6 +723,152 @@ async def loop_stays_free(bench: Bench) -> None:
     await reset_outbox(bench.env)
 
 
+# --- scenario 6 ----------------------------------------------------------------------------------
+def wrk(url: str, seconds: float) -> tuple[float, float]:
+    """(requests/s, p99 s) from wrk: 1 thread, 64 connections."""
+    out = subprocess.run(
+        ["wrk", "-t1", "-c64", f"-d{seconds:.0f}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return rate, float(value) / {"us": 1e6, "ms": 1e3, "s": 1}[unit]
+
+
+async def asgi_servers(bench: Bench) -> None:
+    """The choice of server for `python -m web`: the same app, the same process count."""
+    if shutil.which("wrk") is None:
+        print("scenario 6 needs wrk (apt install wrk); skipped")
+        return
+    sink = Sink(0.0)
+    sink.start(bench.env)
+    emails = [f"user{n}@example.com" for n in range(USERS)]
+    rows = []
+    try:
+        for app in ("ours", "hypercorn", "granian"):
+            env = bench.with_mail(sink)
+            web, base = bench.start_web(env, app)
+            workers = bench.start_workers(env)
+            try:
+                cells = []
+                for path in ("/login", "/healthz"):
+                    wrk(base + path, 1)
+                    meter = CpuMeter([Component("web", (web.popen.pid,))])
+                    meter.start()
+                    rate, p99 = wrk(base + path, bench.seconds)
+                    cpu = meter.stop()["web"] / (rate * bench.seconds)
+                    cells += [f"{rate:.0f}", ms(p99), f"{cpu * 1e6:.0f}"]
+                await run_clients(reset_client, base, emails, 64, seconds=1.0)
+                resets = await run_clients(reset_client, base, emails, 64, seconds=bench.seconds)
+                rows.append([SERVERS[app].label, *cells, f"{resets.rate:.0f}"])
+            finally:
+                web.stop()
+                for worker in workers:
+                    worker.stop()
+    finally:
+        sink.stop()
+    await reset_outbox(bench.env)
+    bench.table(
+        f"6. ASGI servers for this app ({CORES} processes each, uvloop)",
+        ["server", "GET /login req/s", "p99 ms", "web CPU us/req", "GET /healthz req/s",
+         "p99 ms", "web CPU us/req", "resets/s (64 clients)"],
+        rows,
+        "wrk (1 thread, 64 connections) for the GETs; the reset column uses the bench's "
+        "browser-like clients. `python -m web` runs uvicorn with httptools; the access log is "
+        "the app's own in every row.",
+    )  # fmt: skip
+
+
+# --- scenario 7 ----------------------------------------------------------------------------------
+async def open_loop(bench: Bench, rates: dict[tuple[str, float], float]) -> None:
+    """Resets arriving at a fixed rate (half the measured maximum), whatever the answers'
+    pace: the latency a user sees at that load, without the closed loop's self-pacing."""
+    rows = []
+    for delay in (0.0, 0.3):
+        sink = Sink(delay)
+        sink.start(bench.env)
+        try:
+            for app in ("ours", "gthread"):
+                rate = rates.get((app, delay), 50.0) / 2
+                env = bench.with_mail(sink)
+                web, base = bench.start_web(env, app)
+                workers = bench.start_workers(env) if SERVERS[app].ours else []
+                try:
+                    result = await fixed_rate_resets(base, rate, bench.seconds)
+                finally:
+                    web.stop()
+                    for worker in workers:
+                        worker.stop()
+                rows.append(
+                    [
+                        SERVERS[app].label,
+                        f"{delay * 1000:.0f} ms",
+                        f"{rate:.0f}",
+                        ms(result.p50),
+                        f"**{ms(result.p99)}**",
+                        ms(max(result.latencies, default=float("nan"))),
+                        str(result.errors),
+                    ]
+                )
+        finally:
+            sink.stop()
+        await reset_outbox(bench.env)
+    bench.table(
+        "7. Open loop: POST /reset_password arriving at half the maximum rate",
+        ["server", "SMTP delay", "POSTs/s", "p50 ms", "p99 ms", "max ms", "errors"],
+        rows,
+        "Half of each set-up's own 64-client maximum from scenario 1 (50/s if scenario 1 did "
+        "not run). Each arrival is due at a fixed time and is sent then, whether or not "
+        "earlier ones have been answered; its latency counts from when it was due (no "
+        "coordinated omission). 64 browser sessions took their form and CSRF token first, "
+        "and the POSTs go round them. Target: p99 < 25 ms at both delays.",
+    )
+
+
+async def fixed_rate_resets(base: str, rate: float, seconds: float) -> LoadResult:
+    from bench.loadgen import browser_session, csrf_token
+
+    result = LoadResult()
+    emails = [f"user{n}@example.com" for n in range(USERS)]
+    sessions = [browser_session(base) for _ in range(64)]
+    try:
+        tokens = []
+        for client in sessions:
+            async with client.get("/reset_password") as page:
+                tokens.append(csrf_token(await page.text()))
+
+        async def post(n: int, due: float) -> None:
+            client = sessions[n % len(sessions)]
+            form = {"csrf_token": tokens[n % len(sessions)], "email": emails[n * 97 % USERS]}
+            try:
+                async with client.post(
+                    "/reset_password", data=form, allow_redirects=False
+                ) as response:
+                    ok = response.status == 302
+            except (OSError, TimeoutError):
+                ok = False
+            if ok:
+                result.latencies.append(time.perf_counter() - due)
+            else:
+                result.errors += 1
+
+        count = min(int(rate * seconds), 100_000)
+        started = time.perf_counter()
+        tasks = []
+        for n in range(count):
+            due = started + n / rate
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(post(n, due)))
+        await asyncio.gather(*tasks)
+        result.seconds = time.perf_counter() - started
+    finally:
+        for client in sessions:
+            await client.close()
+    return result
+
+
 # --- facts and main ------------------------------------------------------------------------------
 def cpu_times() -> tuple[int, int]:
     """(all, steal) clock ticks of the machine so far, from /proc/stat (zeros elsewhere)."""
@@ -657,13 +932,15 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--emails", type=int, default=2000, help="scenario 2's batch")
     parser.add_argument(
         "--only",
-        choices=["1", "2", "3", "4", "5"],
+        choices=["1", "2", "3", "4", "5", "6", "7"],
         action="append",
         help="run only these scenarios",
     )
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
+    if PIN:
+        os.sched_setaffinity(0, {CORES - 1})
 
     speed = calibration()
     services = discover_services(embedded_dir=WORK / "services", redis_db=14, prefix="BENCH")
@@ -671,12 +948,21 @@ async def main(argv: list[str]) -> int:
     ticks_before = cpu_times()
     try:
         bench = Bench(services, await prepare(services), args.seconds)
+        peaks: dict[tuple[str, float], float] = {}
+
+        async def scenario_1() -> None:
+            for cell in await reset_under_load(bench):
+                if cell.clients == 64:
+                    peaks[(cell.server, cell.delay)] = cell.result.rate
+
         scenarios: dict[str, Callable[[], Awaitable[None]]] = {
-            "1": lambda: reset_under_load(bench),
+            "1": scenario_1,
             "2": lambda: worker_throughput(bench, args.emails),
             "3": lambda: delivery_latency(bench, 100),
             "4": lambda: loop_stays_free(bench),
             "5": lambda: worker_scaling(bench),
+            "6": lambda: asgi_servers(bench),
+            "7": lambda: open_loop(bench, peaks),
         }
         for key in args.only or sorted(scenarios):
             await scenarios[key]()

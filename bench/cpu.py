@@ -50,11 +50,12 @@ def _tree(table: Mapping[int, tuple[str, int, float]], roots: Iterable[int]) -> 
 
 @dataclass(frozen=True)
 class Component:
-    """What to count: the process trees under ``roots``, or every process named ``name``."""
+    """What to count: the process trees under ``roots``, or every process with one of
+    ``names`` (a server the bench did not start: PostgreSQL, Redis)."""
 
     label: str
     roots: tuple[int, ...] = ()
-    name: str = ""
+    names: tuple[str, ...] = ()
 
 
 class CpuMeter:
@@ -71,8 +72,8 @@ class CpuMeter:
         table = _table()
         reading: dict[str, dict[int, float]] = {}
         for component in self.components:
-            if component.name:
-                pids = {pid for pid, row in table.items() if row[0] == component.name}
+            if component.names:
+                pids = {pid for pid, row in table.items() if row[0] in component.names}
             else:
                 pids = _tree(table, component.roots)
             reading[component.label] = {pid: table[pid][2] for pid in pids}

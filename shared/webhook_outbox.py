@@ -12,7 +12,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, literal, select
+from sqlalchemy import Insert, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import WebhookDelivery, WebhookEndpoint
@@ -39,10 +39,17 @@ def new_message_id() -> str:
 
 
 async def fan_out(
-    session: AsyncSession, event_type: str, at: datetime, data: dict[str, Any]
+    session: AsyncSession,
+    event_type: str,
+    at: datetime,
+    data: dict[str, Any],
+    *,
+    with_statement: Insert | None = None,
 ) -> str:
     """Owe the event to every endpoint subscribed to its type, in the caller's transaction:
-    one INSERT ... SELECT (nothing is inserted when nobody subscribes). Returns its id."""
+    one INSERT ... SELECT (nothing is inserted when nobody subscribes). ``with_statement``
+    (the event's own INSERT) runs in the same statement, as a data-modifying WITH clause,
+    so an event and its deliveries cost one round trip. Returns the message id."""
     message_id = new_message_id()
     body = message_body(message_id, event_type, at, data)
     subscribed = select(
@@ -50,11 +57,19 @@ async def fan_out(
         literal(message_id),
         literal(event_type),
         literal(body),
+        literal("pending"),
+        literal(0),
     ).where(WebhookEndpoint.event_types.overlap([event_type, ALL_TYPES]))
-    rows = await session.execute(
+    # Every column given: the column defaults SQLAlchemy would otherwise add as parameters
+    # are lost when another INSERT rides along in a WITH clause.
+    columns = ["endpoint_id", "message_id", "event_type", "body", "status", "attempts"]
+    statement = (
         insert(WebhookDelivery)
-        .from_select(["endpoint_id", "message_id", "event_type", "body"], subscribed)
+        .from_select(columns, subscribed, include_defaults=False)
         .returning(WebhookDelivery.id)
     )
+    if with_statement is not None:
+        statement = statement.add_cte(with_statement.cte("event"))
+    rows = await session.execute(statement)
     announce_webhooks(session, list(rows.scalars()))
     return message_id

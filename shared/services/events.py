@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.devices import describe_device
@@ -93,36 +93,49 @@ def set_origin(client_address: str, user_agent: str) -> None:
     _ORIGIN.set(Origin(client_address[:64], user_agent[:512]))
 
 
-async def record(
-    session: AsyncSession, kind: Kind, user_id: int | None, **payload: Any
-) -> SecurityEvent:
+async def record(session: AsyncSession, kind: Kind, user_id: int | None, **payload: Any) -> None:
     """Add an event, and the webhook deliveries it owes, to the caller's transaction (they
-    commit, or vanish, with the change)."""
+    commit, or vanish, with the change): one statement, one round trip."""
     origin = _ORIGIN.get() or Origin()
-    event = SecurityEvent(
+    device = await describe(origin.user_agent)
+    at = datetime.now(UTC)
+    event = insert(SecurityEvent).values(
         user_id=user_id,
         kind=kind.value,
-        created_at=datetime.now(UTC),
+        created_at=at,
         client_address=origin.client_address,
-        device=await asyncio.to_thread(describe_device, origin.user_agent),
+        device=device,
         payload=payload,
     )
-    session.add(event)
-    await fan_out(session, kind.value, event.created_at, webhook_data(event))
-    return event
+    data = webhook_data(user_id, origin.client_address, device, payload)
+    await fan_out(session, kind.value, at, data, with_statement=event)
 
 
-def webhook_data(event: SecurityEvent) -> dict[str, Any]:
+def webhook_data(
+    user_id: int | None, client_address: str | None, device: str | None, payload: dict[str, Any]
+) -> dict[str, Any]:
     """What subscribers learn of an event: whose account, from where, and its payload (the
     deleted account's id is ``user_id`` too, though the row no longer points at it)."""
-    payload = dict(event.payload)
-    user_id = event.user_id if event.user_id is not None else payload.pop("account_id", None)
-    return {
-        "user_id": user_id,
-        "client_address": event.client_address,
-        "device": event.device,
-        **payload,
-    }
+    payload = dict(payload)
+    if user_id is None:
+        user_id = payload.pop("account_id", None)
+    return {"user_id": user_id, "client_address": client_address, "device": device, **payload}
+
+
+_DEVICES: dict[str, str] = {}
+_DEVICES_MAX = 10_000
+
+
+async def describe(user_agent: str) -> str:
+    """The browser in words; parsed in a thread the first time a user agent is seen (the
+    parser is slow on the first sight of a string), from a bounded cache afterwards."""
+    known = _DEVICES.get(user_agent)
+    if known is None:
+        known = await asyncio.to_thread(describe_device, user_agent)
+        if len(_DEVICES) >= _DEVICES_MAX:
+            _DEVICES.clear()
+        _DEVICES[user_agent] = known
+    return known
 
 
 async def record_alone(ctx: ServiceContext, kind: Kind, user_id: int, **payload: Any) -> None:

@@ -52,10 +52,13 @@ async def request_reset(ctx: ServiceContext, email: str) -> None:
 
 async def _issue_reset_if_known(ctx: ServiceContext, email: str) -> None:
     async with ctx.unit_of_work() as session:
-        # Locked: two requests at once must not hand out the same link generation.
-        user = await users.by_email(session, email, lock=True)
+        # One UPDATE both finds the account and bumps its link generation, holding the row
+        # until commit: two requests at once get distinct generations.
+        user = await users.next_reset_generation(session, email)
         if user is not None:
-            await _issue_reset(session, user)
+            await email_user(
+                session, user, ResetEmail(user_id=user.id, generation=user.reset_generation)
+            )
             await events.record(session, Kind.RESET_REQUESTED, user.id)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +19,18 @@ async def by_email(session: AsyncSession, email: str, *, lock: bool = False) -> 
     if lock:
         query = query.with_for_update()
     return await session.scalar(query)
+
+
+async def next_reset_generation(session: AsyncSession, email: str) -> User | None:
+    """The account for ``email`` with its reset link generation moved on by one, in one
+    statement (its row stays locked until the transaction ends); None if there is none."""
+    bumped = (
+        update(User)
+        .where(User.email_key == email_key(email))
+        .values(reset_generation=User.reset_generation + 1)
+        .returning(User)
+    )
+    return await session.scalar(bumped)
 
 
 async def by_id(session: AsyncSession, user_id: int, *, lock: bool = False) -> User | None:
