@@ -4,19 +4,22 @@ The same rules are tested end to end through the forms and the API in tests/web.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, text, update
 
+from shared.db import create_engine
 from shared.jobs import EmailKind
 from shared.models import Email, SignInSession, TextPost, User
 from shared.services import accounts, email_change, passwords, sessions, signin, texts
 from shared.services.accounts import ConfirmOutcome, Resend, UsernameTaken
 from shared.services.context import ServiceContext
 from shared.services.passwords import ChangeOutcome, reset_token_payload
+from shared.settings import Settings
 from shared.tokens import Purpose
 from shared.validation import PERSONAL_PASSWORD, WEAK_PASSWORD, InvalidInput
 
@@ -380,3 +383,35 @@ async def test_links_sent_to_the_old_address_stop_working_after_a_change(
         EmailKind.EMAIL_CHANGE_CONFIRM,
         EmailKind.EMAIL_CHANGED,
     ]
+
+
+async def test_pooled_connections_the_server_closed_are_replaced_without_a_round_trip(
+    settings: Settings,
+) -> None:
+    """After a PostgreSQL restart (here: its backends terminated) the next transaction gets a
+    fresh connection instead of failing; no ping statement is sent per checkout."""
+    engine = create_engine(settings.DATABASE_URL, application_name="tests-liveness", pool_size=2)
+    statements: list[str] = []
+    event.listen(
+        engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+    )
+    try:
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SELECT 1")) == 1
+        admin = create_engine(settings.DATABASE_URL, application_name="tests-admin", pool_size=1)
+        async with admin.connect() as connection:
+            terminated = await connection.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE application_name = 'tests-liveness'"
+                )
+            )
+        await admin.dispose()
+        assert terminated == 1
+        await asyncio.sleep(0.2)  # the event loop reads the server's goodbye
+        for _ in range(3):
+            async with engine.connect() as connection:
+                assert await connection.scalar(text("SELECT 2")) == 2
+        assert statements == ["SELECT 1", "SELECT 2", "SELECT 2", "SELECT 2"]
+    finally:
+        await engine.dispose()
