@@ -1,23 +1,30 @@
-"""Several worker processes on one PostgreSQL and one Redis: each email is delivered once,
+"""Several web and worker processes on one PostgreSQL and one Redis: each email is delivered once,
 and the outbound budget holds in total (MAIL_RATE_PER_SECOND for all of them, not for each)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import pytest
 from arq.connections import ArqRedis
 
 from devstack.mailsink import MailSink
 from shared.db import SessionMaker
 from shared.jobs import EmailKind, TestEmail
+from shared.models import User
 from shared.outbox import add_email, transaction
+from shared.passwords import HASHER
 from shared.settings import Settings
 from tests.e2e.test_faults import WorkerProcess, count_status
+from tests.e2e.test_web_server import Web
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_db")]
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
 async def test_three_workers_share_one_outbound_budget(
@@ -44,3 +51,75 @@ async def test_three_workers_share_one_outbound_budget(
     logs = [worker.log.read_text() for worker in workers]
     assert all(" sent: " in log for log in logs), "every process took a share"
     assert not any("Traceback" in log for log in logs)
+
+
+async def reset_requests(base_url: str, emails: list[str], clients: int) -> None:
+    """Reset requests through the forms, ``clients`` browsers at a time."""
+
+    async def browser(mine: list[str]) -> None:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            for email in mine:
+                page = await client.get("/reset_password")
+                match = CSRF.search(page.text)
+                assert match, page.text[:200]
+                answer = await client.post(
+                    "/reset_password", data={"csrf_token": match.group(1), "email": email}
+                )
+                assert answer.status_code == 302, answer.text[:200]
+
+    await asyncio.gather(*(browser(emails[n::clients]) for n in range(clients)))
+
+
+async def test_two_web_and_three_worker_processes_survive_a_worker_sigkill(
+    settings: Settings, queue: ArqRedis, smtp: MailSink, sessionmaker: SessionMaker, tmp_path: Path
+) -> None:
+    """Reset requests spread over two web processes, their emails over three worker
+    processes; one worker is killed mid-delivery. Every account gets its email (at most the
+    killed worker's jobs in flight twice), and the outbound rate holds for all together."""
+    rate, total = 40, 160
+    settings = settings.with_values(
+        WEB_WORKERS=2,
+        MAIL_RATE_PER_SECOND=rate,
+        WORKER_METRICS_PORT=0,
+        WORKER_JOB_TIMEOUT=5,  # the killed worker's jobs run again within seconds
+        POSTS_PER_MINUTE=10_000,
+    )
+    emails = [f"person{n}@d{n % 20}.example" for n in range(total)]
+    hashed = HASHER.hash("correct horse battery staple")
+    async with sessionmaker() as session, session.begin():
+        session.add_all(
+            User(
+                username=f"person{n}",
+                username_key=f"person{n}",
+                email=email,
+                email_key=email,
+                password_hash=hashed,
+            )
+            for n, email in enumerate(emails)
+        )
+    smtp.delay = 0.02  # deliveries take a moment: the kill finds some in flight
+    web = Web(settings, tmp_path / "web.log")
+    workers = [WorkerProcess(settings, tmp_path / f"worker{n}.log") for n in range(3)]
+    try:
+        assert len(web.pids()) == 2
+        requests = asyncio.create_task(reset_requests(web.base_url, emails, clients=8))
+        await wait_for(lambda: len(smtp.messages) >= 50, timeout=60, every=0.05)
+        workers[0].kill()
+        await requests
+        await wait_for(lambda: {m.envelope_to[0] for m in smtp.messages} >= set(emails), timeout=90)
+    finally:
+        for worker in workers[1:]:
+            assert await worker.stop() == 0
+        assert web.stop() == 0
+    counts = Counter(m.envelope_to[0] for m in smtp.messages)
+    assert set(counts) == set(emails)
+    assert sum(counts.values()) - total <= settings.WORKER_MAX_JOBS
+    assert await count_status(sessionmaker) == {"sent": total}
+    arrivals = sorted(m.received_at for m in smtp.messages)
+    # The budget is one for all processes: a burst of `rate`, then `rate` a second.
+    for n, start in enumerate(arrivals):
+        within_a_second = sum(1 for t in arrivals[n:] if t - start < 1.0)
+        assert within_a_second <= 2 * rate + 2, f"{within_a_second} messages in one second"
+    assert arrivals[-1] - arrivals[0] >= (total - rate) / rate * 0.9
+    logs = "".join(w.log.read_text() for w in workers[1:]) + web.log.read_text()
+    assert "Traceback" not in logs

@@ -50,9 +50,13 @@ class Web:
             assert time.monotonic() < deadline, "the web service did not start"
             time.sleep(0.1)
 
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     def up(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+            with urllib.request.urlopen(f"{self.base_url}/healthz", timeout=1):
                 return True
         except OSError:
             return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,11 @@ def test_flask_mail_names_are_read() -> None:
     assert TEST_SECRET_KEY not in repr(settings)
 
 
+def test_web_workers_default_to_the_cpus_this_process_may_use() -> None:
+    assert load_settings(VALID).web_workers == len(os.sched_getaffinity(0))
+    assert load_settings({**VALID, "WEB_WORKERS": "3"}).web_workers == 3
+
+
 def test_missing_required_settings_each_get_one_line() -> None:
     assert problems({}) == [
         "SECRET_KEY is required but not set",
@@ -68,6 +74,7 @@ def test_missing_required_settings_each_get_one_line() -> None:
         ("ADMINS", "ops@example.com, not-an-address", "ADMINS 'not-an-address' is not a valid"),
         ("BASE_URL", "https://example.com/app", "BASE_URL must be an origin"),
         ("BASE_URL", "ftp://example.com", "BASE_URL must be an http:// or https:// URL"),
+        ("WEB_WORKERS", "0", "WEB_WORKERS input should be greater than or equal to 1"),
         (
             "MAIL_DEFAULT_SENDER",
             "Accounts",
