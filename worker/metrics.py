@@ -24,7 +24,9 @@ BREAKER_OPEN = Gauge(
     "accounts_smtp_breaker_open", "1 while the circuit breaker pauses sending, else 0."
 )
 OUTBOX = Gauge(
-    "accounts_outbox_emails", "Outbox emails waiting (pending) or given up (failed).", ["status"]
+    "accounts_outbox_emails",
+    "Outbox emails waiting (pending), or given up on in the last 24 hours (failed).",
+    ["status"],
 )
 OLDEST_PENDING = Gauge(
     "accounts_outbox_oldest_pending_seconds", "Age of the oldest pending email (0 if none)."
