@@ -17,3 +17,8 @@ def describe_device(user_agent: str) -> str:
     if browser and system:
         return f"{browser} on {system}"[:120]
     return (browser or system or "An unknown browser")[:120]
+
+
+def warm_up() -> None:
+    """Make the parser compile its patterns now (the first parse takes ~150 ms)."""
+    describe_device("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")

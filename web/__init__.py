@@ -13,6 +13,7 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, request
 from quart_schema import QuartSchema
 
+from shared.devices import warm_up as warm_up_device_names
 from shared.services import events
 from shared.services.context import ServiceContext
 from shared.settings import Settings, load_settings
@@ -126,6 +127,9 @@ def create_app(settings: Settings | None = None) -> Quart:
         )
         app.extensions[SERVICES_KEY] = context
         await warn_if_unreachable(context)
+        # The user-agent parser compiles its patterns on first use (~150 ms holding the GIL,
+        # which stalls every request in flight): pay that before serving, not in a request.
+        await asyncio.to_thread(warm_up_device_names)
 
     @app.after_serving
     async def close_services() -> None:
