@@ -12,9 +12,10 @@ import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from redis.exceptions import RedisError
+from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import SessionMaker
@@ -27,6 +28,8 @@ from shared.jobs import (
     enqueue_send_email,
 )
 from shared.models import Email, User
+
+EMAILS = cast(Table, Email.__table__)
 
 if TYPE_CHECKING:
     from arq.connections import ArqRedis
@@ -44,27 +47,32 @@ async def add_email(
     context: EmailContext,
     *,
     user_id: int | None = None,
-) -> Email:
-    """Add an outbox row to the session's transaction (flushed, so it has an id)."""
+) -> int:
+    """Add an outbox row to the session's transaction; returns its id. One INSERT, not an ORM
+    object: this runs for every email, and nothing reads the row back in the same unit."""
     expected = EMAIL_CONTEXTS[kind]
     if type(context) is not expected:
         raise TypeError(f"{kind} emails take {expected.__name__}, not {type(context).__name__}")
-    email = Email(
-        kind=kind.value,
-        recipient=recipient,
-        context=context.model_dump(mode="json"),
-        user_id=user_id,
+    email_id: int = await session.scalar(
+        insert(EMAILS)
+        .values(
+            kind=kind.value,
+            recipient=recipient,
+            context=context.model_dump(mode="json"),
+            user_id=user_id,
+        )
+        .returning(EMAILS.c.id)
     )
-    session.add(email)
-    await session.flush()
-    announce(session, [email.id], priority=kind in PRIORITY_KINDS)
-    return email
+    announce(session, [email_id], priority=kind in PRIORITY_KINDS)
+    return email_id
 
 
-async def email_user(session: AsyncSession, user: User, context: EmailContext) -> Email:
+async def email_user(session: AsyncSession, user: User, context: EmailContext) -> int:
     """Queue the email ``context`` describes (its type names the kind) to ``user``."""
-    kind = next(kind for kind, model in EMAIL_CONTEXTS.items() if model is type(context))
-    return await add_email(session, kind, user.email, context, user_id=user.id)
+    return await add_email(session, KINDS[type(context)], user.email, context, user_id=user.id)
+
+
+KINDS = {model: kind for kind, model in EMAIL_CONTEXTS.items()}
 
 
 def announce(session: AsyncSession, email_ids: list[int], *, priority: bool = False) -> None:

@@ -121,7 +121,7 @@ async def _recent_email(
     return None
 
 
-async def _issue_confirmation(session: AsyncSession, user: User) -> Email:
+async def _issue_confirmation(session: AsyncSession, user: User) -> int:
     """Queue a confirmation email; its link supersedes every earlier one ("latest link wins").
     The caller holds the user's row (new, or locked)."""
     user.confirm_generation += 1

@@ -114,8 +114,7 @@ async def outbox_stats(session: AsyncSession) -> OutboxStats:
 async def send_test_email(ctx: ServiceContext, recipient: str) -> int:
     """Queue a test message (to check the mail set-up end to end); its outbox id."""
     async with ctx.unit_of_work() as session:
-        email = await add_email(session, EmailKind.TEST, recipient, TestEmail())
-    return email.id
+        return await add_email(session, EmailKind.TEST, recipient, TestEmail())
 
 
 async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, int]:

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
-from shared.jobs import PasswordChanged, ResetEmail
+from shared.jobs import EmailKind, PasswordChanged, ResetEmail
 from shared.models import User
-from shared.outbox import email_user
+from shared.outbox import add_email, email_user
 from shared.ratelimit import Limit
 from shared.services import events, sessions, signin, users
 from shared.services.context import ServiceContext
@@ -56,9 +56,8 @@ async def _issue_reset_if_known(ctx: ServiceContext, email: str) -> None:
         # until commit: two requests at once get distinct generations.
         user = await users.next_reset_generation(session, email)
         if user is not None:
-            await email_user(
-                session, user, ResetEmail(user_id=user.id, generation=user.reset_generation)
-            )
+            link = ResetEmail(user_id=user.id, generation=user.reset_generation)
+            await add_email(session, EmailKind.RESET, user.email, link, user_id=user.id)
             await events.record(session, Kind.RESET_REQUESTED, user.id)
 
 

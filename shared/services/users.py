@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,16 +22,18 @@ async def by_email(session: AsyncSession, email: str, *, lock: bool = False) -> 
     return await session.scalar(query)
 
 
-async def next_reset_generation(session: AsyncSession, email: str) -> User | None:
-    """The account for ``email`` with its reset link generation moved on by one, in one
-    statement (its row stays locked until the transaction ends); None if there is none."""
+async def next_reset_generation(session: AsyncSession, email: str) -> Row[Any] | None:
+    """(id, email, reset_generation) of the account for ``email``, its reset link generation
+    moved on by one, in one statement (its row stays locked until the transaction ends);
+    None if there is none."""
+    users = cast(Table, User.__table__)
     bumped = (
-        update(User)
-        .where(User.email_key == email_key(email))
-        .values(reset_generation=User.reset_generation + 1)
-        .returning(User)
+        update(users)
+        .where(users.c.email_key == email_key(email))
+        .values(reset_generation=users.c.reset_generation + 1)
+        .returning(users.c.id, users.c.email, users.c.reset_generation)
     )
-    return await session.scalar(bumped)
+    return (await session.execute(bumped)).one_or_none()
 
 
 async def by_id(session: AsyncSession, user_id: int, *, lock: bool = False) -> User | None:

@@ -66,7 +66,7 @@ async def send_test_emails(
 ) -> list[int]:
     async with transaction(sessionmaker, queue, queue_name=settings.QUEUE_NAME) as session:
         ids = [
-            (await add_email(session, EmailKind.TEST, recipient, TestEmail())).id
+            await add_email(session, EmailKind.TEST, recipient, TestEmail())
             for recipient in recipients
         ]
     await run_burst_worker(settings)

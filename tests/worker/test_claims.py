@@ -29,11 +29,10 @@ pytestmark = pytest.mark.usefixtures("clean_db")
 async def add_test_emails(sessionmaker: SessionMaker, n: int) -> list[int]:
     """Committed outbox rows, not announced to any queue."""
     async with sessionmaker() as session, session.begin():
-        emails = [
+        return [
             await add_email(session, EmailKind.TEST, f"user{i}@example.com", TestEmail())
             for i in range(n)
         ]
-    return [email.id for email in emails]
 
 
 async def row(sessionmaker: SessionMaker, email_id: int) -> Email:

@@ -20,8 +20,7 @@ async def queue_test_email(
     sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, to: str = "you@example.com"
 ) -> int:
     async with transaction(sessionmaker, queue, queue_name=settings.QUEUE_NAME) as session:
-        email = await add_email(session, EmailKind.TEST, to, TestEmail())
-    return email.id
+        return await add_email(session, EmailKind.TEST, to, TestEmail())
 
 
 async def load(sessionmaker: SessionMaker, email_id: int) -> Email:

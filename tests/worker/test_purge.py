@@ -54,10 +54,10 @@ async def test_purge_forgets_only_what_is_past_its_time(
             (EmailStatus.FAILED, 91),
             (EmailStatus.PENDING, 91),
         ]:
-            email = await add_email(session, EmailKind.TEST, "x@example.com", TestEmail())
+            email_id = await add_email(session, EmailKind.TEST, "x@example.com", TestEmail())
             await session.execute(
                 update(Email)
-                .where(Email.id == email.id)
+                .where(Email.id == email_id)
                 .values(status=status, created_at=func.now() - age * days)
             )
         u0 = await session.scalar(select(User.id).where(User.username == "u0"))
