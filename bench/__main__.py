@@ -1099,11 +1099,20 @@ def machine_facts() -> list[str]:
                 break
     except OSError:
         pass
+
+    def version(name: str) -> str:
+        try:
+            return f"{name} {importlib.metadata.version(name)}"
+        except importlib.metadata.PackageNotFoundError:
+            return f"{name} (not installed)"
+
     versions = ", ".join(
-        f"{name} {importlib.metadata.version(name)}"
+        version(name)
         for name in (
             "quart",
+            "uvicorn",
             "hypercorn",
+            "granian",
             "arq",
             "aiosmtplib",
             "sqlalchemy",
