@@ -100,6 +100,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
                 key_prefix=settings.REDIS_KEY_PREFIX,
                 per_second=settings.MAIL_RATE_PER_SECOND,
                 per_domain_per_minute=settings.MAIL_DOMAIN_RATE_PER_MINUTE,
+                max_batch=settings.WORKER_MAX_JOBS,
+                linger=settings.WORKER_BATCH_LINGER,
             ),
             breaker=CircuitBreaker(
                 ctx["redis"],

@@ -20,11 +20,16 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from worker.batching import Coalescer
+
 log = logging.getLogger(__name__)
 
 
-# Both buckets of one message in one atomic step, on Redis's clock (or the caller's, in tests).
-# A bucket is a hash {t: tokens, ts: when}; reservations may take it below zero (they queue).
+# Both buckets of each message, for a batch of messages, in one atomic step on Redis's clock
+# (or the caller's, in tests): the same as one call per message in a row. A bucket is a hash
+# {t: tokens, ts: when}; reservations may take it below zero (they queue). KEYS[1] is the
+# bucket for all mail, KEYS[2..] one recipient domain's per message; returns each message's
+# wait in seconds, space-separated.
 _BUDGET_SCRIPT = """
 local now
 if ARGV[6] ~= '' then
@@ -46,9 +51,13 @@ local function step(key, rate, burst)
   if tokens >= 0 then return 0 end
   return -tokens / rate
 end
-local all = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
-local domain = step(KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
-return tostring(math.max(all, domain))
+local waits = {}
+for i = 2, #KEYS do
+  local all = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+  local domain = step(KEYS[i], tonumber(ARGV[3]), tonumber(ARGV[4]))
+  waits[#waits + 1] = tostring(math.max(all, domain))
+end
+return table.concat(waits, ' ')
 """
 
 
@@ -64,34 +73,42 @@ class OutboundBudget:
         per_second: float,
         per_domain_per_minute: float,
         clock: Callable[[], float] | None = None,
+        max_batch: int = 64,
+        linger: float = 0.0,
     ) -> None:
         self._script = redis.register_script(_BUDGET_SCRIPT)
         self._prefix = f"{key_prefix}mail-budget:"
         self._all = (per_second, max(1.0, per_second))
         self._domain_rate = (per_domain_per_minute / 60, max(1.0, per_domain_per_minute / 4))
         self._clock = clock  # None: Redis's own clock, the one all processes share
+        # Concurrent deliveries reserve together: one script call for the batch.
+        self._reserve = Coalescer(self._reserve_many, max_batch=max_batch, linger=linger)
 
-    async def _step(self, recipient: str, delta: int) -> float:
-        domain = recipient.rpartition("@")[2].lower()
-        keys = [f"{self._prefix}all", f"{self._prefix}domain:{domain}"]
+    async def _step(self, recipients: list[str], delta: int) -> list[float]:
+        keys = [f"{self._prefix}all"]
+        keys += [f"{self._prefix}domain:{r.rpartition('@')[2].lower()}" for r in recipients]
         args = [*self._all, *self._domain_rate, delta, self._clock() if self._clock else ""]
         try:
-            return float(await self._script(keys=keys, args=args))
+            answer = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as error:
             # Without Redis there are no jobs either; a message already running goes.
             log.warning("outbound budget unavailable (%s); sending", type(error).__name__)
-            return 0.0
+            return [0.0] * len(recipients)
+        return [float(wait) for wait in answer.split()]
+
+    async def _reserve_many(self, recipients: list[str]) -> list[float]:
+        return await self._step(recipients, -1)
 
     async def acquire(self, recipient: str) -> float:
         """Reserve a slot for one message: 0.0 if it may go now, else the seconds to wait
         before sending it. Reservations queue up (a bucket goes below zero), so deliveries
         that each wait their turn, in any process, still do not exceed the rate together. A
         caller that will not send the message then must :meth:`cancel`."""
-        return await self._step(recipient, -1)
+        return await self._reserve(recipient)
 
     async def cancel(self, recipient: str) -> None:
         """Give back a slot :meth:`acquire` reserved (the message was held back instead)."""
-        await self._step(recipient, 1)
+        await self._step([recipient], 1)
 
 
 # One breaker's state, a hash {failures, open_until, cooldown, trial_until}, changed

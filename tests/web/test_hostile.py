@@ -451,6 +451,10 @@ async def test_login_takes_the_same_time_for_unknown_email_and_wrong_password(
         return run
 
     # The failed sign-in's event is recorded after the answer: settled between samples.
-    known = await _median_ms(trying("alice@example.com"), 4, app)
-    unknown = await _median_ms(trying("nobody@example.com"), 4, app)
+    # Interleaved, so drift affects both alike; four wrong passwords stay under the locks.
+    samples: dict[str, list[float]] = {"known": [], "unknown": []}
+    for _ in range(4):
+        samples["known"].append(await _median_ms(trying("alice@example.com"), 1, app))
+        samples["unknown"].append(await _median_ms(trying("nobody@example.com"), 1, app))
+    known, unknown = statistics.median(samples["known"]), statistics.median(samples["unknown"])
     assert abs(known - unknown) <= max(5.0, 0.3 * min(known, unknown)), (known, unknown)

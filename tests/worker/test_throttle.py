@@ -203,3 +203,23 @@ async def test_breaker_stops_burning_attempts_on_a_dead_server(
         rows = list(await session.scalars(select(Email)))
     assert sum(row.attempts for row in rows) == 3  # then the breaker held the rest back
     assert {row.status for row in rows} == {EmailStatus.PENDING}
+
+
+async def test_concurrent_reservations_go_out_as_one_script_call(
+    queue: ArqRedis, settings: Settings
+) -> None:
+    """Deliveries that reserve at the same time share one round trip, with the same result
+    as reserving one after another."""
+    clock = Clock()
+    (budget,) = budgets(queue, settings, clock, 1, per_second=5, per_domain_per_minute=6000)
+    batches: list[int] = []
+    script = budget._script
+
+    async def counted(*, keys: list[str], args: list[object]) -> object:
+        batches.append(len(keys) - 1)  # one key is the overall bucket
+        return await script(keys=keys, args=args)
+
+    budget._script = counted  # type: ignore[assignment]
+    waits = await asyncio.gather(*(budget.acquire(f"u{n}@d{n}.example") for n in range(12)))
+    assert waits == pytest.approx([0.0] * 5 + [n / 5 for n in range(1, 8)])
+    assert batches == [12]
