@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from ua_parser import parse
 
 USER_AGENT_MAX = 512
@@ -22,3 +24,19 @@ def describe_device(user_agent: str) -> str:
 def warm_up() -> None:
     """Make the parser compile its patterns now (the first parse takes ~150 ms)."""
     describe_device("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0")
+
+
+_NAMES: dict[str, str] = {}
+_NAMES_MAX = 10_000
+
+
+async def device_name(user_agent: str) -> str:
+    """:func:`describe_device` off the event loop the first time a user agent is seen (the
+    parser is slow on a new string), from a bounded cache afterwards (no thread hop)."""
+    known = _NAMES.get(user_agent)
+    if known is None:
+        known = await asyncio.to_thread(describe_device, user_agent)
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        _NAMES[user_agent] = known
+    return known

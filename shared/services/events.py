@@ -9,7 +9,6 @@ not each use case's: the web layer sets it once per request with :func:`set_orig
 
 from __future__ import annotations
 
-import asyncio
 import enum
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.devices import describe_device
+from shared.devices import device_name
 from shared.models import SecurityEvent
 from shared.services.context import ServiceContext
 from shared.webhook_outbox import fan_out
@@ -97,7 +96,7 @@ async def record(session: AsyncSession, kind: Kind, user_id: int | None, **paylo
     """Add an event, and the webhook deliveries it owes, to the caller's transaction (they
     commit, or vanish, with the change): one statement, one round trip."""
     origin = _ORIGIN.get() or Origin()
-    device = await describe(origin.user_agent)
+    device = await device_name(origin.user_agent)
     at = datetime.now(UTC)
     event = insert(SecurityEvent).values(
         user_id=user_id,
@@ -120,22 +119,6 @@ def webhook_data(
     if user_id is None:
         user_id = payload.pop("account_id", None)
     return {"user_id": user_id, "client_address": client_address, "device": device, **payload}
-
-
-_DEVICES: dict[str, str] = {}
-_DEVICES_MAX = 10_000
-
-
-async def describe(user_agent: str) -> str:
-    """The browser in words; parsed in a thread the first time a user agent is seen (the
-    parser is slow on the first sight of a string), from a bounded cache afterwards."""
-    known = _DEVICES.get(user_agent)
-    if known is None:
-        known = await asyncio.to_thread(describe_device, user_agent)
-        if len(_DEVICES) >= _DEVICES_MAX:
-            _DEVICES.clear()
-        _DEVICES[user_agent] = known
-    return known
 
 
 async def record_alone(ctx: ServiceContext, kind: Kind, user_id: int, **payload: Any) -> None:

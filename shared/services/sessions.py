@@ -3,7 +3,6 @@ a time, all but this one, or all at once (a password change, a reset, "this wasn
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.devices import USER_AGENT_MAX, describe_device
+from shared.devices import USER_AGENT_MAX, device_name
 from shared.models import SignInSession, User
 from shared.services import events
 from shared.services.context import ServiceContext
@@ -28,7 +27,7 @@ async def start(
     user_agent: str,
 ) -> str:
     """Record a sign-in; returns its id, for the session cookie."""
-    device = await asyncio.to_thread(describe_device, user_agent)  # the parser loads lazily
+    device = await device_name(user_agent)
     record = SignInSession(
         id=secrets.token_urlsafe(32),
         public_id=secrets.token_urlsafe(12),

@@ -14,7 +14,6 @@ A password reset lifts the account-wide ceiling and the lock of the client that 
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
-from shared.devices import describe_device
+from shared.devices import device_name
 from shared.jobs import NewDevice
 from shared.models import User
 from shared.outbox import email_user
@@ -206,7 +205,7 @@ async def _notify_new_device(
         user_id=user.id,
         session_version=user.session_version,
         signed_in_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        device=await asyncio.to_thread(describe_device, user_agent),
+        device=await device_name(user_agent),
         client_address=client[:64],
     )
     await email_user(session, user, context)
