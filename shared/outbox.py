@@ -30,6 +30,7 @@ from shared.jobs import (
 from shared.models import Email, User
 
 EMAILS = cast(Table, Email.__table__)
+KINDS = {model: kind for kind, model in EMAIL_CONTEXTS.items()}  # context type -> email kind
 
 if TYPE_CHECKING:
     from arq.connections import ArqRedis
@@ -70,9 +71,6 @@ async def add_email(
 async def email_user(session: AsyncSession, user: User, context: EmailContext) -> int:
     """Queue the email ``context`` describes (its type names the kind) to ``user``."""
     return await add_email(session, KINDS[type(context)], user.email, context, user_id=user.id)
-
-
-KINDS = {model: kind for kind, model in EMAIL_CONTEXTS.items()}
 
 
 def announce(session: AsyncSession, email_ids: list[int], *, priority: bool = False) -> None:

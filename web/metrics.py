@@ -12,7 +12,6 @@ process, adds them up: one scrape gives the totals of every process.
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import shutil
 import tempfile
@@ -25,10 +24,10 @@ from prometheus_client import (
     Counter,
     Histogram,
     multiprocess,
-    start_http_server,
 )
 from quart import Quart, Response, g, request
 
+from shared.metrics_listener import serve_metrics as serve_metrics_on
 from shared.settings import Settings
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -86,12 +85,4 @@ def serve_metrics(settings: Settings) -> None:
     else:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    try:
-        start_http_server(settings.METRICS_PORT, addr=settings.METRICS_HOST, registry=registry)
-    except OSError as error:
-        logging.getLogger("web").error(
-            "metrics not served: %s:%s (%s)",
-            settings.METRICS_HOST,
-            settings.METRICS_PORT,
-            error.strerror,
-        )
+    serve_metrics_on(settings.METRICS_HOST, settings.METRICS_PORT, registry=registry)

@@ -162,19 +162,13 @@ def run(settings: Settings) -> int:
         settings.MAIL_PORT,
     )
     if settings.WORKER_METRICS_PORT:
-        from prometheus_client import start_http_server
+        from shared.metrics_listener import serve_metrics
 
-        # A small HTTP server in a thread of its own: it never touches the event loop.
-        try:
-            start_http_server(settings.WORKER_METRICS_PORT, addr=settings.METRICS_HOST)
-        except OSError as error:  # deliveries matter more than their metrics
-            log.error(
-                "metrics not served: %s:%s (%s); give each worker process its own "
-                "WORKER_METRICS_PORT",
-                settings.METRICS_HOST,
-                settings.WORKER_METRICS_PORT,
-                error.strerror,
-            )
+        serve_metrics(
+            settings.METRICS_HOST,
+            settings.WORKER_METRICS_PORT,
+            hint="; give each worker process its own WORKER_METRICS_PORT",
+        )
     pause = 1.0
     while True:
         loop = new_event_loop()
