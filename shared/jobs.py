@@ -4,6 +4,14 @@ Both processes import this module and nothing from each other. The worker regist
 for every name in :data:`JOB_NAMES` (a test checks it); the web process only ever enqueues
 through :func:`enqueue_send_email` and :func:`enqueue_deliver_webhook`, so arq's surface
 stays in one place.
+
+Emails do not travel as one arq job each. arq's protocol costs about eight Redis round trips
+a job (poll, WATCH/EXISTS/ZSCORE and MULTI to start it, GET and INCR, the finishing MULTI),
+which was a third of the worker's CPU per message. An email's outbox id is instead a member
+of one sorted set per queue (:func:`emails_due_key`), scored by when it is due: one ``ZADD``
+to announce it, one script call takes a whole batch of due ids, and the worker runs each as
+a task beside its arq jobs (``worker.dispatch``). The row in PostgreSQL stays the truth: an id
+lost from Redis (a crash after it was taken, Redis restarted empty) is put back by the sweeper.
 """
 
 from __future__ import annotations
@@ -16,12 +24,15 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from arq.connections import ArqRedis, RedisSettings
+    from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
 
 # --- job names --------------------------------------------------------------------------------
 SEND_EMAIL: Final = "send_email"
-"""Deliver one outbox row. Argument: the ``emails.id``. Idempotent: a sent row is skipped."""
+"""Hand one outbox row (argument: the ``emails.id``) to the due set. Versions before the due
+set queued every email as this arq job; the worker still takes such jobs (a rolling upgrade
+leaves some queued) and moves them over. Nothing queues it now."""
 
 SWEEP_OUTBOX: Final = "sweep_outbox"
 """Cron: re-enqueue pending outbox rows whose turn has come (lost jobs, Redis outages)."""
@@ -38,9 +49,14 @@ JOB_NAMES: Final = frozenset({SEND_EMAIL, SWEEP_OUTBOX, PURGE, DELIVER_WEBHOOK})
 
 
 def email_job_id(email_id: int, queue_name: str) -> str:
-    """arq job id for an outbox row: enqueueing the same row twice while a job or its result
-    exists is a no-op, so the web process and the sweeper can both enqueue safely."""
+    """How logs and the CLI name an outbox row's delivery (and the arq job id older versions
+    gave it)."""
     return f"{queue_name}:email:{email_id}"
+
+
+def emails_due_key(queue_name: str) -> str:
+    """The sorted set of outbox ids waiting for delivery, scored by when each is due (ms)."""
+    return f"{queue_name}:emails-due"
 
 
 def webhook_job_id(delivery_id: int, queue_name: str) -> str:
@@ -193,9 +209,8 @@ PRIORITY_KINDS: Final = frozenset(
 """Delivered ahead of everything else waiting: a flood of registrations (confirmations,
 notices) must not hold a reset link back until it expires."""
 
-# arq takes due jobs in the order of their score (the time they are due). Priority jobs are
-# enqueued as if due this long ago, so they pass any backlog younger than that. (arq keeps a
-# job's data for 24 h past its due time, so the head start must stay well under a day.)
+# The worker takes due emails in the order of their score (the time they are due). Priority
+# emails are announced as if due this long ago, so they pass any backlog younger than that.
 PRIORITY_HEAD_START: Final = 12 * 3600
 
 
@@ -228,8 +243,7 @@ def parse_context(kind: str, data: object) -> EmailContext:
 # --- enqueueing -----------------------------------------------------------------------------
 # arq's enqueue_job takes three round trips (WATCH, EXISTS, then MULTI/SET/ZADD/EXEC); this
 # script does the same atomically in one, with arq's own keys and job encoding, so the worker
-# runs the job exactly as if arq had queued it. Every committed email and webhook delivery
-# passes through here (bench scenario 1 counts the web's CPU per reset).
+# runs the job exactly as if arq had queued it (webhook deliveries travel as arq jobs).
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[1], ARGV[2])
@@ -239,48 +253,74 @@ return 1
 
 
 async def enqueue(
-    redis: ArqRedis, function: str, arg: int, *, job_id: str, queue_name: str, head_start: int = 0
+    redis: ArqRedis, function: str, arg: int, *, job_id: str, queue_name: str
 ) -> str | None:
     """Queue ``function(arg)`` under ``job_id`` unless a job or a result with that id exists
-    (arq's semantics); returns the id, or None if it was already there. ``head_start`` (ms)
-    puts the job ahead of those queued in the last that many milliseconds."""
+    (arq's semantics); returns the id, or None if it was already there."""
     from arq.constants import job_key_prefix, result_key_prefix
     from arq.jobs import serialize_job
     from arq.utils import timestamp_ms
 
     now = timestamp_ms()
-    score = now - head_start
-    expires = redis.expires_extra_ms - head_start
     job = serialize_job(function, (arg,), {}, None, now, serializer=redis.job_serializer)
     keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue_name]
-    added = await _enqueue_script(redis)(keys=keys, args=[expires, job, score, job_id])
+    args: list[bytes | str | int] = [redis.expires_extra_ms, job, now, job_id]
+    added = await _script(redis, _ENQUEUE)(keys=keys, args=args)
     return job_id if added else None
 
 
-_SCRIPTS: weakref.WeakKeyDictionary[ArqRedis, AsyncScript] = weakref.WeakKeyDictionary()
+_SCRIPTS: weakref.WeakKeyDictionary[Redis, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
 
 
-def _enqueue_script(redis: ArqRedis) -> AsyncScript:
+def _script(redis: Redis, source: str) -> AsyncScript:
     """The script registered with this client (sent as EVALSHA after its first use)."""
-    script = _SCRIPTS.get(redis)
+    scripts = _SCRIPTS.setdefault(redis, {})
+    script = scripts.get(source)
     if script is None:
-        script = _SCRIPTS[redis] = redis.register_script(_ENQUEUE)
+        script = scripts[source] = redis.register_script(source)
     return script
 
 
 async def enqueue_send_email(
-    redis: ArqRedis, email_id: int, *, queue_name: str, priority: bool = False
+    redis: Redis, email_id: int, *, queue_name: str, priority: bool = False
 ) -> str | None:
-    """Put a delivery job on the queue; returns the job id, or None if it is already queued.
-    A ``priority`` job goes ahead of the others waiting (see :data:`PRIORITY_HEAD_START`)."""
-    return await enqueue(
-        redis,
-        SEND_EMAIL,
-        email_id,
-        job_id=email_job_id(email_id, queue_name),
-        queue_name=queue_name,
-        head_start=int(PRIORITY_HEAD_START * 1000) if priority else 0,
+    """Announce an outbox row to the worker (one ``ZADD NX``); returns its delivery's name, or
+    None if the row is already waiting, whose place in the line is then kept. A ``priority``
+    row goes ahead of the others waiting (see :data:`PRIORITY_HEAD_START`)."""
+    from arq.utils import timestamp_ms
+
+    score = timestamp_ms() - (PRIORITY_HEAD_START * 1000 if priority else 0)
+    added = await redis.zadd(emails_due_key(queue_name), {str(email_id): score}, nx=True)
+    return email_job_id(email_id, queue_name) if added else None
+
+
+async def defer_email(redis: Redis, email_id: int, delay: float, *, queue_name: str) -> None:
+    """Put an outbox row back in line, due ``delay`` seconds from now (a retry, or a message
+    the outbound budget holds back). Moves it if it is already waiting."""
+    from arq.utils import timestamp_ms
+
+    due = timestamp_ms() + int(delay * 1000)
+    await redis.zadd(emails_due_key(queue_name), {str(email_id): due})
+
+
+# Take up to ARGV[2] members due by ARGV[1] (ms), oldest first, and remove them: atomic, so two
+# worker processes never take the same id from one announcement.
+_TAKE_DUE = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #ids > 0 then redis.call('ZREM', KEYS[1], unpack(ids)) end
+return ids
+"""
+
+
+async def take_due_emails(redis: Redis, *, queue_name: str, limit: int) -> list[int]:
+    """Take up to ``limit`` outbox ids whose time has come off the due set (one round trip).
+    A taken id is the taker's to deliver; if it dies first, the sweeper puts the id back."""
+    from arq.utils import timestamp_ms
+
+    ids = await _script(redis, _TAKE_DUE)(
+        keys=[emails_due_key(queue_name)], args=[timestamp_ms(), limit]
     )
+    return [int(member) for member in ids]
 
 
 async def enqueue_deliver_webhook(

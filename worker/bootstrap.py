@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from arq import Worker, cron, func
+from arq import cron, func
 
 from shared.db import create_engine, create_sessionmaker
 from shared.jobs import DELIVER_WEBHOOK, PURGE, SEND_EMAIL, SWEEP_OUTBOX, redis_settings
 from shared.settings import Settings
 from shared.tokens import Tokens
 from worker import metrics
-from worker.context import STATE_KEY, WorkerState
-from worker.jobs import purge, send_email, sweep_outbox
+from worker.context import STATE_KEY, WorkerState, state
+from worker.dispatch import DeliveryWorker
+from worker.jobs import deliver_email, purge, send_email, sweep_outbox
 from worker.mailer import SMTPConfig, SMTPPool
 from worker.render import EmailRenderer
 from worker.signing import DkimSigner
@@ -65,9 +66,9 @@ def webhook_sender(settings: Settings) -> WebhookSender:
 def claim_lease(settings: Settings) -> float:
     """How long a delivery's claim on its row lasts, in seconds.
 
-    Longer than any job may run (arq cancels it at WORKER_JOB_TIMEOUT), so a live run never
-    loses its claim; shorter than arq's wait before it re-runs a dead worker's job (the
-    timeout + 10 s), so that re-run finds the claim expired and delivers the row.
+    Longer than any delivery may run (it is stopped at WORKER_JOB_TIMEOUT), so a live run
+    never loses its claim; a dead worker's claims run out soon after, and the sweeper then
+    announces those rows again.
     """
     return settings.WORKER_JOB_TIMEOUT + 5
 
@@ -126,15 +127,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
     return {
         "functions": [
-            # keep_result=0: no result key, so the sweeper may re-enqueue the row's job id as
-            # soon as a run ends; the row's status decides whether anything is sent.
-            # max_tries is a backstop above MAIL_MAX_ATTEMPTS, which the row enforces.
-            func(
-                send_email,
-                name=SEND_EMAIL,
-                keep_result=0,
-                max_tries=settings.MAIL_MAX_ATTEMPTS * 2,
-            ),
+            # Emails queued as arq jobs by an older version: moved to the due set.
+            func(send_email, name=SEND_EMAIL, keep_result=0),
             # Attempts are counted on the row (WEBHOOK_MAX_ATTEMPTS); arq's count also grows
             # while an endpoint's breaker holds deliveries back, hence the generous backstop.
             func(
@@ -182,5 +176,11 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_worker(settings: Settings, **overrides: Any) -> Worker:
-    return Worker(**{**worker_options(settings), **overrides})
+async def _deliver(ctx: dict[str, Any], email_id: int) -> float | None:
+    return await deliver_email(state(ctx), email_id)
+
+
+def create_worker(settings: Settings, **overrides: Any) -> DeliveryWorker:
+    """The worker process's arq worker; emails from the due set are delivered by
+    :func:`worker.jobs.deliver_email` beside the arq jobs."""
+    return DeliveryWorker(deliver_email=_deliver, **{**worker_options(settings), **overrides})

@@ -1,9 +1,9 @@
-"""Job functions: thin steps around the outbox row.
+"""Delivery and the cron jobs: thin steps around the outbox row.
 
-``send_email`` claims the row for a while (a lease), renders, delivers and records the outcome.
-The database row, not Redis, is the source of truth: a job may run twice (a sweeper
-re-enqueue, a killed worker), and a row that is no longer pending, or that a live run has
-claimed, is left alone.
+:func:`deliver_email` claims the row for a while (a lease), renders, delivers and records the
+outcome; ``worker.dispatch`` runs it for every id taken off the due set. The database row, not
+Redis, is the source of truth: a delivery may run twice (a sweeper re-announcement, a killed
+worker), and a row that is no longer pending, or that a live run has claimed, is left alone.
 """
 
 from __future__ import annotations
@@ -16,12 +16,17 @@ from datetime import UTC, datetime, timedelta
 from email.policy import SMTPUTF8
 from typing import Any
 
-from arq import Retry
 from jinja2 import TemplateError
 from pydantic import ValidationError
 
 from shared.alerts import alert_admins
-from shared.jobs import PRIORITY_KINDS, EmailKind, enqueue_send_email, parse_context
+from shared.jobs import (
+    PRIORITY_KINDS,
+    EmailKind,
+    emails_due_key,
+    enqueue_send_email,
+    parse_context,
+)
 from shared.models import EmailStatus
 from shared.outbox import transaction
 from shared.services import bounces
@@ -56,29 +61,31 @@ class _Outcome:
     suppress: bool = False  # the server refused the address itself: add it to the list
 
 
-async def send_email(ctx: dict[str, Any], email_id: int) -> str:
-    """Deliver outbox row ``email_id``; returns a short description of what happened.
+async def deliver_email(st: WorkerState, email_id: int) -> float | None:
+    """Deliver outbox row ``email_id``; returns in how many seconds to try it again, if at all.
 
     Claim the row (a lease, one batched UPDATE), deliver without holding a transaction or a
-    connection, then record the outcome. "Sent" is recorded in a batch with other jobs';
-    anything else in its own transaction, with the admin alert it may cause.
+    connection, then record the outcome. "Sent" is recorded in a batch with other deliveries';
+    anything else in its own transaction, with the admin alert it may cause. The row is the
+    truth: a delivery may run twice (a sweeper re-announcement, a killed worker), and a row
+    that is no longer pending, or that a live run has claimed, is left alone.
     """
-    st = state(ctx)
     email = await st.store.claim(email_id)
     if email is None:
-        return "not pending, or claimed by another run"
+        log.debug("email %s not pending, or claimed by another run", email_id)
+        return None
     # From here on, whatever goes wrong (a crash, a timeout, the database) the claim simply
-    # expires, after which the row's next job run or the sweeper delivers it.
+    # expires, after which the sweeper announces the row again and it is delivered.
     outcome = await _deliver(st, email)
     metrics.EMAILS.labels(email.kind, _metric_outcome(outcome)).inc()
     if outcome.status == EmailStatus.SENT:
         await st.store.mark_sent(email.id)
     else:
         await _record(st, email, outcome)
-    # Recorded: the attempt is on record even if Redis loses the retry below.
+    # Recorded: the attempt is on record even if Redis loses the retry.
     if outcome.held is not None:
         log.info("email %s held back (%s) for %.1fs", email_id, outcome.held, outcome.retry_in)
-        raise Retry(defer=outcome.retry_in)
+        return outcome.retry_in
     if outcome.retry_in is not None:
         log.info(
             "email %s (%s) attempt %s failed temporarily: %s; retry in %.0fs",
@@ -88,10 +95,18 @@ async def send_email(ctx: dict[str, Any], email_id: int) -> str:
             outcome.detail,
             outcome.retry_in,
         )
-        raise Retry(defer=outcome.retry_in)
+        return outcome.retry_in
     log_outcome = log.warning if outcome.status == EmailStatus.FAILED else log.info
     log_outcome("email %s (%s) %s: %s", email_id, email.kind, outcome.status, outcome.detail)
-    return f"{outcome.status}: {outcome.detail}"
+    return None
+
+
+async def send_email(ctx: dict[str, Any], email_id: int) -> str:
+    """An arq job an older version queued for one email: hand the row to the due set, where
+    this version delivers emails from (:func:`shared.jobs.enqueue_send_email`)."""
+    st = state(ctx)
+    await enqueue_send_email(st.redis, email_id, queue_name=st.settings.QUEUE_NAME)
+    return "moved to the due set"
 
 
 def _metric_outcome(outcome: _Outcome) -> str:
@@ -272,7 +287,12 @@ async def _refresh_gauges(st: WorkerState) -> None:
     metrics.OUTBOX.labels("pending").set(stats.pending)
     metrics.OUTBOX.labels("failed").set(stats.failed)
     metrics.OLDEST_PENDING.set(stats.oldest_pending_age)
-    metrics.QUEUE_DEPTH.set(await st.redis.zcard(st.settings.QUEUE_NAME))
+    queue_name = st.settings.QUEUE_NAME
+    async with st.redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(queue_name)
+        pipe.zcard(emails_due_key(queue_name))
+        jobs, emails = await pipe.execute()
+    metrics.QUEUE_DEPTH.set(jobs + emails)
 
 
 async def purge(ctx: dict[str, Any]) -> str:

@@ -31,7 +31,9 @@ OUTBOX = Gauge(
 OLDEST_PENDING = Gauge(
     "accounts_outbox_oldest_pending_seconds", "Age of the oldest pending email (0 if none)."
 )
-QUEUE_DEPTH = Gauge("accounts_queue_jobs", "Jobs waiting in the arq queue.")
+QUEUE_DEPTH = Gauge(
+    "accounts_queue_jobs", "Work waiting in Redis: arq jobs and emails in the due set."
+)
 LAST_SWEEP = Gauge(
     "accounts_worker_last_sweep_timestamp_seconds", "When this worker last swept the outbox."
 )

@@ -14,6 +14,7 @@ import pytest
 from arq.connections import ArqRedis
 
 from devstack.mailsink import MailSink
+from shared.jobs import emails_due_key
 from shared.settings import Settings
 from tests.support import ROOT, settings_env, wait_for
 
@@ -41,8 +42,9 @@ async def test_send_test_email_is_delivered_by_the_worker_process(
     assert result.returncode == 0, result.stderr
     job_id = result.stdout.strip()
     assert job_id.startswith(f"{settings.QUEUE_NAME}:email:")
-    # The job is on the queue before any worker runs.
-    assert await queue.zscore(settings.QUEUE_NAME, job_id) is not None
+    # The email is announced before any worker runs.
+    email_id = job_id.rpartition(":")[2]
+    assert await queue.zscore(emails_due_key(settings.QUEUE_NAME), email_id) is not None
 
     worker = subprocess.Popen(
         [sys.executable, "-m", "worker"],
@@ -66,7 +68,6 @@ async def test_send_test_email_is_delivered_by_the_worker_process(
     assert message["From"] == "Accounts <noreply@accounts.test>"
     assert message["To"] == "you@example.com"
     assert message["Subject"] == "test subject"
-    email_id = job_id.rpartition(":")[2]
     assert message["Message-ID"].startswith(f"<outbox.{email_id}.")
     sent = email.utils.parsedate_to_datetime(message["Date"])
     assert abs(datetime.now(UTC) - sent) < timedelta(minutes=1)

@@ -7,7 +7,13 @@ from sqlalchemy import select
 
 from devstack.mailsink import MailSink
 from shared.db import SessionMaker
-from shared.jobs import EmailKind, TestEmail, email_job_id
+from shared.jobs import (
+    EmailKind,
+    TestEmail,
+    email_job_id,
+    emails_due_key,
+    enqueue_send_email,
+)
 from shared.models import Email, EmailStatus
 from shared.outbox import add_email, transaction
 from shared.settings import Settings
@@ -43,7 +49,18 @@ async def test_committed_email_is_delivered_once(
     assert (row.status, row.attempts, row.last_error) == (EmailStatus.SENT, 1, None)
     assert row.sent_at is not None
 
-    # A duplicate job for the same row (the sweeper, a retry after a crash) sends nothing.
+    # Announcing the row again (the sweeper, a retry after a crash) sends nothing.
+    assert await enqueue_send_email(queue, email_id, queue_name=settings.QUEUE_NAME)
+    await run_worker()
+    assert len(smtp.messages) == 1
+
+
+async def test_an_email_queued_as_an_arq_job_by_an_older_version_is_delivered(
+    sessionmaker: SessionMaker, queue: ArqRedis, settings: Settings, smtp: MailSink, run_worker
+) -> None:
+    """A rolling upgrade leaves emails queued the old way, one arq job each."""
+    async with sessionmaker() as session, session.begin():
+        email_id = await add_email(session, EmailKind.TEST, "old@example.com", TestEmail())
     await queue.enqueue_job(
         "send_email",
         email_id,
@@ -51,7 +68,10 @@ async def test_committed_email_is_delivered_once(
         _queue_name=settings.QUEUE_NAME,
     )
     await run_worker()
-    assert len(smtp.messages) == 1
+
+    (received,) = smtp.messages
+    assert received.envelope_to == ["old@example.com"]
+    assert (await load(sessionmaker, email_id)).status == EmailStatus.SENT
 
 
 async def test_rolled_back_transaction_neither_stores_nor_enqueues(
@@ -69,6 +89,7 @@ async def test_rolled_back_transaction_neither_stores_nor_enqueues(
     async with sessionmaker() as session:
         assert (await session.scalars(select(Email))).all() == []
     assert await queue.zcard(settings.QUEUE_NAME) == 0
+    assert await queue.zcard(emails_due_key(settings.QUEUE_NAME)) == 0
 
 
 async def test_temporary_failure_is_retried_with_backoff(

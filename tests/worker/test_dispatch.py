@@ -1,0 +1,189 @@
+"""The due set (emails announced in Redis) and the worker that takes from it, on real Redis,
+PostgreSQL and an aiosmtpd server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import pytest
+from arq.connections import ArqRedis
+from sqlalchemy import select
+
+from devstack.mailsink import MailSink
+from shared.db import SessionMaker
+from shared.jobs import (
+    EmailKind,
+    TestEmail,
+    defer_email,
+    emails_due_key,
+    enqueue_send_email,
+    take_due_emails,
+)
+from shared.models import Email, EmailStatus
+from shared.outbox import add_email
+from shared.settings import Settings
+from tests.support import wait_for
+from worker.bootstrap import create_worker, worker_options
+from worker.dispatch import DeliveryWorker
+
+pytestmark = pytest.mark.usefixtures("clean_db")
+
+
+async def add_emails(sessionmaker: SessionMaker, count: int) -> list[int]:
+    """Committed outbox rows, not yet announced."""
+    async with sessionmaker() as session, session.begin():
+        return [
+            await add_email(session, EmailKind.TEST, f"due{n}@example.com", TestEmail())
+            for n in range(count)
+        ]
+
+
+async def statuses(sessionmaker: SessionMaker) -> dict[int, str]:
+    async with sessionmaker() as session:
+        rows = await session.execute(select(Email.id, Email.status))
+        return {email_id: status for email_id, status in rows}
+
+
+async def test_an_announcement_is_taken_once_and_keeps_its_place(
+    queue: ArqRedis, settings: Settings
+) -> None:
+    name = settings.QUEUE_NAME
+    assert await enqueue_send_email(queue, 1, queue_name=name) == f"{name}:email:1"
+    assert await enqueue_send_email(queue, 2, queue_name=name)
+    assert await enqueue_send_email(queue, 1, queue_name=name) is None  # already waiting
+
+    assert await take_due_emails(queue, queue_name=name, limit=10) == [1, 2]
+    assert await take_due_emails(queue, queue_name=name, limit=10) == []
+
+
+async def test_a_priority_email_passes_the_backlog(queue: ArqRedis, settings: Settings) -> None:
+    name = settings.QUEUE_NAME
+    for email_id in range(1, 51):
+        await enqueue_send_email(queue, email_id, queue_name=name)
+    await enqueue_send_email(queue, 99, queue_name=name, priority=True)
+
+    assert await take_due_emails(queue, queue_name=name, limit=3) == [99, 1, 2]
+
+
+async def test_a_deferred_email_waits_for_its_time(queue: ArqRedis, settings: Settings) -> None:
+    name = settings.QUEUE_NAME
+    await enqueue_send_email(queue, 7, queue_name=name)
+    await defer_email(queue, 7, 0.3, queue_name=name)  # moves the waiting one
+
+    assert await take_due_emails(queue, queue_name=name, limit=10) == []
+    await asyncio.sleep(0.35)
+    assert await take_due_emails(queue, queue_name=name, limit=10) == [7]
+
+
+async def test_concurrent_takers_never_take_the_same_email(
+    queue: ArqRedis, settings: Settings
+) -> None:
+    """Several worker processes poll the one set: each id goes to exactly one of them."""
+    name = settings.QUEUE_NAME
+    for email_id in range(1, 301):
+        await enqueue_send_email(queue, email_id, queue_name=name)
+    takers = [create_client(settings) for _ in range(4)]
+    try:
+        takes = [take_due_emails(taker, queue_name=name, limit=7) for taker in takers * 12]
+        batches = await asyncio.gather(*takes)
+    finally:
+        await asyncio.gather(*(taker.aclose() for taker in takers))
+    taken = [email_id for batch in batches for email_id in batch]
+    assert len(taken) == len(set(taken)) == 300  # 4 x 12 x 7 = 336 places for 300 ids
+
+
+def create_client(settings: Settings) -> ArqRedis:
+    from shared.jobs import create_queue
+
+    return create_queue(settings.REDIS_URL)
+
+
+async def test_the_worker_keeps_within_max_jobs_and_delivers_every_due_email(
+    settings: Settings, sessionmaker: SessionMaker, queue: ArqRedis, smtp: MailSink
+) -> None:
+    ids = await add_emails(sessionmaker, 24)
+    for email_id in ids:
+        await enqueue_send_email(queue, email_id, queue_name=settings.QUEUE_NAME)
+    smtp.delay = 0.05
+    worker = create_worker(settings, burst=True, handle_signals=False, max_jobs=4)
+    busiest = 0
+
+    async def watch() -> None:
+        nonlocal busiest
+        while True:
+            busiest = max(busiest, worker.job_counter)
+            await asyncio.sleep(0.005)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await worker.main()
+    finally:
+        watcher.cancel()
+        await asyncio.gather(worker.close(), return_exceptions=True)
+
+    assert sorted(message.envelope_to[0] for message in smtp.messages) == sorted(
+        f"due{n}@example.com" for n in range(24)
+    )
+    assert set((await statuses(sessionmaker)).values()) == {EmailStatus.SENT}
+    assert busiest == 4  # the limit was reached, and never passed
+    assert await queue.zcard(emails_due_key(settings.QUEUE_NAME)) == 0
+
+
+async def test_a_failing_delivery_is_logged_and_the_others_go_on(
+    settings: Settings, queue: ArqRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever one delivery raises, the worker's loop (which re-raises a task's error)
+    keeps going and the other deliveries run."""
+    delivered: list[int] = []
+
+    async def deliver(ctx: dict[str, Any], email_id: int) -> float | None:
+        if email_id == 2:
+            raise RuntimeError("a bug in one delivery")
+        delivered.append(email_id)
+        return None
+
+    for email_id in (1, 2, 3):
+        await enqueue_send_email(queue, email_id, queue_name=settings.QUEUE_NAME)
+    options = worker_options(settings)
+    options.update(on_startup=None, on_shutdown=None, burst=True, handle_signals=False)
+    worker = DeliveryWorker(deliver_email=deliver, **options)
+    try:
+        await worker.main()
+    finally:
+        await asyncio.gather(worker.close(), return_exceptions=True)
+
+    assert sorted(delivered) == [1, 3]
+    assert "email 2: delivery failed" in caplog.text
+    assert "a bug in one delivery" in caplog.text
+
+
+async def test_sigterm_lets_deliveries_in_flight_finish_and_takes_no_more(
+    settings: Settings, sessionmaker: SessionMaker, queue: ArqRedis, smtp: MailSink
+) -> None:
+    """arq's graceful stop (job_completion_wait) covers the emails: what was taken is
+    delivered and recorded; what is still waiting stays in the set for the next worker."""
+    first = await add_emails(sessionmaker, 3)
+    for email_id in first:
+        await enqueue_send_email(queue, email_id, queue_name=settings.QUEUE_NAME)
+    smtp.delay = 0.6
+    worker = create_worker(settings, handle_signals=False)
+    running = asyncio.create_task(worker.async_run())
+    try:
+        await wait_for(lambda: worker.job_counter == 3, timeout=10)
+        worker.handle_sig_wait_for_completion(signal.SIGTERM)
+        later = await add_emails(sessionmaker, 2)
+        for email_id in later:
+            await enqueue_send_email(queue, email_id, queue_name=settings.QUEUE_NAME)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(running, 10)  # arq ends its loop once the deliveries are done
+    finally:
+        await asyncio.gather(worker.close(), return_exceptions=True)
+
+    assert len(smtp.messages) == 3
+    rows = await statuses(sessionmaker)
+    assert [rows[email_id] for email_id in first] == [EmailStatus.SENT] * 3
+    assert [rows[email_id] for email_id in later] == [EmailStatus.PENDING] * 2
+    waiting = await queue.zrange(emails_due_key(settings.QUEUE_NAME), 0, -1)
+    assert sorted(int(member) for member in waiting) == later
