@@ -131,8 +131,12 @@ async def test_worker_killed_mid_batch_loses_nothing(
     sessionmaker: SessionMaker,
     tmp_path: Path,
 ) -> None:
-    # A short job timeout so a killed worker's jobs become runnable again in 15 s, not 70.
-    settings = settings.with_values(WORKER_JOB_TIMEOUT=5)
+    # A short delivery timeout, so the killed worker's claims end after 10 s, not 65, and a
+    # sweep every second of rows waiting over 3 s (the emails it had taken are lost from
+    # Redis with it; the sweeper announces them again from the outbox).
+    settings = settings.with_values(
+        WORKER_JOB_TIMEOUT=5, OUTBOX_SWEEP_AFTER=3, OUTBOX_SWEEP_EVERY=1
+    )
     total = 300
     smtp.delay = 0.01
     async with transaction(sessionmaker, queue, queue_name=settings.QUEUE_NAME) as session:

@@ -81,7 +81,11 @@ async def test_two_web_and_three_worker_processes_survive_a_worker_sigkill(
         WEB_WORKERS=2,
         MAIL_RATE_PER_SECOND=rate,
         WORKER_METRICS_PORT=0,
-        WORKER_JOB_TIMEOUT=5,  # the killed worker's jobs run again within seconds
+        # The killed worker's emails: their claims end 10 s after it took them, and the
+        # sweeper announces them again (every second, for rows waiting over 3 s).
+        WORKER_JOB_TIMEOUT=5,
+        OUTBOX_SWEEP_AFTER=3,
+        OUTBOX_SWEEP_EVERY=1,
         POSTS_PER_MINUTE=10_000,
     )
     emails = [f"person{n}@d{n % 20}.example" for n in range(total)]
