@@ -14,6 +14,7 @@ from quart import Quart, request
 from quart_schema import QuartSchema
 
 from shared.devices import warm_up as warm_up_device_names
+from shared.heap import freeze_startup_objects
 from shared.services import events
 from shared.services.context import ServiceContext
 from shared.settings import Settings, load_settings
@@ -136,6 +137,20 @@ def create_app(settings: Settings | None = None) -> Quart:
         context: ServiceContext | None = app.extensions.pop(SERVICES_KEY, None)
         if context is not None:
             await context.close()
+
+    return app
+
+
+def create_server_app() -> Quart:
+    """The app as ``python -m web`` serves it: once ready to serve, each server process
+    freezes what start-up made, so the collector's full collections skip it
+    (:mod:`shared.heap`). Tests use :func:`create_app`, which leaves their process's
+    collector alone."""
+    app = create_app()
+
+    @app.before_serving
+    async def freeze_startup() -> None:  # registered last, so it runs after the others
+        freeze_startup_objects()
 
     return app
 

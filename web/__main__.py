@@ -59,7 +59,7 @@ def serve(settings: Settings) -> int:
     if settings.METRICS_PORT:
         serve_metrics(settings)
     uvicorn.run(
-        "web:create_app",
+        "web:create_server_app",
         factory=True,
         host=settings.HOST,
         port=settings.PORT,

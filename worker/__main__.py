@@ -173,7 +173,7 @@ def run(settings: Settings) -> int:
     while True:
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
-        worker = create_worker(settings)
+        worker = create_worker(settings, freeze_after_startup=True)
         try:
             worker.run()
             return 0

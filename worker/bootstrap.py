@@ -8,6 +8,7 @@ from typing import Any
 from arq import cron, func
 
 from shared.db import create_engine, create_sessionmaker
+from shared.heap import freeze_startup_objects
 from shared.jobs import DELIVER_WEBHOOK, PURGE, SEND_EMAIL, SWEEP_OUTBOX, redis_settings
 from shared.settings import Settings
 from shared.tokens import Tokens
@@ -73,8 +74,10 @@ def claim_lease(settings: Settings) -> float:
     return settings.WORKER_JOB_TIMEOUT + 5
 
 
-def worker_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for :class:`arq.Worker`, one place for every tuning decision."""
+def worker_options(settings: Settings, *, freeze_after_startup: bool = False) -> dict[str, Any]:
+    """Keyword arguments for :class:`arq.Worker`, one place for every tuning decision.
+    ``freeze_after_startup``: for ``python -m worker`` (see :mod:`shared.heap`); tests leave
+    their process's collector alone."""
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         # Jobs hold a connection only for a statement or two (claims are leases, not locks
@@ -116,6 +119,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         )
 
         metrics.BREAKER_OPEN.set_function(lambda: float(ctx[STATE_KEY].breaker.is_open))
+        if freeze_after_startup:
+            freeze_startup_objects()  # short full collections while delivering (shared.heap)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         state: WorkerState | None = ctx.get(STATE_KEY)
@@ -180,7 +185,10 @@ async def _deliver(ctx: dict[str, Any], email_id: int) -> float | None:
     return await deliver_email(state(ctx), email_id)
 
 
-def create_worker(settings: Settings, **overrides: Any) -> DeliveryWorker:
+def create_worker(
+    settings: Settings, *, freeze_after_startup: bool = False, **overrides: Any
+) -> DeliveryWorker:
     """The worker process's arq worker; emails from the due set are delivered by
     :func:`worker.jobs.deliver_email` beside the arq jobs."""
-    return DeliveryWorker(deliver_email=_deliver, **{**worker_options(settings), **overrides})
+    options = worker_options(settings, freeze_after_startup=freeze_after_startup)
+    return DeliveryWorker(deliver_email=_deliver, **{**options, **overrides})
