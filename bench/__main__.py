@@ -18,6 +18,7 @@ import platform
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -542,19 +543,56 @@ async def wait_arrivals(sink: Sink, tag: str, count: int, timeout: float) -> lis
     raise RuntimeError(f"only {len(times)} of {count} {tag} emails arrived in {timeout}s")
 
 
+ROUNDS = 3  # scenario 2: the limit and the worker alternate, the median of each counts
+
+
+async def worker_rate(
+    bench: Bench, sink: Sink, count: int, tag: str, processes: int = 1, **extra: str
+) -> float:
+    """Messages/s of ``processes`` worker processes delivering ``count`` queued emails."""
+    await reset_outbox(bench.env)
+    await queue_emails(bench.env, count, tag)
+    workers = bench.start_workers(bench.with_mail(sink, **extra), processes)
+    try:
+        times = await wait_arrivals(sink, tag, count, timeout=120)
+    finally:
+        for worker in workers:
+            worker.stop()
+    return (count - 1) / (times[-1] - times[0])
+
+
+def spread(values: list[float]) -> str:
+    """The median, and the range when there are several runs."""
+    middle = statistics.median(values)
+    if len(values) == 1:
+        return f"{middle:.0f}"
+    return f"{middle:.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
 async def worker_throughput(bench: Bench, count: int) -> None:
     sink = Sink(0.0)
     sink.start(bench.env)
     rows = []
     try:
+        # The machine's speed drifts by +-20 % within minutes here, so the limit and the
+        # worker take turns, and the ratio is of their medians.
+        bare_runs: list[float] = []
+        worker_runs: list[float] = []
+        for round_number in range(ROUNDS):
+            bare_runs.append(await bare_loop(sink.port, count, connections=POOL))
+            worker_runs.append(await worker_rate(bench, sink, count, f"w{round_number}-"))
+        bare = statistics.median(bare_runs)
         one = await bare_loop(sink.port, count)
-        bare = await bare_loop(sink.port, count, connections=POOL)
         encoded = await bare_loop(sink.port, count, connections=POOL, encoded=True)
         rows.append(
             ["bare aiosmtplib loop, 1 reused connection", f"{one:.0f}", f"{one / bare:.2f}"]
         )
         rows.append(
-            [f"bare loop, {POOL} connections (MAIL_POOL_SIZE: the limit)", f"{bare:.0f}", "1.00"]
+            [
+                f"bare loop, {POOL} connections (MAIL_POOL_SIZE: the limit), {ROUNDS} runs",
+                spread(bare_runs),
+                "1.00",
+            ]
         )
         rows.append(
             [
@@ -563,34 +601,30 @@ async def worker_throughput(bench: Bench, count: int) -> None:
                 f"{encoded / bare:.2f}",
             ]
         )
+        worker = statistics.median(worker_runs)
+        rows.append(
+            [
+                f"this worker, 1 process, {ROUNDS} runs (taking turns with the limit)",
+                spread(worker_runs),
+                f"**{worker / bare:.2f}**",
+            ]
+        )
         from worker.signing import generate_key
 
-        runs: list[tuple[str, int, dict[str, str]]] = [
-            ("this worker, 1 process", 1, {}),
-            ("this worker, 2 processes", 2, {}),
-        ]
+        runs: list[tuple[str, int, dict[str, str]]] = [("this worker, 2 processes", 2, {})]
         for algorithm in ("rsa-sha256", "ed25519-sha256"):
             dkim = {"DKIM_DOMAIN": "example.com", "DKIM_SELECTOR": "bench",
                     "DKIM_ALGORITHM": algorithm,
                     "DKIM_PRIVATE_KEY": generate_key(algorithm).private_key.decode()}  # fmt: skip
             runs.append((f"this worker, 1 process, DKIM {algorithm}", 1, dkim))
         for label, processes, extra in runs:
-            await reset_outbox(bench.env)
-            tag = f"w{len(rows)}-"
-            await queue_emails(bench.env, count, tag)
-            workers = bench.start_workers(bench.with_mail(sink, **extra), processes)
-            try:
-                times = await wait_arrivals(sink, tag, count, timeout=120)
-            finally:
-                for worker in workers:
-                    worker.stop()
-            rate = (count - 1) / (times[-1] - times[0])
+            rate = await worker_rate(bench, sink, count, f"w{len(rows)}-", processes, **extra)
             rows.append([label, f"{rate:.0f}", f"{rate / bare:.2f}"])
     finally:
         sink.stop()
     bench.table(
         f"2. Worker throughput ({count} queued emails to a loopback sink)",
-        ["sender", "messages/s", f"vs bare loop with {POOL} connections"],
+        ["sender", "messages/s", f"vs bare loop with {POOL} connections (median)"],
         rows,
         "The worker does per message what the bare loop does not: claims and updates its "
         "outbox row in PostgreSQL, renders text + HTML with inlined CSS, and takes its id "
@@ -598,7 +632,7 @@ async def worker_throughput(bench: Bench, count: int) -> None:
         "connections in parallel "
         "(MAIL_POOL_SIZE, default 8; WORKER_MAX_JOBS, default 64). Rate = messages between "
         "the first and the last arrival. The outbound budget is raised for the run (every "
-        "recipient is @example.com).",
+        "recipient is @example.com). Target: the worker >= 0.9 of the limit.",
     )
 
 
