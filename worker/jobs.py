@@ -66,9 +66,7 @@ async def deliver_email(st: WorkerState, email_id: int) -> float | None:
 
     Claim the row (a lease, one batched UPDATE), deliver without holding a transaction or a
     connection, then record the outcome. "Sent" is recorded in a batch with other deliveries';
-    anything else in its own transaction, with the admin alert it may cause. The row is the
-    truth: a delivery may run twice (a sweeper re-announcement, a killed worker), and a row
-    that is no longer pending, or that a live run has claimed, is left alone.
+    anything else in its own transaction, with the admin alert it may cause.
     """
     email = await st.store.claim(email_id)
     if email is None:
