@@ -1,0 +1,91 @@
+"""Deferred work starts after the answer has been sent, in the request's context
+(web.after_response)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable
+from typing import Any
+
+from quart import Quart
+
+from tests.web.browser import Browser
+from web.after_response import AfterResponse, after_response
+
+ORIGIN: contextvars.ContextVar[str] = contextvars.ContextVar("origin", default="-")
+
+
+async def test_work_deferred_in_a_request_starts_after_its_last_byte() -> None:
+    happened: list[str] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    def start(func: Callable[..., Any], *args: Any) -> None:
+        happened.append(f"started {args[0]}")
+        tasks.append(asyncio.ensure_future(func(*args)))
+
+    defer = after_response(start)
+
+    async def work(name: str) -> None:
+        happened.append(f"{name} ran from {ORIGIN.get()}")
+        if name == "first":
+            defer(work, "nested")  # outside any request now: starts at once
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        ORIGIN.set("203.0.113.9")  # as the app's before_request notes the client
+        defer(work, "first")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await asyncio.sleep(0.01)  # the loop is free: nothing deferred may start yet
+        await send({"type": "http.response.body", "body": b"done", "more_body": False})
+
+    async def send(message: dict[str, Any]) -> None:
+        happened.append(message["type"])
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    await AfterResponse(app)({"type": "http"}, receive, send)
+    await asyncio.gather(*tasks)
+    await asyncio.gather(*tasks)  # the nested one, added while the first ran
+
+    assert happened == [
+        "http.response.start",
+        "http.response.body",
+        "started first",
+        "first ran from 203.0.113.9",  # the request's context, where the origin was set
+        "started nested",
+        "nested ran from 203.0.113.9",
+    ]
+
+
+async def test_outside_a_request_work_starts_at_once() -> None:
+    started: list[str] = []
+    defer = after_response(lambda func, *args: started.append(args[0]))
+    defer(print, "now")
+    assert started == ["now"]
+
+
+async def test_a_failed_sign_in_is_recorded_after_the_answer_with_its_origin(
+    app: Quart, browser: Browser
+) -> None:
+    """The one deferred insert only known accounts cause (timing must not tell them apart)."""
+    from sqlalchemy import select
+
+    from shared.models import SecurityEvent
+    from web.extensions import SERVICES_KEY
+
+    await browser.register()
+    client = Browser(app)
+    page = await client.submit(
+        "/login", {"email": "alice@example.com", "password": "wrong guess"}, follow=False
+    )
+    assert page.status == 200
+    while app.background_tasks:
+        await asyncio.gather(*app.background_tasks)
+    async with app.extensions[SERVICES_KEY].reading() as session:
+        event = (
+            await session.scalars(
+                select(SecurityEvent).where(SecurityEvent.kind == "user.login_failed")
+            )
+        ).one()
+    assert event.client_address is not None
