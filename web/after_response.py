@@ -55,19 +55,19 @@ def after_response(start: Defer) -> Defer:
     has been sent, and outside a request starts it at once (``start``: how to run it in the
     background, e.g. Quart's ``add_background_task``)."""
 
-    def defer(func: Callable[..., Any], *args: Any) -> None:
+    def defer(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         held = _HELD.get()
         if held is None:
-            start(func, *args)
+            start(func, *args, **kwargs)
         else:
             # Started later, in the request's context as it is now (where the security
             # events' origin is set), minus the hold: what that work defers starts at once.
             context = contextvars.copy_context()
-            held.append(functools.partial(context.run, _start_unheld, start, func, *args))
+            held.append(functools.partial(context.run, _start_unheld, start, func, *args, **kwargs))
 
     return defer
 
 
-def _start_unheld(start: Defer, func: Callable[..., Any], *args: Any) -> None:
+def _start_unheld(start: Defer, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
     _HELD.set(None)
-    start(func, *args)
+    start(func, *args, **kwargs)

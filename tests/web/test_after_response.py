@@ -59,10 +59,10 @@ async def test_work_deferred_in_a_request_starts_after_its_last_byte() -> None:
 
 
 async def test_outside_a_request_work_starts_at_once() -> None:
-    started: list[str] = []
-    defer = after_response(lambda func, *args: started.append(args[0]))
-    defer(print, "now")
-    assert started == ["now"]
+    started: list[tuple[Any, ...]] = []
+    defer = after_response(lambda func, *args, **kwargs: started.append((*args, kwargs)))
+    defer(print, "now", step="code")
+    assert started == [("now", {"step": "code"})]
 
 
 async def test_a_failed_sign_in_is_recorded_after_the_answer_with_its_origin(
