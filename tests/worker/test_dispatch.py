@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import uuid
 from typing import Any
 
 import pytest
@@ -40,6 +41,12 @@ async def add_emails(sessionmaker: SessionMaker, count: int) -> list[int]:
         ]
 
 
+def own_queue(settings: Settings) -> str:
+    """A queue of the test's own (under the run's prefix, so it is cleaned up): no worker
+    another test left polling the run's queue can take from it."""
+    return f"{settings.QUEUE_NAME}:{uuid.uuid4().hex[:8]}"
+
+
 async def statuses(sessionmaker: SessionMaker) -> dict[int, str]:
     async with sessionmaker() as session:
         rows = await session.execute(select(Email.id, Email.status))
@@ -49,7 +56,7 @@ async def statuses(sessionmaker: SessionMaker) -> dict[int, str]:
 async def test_an_announcement_is_taken_once_and_keeps_its_place(
     queue: ArqRedis, settings: Settings
 ) -> None:
-    name = settings.QUEUE_NAME
+    name = own_queue(settings)
     assert await enqueue_send_email(queue, 1, queue_name=name) == f"{name}:email:1"
     assert await enqueue_send_email(queue, 2, queue_name=name)
     assert await enqueue_send_email(queue, 1, queue_name=name) is None  # already waiting
@@ -59,7 +66,7 @@ async def test_an_announcement_is_taken_once_and_keeps_its_place(
 
 
 async def test_a_priority_email_passes_the_backlog(queue: ArqRedis, settings: Settings) -> None:
-    name = settings.QUEUE_NAME
+    name = own_queue(settings)
     for email_id in range(1, 51):
         await enqueue_send_email(queue, email_id, queue_name=name)
     await enqueue_send_email(queue, 99, queue_name=name, priority=True)
@@ -68,7 +75,7 @@ async def test_a_priority_email_passes_the_backlog(queue: ArqRedis, settings: Se
 
 
 async def test_a_deferred_email_waits_for_its_time(queue: ArqRedis, settings: Settings) -> None:
-    name = settings.QUEUE_NAME
+    name = own_queue(settings)
     await enqueue_send_email(queue, 7, queue_name=name)
     await defer_email(queue, 7, 0.3, queue_name=name)  # moves the waiting one
 
@@ -81,7 +88,7 @@ async def test_concurrent_takers_never_take_the_same_email(
     queue: ArqRedis, settings: Settings
 ) -> None:
     """Several worker processes poll the one set: each id goes to exactly one of them."""
-    name = settings.QUEUE_NAME
+    name = own_queue(settings)
     for email_id in range(1, 301):
         await enqueue_send_email(queue, email_id, queue_name=name)
     takers = [create_client(settings) for _ in range(4)]
