@@ -259,14 +259,21 @@ async def enqueue(
     (arq's semantics); returns the id, or None if it was already there."""
     from arq.constants import job_key_prefix, result_key_prefix
     from arq.jobs import serialize_job
-    from arq.utils import timestamp_ms
 
-    now = timestamp_ms()
+    now = _now_ms()
     job = serialize_job(function, (arg,), {}, None, now, serializer=redis.job_serializer)
     keys = [job_key_prefix + job_id, result_key_prefix + job_id, queue_name]
     args: list[bytes | str | int] = [redis.expires_extra_ms, job, now, job_id]
     added = await _script(redis, _ENQUEUE)(keys=keys, args=args)
     return job_id if added else None
+
+
+def _now_ms() -> int:
+    """The clock arq scores its queue by (ms since the epoch, this machine's clock): the due
+    set uses the same, so its scores and arq's mean the same thing."""
+    from arq.utils import timestamp_ms
+
+    return timestamp_ms()
 
 
 _SCRIPTS: weakref.WeakKeyDictionary[Redis, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
@@ -287,9 +294,7 @@ async def enqueue_send_email(
     """Announce an outbox row to the worker (one ``ZADD NX``); returns its delivery's name, or
     None if the row is already waiting, whose place in the line is then kept. A ``priority``
     row goes ahead of the others waiting (see :data:`PRIORITY_HEAD_START`)."""
-    from arq.utils import timestamp_ms
-
-    score = timestamp_ms() - (PRIORITY_HEAD_START * 1000 if priority else 0)
+    score = _now_ms() - (PRIORITY_HEAD_START * 1000 if priority else 0)
     added = await redis.zadd(emails_due_key(queue_name), {str(email_id): score}, nx=True)
     return email_job_id(email_id, queue_name) if added else None
 
@@ -297,9 +302,7 @@ async def enqueue_send_email(
 async def defer_email(redis: Redis, email_id: int, delay: float, *, queue_name: str) -> None:
     """Put an outbox row back in line, due ``delay`` seconds from now (a retry, or a message
     the outbound budget holds back). Moves it if it is already waiting."""
-    from arq.utils import timestamp_ms
-
-    due = timestamp_ms() + int(delay * 1000)
+    due = _now_ms() + int(delay * 1000)
     await redis.zadd(emails_due_key(queue_name), {str(email_id): due})
 
 
@@ -315,10 +318,8 @@ return ids
 async def take_due_emails(redis: Redis, *, queue_name: str, limit: int) -> list[int]:
     """Take up to ``limit`` outbox ids whose time has come off the due set (one round trip).
     A taken id is the taker's to deliver; if it dies first, the sweeper puts the id back."""
-    from arq.utils import timestamp_ms
-
     ids = await _script(redis, _TAKE_DUE)(
-        keys=[emails_due_key(queue_name)], args=[timestamp_ms(), limit]
+        keys=[emails_due_key(queue_name)], args=[_now_ms(), limit]
     )
     return [int(member) for member in ids]
 

@@ -20,8 +20,7 @@ from typing import Any
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 
 from shared.services.context import Defer
-
-Asgi = Any  # an ASGI application (Quart's asgi_app or another middleware)
+from web.access_log import Asgi
 
 _HELD: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
     "after_response", default=None

@@ -17,6 +17,7 @@ from shared.db import SessionMaker
 from shared.jobs import (
     EmailKind,
     TestEmail,
+    create_queue,
     defer_email,
     emails_due_key,
     enqueue_send_email,
@@ -102,8 +103,6 @@ async def test_concurrent_takers_never_take_the_same_email(
 
 
 def create_client(settings: Settings) -> ArqRedis:
-    from shared.jobs import create_queue
-
     return create_queue(settings.REDIS_URL)
 
 
