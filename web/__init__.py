@@ -28,12 +28,16 @@ from web.forms import blank_form
 from web.headers import add_security_headers
 from web.metrics import instrument
 from web.requests import Request
+from web.templating import Environment as JinjaEnvironment
+from web.widgets import install as install_fast_widgets
 
 
 def create_app(settings: Settings | None = None) -> Quart:
     settings = settings or load_settings()
+    install_fast_widgets()
     app = Quart(__name__)
     app.request_class = Request
+    app.jinja_environment = JinjaEnvironment  # web.templating: no async rendering
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY.get_secret_value(),
         MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import traceback
 
-from quart import Quart, redirect, render_template, request, url_for
+from quart import Quart, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import Unauthorized
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -19,6 +19,7 @@ from shared.outages import is_unavailable
 from web.extensions import services
 from web.forms import CSRFError
 from web.problems import problem
+from web.templating import render_template
 
 log = logging.getLogger(__name__)
 

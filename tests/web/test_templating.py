@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import inspect
 
-from quart import Quart, render_template_string
+from quart import Quart
+
+from web.templating import render_template_string
 
 
 async def test_no_context_processor_hops_to_the_thread_pool(app: Quart) -> None:
@@ -19,3 +21,11 @@ async def test_library_context_still_reaches_templates(app: Quart) -> None:
             "{{ current_user.auth_id is none }} {{ account is none }}"
         )
     assert page == "True True"
+
+
+async def test_pages_render_without_jinjas_async_mode(app: Quart) -> None:
+    # web.templating: nothing in the templates awaits, so the async machinery only cost time.
+    assert app.jinja_env.is_async is False
+    async with app.test_request_context("/reset_password"):
+        page = await render_template_string("{{ url_for('reset.request_reset') }}")
+    assert page == "/reset_password"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from quart import Blueprint, Response, flash, redirect, render_template, url_for
+from quart import Blueprint, Response, flash, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -14,6 +14,7 @@ from web.auth import current_account, end_session
 from web.extensions import services
 from web.forms import DeleteAccountForm
 from web.ratelimit import too_many_wrong
+from web.templating import render_template
 
 blueprint = Blueprint("account_data", __name__)
 

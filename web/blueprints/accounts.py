@@ -6,7 +6,7 @@ a redirect.
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, render_template, request, url_for
+from quart import Blueprint, flash, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -20,6 +20,7 @@ from web.extensions import services
 from web.forms import ActionForm, LoginForm, RegistrationForm, ResendConfirmationForm
 from web.ratelimit import limit_posts, too_many
 from web.security import safe_next
+from web.templating import render_template
 
 blueprint = Blueprint("accounts", __name__)
 

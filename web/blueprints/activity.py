@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, render_template, request
+from quart import Blueprint, request
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared.services import events
 from web.auth import current_account
 from web.extensions import services
+from web.templating import render_template
 
 blueprint = Blueprint("activity", __name__)
 

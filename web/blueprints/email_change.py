@@ -3,7 +3,7 @@ the new address receives."""
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, flash, redirect, render_template, request, url_for
+from quart import Blueprint, Response, flash, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -14,6 +14,7 @@ from web.auth import current_account
 from web.extensions import services
 from web.forms import ActionForm, ChangeEmailForm
 from web.ratelimit import too_many_wrong
+from web.templating import render_template
 
 blueprint = Blueprint("email_change", __name__)
 

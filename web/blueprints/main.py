@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, render_template, request
+from quart import Blueprint, request
 from quart.typing import ResponseReturnValue
 
 from shared.services import texts
 from web.extensions import services
+from web.templating import render_template
 
 blueprint = Blueprint("main", __name__)
 

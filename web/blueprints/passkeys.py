@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, render_template, url_for
+from quart import Blueprint, flash, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -13,6 +13,7 @@ from web.auth import current_account
 from web.extensions import services
 from web.forms import PasswordOnlyForm
 from web.ratelimit import too_many_wrong
+from web.templating import render_template
 
 blueprint = Blueprint("passkeys", __name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, flash, redirect, render_template, request, url_for
+from quart import Blueprint, Response, flash, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -14,6 +14,7 @@ from web.auth import current_account, current_sign_in, end_session
 from web.extensions import services
 from web.forms import ActionForm, ChangePasswordForm, RequestResetForm, ResetPasswordForm
 from web.ratelimit import limit_posts, too_many
+from web.templating import render_template
 
 blueprint = Blueprint("reset", __name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, render_template, url_for
+from quart import Blueprint, flash, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -10,6 +10,7 @@ from shared.services import sessions
 from web.auth import current_sign_in, end_session
 from web.extensions import services
 from web.forms import ActionForm
+from web.templating import render_template
 
 blueprint = Blueprint("sessions", __name__)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, render_template, url_for
+from quart import Blueprint, flash, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -10,6 +10,7 @@ from shared.services import texts
 from web.auth import current_account
 from web.extensions import services
 from web.forms import TextForm
+from web.templating import render_template
 
 blueprint = Blueprint("texts", __name__)
 CONFIRM_FIRST = "Please confirm your email address before writing texts."

@@ -3,7 +3,7 @@ app, recovery codes, turning it off."""
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, render_template, request, session, url_for
+from quart import Blueprint, flash, redirect, request, session, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -15,6 +15,7 @@ from web.extensions import services
 from web.forms import CodeForm, PasswordAndCodeForm
 from web.ratelimit import limit_posts, too_many_wrong
 from web.security import safe_next
+from web.templating import render_template
 
 blueprint = Blueprint("two_factor", __name__)
 
