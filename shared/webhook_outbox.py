@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import secrets
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Insert, insert, literal, select
+from sqlalchemy import ARRAY, Insert, String, Table, Text, bindparam, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import WebhookDelivery, WebhookEndpoint
@@ -38,38 +38,52 @@ def new_message_id() -> str:
     return "msg_" + secrets.token_urlsafe(18)
 
 
-async def fan_out(
-    session: AsyncSession,
-    event_type: str,
-    at: datetime,
-    data: dict[str, Any],
-    *,
-    with_statement: Insert | None = None,
-) -> str:
-    """Owe the event to every endpoint subscribed to its type, in the caller's transaction:
-    one INSERT ... SELECT (nothing is inserted when nobody subscribes). ``with_statement``
-    (the event's own INSERT) runs in the same statement, as a data-modifying WITH clause,
-    so an event and its deliveries cost one round trip. Returns the message id."""
-    message_id = new_message_id()
-    body = message_body(message_id, event_type, at, data)
+def fan_out_with(event: Insert) -> Insert:
+    """The statement :func:`fan_out` runs, built once per caller (building one costs more than
+    running it): owe an event to every endpoint subscribed to its type, one INSERT ...
+    SELECT (nothing is inserted when nobody subscribes), with ``event`` (the event's own
+    INSERT, its values bound parameters) in the same statement as a data-modifying WITH
+    clause, so an event and its deliveries cost one round trip."""
     subscribed = select(
         WebhookEndpoint.id,
-        literal(message_id),
-        literal(event_type),
-        literal(body),
+        bindparam("webhook_message_id", type_=String),
+        bindparam("webhook_event_type", type_=String),
+        bindparam("webhook_body", type_=Text),
         literal("pending"),
         literal(0),
-    ).where(WebhookEndpoint.event_types.overlap([event_type, ALL_TYPES]))
+    ).where(WebhookEndpoint.event_types.overlap(bindparam("webhook_types", type_=ARRAY(String))))
     # Every column given: the column defaults SQLAlchemy would otherwise add as parameters
     # are lost when another INSERT rides along in a WITH clause.
     columns = ["endpoint_id", "message_id", "event_type", "body", "status", "attempts"]
-    statement = (
-        insert(WebhookDelivery)
+    # The table, not the mapped class: the ORM would read the parameters as rows to insert.
+    deliveries = cast(Table, WebhookDelivery.__table__)
+    return (
+        insert(deliveries)
         .from_select(columns, subscribed, include_defaults=False)
-        .returning(WebhookDelivery.id)
+        .returning(deliveries.c.id)
+        .add_cte(event.cte("event"))
     )
-    if with_statement is not None:
-        statement = statement.add_cte(with_statement.cte("event"))
-    rows = await session.execute(statement)
+
+
+async def fan_out(
+    session: AsyncSession,
+    statement: Insert,
+    event_type: str,
+    at: datetime,
+    data: dict[str, Any],
+    event_values: dict[str, Any],
+) -> str:
+    """Add an event (``event_values``: its INSERT's parameters) and the deliveries it owes to
+    the caller's transaction with ``statement``, made by :func:`fan_out_with`. Returns the
+    message id."""
+    message_id = new_message_id()
+    parameters = {
+        **event_values,
+        "webhook_message_id": message_id,
+        "webhook_event_type": event_type,
+        "webhook_body": message_body(message_id, event_type, at, data),
+        "webhook_types": [event_type, ALL_TYPES],
+    }
+    rows = await session.execute(statement, parameters)
     announce_webhooks(session, list(rows.scalars()))
     return message_id

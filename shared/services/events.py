@@ -13,15 +13,15 @@ import enum
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.devices import device_name
 from shared.models import SecurityEvent
 from shared.services.context import ServiceContext
-from shared.webhook_outbox import fan_out
+from shared.webhook_outbox import fan_out, fan_out_with
 
 
 class Kind(enum.StrEnum):
@@ -92,22 +92,32 @@ def set_origin(client_address: str, user_agent: str) -> None:
     _ORIGIN.set(Origin(client_address[:64], user_agent[:512]))
 
 
+_RECORD = fan_out_with(
+    insert(cast(Table, SecurityEvent.__table__)).values(
+        {
+            column: bindparam(column)
+            for column in ("user_id", "kind", "created_at", "client_address", "device", "payload")
+        }
+    )
+)
+
+
 async def record(session: AsyncSession, kind: Kind, user_id: int | None, **payload: Any) -> None:
     """Add an event, and the webhook deliveries it owes, to the caller's transaction (they
     commit, or vanish, with the change): one statement, one round trip."""
     origin = _ORIGIN.get() or Origin()
     device = await device_name(origin.user_agent)
     at = datetime.now(UTC)
-    event = insert(SecurityEvent).values(
-        user_id=user_id,
-        kind=kind.value,
-        created_at=at,
-        client_address=origin.client_address,
-        device=device,
-        payload=payload,
-    )
+    event = {
+        "user_id": user_id,
+        "kind": kind.value,
+        "created_at": at,
+        "client_address": origin.client_address,
+        "device": device,
+        "payload": payload,
+    }
     data = webhook_data(user_id, origin.client_address, device, payload)
-    await fan_out(session, kind.value, at, data, with_statement=event)
+    await fan_out(session, _RECORD, kind.value, at, data, event)
 
 
 def webhook_data(
