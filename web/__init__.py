@@ -22,6 +22,7 @@ from web import ratelimit
 from web.access_log import AccessLog
 from web.after_response import AfterResponse, after_response
 from web.auth import AccountUser, current_account
+from web.cookie_session import CookieSessionInterface
 from web.errors import register_error_handlers
 from web.extensions import SERVICES_KEY, auth_manager
 from web.forms import blank_form
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app = Quart(__name__)
     app.request_class = Request
     app.jinja_environment = JinjaEnvironment  # web.templating: no async rendering
+    app.session_interface = CookieSessionInterface()
     app.config.update(
         SECRET_KEY=settings.SECRET_KEY.get_secret_value(),
         MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH,
