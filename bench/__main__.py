@@ -180,7 +180,8 @@ class Sink:
         if not self.log.exists():
             return []
         rows = []
-        for line in self.log.read_text().splitlines():
+        # The sink may be writing a line right now: only lines it has finished count.
+        for line in self.log.read_text().split("\n")[:-1]:
             stamp, recipient, message_id = line.split(" ", 2)
             rows.append((float(stamp), recipient, message_id))
         return rows
