@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
 from shared.jobs import AlreadyRegistered, ConfirmEmail, EmailKind
 from shared.models import Email, EmailStatus, User
-from shared.outbox import email_user
+from shared.outbox import add_email, email_user
 from shared.ratelimit import Limit
 from shared.services import events, users
 from shared.services.context import ServiceContext
@@ -22,10 +21,10 @@ from shared.tokens import Purpose, int_field
 from shared.validation import (
     InvalidInput,
     check_new_password,
-    email_key,
     normalize_username,
-    username_key,
 )
+
+FIRST_LINK = 1  # a new account's confirmation link generation: later links supersede it
 
 
 class UsernameTaken(Exception):
@@ -84,23 +83,14 @@ async def _create_account_or_notify(
         if existing is not None:
             await _notify_existing_owner(session, existing, interval)
             return
-        user = User(
-            username=username,
-            username_key=username_key(username),
-            email=email,
-            email_key=email_key(email),
-            password_hash=password_hash,
+        user_id = await users.create(
+            session, username, email, password_hash, confirm_generation=FIRST_LINK
         )
-        try:
-            async with session.begin_nested():
-                session.add(user)
-                await session.flush()
-        except IntegrityError:
+        if user_id is None:
             return  # a concurrent registration of the same address won; it has the email
-        await events.record(
-            session, Kind.REGISTERED, user.id, username=user.username, email=user.email
-        )
-        await _issue_confirmation(session, user)
+        await events.record(session, Kind.REGISTERED, user_id, username=username, email=email)
+        link = ConfirmEmail(user_id=user_id, generation=FIRST_LINK)
+        await add_email(session, EmailKind.CONFIRM, email, link, user_id=user_id)
 
 
 async def _notify_existing_owner(session: AsyncSession, user: User, interval: int) -> None:

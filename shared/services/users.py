@@ -5,25 +5,27 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, func, select, update
+from sqlalchemy import Interval, Row, Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.models import User, UsernameHold
 from shared.validation import email_key, username_key
 
+# Built once: building a statement cost more than running it (profiled on the reset and
+# registration paths); their values are bound parameters.
+_BY_EMAIL = select(User).where(User.email_key == bindparam("key"))
+_BY_EMAIL_LOCKED = _BY_EMAIL.with_for_update()
+
 
 async def by_email(session: AsyncSession, email: str, *, lock: bool = False) -> User | None:
     """The account for ``email`` (compared by its key); ``lock``: hold its row until the
     transaction ends, for a read-modify-write."""
-    query = select(User).where(User.email_key == email_key(email))
-    if lock:
-        query = query.with_for_update()
-    return await session.scalar(query)
+    query = _BY_EMAIL_LOCKED if lock else _BY_EMAIL
+    return await session.scalar(query, {"key": email_key(email)})
 
 
 _USERS = cast(Table, User.__table__)
-# Built once: building the statement cost more than running it (profiled on the reset path).
 _NEXT_RESET_GENERATION = (
     update(_USERS)
     .where(_USERS.c.email_key == bindparam("key"))
@@ -43,24 +45,66 @@ async def by_id(session: AsyncSession, user_id: int, *, lock: bool = False) -> U
     return await session.get(User, user_id, with_for_update=lock)
 
 
+_CREATE = (
+    insert(_USERS)
+    .values(
+        {
+            column: bindparam(column)
+            for column in (
+                "username",
+                "username_key",
+                "email",
+                "email_key",
+                "password_hash",
+                "confirm_generation",
+            )
+        }
+    )
+    .on_conflict_do_nothing()
+    .returning(_USERS.c.id)
+)
+
+
+async def create(
+    session: AsyncSession, username: str, email: str, password_hash: str, *, confirm_generation: int
+) -> int | None:
+    """Add an account in one statement; its id, or None when the address or the username
+    has an account already (a concurrent registration won: no error, no savepoint)."""
+    values = {
+        "username": username,
+        "username_key": username_key(username),
+        "email": email,
+        "email_key": email_key(email),
+        "password_hash": password_hash,
+        "confirm_generation": confirm_generation,
+    }
+    user_id: int | None = await session.scalar(_CREATE, values)
+    return user_id
+
+
+_HOLDS = cast(Table, UsernameHold.__table__)
+_USERNAME_OWNER = select(_USERS.c.email_key).where(_USERS.c.username_key == bindparam("key"))
+_HOLD_UNTIL = func.now() + bindparam("seconds", type_=Interval)
+_HOLD = (
+    insert(_HOLDS)
+    .values(username_key=bindparam("key"), email_key=bindparam("address"), expires_at=_HOLD_UNTIL)
+    .on_conflict_do_update(
+        index_elements=[_HOLDS.c.username_key],
+        set_={"email_key": bindparam("address"), "expires_at": _HOLD_UNTIL},
+        where=(_HOLDS.c.expires_at < func.now()) | (_HOLDS.c.email_key == bindparam("address")),
+    )
+    .returning(_HOLDS.c.username_key)
+)
+
+
 async def hold_username(session: AsyncSession, username: str, email: str, *, seconds: int) -> bool:
     """Hold ``username`` for a registration by ``email`` for ``seconds``; False if another
     address's account has it or another address's registration holds it. The same address
     may register with the same name again. One statement decides between concurrent
     registrations."""
     key, address = username_key(username), email_key(email)
-    owner = await session.scalar(select(User.email_key).where(User.username_key == key))
+    owner = await session.scalar(_USERNAME_OWNER, {"key": key})
     if owner is not None and owner != address:
         return False
-    until = func.now() + timedelta(seconds=seconds)
-    statement = (
-        insert(UsernameHold)
-        .values(username_key=key, email_key=address, expires_at=until)
-        .on_conflict_do_update(
-            index_elements=[UsernameHold.username_key],
-            set_={"email_key": address, "expires_at": until},
-            where=(UsernameHold.expires_at < func.now()) | (UsernameHold.email_key == address),
-        )
-        .returning(UsernameHold.username_key)
-    )
-    return await session.scalar(statement) is not None
+    values = {"key": key, "address": address, "seconds": timedelta(seconds=seconds)}
+    return await session.scalar(_HOLD, values) is not None

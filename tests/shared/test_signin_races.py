@@ -12,7 +12,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import SessionMaker
-from shared.models import User
+from shared.jobs import EmailKind
+from shared.models import Email, User
 from shared.ratelimit import Limits
 from shared.services import accounts, email_change, passwords, signin
 from shared.services.context import BackgroundTasks, ServiceContext
@@ -121,3 +122,26 @@ async def test_simultaneous_address_changes_leave_exactly_the_latest_one_pending
     assert outcomes.count(email_change.ConfirmOutcome.CHANGED) == 1
     async with sessionmaker() as session:
         assert (await session.scalar(select(User.email))) == alice.pending_email
+
+
+async def test_simultaneous_registrations_of_one_new_address_make_one_account(
+    ctx: ServiceContext, sessionmaker: SessionMaker
+) -> None:
+    # Different usernames, one new address, all at once: one account and one confirmation
+    # email; the others find the account made (or lose the insert) and do not fail.
+    names = [f"bob{n}" for n in range(8)]
+    await asyncio.gather(
+        *(accounts.register(ctx, name, "bob@example.com", PASSWORD) for name in names)
+    )
+    await ctx.defer.drain()  # type: ignore[attr-defined]
+    async with sessionmaker() as session:
+        bobs = (await session.scalars(select(User).where(User.email == "bob@example.com"))).all()
+        kinds = (
+            await session.scalars(
+                select(Email.kind).where(Email.recipient == "bob@example.com").order_by(Email.id)
+            )
+        ).all()
+    assert len(bobs) == 1 and bobs[0].username in names
+    assert bobs[0].confirm_generation == accounts.FIRST_LINK
+    assert kinds[0] == EmailKind.CONFIRM
+    assert kinds.count(EmailKind.CONFIRM) == 1
