@@ -1,4 +1,5 @@
-"""Reading accounts: the queries every account use case shares."""
+"""The account statements the use cases share: look-ups, creation, the username hold and the
+reset link generation (the hot ones built once, their values bound parameters)."""
 
 from __future__ import annotations
 
