@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import MetaData, Table, bindparam, event
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
@@ -34,6 +35,13 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
+
+
+def insert_bound(table: Table, *columns: str) -> Insert:
+    """An INSERT into ``table`` whose ``columns`` each take the bound parameter of the same
+    name, built once (at import) and run with a dict of values. On the hot paths building a
+    statement cost more CPU than running it (profiled on resets and registrations)."""
+    return insert(table).values({column: bindparam(column) for column in columns})
 
 
 def create_engine(

@@ -15,10 +15,10 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, cast
 
 from redis.exceptions import RedisError
-from sqlalchemy import Table, bindparam, insert
+from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import SessionMaker
+from shared.db import SessionMaker, insert_bound
 from shared.jobs import (
     EMAIL_CONTEXTS,
     PRIORITY_KINDS,
@@ -30,12 +30,7 @@ from shared.jobs import (
 from shared.models import Email, User
 
 EMAILS = cast(Table, Email.__table__)
-# Built once: building the statement cost more than running it (profiled on the reset path).
-_ADD_EMAIL = (
-    insert(EMAILS)
-    .values({column: bindparam(column) for column in ("kind", "recipient", "context", "user_id")})
-    .returning(EMAILS.c.id)
-)
+_ADD_EMAIL = insert_bound(EMAILS, "kind", "recipient", "context", "user_id").returning(EMAILS.c.id)
 KINDS = {model: kind for kind, model in EMAIL_CONTEXTS.items()}  # context type -> email kind
 
 if TYPE_CHECKING:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import insert_bound
 from shared.devices import device_name
 from shared.models import SecurityEvent
 from shared.services.context import ServiceContext
@@ -93,11 +94,14 @@ def set_origin(client_address: str, user_agent: str) -> None:
 
 
 _RECORD = fan_out_with(
-    insert(cast(Table, SecurityEvent.__table__)).values(
-        {
-            column: bindparam(column)
-            for column in ("user_id", "kind", "created_at", "client_address", "device", "payload")
-        }
+    insert_bound(
+        cast(Table, SecurityEvent.__table__),
+        "user_id",
+        "kind",
+        "created_at",
+        "client_address",
+        "device",
+        "payload",
     )
 )
 

@@ -10,11 +10,11 @@ from sqlalchemy import Interval, Row, Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.db import insert_bound
 from shared.models import User, UsernameHold
 from shared.validation import email_key, username_key
 
-# Built once: building a statement cost more than running it (profiled on the reset and
-# registration paths); their values are bound parameters.
+# Built once, their values bound parameters (see shared.db.insert_bound for why).
 _BY_EMAIL = select(User).where(User.email_key == bindparam("key"))
 _BY_EMAIL_LOCKED = _BY_EMAIL.with_for_update()
 
@@ -47,19 +47,14 @@ async def by_id(session: AsyncSession, user_id: int, *, lock: bool = False) -> U
 
 
 _CREATE = (
-    insert(_USERS)
-    .values(
-        {
-            column: bindparam(column)
-            for column in (
-                "username",
-                "username_key",
-                "email",
-                "email_key",
-                "password_hash",
-                "confirm_generation",
-            )
-        }
+    insert_bound(
+        _USERS,
+        "username",
+        "username_key",
+        "email",
+        "email_key",
+        "password_hash",
+        "confirm_generation",
     )
     .on_conflict_do_nothing()
     .returning(_USERS.c.id)
