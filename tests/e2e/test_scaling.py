@@ -120,10 +120,16 @@ async def test_two_web_and_three_worker_processes_survive_a_worker_sigkill(
     assert sum(counts.values()) - total <= settings.WORKER_MAX_JOBS
     assert await count_status(sessionmaker) == {"sent": total}
     arrivals = sorted(m.received_at for m in smtp.messages)
-    # The budget is one for all processes: a burst of `rate`, then `rate` a second.
+    # The budget is one for all processes: a burst of `rate`, then `rate` a second. It is
+    # spent when a message is scheduled, while the sink stamps its arrival, after the SMTP
+    # exchange and the sleep until its turn; on 2 loaded cores those vary by up to a quarter
+    # of a second (a CI run saw 84 in a second against 82 allowed with 2 of slack), which
+    # bunches arrivals that were scheduled apart. Three processes each spending a budget
+    # of their own would be 3 x `rate` a second, and the total time below would be a third.
+    jitter = rate // 4
     for n, start in enumerate(arrivals):
         within_a_second = sum(1 for t in arrivals[n:] if t - start < 1.0)
-        assert within_a_second <= 2 * rate + 2, f"{within_a_second} messages in one second"
+        assert within_a_second <= 2 * rate + jitter, f"{within_a_second} messages in one second"
     assert arrivals[-1] - arrivals[0] >= (total - rate) / rate * 0.9
     logs = "".join(w.log.read_text() for w in workers[1:]) + web.log.read_text()
     assert "Traceback" not in logs
