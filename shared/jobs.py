@@ -288,14 +288,32 @@ def _script(redis: Redis, source: str) -> AsyncScript:
     return script
 
 
+def emails_doorbell(queue_name: str) -> str:
+    """The channel an announcement rings: idle workers wake at once instead of at their
+    next poll (which still finds whatever a missed ring left behind)."""
+    return f"{queue_name}:emails-doorbell"
+
+
+# ZADD NX, and ring the doorbell if the row was not already waiting: one round trip.
+_ANNOUNCE = """
+if redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('PUBLISH', ARGV[3], ARGV[2])
+return 1
+"""
+
+
 async def enqueue_send_email(
     redis: Redis, email_id: int, *, queue_name: str, priority: bool = False
 ) -> str | None:
-    """Announce an outbox row to the worker (one ``ZADD NX``); returns its delivery's name, or
-    None if the row is already waiting, whose place in the line is then kept. A ``priority``
-    row goes ahead of the others waiting (see :data:`PRIORITY_HEAD_START`)."""
+    """Announce an outbox row to the worker (``ZADD NX`` and a ring of the doorbell, in one
+    script call); returns its delivery's name, or None if the row is already waiting, whose
+    place in the line is then kept. A ``priority`` row goes ahead of the others waiting (see
+    :data:`PRIORITY_HEAD_START`)."""
     score = _now_ms() - (PRIORITY_HEAD_START * 1000 if priority else 0)
-    added = await redis.zadd(emails_due_key(queue_name), {str(email_id): score}, nx=True)
+    added = await _script(redis, _ANNOUNCE)(
+        keys=[emails_due_key(queue_name)],
+        args=[score, str(email_id), emails_doorbell(queue_name)],
+    )
     return email_job_id(email_id, queue_name) if added else None
 
 

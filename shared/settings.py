@@ -194,9 +194,11 @@ class Settings(BaseSettings):
     WORKER_METRICS_PORT: int = Field(default=9101, ge=0, le=65535)  # python -m worker; 0: off
 
     # --- worker ------------------------------------------------------------------------------
-    # arq polls Redis for due jobs; the delay bounds pickup latency (median ~ half of it) at
-    # the cost of one cheap Redis round trip per delay per worker process.
-    WORKER_POLL_DELAY: float = Field(default=0.02, gt=0, le=5)
+    # arq polls Redis for due jobs: the delay bounds the pickup of webhook deliveries, of
+    # retries coming due and of emails whose doorbell ring was missed, at the cost of two
+    # cheap Redis round trips per delay per worker process. Announced emails do not wait
+    # for it (worker/dispatch.py).
+    WORKER_POLL_DELAY: float = Field(default=0.2, gt=0, le=5)
     # Deliveries in flight per worker process. A delivery holds no database connection while
     # the SMTP server answers, only a slot; MAIL_POOL_SIZE bounds the SMTP connections.
     WORKER_MAX_JOBS: int = Field(default=64, ge=1, le=1000)

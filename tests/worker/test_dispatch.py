@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 import uuid
 from typing import Any
 
@@ -19,6 +20,7 @@ from shared.jobs import (
     TestEmail,
     create_queue,
     defer_email,
+    emails_doorbell,
     emails_due_key,
     enqueue_send_email,
     take_due_emails,
@@ -172,6 +174,52 @@ async def test_during_a_backlog_free_slots_are_refilled_without_waiting_for_the_
 
     assert len(smtp.messages) == 40
     assert busiest == 4
+
+
+async def listening(queue: ArqRedis, settings: Settings) -> bool:
+    """Whether a worker is subscribed to the doorbell."""
+    counts = dict(await queue.pubsub_numsub(emails_doorbell(settings.QUEUE_NAME)))
+    return bool(counts.get(emails_doorbell(settings.QUEUE_NAME).encode()))
+
+
+async def test_an_idle_worker_takes_an_announced_email_at_once_not_at_its_next_poll(
+    settings: Settings, sessionmaker: SessionMaker, queue: ArqRedis, smtp: MailSink
+) -> None:
+    """The doorbell: with a poll every 30 s, announced emails still go out within moments,
+    also after the listener's connection was cut (it reconnects; the poll covers the gap)."""
+    worker = create_worker(settings, handle_signals=False, poll_delay=30.0)
+    running = asyncio.create_task(worker.async_run())
+    try:
+        await wait_for(lambda: listening(queue, settings), timeout=10)
+        await asyncio.sleep(0.2)  # the first poll has come and gone: only a ring wakes it now
+        for cut in (False, True):
+            if cut:
+                await queue.client_kill_filter(_type="pubsub")
+                await wait_for(lambda: listening(queue, settings), timeout=10)
+            (email_id,) = await add_emails(sessionmaker, 1)
+            sent_before = len(smtp.messages)
+            started = time.monotonic()
+            await enqueue_send_email(queue, email_id, queue_name=settings.QUEUE_NAME)
+            await wait_for(lambda: len(smtp.messages) > sent_before, timeout=5)  # noqa: B023
+            assert time.monotonic() - started < 1
+    finally:
+        await stop_worker(worker, running)
+
+
+async def test_an_email_announced_without_a_ring_is_found_by_the_poll(
+    settings: Settings, sessionmaker: SessionMaker, queue: ArqRedis, smtp: MailSink
+) -> None:
+    """A ring nobody heard (no worker listening then, or a listener reconnecting) costs at
+    most one poll delay."""
+    (email_id,) = await add_emails(sessionmaker, 1)
+    worker = create_worker(settings, handle_signals=False, poll_delay=0.3)
+    running = asyncio.create_task(worker.async_run())
+    try:
+        await wait_for(lambda: listening(queue, settings), timeout=10)
+        await queue.zadd(emails_due_key(settings.QUEUE_NAME), {str(email_id): 0})  # no ring
+        await wait_for(lambda: len(smtp.messages) == 1, timeout=2)
+    finally:
+        await stop_worker(worker, running)
 
 
 async def test_a_failing_delivery_is_logged_and_the_others_go_on(
