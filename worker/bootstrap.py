@@ -191,4 +191,8 @@ def create_worker(
     """The worker process's arq worker; emails from the due set are delivered by
     :func:`worker.jobs.deliver_email` beside the arq jobs."""
     options = worker_options(settings, freeze_after_startup=freeze_after_startup)
-    return DeliveryWorker(deliver_email=_deliver, **{**options, **overrides})
+    return DeliveryWorker(
+        deliver_email=_deliver,
+        ring_linger=settings.WORKER_BATCH_LINGER,
+        **{**options, **overrides},
+    )

@@ -47,9 +47,14 @@ _EMAIL_TASK = "email:"  # prefix of the emails' keys among arq's tasks
 class DeliveryWorker(Worker):
     """An :class:`arq.Worker` whose every poll also starts the due emails' deliveries."""
 
-    def __init__(self, *args: Any, deliver_email: Deliver, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, deliver_email: Deliver, ring_linger: float = 0.0, **kwargs: Any
+    ) -> None:
+        """``ring_linger``: while deliveries run, how long a ring waits for more rings to
+        share its take (an idle worker takes at once)."""
         super().__init__(*args, **kwargs)
         self._deliver_email = deliver_email
+        self._ring_linger = ring_linger
         self._due_key = emails_due_key(self.queue_name)
         self._task_numbers = itertools.count()
         # One taker at a time (the poll or a kick), so two never take ids for the same slots.
@@ -60,6 +65,7 @@ class DeliveryWorker(Worker):
         self._listener: asyncio.Task[None] | None = None
         # Refill in batches of a quarter of the slots: one Redis round trip per few messages.
         self._refill_at = max(1, self.max_jobs // 4)
+        self.takes = 0  # how many times the due set was taken from: tests read it
 
     async def _poll_iteration(self) -> None:
         if self._listener is None and self.allow_pick_jobs and not self.burst:
@@ -80,7 +86,7 @@ class DeliveryWorker(Worker):
                     self._kick()  # whatever was announced while no one listened
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            self._kick()
+                            self._kick(wait=self._linger_if_busy())
             except (RedisError, OSError) as error:
                 log.warning("email doorbell unavailable (%s); polling only", error)
                 await asyncio.sleep(self.poll_delay_s)
@@ -95,6 +101,7 @@ class DeliveryWorker(Worker):
                 self._backlog = True  # rung while full: take when slots free up
                 return
             taken = await take_due_emails(self.pool, queue_name=self.queue_name, limit=free)
+            self.takes += 1
             self._backlog = len(taken) == free
             for email_id in taken:
                 await self.sem.acquire()  # free, as job_counter < max_jobs
@@ -111,22 +118,31 @@ class DeliveryWorker(Worker):
         if self._backlog and self.max_jobs - self.job_counter >= self._refill_at:
             self._kick()
 
-    def _kick(self) -> None:
-        """Take due emails now, in a task; if one is already taking, once more after it."""
+    def _linger_if_busy(self) -> float:
+        """Under load a ring per announcement would mean a take per email (and smaller
+        claim batches): while deliveries run, rings wait a moment and share a take."""
+        return self._ring_linger if self.job_counter else 0.0
+
+    def _kick(self, *, wait: float = 0.0) -> None:
+        """Take due emails in a task (after ``wait`` seconds); if one is already taking,
+        once more after it."""
         if not self.allow_pick_jobs:
             return
         if self._kicked is None:
-            self._kicked = self.loop.create_task(self._take_now())
+            self._kicked = self.loop.create_task(self._take_now(wait))
         else:
             self._kick_again = True
 
-    async def _take_now(self) -> None:
+    async def _take_now(self, wait: float) -> None:
         try:
-            again = True
-            while again:
+            while True:
+                if wait:
+                    await asyncio.sleep(wait)
                 self._kick_again = False
                 await self._start_due_emails()
-                again = self._kick_again
+                if not self._kick_again:
+                    break
+                wait = self._linger_if_busy()
         except RedisError as error:  # the next poll tries again
             self._backlog = False
             log.warning("could not take due emails (%s)", error)

@@ -206,6 +206,32 @@ async def test_an_idle_worker_takes_an_announced_email_at_once_not_at_its_next_p
         await stop_worker(worker, running)
 
 
+async def test_while_deliveries_run_rings_share_a_take(
+    settings: Settings, sessionmaker: SessionMaker, queue: ArqRedis, smtp: MailSink
+) -> None:
+    """One ring per announcement must not mean one take per email under load: while the
+    worker is busy, a ring waits WORKER_BATCH_LINGER for the rings after it."""
+    ids = await add_emails(sessionmaker, 40)
+    smtp.delay = 0.05
+    worker = create_worker(
+        settings.model_copy(update={"WORKER_BATCH_LINGER": 0.05}),
+        handle_signals=False,
+        poll_delay=30.0,
+    )
+    running = asyncio.create_task(worker.async_run())
+    try:
+        await wait_for(lambda: listening(queue, settings), timeout=10)
+        await asyncio.sleep(0.2)  # past the first poll
+        takes_before = worker.takes
+        for email_id in ids:  # one ring each, 40 within ~0.2 s
+            await enqueue_send_email(queue, email_id, queue_name=settings.QUEUE_NAME)
+            await asyncio.sleep(0.005)
+        await wait_for(lambda: len(smtp.messages) == 40, timeout=10)
+    finally:
+        await stop_worker(worker, running)
+    assert worker.takes - takes_before <= 10
+
+
 async def test_an_email_announced_without_a_ring_is_found_by_the_poll(
     settings: Settings, sessionmaker: SessionMaker, queue: ArqRedis, smtp: MailSink
 ) -> None:
