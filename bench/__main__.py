@@ -62,6 +62,7 @@ class Server:
     label: str
     args: str  # after `python`; {port} is filled in
     ours: bool  # this service (with its worker) or the Flask reference
+    env: dict[str, str] = field(default_factory=dict)  # on top of the bench's
 
     def command(self, port: int) -> list[str]:
         return [sys.executable, *self.args.format(port=port).split()]
@@ -71,6 +72,11 @@ REFERENCE = "-b 127.0.0.1:{port} --log-level warning bench.reference_app:app"
 SERVERS = {
     # `python -m web` as shipped: WEB_WORKERS defaults to one uvicorn process per core.
     "ours": Server("this service (`python -m web`)", "-m web", ours=True),
+    # The same with one web process: on a small machine the web shares with its worker and
+    # database, fewer processes than cores can do more (scenario 1, 0 ms only).
+    "ours-1": Server(
+        "this service, `WEB_WORKERS=1`", "-m web", ours=True, env={"WEB_WORKERS": "1"}
+    ),
     # The reference as people deploy Flask: gunicorn's threaded workers, 4 x 4.
     "gthread": Server(
         "Flask reference, gunicorn gthread 4 x 4",
@@ -206,7 +212,7 @@ class Bench:
         """Start one of the SERVERS set-ups on a free port; returns it and its base URL."""
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        env = {**env, "BASE_URL": base, "PORT": str(port)}
+        env = {**env, **SERVERS[app].env, "BASE_URL": base, "PORT": str(port)}
         process = Process(f"web-{app}", SERVERS[app].command(port), env)
         wait_http(f"{base}/reset_password", process)
         return process, base
@@ -378,7 +384,7 @@ async def reset_under_load(bench: Bench) -> list[ResetCell]:
         sink = Sink(delay)
         sink.start(bench.env)
         try:
-            for app in ("ours", "gthread", "sync"):
+            for app in ("ours", "gthread", "sync") + (("ours-1",) if delay == 0 else ()):
                 cells += await reset_cells(bench, app, sink, emails)
         finally:
             sink.stop()
