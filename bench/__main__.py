@@ -720,8 +720,8 @@ async def delivery_latency(bench: Bench, count: int) -> None:
         ["requests", "p50 ms", "p99 ms", "max ms", "target"],
         [[str(count), ms(p50), ms(p99), ms(max(delays)), "p50 < 50 ms, p99 < 200 ms"]],
         "The worker takes an announced email when the doorbell rings (a PUBLISH in the same "
-        "script call as the announcement), not at its next poll (WORKER_POLL_DELAY="
-        f"{env.get('WORKER_POLL_DELAY', '0.2, the default')} s). Counted after 10 requests "
+        "script call as the announcement), not at its next poll (WORKER_POLL_DELAY: "
+        f"{env.get('WORKER_POLL_DELAY', '0.2 s, the default')}). Counted after 10 requests "
         "that warm the fresh processes up.",
     )
     await reset_outbox(bench.env)
