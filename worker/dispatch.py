@@ -89,7 +89,7 @@ class DeliveryWorker(Worker):
                             self._kick(wait=self._linger_if_busy())
             except (RedisError, OSError) as error:
                 log.warning("email doorbell unavailable (%s); polling only", error)
-                await asyncio.sleep(self.poll_delay_s)
+            await asyncio.sleep(self.poll_delay_s)  # never a busy loop, however it ended
 
     async def _start_due_emails(self) -> None:
         """Take as many due ids as there are free job slots and start their deliveries."""
@@ -143,7 +143,7 @@ class DeliveryWorker(Worker):
                 if not self._kick_again:
                     break
                 wait = self._linger_if_busy()
-        except RedisError as error:  # the next poll tries again
+        except (RedisError, OSError) as error:  # the next poll tries again
             self._backlog = False
             log.warning("could not take due emails (%s)", error)
         finally:
