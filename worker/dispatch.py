@@ -77,19 +77,22 @@ class DeliveryWorker(Worker):
             await self._drain_emails()
 
     async def _listen(self) -> None:
-        """Take at once whenever the doorbell rings; across a Redis outage, start again (the
-        poll covers the gap)."""
+        """Take at once whenever the doorbell rings; across a Redis outage, start again,
+        backing off up to 30 s (the poll covers the gap)."""
+        pause = self.poll_delay_s
         while True:
             try:
                 async with self.pool.pubsub() as pubsub:
                     await pubsub.subscribe(emails_doorbell(self.queue_name))
+                    pause = self.poll_delay_s
                     self._kick()  # whatever was announced while no one listened
                     async for message in pubsub.listen():
                         if message["type"] == "message":
                             self._kick(wait=self._linger_if_busy())
             except (RedisError, OSError) as error:
                 log.warning("email doorbell unavailable (%s); polling only", error)
-            await asyncio.sleep(self.poll_delay_s)  # never a busy loop, however it ended
+            await asyncio.sleep(pause)  # never a busy loop, however it ended
+            pause = min(pause * 2, 30.0)
 
     async def _start_due_emails(self) -> None:
         """Take as many due ids as there are free job slots and start their deliveries."""

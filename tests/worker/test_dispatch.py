@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import select
 
 from devstack.mailsink import MailSink
@@ -230,6 +231,28 @@ async def test_while_deliveries_run_rings_share_a_take(
     finally:
         await stop_worker(worker, running)
     assert worker.takes - takes_before <= 10
+
+
+async def test_the_doorbell_listener_backs_off_while_redis_is_away(settings: Settings) -> None:
+    """An outage must not become a warning every poll delay: the listener's retries back off
+    (0.05, 0.1, 0.2, 0.4 s ... up to 30 s)."""
+    attempts = 0
+
+    class Away:
+        def pubsub(self) -> None:
+            nonlocal attempts
+            attempts += 1
+            raise RedisConnectionError("Connection refused")
+
+    async def deliver(ctx: dict[str, Any], email_id: int) -> float | None:
+        raise AssertionError("nothing to deliver")
+
+    options = worker_options(settings)
+    options.update(on_startup=None, on_shutdown=None, handle_signals=False, poll_delay=0.05)
+    worker = DeliveryWorker(deliver_email=deliver, redis_pool=Away(), **options)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(worker._listen(), 1.0)
+    assert 3 <= attempts <= 6  # one a poll delay would be 20
 
 
 async def test_an_email_announced_without_a_ring_is_found_by_the_poll(
