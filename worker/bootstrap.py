@@ -75,7 +75,8 @@ def claim_lease(settings: Settings) -> float:
 
 
 def worker_options(settings: Settings, *, freeze_after_startup: bool = False) -> dict[str, Any]:
-    """Keyword arguments for :class:`arq.Worker`, one place for every tuning decision.
+    """Keyword arguments for :class:`~worker.dispatch.DeliveryWorker` (arq.Worker's and its
+    own), one place for every tuning decision.
     ``freeze_after_startup``: for ``python -m worker`` (see :mod:`shared.heap`); tests leave
     their process's collector alone."""
 
@@ -173,6 +174,7 @@ def worker_options(settings: Settings, *, freeze_after_startup: bool = False) ->
         "max_jobs": settings.WORKER_MAX_JOBS,
         "job_timeout": settings.WORKER_JOB_TIMEOUT,
         "poll_delay": settings.WORKER_POLL_DELAY,
+        "ring_linger": settings.WORKER_BATCH_LINGER,
         "keep_result": 60,
         "health_check_interval": 10,
         # On SIGTERM, stop taking jobs and give in-flight deliveries time to finish.
@@ -191,8 +193,4 @@ def create_worker(
     """The worker process's arq worker; emails from the due set are delivered by
     :func:`worker.jobs.deliver_email` beside the arq jobs."""
     options = worker_options(settings, freeze_after_startup=freeze_after_startup)
-    return DeliveryWorker(
-        deliver_email=_deliver,
-        ring_linger=settings.WORKER_BATCH_LINGER,
-        **{**options, **overrides},
-    )
+    return DeliveryWorker(deliver_email=_deliver, **{**options, **overrides})
