@@ -203,7 +203,7 @@ class Settings(BaseSettings):
     # the SMTP server answers, only a slot; MAIL_POOL_SIZE bounds the SMTP connections.
     WORKER_MAX_JOBS: int = Field(default=64, ge=1, le=1000)
     # When busy, a delivery's claim/record statement waits up to this long (seconds) so that
-    # the deliveries starting around it share one statement (see worker/batching.py), and a
+    # the deliveries starting around it share one statement (see shared/batching.py), and a
     # doorbell ring so that the announcements around it share one take.
     WORKER_BATCH_LINGER: float = Field(default=0.01, ge=0, le=1)
     # One delivery is a render plus one SMTP transaction: 60 s is generous, and a killed

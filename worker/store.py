@@ -2,7 +2,7 @@
 
 Each delivery claims its row, may read its user (the stale guard), and records the result.
 Those statements are tiny and identical in shape, so concurrent jobs share them through
-:class:`~worker.batching.Coalescer`: one ``UPDATE ... WHERE id = ANY(...)`` claims or
+:class:`~shared.batching.Coalescer`: one ``UPDATE ... WHERE id = ANY(...)`` claims or
 records a whole batch. Outcomes other than "sent" are rare and are written one by one by the
 job, in a transaction with whatever they cause (an admin alert).
 """
@@ -19,9 +19,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import Executable
 
+from shared.batching import Coalescer
 from shared.db import create_engine, create_sessionmaker
 from shared.models import Email, EmailStatus, Suppression, User
-from worker.batching import Coalescer
 from worker.emails import OutboxEmail
 
 T = TypeVar("T")

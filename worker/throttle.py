@@ -20,7 +20,7 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from worker.batching import Coalescer
+from shared.batching import Coalescer
 
 log = logging.getLogger(__name__)
 

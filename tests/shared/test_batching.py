@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from worker.batching import Coalescer
+from shared.batching import Coalescer
 
 
 class Recorder:

@@ -1,8 +1,9 @@
-"""Coalescing concurrent lookups into one statement ("group commit").
+"""Coalescing concurrent calls into one batch ("group commit").
 
 A worker runs many jobs at once, and each needs one or two tiny statements about its own
-outbox row. Issued separately, each costs a pool checkout, a round trip and the data layer's
-per-statement work, which profiling showed to be most of a delivery's CPU. A
+outbox row (a web process's deferred writes are the same shape: see
+:mod:`shared.group_commit`). Issued separately, each costs a pool checkout, a round trip and
+the data layer's per-statement work, which profiling showed to be most of a delivery's CPU. A
 :class:`Coalescer` gathers the keys that jobs ask for while a statement is in flight and
 sends them as the next statement: at low load every call goes out at once on its own (no
 added latency), under load one statement serves a whole batch.
