@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import weakref
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from pydantic import BaseModel, ConfigDict
@@ -294,27 +295,44 @@ def emails_doorbell(queue_name: str) -> str:
     return f"{queue_name}:emails-doorbell"
 
 
-# ZADD NX, and ring the doorbell if the row was not already waiting: one round trip.
+# ZADD NX each (score, id) pair, and ring the doorbell once if any row was not already
+# waiting: one round trip for a whole commit's emails. Returns the ids added.
 _ANNOUNCE = """
-if redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('PUBLISH', ARGV[3], ARGV[2])
-return 1
+local added = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('ZADD', KEYS[1], 'NX', ARGV[i], ARGV[i + 1]) == 1 then
+    added[#added + 1] = ARGV[i + 1]
+  end
+end
+if #added > 0 then redis.call('PUBLISH', ARGV[1], added[1]) end
+return added
 """
+
+
+async def enqueue_send_emails(
+    redis: Redis, emails: Sequence[tuple[int, bool]], *, queue_name: str
+) -> list[str]:
+    """Announce outbox rows, given as (id, priority), to the worker (``ZADD NX`` each and one
+    ring of the doorbell, in one script call); returns the delivery names of those added. A
+    row already waiting keeps its place in the line. A priority row goes ahead of the others
+    waiting (see :data:`PRIORITY_HEAD_START`)."""
+    if not emails:
+        return []
+    now = _now_ms()
+    args: list[int | str] = [emails_doorbell(queue_name)]
+    for email_id, priority in emails:
+        args += [now - (PRIORITY_HEAD_START * 1000 if priority else 0), str(email_id)]
+    added = await _script(redis, _ANNOUNCE)(keys=[emails_due_key(queue_name)], args=args)
+    return [email_job_id(int(member), queue_name) for member in added]
 
 
 async def enqueue_send_email(
     redis: Redis, email_id: int, *, queue_name: str, priority: bool = False
 ) -> str | None:
-    """Announce an outbox row to the worker (``ZADD NX`` and a ring of the doorbell, in one
-    script call); returns its delivery's name, or None if the row is already waiting, whose
-    place in the line is then kept. A ``priority`` row goes ahead of the others waiting (see
-    :data:`PRIORITY_HEAD_START`)."""
-    score = _now_ms() - (PRIORITY_HEAD_START * 1000 if priority else 0)
-    added = await _script(redis, _ANNOUNCE)(
-        keys=[emails_due_key(queue_name)],
-        args=[score, str(email_id), emails_doorbell(queue_name)],
-    )
-    return email_job_id(email_id, queue_name) if added else None
+    """Announce one outbox row (see :func:`enqueue_send_emails`); its delivery's name, or
+    None if it was already waiting."""
+    added = await enqueue_send_emails(redis, [(email_id, priority)], queue_name=queue_name)
+    return added[0] if added else None
 
 
 async def defer_email(redis: Redis, email_id: int, delay: float, *, queue_name: str) -> None:

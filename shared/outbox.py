@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, cast
 
@@ -25,7 +25,7 @@ from shared.jobs import (
     EmailContext,
     EmailKind,
     enqueue_deliver_webhook,
-    enqueue_send_email,
+    enqueue_send_emails,
 )
 from shared.models import Email, User
 
@@ -93,6 +93,7 @@ async def enqueue_committed(
     session: AsyncSession, redis: ArqRedis | None, *, queue_name: str
 ) -> list[str]:
     """Enqueue delivery of the rows this session added; call only after a successful commit.
+    The emails go in one call, however many the transaction added (a group commit's many).
 
     Never raises for Redis trouble: the rows are committed, so the sweeper will find them.
     """
@@ -100,29 +101,33 @@ async def enqueue_committed(
     rows = take_unannounced(session)
     if redis is None:
         return []
-    jobs: Sequence[tuple[str, Callable[[], Awaitable[str | None]]]] = [
-        (f"email {email_id}", functools.partial(
-            enqueue_send_email, redis, email_id, queue_name=queue_name, priority=priority))
-        for email_id, priority in rows
-    ] + [
+    jobs: list[tuple[str, Callable[[], Awaitable[list[str]]]]] = []
+    if rows:
+        what = f"email {rows[0][0]}" if len(rows) == 1 else f"{len(rows)} emails"
+        jobs.append(
+            (what, functools.partial(enqueue_send_emails, redis, rows, queue_name=queue_name))
+        )
+    jobs += [
         (f"webhook delivery {delivery_id}", functools.partial(
-            enqueue_deliver_webhook, redis, delivery_id, queue_name=queue_name))
+            _enqueue_webhook, redis, delivery_id, queue_name=queue_name))
         for delivery_id in webhook_ids
     ]  # fmt: skip
     job_ids: list[str] = []
     for what, enqueue in jobs:
         try:
-            job_id = await enqueue()
+            job_ids += await enqueue()
         except (RedisError, OSError) as error:
             log.warning(
-                "could not enqueue %s (%s); the outbox sweeper will deliver it",
+                "could not enqueue %s (%s); the outbox sweeper will take over",
                 what,
                 type(error).__name__,
             )
-            continue
-        if job_id is not None:
-            job_ids.append(job_id)
     return job_ids
+
+
+async def _enqueue_webhook(redis: ArqRedis, delivery_id: int, *, queue_name: str) -> list[str]:
+    job_id = await enqueue_deliver_webhook(redis, delivery_id, queue_name=queue_name)
+    return [] if job_id is None else [job_id]
 
 
 @asynccontextmanager

@@ -21,6 +21,7 @@ from shared.tokens import Purpose, int_field
 from shared.validation import (
     InvalidInput,
     check_new_password,
+    email_key,
     normalize_username,
 )
 
@@ -75,7 +76,8 @@ async def _create_account_or_notify(
     ctx: ServiceContext, username: str, email: str, password_hash: str
 ) -> None:
     interval = ctx.settings.CONFIRM_RESEND_INTERVAL
-    async with ctx.unit_of_work() as session:
+
+    async def create_or_notify(session: AsyncSession) -> None:
         existing = await users.by_email(session, email, lock=True)
         if existing is not None and existing.confirmed_at is None:
             await _confirm_again(session, existing, interval)  # lost the first email?
@@ -91,6 +93,8 @@ async def _create_account_or_notify(
         await events.record(session, Kind.REGISTERED, user_id, username=username, email=email)
         link = ConfirmEmail(user_id=user_id, generation=FIRST_LINK)
         await add_email(session, EmailKind.CONFIRM, email, link, user_id=user_id)
+
+    await ctx.commit_together(create_or_notify, lock_key=email_key(email))
 
 
 async def _notify_existing_owner(session: AsyncSession, user: User, interval: int) -> None:
@@ -195,10 +199,12 @@ async def request_confirmation(ctx: ServiceContext, email: str) -> None:
 
 
 async def _confirm_again_if_waiting(ctx: ServiceContext, email: str) -> None:
-    async with ctx.unit_of_work() as session:
+    async def confirm_again(session: AsyncSession) -> None:
         user = await users.by_email(session, email, lock=True)
         if user is not None and user.confirmed_at is None:
             await _confirm_again(session, user, ctx.settings.CONFIRM_RESEND_INTERVAL)
+
+    await ctx.commit_together(confirm_again, lock_key=email_key(email))
 
 
 async def last_email_sent(ctx: ServiceContext, user_id: int) -> datetime | None:

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import SessionMaker, create_engine, create_sessionmaker
+from shared.group_commit import GroupCommit, Work
 from shared.jobs import create_queue
 from shared.outbox import transaction
 from shared.ratelimit import Limits
@@ -62,6 +63,10 @@ class ServiceContext:
     tokens: Tokens
     limits: Limits
     defer: Defer = field(default_factory=BackgroundTasks)
+    _group_commit: GroupCommit = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_group_commit", GroupCommit(self.unit_of_work))
 
     @classmethod
     def open(
@@ -103,6 +108,13 @@ class ServiceContext:
         block ends without an error; the outbox rows it added are enqueued after the commit,
         never before (see :mod:`shared.outbox`)."""
         return transaction(self.sessionmaker, self.redis, queue_name=self.settings.QUEUE_NAME)
+
+    async def commit_together(self, work: Work, *, lock_key: str = "") -> None:
+        """For deferred writes: ``work(session)`` in a unit of work shared with the deferred
+        writes that arrive with it (see :mod:`shared.group_commit`: ``work`` may run twice,
+        the first time rolled back, so it only touches the session; ``lock_key`` is the key
+        of the account row it locks, if any)."""
+        await self._group_commit(work, lock_key=lock_key)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:

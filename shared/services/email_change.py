@@ -8,6 +8,8 @@ import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from shared import passwords
 from shared.jobs import (
     EmailChangeConfirm,
@@ -75,7 +77,8 @@ async def request_change(
 async def _link_or_notice(
     ctx: ServiceContext, user_id: int, generation: int, new_email: str
 ) -> None:
-    async with ctx.unit_of_work() as session:
+
+    async def link_or_notice(session: AsyncSession) -> None:
         owner = await users.by_email(session, new_email)
         if owner is not None:
             await email_user(session, owner, EmailInUse(user_id=owner.id))
@@ -87,6 +90,8 @@ async def _link_or_notice(
             EmailChangeConfirm(user_id=user_id, generation=generation, new_email=new_email),
             user_id=user_id,
         )
+
+    await ctx.commit_together(link_or_notice)
 
 
 def link_payload(user_id: int, generation: int, new_email: str) -> dict[str, object]:

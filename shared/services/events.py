@@ -136,10 +136,10 @@ def webhook_data(
 
 
 async def record_alone(ctx: ServiceContext, kind: Kind, user_id: int, **payload: Any) -> None:
-    """An event with no change of its own to ride with (a failed sign-in), in a unit of
-    work of its own; callers defer it past the answer so that it costs no answer time."""
-    async with ctx.unit_of_work() as session:
-        await record(session, kind, user_id, **payload)
+    """An event with no change of its own to ride with (a failed sign-in); callers defer it
+    past the answer so that it costs no answer time, and it commits with the other deferred
+    writes of the moment."""
+    await ctx.commit_together(lambda session: record(session, kind, user_id, **payload))
 
 
 PER_PAGE = 20

@@ -51,7 +51,7 @@ async def request_reset(ctx: ServiceContext, email: str) -> None:
 
 
 async def _issue_reset_if_known(ctx: ServiceContext, email: str) -> None:
-    async with ctx.unit_of_work() as session:
+    async def issue(session: AsyncSession) -> None:
         # One UPDATE both finds the account and bumps its link generation, holding the row
         # until commit: two requests at once get distinct generations.
         user = await users.next_reset_generation(session, email)
@@ -59,6 +59,8 @@ async def _issue_reset_if_known(ctx: ServiceContext, email: str) -> None:
             link = ResetEmail(user_id=user.id, generation=user.reset_generation)
             await add_email(session, EmailKind.RESET, user.email, link, user_id=user.id)
             await events.record(session, Kind.RESET_REQUESTED, user.id)
+
+    await ctx.commit_together(issue, lock_key=email_key(email))
 
 
 async def _issue_reset(session: AsyncSession, user: User) -> None:

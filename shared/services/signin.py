@@ -138,10 +138,13 @@ async def login(
 async def _record_if_known(ctx: ServiceContext, email: str, kind: Kind) -> None:
     """Held-back attempts are the account's news only if there is an account: unknown
     addresses leave nothing stored (no enumeration through storage)."""
-    async with ctx.unit_of_work() as session:
+
+    async def record_if_known(session: AsyncSession) -> None:
         user = await users.by_email(session, email)
         if user is not None:
             await events.record(session, kind, user.id)
+
+    await ctx.commit_together(record_if_known)
 
 
 @dataclass(frozen=True, slots=True)

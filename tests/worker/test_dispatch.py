@@ -24,6 +24,7 @@ from shared.jobs import (
     emails_doorbell,
     emails_due_key,
     enqueue_send_email,
+    enqueue_send_emails,
     take_due_emails,
 )
 from shared.models import Email, EmailStatus
@@ -67,6 +68,25 @@ async def test_an_announcement_is_taken_once_and_keeps_its_place(
 
     assert await take_due_emails(queue, queue_name=name, limit=10) == [1, 2]
     assert await take_due_emails(queue, queue_name=name, limit=10) == []
+
+
+async def test_one_call_announces_a_commits_emails_and_rings_once(
+    queue: ArqRedis, settings: Settings
+) -> None:
+    name = own_queue(settings)
+    await enqueue_send_email(queue, 2, queue_name=name)
+    async with queue.pubsub() as pubsub:
+        await pubsub.subscribe(emails_doorbell(name))
+        await pubsub.get_message(timeout=1)  # the subscription's confirmation
+        added = await enqueue_send_emails(
+            queue, [(1, False), (2, False), (3, True)], queue_name=name
+        )
+        rings = [await pubsub.get_message(timeout=0.2) for _ in range(2)]
+    assert added == [f"{name}:email:1", f"{name}:email:3"]  # 2 was already waiting
+    assert [ring["type"] for ring in rings if ring] == ["message"]
+    first, *then = await take_due_emails(queue, queue_name=name, limit=10)
+    assert first == 3 and sorted(then) == [1, 2]  # the priority one first
+    assert await enqueue_send_emails(queue, [], queue_name=name) == []
 
 
 async def test_a_priority_email_passes_the_backlog(queue: ArqRedis, settings: Settings) -> None:
