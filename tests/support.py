@@ -12,8 +12,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from devstack.servers import free_port
+from shared.db import SessionMaker
+from shared.ratelimit import Limits
+from shared.services.context import BackgroundTasks, ServiceContext
 from shared.settings import Settings
+from shared.tokens import Tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -142,3 +149,19 @@ async def run_burst_worker(settings: Settings, **overrides: Any) -> None:
         await worker.main()
     finally:
         await asyncio.gather(worker.close(), return_exceptions=True)
+
+
+def committing_context(
+    settings: Settings, engine: AsyncEngine, sessionmaker: SessionMaker, queue: ArqRedis
+) -> ServiceContext:
+    """The use cases' context on real, committing connections (for what other connections or
+    processes must see, and for concurrency); deferred work runs as tasks (``drain`` them)."""
+    return ServiceContext(
+        settings=settings,
+        engine=engine,
+        sessionmaker=sessionmaker,
+        redis=queue,
+        tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
+        limits=Limits(queue, key_prefix=settings.REDIS_KEY_PREFIX),
+        defer=BackgroundTasks(),
+    )

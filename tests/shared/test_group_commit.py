@@ -16,12 +16,11 @@ from shared.db import SessionMaker
 from shared.group_commit import Work
 from shared.jobs import EmailKind, emails_due_key
 from shared.models import Email, SecurityEvent, User
-from shared.ratelimit import Limits
 from shared.services import passwords
-from shared.services.context import BackgroundTasks, ServiceContext
+from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.settings import Settings
-from shared.tokens import Tokens
+from tests.support import committing_context
 
 BURST = 30
 WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who")
@@ -35,15 +34,7 @@ async def ctx(
     queue: ArqRedis,
     clean_db: None,
 ) -> ServiceContext:
-    return ServiceContext(
-        settings=settings,
-        engine=engine,
-        sessionmaker=sessionmaker,
-        redis=queue,
-        tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
-        limits=Limits(queue, key_prefix=settings.REDIS_KEY_PREFIX),
-        defer=BackgroundTasks(),
-    )
+    return committing_context(settings, engine, sessionmaker, queue)
 
 
 async def add_users(sessionmaker: SessionMaker, count: int) -> list[int]:

@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.db import SessionMaker
 from shared.jobs import EmailKind
 from shared.models import Email, User
-from shared.ratelimit import Limits
 from shared.services import accounts, email_change, passwords, signin
-from shared.services.context import BackgroundTasks, ServiceContext
+from shared.services.context import ServiceContext
 from shared.services.passwords import ChangeOutcome
 from shared.settings import Settings
-from shared.tokens import Purpose, Tokens
+from shared.tokens import Purpose
+from tests.support import committing_context
 
 PASSWORD = "correct horse battery"
 BURST = 40
@@ -33,15 +33,8 @@ async def ctx(
     queue: ArqRedis,
     clean_db: None,
 ) -> ServiceContext:
-    context = ServiceContext(
-        settings=settings.with_values(LOGIN_ACCOUNT_CEILING=10, LOGIN_FAILURES_BEFORE_LOCK=10),
-        engine=engine,
-        sessionmaker=sessionmaker,
-        redis=queue,
-        tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
-        limits=Limits(queue, key_prefix=settings.REDIS_KEY_PREFIX),
-        defer=BackgroundTasks(),
-    )
+    tight = settings.with_values(LOGIN_ACCOUNT_CEILING=10, LOGIN_FAILURES_BEFORE_LOCK=10)
+    context = committing_context(tight, engine, sessionmaker, queue)
     await accounts.register(context, "alice", "alice@example.com", PASSWORD)
     await context.defer.drain()  # type: ignore[attr-defined]
     async with sessionmaker() as session, session.begin():

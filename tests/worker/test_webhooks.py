@@ -20,13 +20,11 @@ from devstack.servers import free_port
 from shared.db import SessionMaker
 from shared.jobs import webhook_job_id
 from shared.models import EmailStatus, SecurityEvent, WebhookDelivery, WebhookEndpoint
-from shared.ratelimit import Limits
 from shared.services import accounts, events, webhooks
-from shared.services.context import BackgroundTasks, ServiceContext
+from shared.services.context import ServiceContext
 from shared.settings import Settings
-from shared.tokens import Tokens
 from tests.receiver import Receiver, serving
-from tests.support import run_burst_worker, worker_cli
+from tests.support import committing_context, run_burst_worker, worker_cli
 from worker.webhooks import Reply, WebhookSender, _retry_after, is_public_address
 
 pytestmark = pytest.mark.usefixtures("clean_db")
@@ -51,15 +49,7 @@ async def ctx(
 ) -> ServiceContext:
     """The use cases' context on real, committing connections (the worker reads what they
     wrote)."""
-    return ServiceContext(
-        settings=hook_settings,
-        engine=engine,
-        sessionmaker=sessionmaker,
-        redis=queue,
-        tokens=Tokens(hook_settings.SECRET_KEY.get_secret_value()),
-        limits=Limits(queue, key_prefix=hook_settings.REDIS_KEY_PREFIX),
-        defer=BackgroundTasks(),
-    )
+    return committing_context(hook_settings, engine, sessionmaker, queue)
 
 
 @pytest.fixture
