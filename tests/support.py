@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,11 +13,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from arq.connections import ArqRedis
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.servers import free_port
 from shared.db import SessionMaker
+from shared.models import User
 from shared.ratelimit import Limits
 from shared.services.context import BackgroundTasks, ServiceContext
 from shared.settings import Settings
@@ -165,3 +169,36 @@ def committing_context(
         limits=Limits(queue, key_prefix=settings.REDIS_KEY_PREFIX),
         defer=BackgroundTasks(),
     )
+
+
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+async def add_accounts(
+    sessionmaker: SessionMaker, emails: list[str], password_hash: str = "!"
+) -> list[int]:
+    """Accounts for these addresses (user0, user1, ...), in one statement; their ids."""
+    async with sessionmaker() as session, session.begin():
+        rows = [
+            {"username": f"user{n}", "username_key": f"user{n}", "email": email,
+             "email_key": email, "password_hash": password_hash}
+            for n, email in enumerate(emails)
+        ]  # fmt: skip
+        return list(await session.scalars(insert(User).values(rows).returning(User.id)))
+
+
+async def reset_requests(base_url: str, emails: list[str], clients: int) -> None:
+    """Reset requests through the forms, ``clients`` browsers at a time."""
+
+    async def browser(mine: list[str]) -> None:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            for email in mine:
+                page = await client.get("/reset_password")
+                match = CSRF.search(page.text)
+                assert match, page.text[:200]
+                answer = await client.post(
+                    "/reset_password", data={"csrf_token": match.group(1), "email": email}
+                )
+                assert answer.status_code == 302, answer.text[:200]
+
+    await asyncio.gather(*(browser(emails[n::clients]) for n in range(clients)))

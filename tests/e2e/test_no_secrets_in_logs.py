@@ -3,7 +3,6 @@ they logged: no password, no token, no full email link."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +11,9 @@ import pytest
 
 from devstack.mailsink import MailSink
 from shared.settings import Settings
-from tests.support import Stack, wait_for
+from tests.support import CSRF, Stack, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_db")]
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 PASSWORD = "correct horse battery staple"
 NEW_PASSWORD = "tr0ub4dor and then some"
 

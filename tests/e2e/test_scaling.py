@@ -4,27 +4,23 @@ and the outbound budget holds in total (MAIL_RATE_PER_SECOND for all of them, no
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 from arq.connections import ArqRedis
 
 from devstack.mailsink import MailSink
 from shared.db import SessionMaker
 from shared.jobs import EmailKind, TestEmail
-from shared.models import User
 from shared.outbox import add_email, transaction
 from shared.passwords import HASHER
 from shared.settings import Settings
 from tests.e2e.test_faults import WorkerProcess, count_status
 from tests.e2e.test_web_server import Web
-from tests.support import wait_for
+from tests.support import add_accounts, reset_requests, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_db")]
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
 async def test_three_workers_share_one_outbound_budget(
@@ -53,23 +49,6 @@ async def test_three_workers_share_one_outbound_budget(
     assert not any("Traceback" in log for log in logs)
 
 
-async def reset_requests(base_url: str, emails: list[str], clients: int) -> None:
-    """Reset requests through the forms, ``clients`` browsers at a time."""
-
-    async def browser(mine: list[str]) -> None:
-        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-            for email in mine:
-                page = await client.get("/reset_password")
-                match = CSRF.search(page.text)
-                assert match, page.text[:200]
-                answer = await client.post(
-                    "/reset_password", data={"csrf_token": match.group(1), "email": email}
-                )
-                assert answer.status_code == 302, answer.text[:200]
-
-    await asyncio.gather(*(browser(emails[n::clients]) for n in range(clients)))
-
-
 async def test_two_web_and_three_worker_processes_survive_a_worker_sigkill(
     settings: Settings, queue: ArqRedis, smtp: MailSink, sessionmaker: SessionMaker, tmp_path: Path
 ) -> None:
@@ -89,18 +68,7 @@ async def test_two_web_and_three_worker_processes_survive_a_worker_sigkill(
         POSTS_PER_MINUTE=10_000,
     )
     emails = [f"person{n}@d{n % 20}.example" for n in range(total)]
-    hashed = HASHER.hash("correct horse battery staple")
-    async with sessionmaker() as session, session.begin():
-        session.add_all(
-            User(
-                username=f"person{n}",
-                username_key=f"person{n}",
-                email=email,
-                email_key=email,
-                password_hash=hashed,
-            )
-            for n, email in enumerate(emails)
-        )
+    await add_accounts(sessionmaker, emails, HASHER.hash("correct horse battery staple"))
     smtp.delay = 0.02  # deliveries take a moment: the kill finds some in flight
     web = Web(settings, tmp_path / "web.log")
     workers = [WorkerProcess(settings, tmp_path / f"worker{n}.log") for n in range(3)]

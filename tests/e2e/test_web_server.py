@@ -1,9 +1,10 @@
 """``python -m web`` as operators run it: WEB_WORKERS server processes behind one port, an
 access log without query strings, HTTP/1.1 keep-alive, no server banner, and a graceful
-stop that finishes the request in flight."""
+stop that finishes the request in flight and the writes deferred past the answers."""
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import signal
 import socket
@@ -15,9 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from shared.db import SessionMaker
+from shared.jobs import EmailKind
+from shared.models import Email, User
 from shared.settings import Settings
-from tests.support import ROOT, free_port, settings_env
+from tests.support import ROOT, add_accounts, free_port, reset_requests, settings_env
 
 pytestmark = [pytest.mark.slow]
 
@@ -153,4 +158,30 @@ def test_sigterm_finishes_the_request_in_flight_then_stops(web: Web) -> None:
     assert status == b"HTTP/1.1 400 Bad Request", answer[:300]
     assert answer.rstrip().endswith(b"</html>")
     assert web.process.wait(30) == 0
+    assert "Traceback" not in web.log.read_text()
+
+
+async def test_sigterm_commits_the_writes_deferred_past_the_last_answers(
+    settings: Settings, sessionmaker: SessionMaker, clean_db: None, tmp_path: Path
+) -> None:
+    """Reset requests answered, then SIGTERM while their deferred writes (committed together
+    in batches) wait on the accounts' rows: the processes finish those writes before they
+    exit, and every reset link is in the outbox."""
+    emails = [f"person{n}@example.com" for n in range(80)]
+    await add_accounts(sessionmaker, emails)
+    web = Web(settings.with_values(WEB_WORKERS=2, POSTS_PER_MINUTE=10_000), tmp_path / "web.log")
+    try:
+        async with sessionmaker() as blocker, blocker.begin():
+            await blocker.execute(select(User.id).with_for_update())  # the writes must wait
+            await reset_requests(web.base_url, emails, clients=40)  # answered all the same
+            web.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(1)
+            assert web.process.poll() is None, "stopping, but not before the deferred writes"
+        code = await asyncio.to_thread(web.process.wait, 30)
+    finally:
+        web.stop()
+    assert code == 0
+    async with sessionmaker() as session:
+        queued = await session.scalars(select(Email.recipient).where(Email.kind == EmailKind.RESET))
+        assert sorted(queued) == sorted(emails)
     assert "Traceback" not in web.log.read_text()

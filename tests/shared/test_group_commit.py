@@ -9,7 +9,7 @@ import contextvars
 
 import pytest
 from arq.connections import ArqRedis
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import SessionMaker
@@ -20,7 +20,7 @@ from shared.services import passwords
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.settings import Settings
-from tests.support import committing_context
+from tests.support import add_accounts, committing_context
 
 BURST = 30
 WHO: contextvars.ContextVar[str] = contextvars.ContextVar("who")
@@ -35,27 +35,6 @@ async def ctx(
     clean_db: None,
 ) -> ServiceContext:
     return committing_context(settings, engine, sessionmaker, queue)
-
-
-async def add_users(sessionmaker: SessionMaker, count: int) -> list[int]:
-    async with sessionmaker() as session, session.begin():
-        ids = await session.scalars(
-            insert(User)
-            .values(
-                [
-                    {
-                        "username": f"user{n}",
-                        "username_key": f"user{n}",
-                        "email": f"user{n}@example.com",
-                        "email_key": f"user{n}@example.com",
-                        "password_hash": "!",
-                    }
-                    for n in range(count)
-                ]
-            )
-            .returning(User.id)
-        )
-        return list(ids)
 
 
 def event(user_id: int) -> SecurityEvent:
@@ -86,7 +65,7 @@ async def events_of(sessionmaker: SessionMaker) -> list[int]:
 async def test_a_lone_write_commits_at_once(
     ctx: ServiceContext, sessionmaker: SessionMaker
 ) -> None:
-    (user_id,) = await add_users(sessionmaker, 1)
+    (user_id,) = await add_accounts(sessionmaker, ["user0@example.com"])
     await asyncio.wait_for(ctx.commit_together(event_for(user_id)), timeout=5)
     assert await events_of(sessionmaker) == [user_id]
 
@@ -94,7 +73,7 @@ async def test_a_lone_write_commits_at_once(
 async def test_writes_arriving_together_share_a_transaction(
     ctx: ServiceContext, sessionmaker: SessionMaker
 ) -> None:
-    user_ids = await add_users(sessionmaker, BURST)
+    user_ids = await add_accounts(sessionmaker, [f"user{n}@example.com" for n in range(BURST)])
     transactions: list[int] = []
     await asyncio.gather(*(ctx.commit_together(event_for(u, transactions)) for u in user_ids))
     assert await events_of(sessionmaker) == sorted(user_ids)
@@ -106,7 +85,7 @@ async def test_writes_arriving_together_share_a_transaction(
 async def test_one_failing_write_costs_the_others_nothing(
     ctx: ServiceContext, sessionmaker: SessionMaker
 ) -> None:
-    user_ids = await add_users(sessionmaker, 6)
+    user_ids = await add_accounts(sessionmaker, [f"user{n}@example.com" for n in range(6)])
 
     async def fails(session: AsyncSession) -> None:
         session.add(event(user_ids[0]))
@@ -168,7 +147,7 @@ async def test_a_batch_locks_its_rows_in_key_order(ctx: ServiceContext) -> None:
 async def test_a_burst_of_reset_requests_is_one_email_each_in_few_transactions(
     ctx: ServiceContext, sessionmaker: SessionMaker, queue: ArqRedis
 ) -> None:
-    user_ids = await add_users(sessionmaker, BURST)
+    user_ids = await add_accounts(sessionmaker, [f"user{n}@example.com" for n in range(BURST)])
     await asyncio.gather(
         *(passwords.request_reset(ctx, f"user{n}@example.com") for n in range(BURST))
     )
