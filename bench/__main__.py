@@ -350,17 +350,26 @@ def cpu_components(web: Process, workers: list[Process], sink: Sink) -> CpuMeter
 
 
 async def settled(env: dict[str, str], timeout: float = 300) -> None:
-    """Wait until the outbox has no pending email: each was sent, or skipped because a newer
-    reset link superseded it (the same account's earlier link would not work anyway)."""
+    """Wait until the outbox has no pending email (each was sent, or skipped because a newer
+    reset link superseded it: the same account's earlier link would not work anyway) and no
+    new one for half a second: a web process writes its reset links after its answers, so
+    the last answers' links may not be in the outbox yet when the load stops."""
     connection = await asyncpg.connect(
         env["DATABASE_URL"].replace("postgresql+asyncpg", "postgresql")
     )
     try:
         deadline = time.monotonic() + timeout
-        while await connection.fetchval("SELECT count(*) FROM emails WHERE status = 'pending'"):
+        previous = -1
+        while True:
+            pending, total = await connection.fetchrow(
+                "SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FROM emails"
+            )
+            if not pending and total == previous:
+                return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"emails still pending after {timeout}s")
-            await asyncio.sleep(0.1)
+            previous = total
+            await asyncio.sleep(0.1 if pending else 0.5)
     finally:
         await connection.close()
 

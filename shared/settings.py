@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     # Server processes for `python -m web`; unset: one per CPU this process may run on.
     WEB_WORKERS: int | None = Field(default=None, ge=1, le=256)
     MAX_CONTENT_LENGTH: int = Field(default=64 * 1024, ge=1024)
+    # Work a process defers past its answers (reset links, new accounts) and has not finished
+    # yet: past this many, requests that may defer more wait for room (web.after_response),
+    # so what a crash can lose, and the memory it takes, stay bounded under any load.
+    DEFERRED_WORK_LIMIT: int = Field(default=128, ge=1, le=100_000)
 
     # --- metrics: Prometheus text on internal listeners, never on the public port ----------
     METRICS_HOST: str = "127.0.0.1"

@@ -20,14 +20,14 @@ from shared.services.context import ServiceContext
 from shared.settings import Settings, load_settings
 from web import ratelimit
 from web.access_log import AccessLog
-from web.after_response import AfterResponse, after_response
+from web.after_response import AfterResponse, DeferredWork, after_response
 from web.auth import AccountUser, current_account
 from web.cookie_session import CookieSessionInterface
 from web.errors import register_error_handlers
 from web.extensions import SERVICES_KEY, auth_manager
 from web.forms import blank_form
 from web.headers import add_security_headers
-from web.metrics import instrument
+from web.metrics import DEFERRED, instrument
 from web.requests import Request
 from web.templating import Environment as JinjaEnvironment
 from web.widgets import install as install_fast_widgets
@@ -119,7 +119,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     # The app writes the access log itself (no query strings), whichever server runs it;
     # inside the proxy fix, so it logs the client address the trusted proxies forwarded.
     # Work deferred past the answer starts once the answer has been sent (web.after_response).
-    app.asgi_app = AfterResponse(app.asgi_app)  # type: ignore[method-assign]
+    deferred = DeferredWork(settings.DEFERRED_WORK_LIMIT, on_change=DEFERRED.inc)
+    app.asgi_app = AfterResponse(app.asgi_app, deferred)  # type: ignore[method-assign]
     app.asgi_app = AccessLog(app.asgi_app)  # type: ignore[method-assign]
     if settings.TRUSTED_PROXIES:
         # The client address (and scheme) the trusted proxies forwarded; with no proxies
@@ -133,7 +134,9 @@ def create_app(settings: Settings | None = None) -> Quart:
     @app.before_serving
     async def open_services() -> None:
         context = ServiceContext.open(
-            settings, application_name="web", defer=after_response(app.add_background_task)
+            settings,
+            application_name="web",
+            defer=after_response(app.add_background_task, deferred),
         )
         app.extensions[SERVICES_KEY] = context
         await warn_if_unreachable(context)

@@ -22,6 +22,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     multiprocess,
 )
@@ -39,6 +40,11 @@ REQUESTS = Counter(
 LATENCY = Histogram(
     "accounts_http_request_seconds", "Time to answer an HTTP request, by route template.",
     ["route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)  # fmt: skip
+
+DEFERRED = Gauge(
+    "accounts_deferred_work", "Work deferred past answers and not finished yet.",
+    multiprocess_mode="livesum",
 )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -22,7 +23,7 @@ from shared.db import SessionMaker
 from shared.jobs import EmailKind
 from shared.models import Email, User
 from shared.settings import Settings
-from tests.support import ROOT, add_accounts, free_port, reset_requests, settings_env
+from tests.support import CSRF, ROOT, add_accounts, free_port, reset_requests, settings_env
 
 pytestmark = [pytest.mark.slow]
 
@@ -181,6 +182,42 @@ async def test_sigterm_commits_the_writes_deferred_past_the_last_answers(
     finally:
         web.stop()
     assert code == 0
+    async with sessionmaker() as session:
+        queued = await session.scalars(select(Email.recipient).where(Email.kind == EmailKind.RESET))
+        assert sorted(queued) == sorted(emails)
+    assert "Traceback" not in web.log.read_text()
+
+
+async def test_a_flood_cannot_run_answers_ahead_of_the_writes_they_defer(
+    settings: Settings, sessionmaker: SessionMaker, clean_db: None, tmp_path: Path
+) -> None:
+    """DEFERRED_WORK_LIMIT=4 and the accounts' rows locked, so the reset links' writes cannot
+    finish: the server answers four reset requests, then holds the others (it still serves
+    pages) until the writes go through; then every request is answered, every link written."""
+    emails = [f"person{n}@example.com" for n in range(16)]
+    await add_accounts(sessionmaker, emails)
+    web = Web(
+        settings.with_values(WEB_WORKERS=1, POSTS_PER_MINUTE=10_000, DEFERRED_WORK_LIMIT=4),
+        tmp_path / "web.log",
+    )
+    try:
+        async with httpx.AsyncClient(base_url=web.base_url, timeout=30) as client:
+            token = CSRF.search((await client.get("/reset_password")).text)
+            assert token is not None
+
+            async def reset(email: str) -> int:
+                form = {"csrf_token": token.group(1), "email": email}
+                return (await client.post("/reset_password", data=form)).status_code
+
+            async with sessionmaker() as blocker, blocker.begin():
+                await blocker.execute(select(User.id).with_for_update())
+                posts = [asyncio.create_task(reset(email)) for email in emails]
+                await asyncio.sleep(2)
+                assert sum(post.done() for post in posts) == 4
+                assert (await client.get("/reset_password")).status_code == 200
+            assert await asyncio.gather(*posts) == [302] * len(emails)
+    finally:
+        web.stop()
     async with sessionmaker() as session:
         queued = await session.scalars(select(Email.recipient).where(Email.kind == EmailKind.RESET))
         assert sorted(queued) == sorted(emails)
