@@ -14,6 +14,12 @@ security events' origin is a context variable), on a session whose transaction i
 with the others in the batch. What it must not do is anything outside that transaction, for
 a batch that fails is rolled back and each of its works is run again alone, so that one
 work's error (or a deadlock between two processes' batches) costs the others nothing.
+
+Sharing the transaction still left each work's own statements, one round trip each, and under
+load every round trip of this background writing waits a whole turn of the event loop behind
+the requests. A write that floods can come as :class:`Together`: the neighbouring items of
+one ``write`` in a batch go to it as one list, which it writes in a few set-based statements
+(``UPDATE ... WHERE key = ANY(...)``, one multi-row INSERT) whatever their number.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
+from itertools import groupby
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,6 +39,7 @@ from shared.batching import Coalescer
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Work = Callable[[AsyncSession], Coroutine[Any, Any, Any]]
 UnitOfWork = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 
@@ -41,8 +49,18 @@ MAX_BATCH = 32
 
 
 @dataclass(frozen=True, slots=True)
+class Together(Generic[T]):
+    """``item``, to be written by ``write(session, items)`` with the neighbouring items of
+    the same ``write`` in its batch, in key order. ``write`` serves many callers, so it runs
+    in none's context: what it needs of the request (its origin, say) travels in the item."""
+
+    write: Callable[[AsyncSession, list[T]], Coroutine[Any, Any, None]]
+    item: T
+
+
+@dataclass(frozen=True, slots=True)
 class _Item:
-    work: Work
+    work: Work | Together[Any]
     lock_key: str
     context: contextvars.Context
 
@@ -63,7 +81,7 @@ class GroupCommit:
             self._commit, max_batch=max_batch
         )
 
-    async def __call__(self, work: Work, *, lock_key: str = "") -> None:
+    async def __call__(self, work: Work | Together[Any], *, lock_key: str = "") -> None:
         error = await self._coalescer(_Item(work, lock_key, contextvars.copy_context()))
         if error is not None:
             raise error
@@ -71,8 +89,8 @@ class GroupCommit:
     async def _commit(self, batch: list[_Item]) -> Sequence[BaseException | None]:
         try:
             async with self._unit_of_work() as session:
-                for item in sorted(batch, key=lambda item: item.lock_key):
-                    await _run(item, session)
+                for group in _groups(sorted(batch, key=lambda item: item.lock_key)):
+                    await _run(group, session)
         except Exception as error:
             if len(batch) == 1:
                 return [error]
@@ -87,13 +105,29 @@ class GroupCommit:
     async def _alone(self, item: _Item) -> BaseException | None:
         try:
             async with self._unit_of_work() as session:
-                await _run(item, session)
+                await _run([item], session)
         except Exception as error:
             return error
         return None
 
 
-async def _run(item: _Item, session: AsyncSession) -> None:
-    """Run a work in its caller's context (as a task of its own: a coroutine cannot switch
-    contexts in the middle of another's)."""
-    await asyncio.create_task(item.work(session), context=item.context)
+def _groups(items: list[_Item]) -> list[list[_Item]]:
+    """Runs of neighbouring items of one :class:`Together` write; each other work alone.
+    The order (and so the order rows are locked in) stays that of ``items``."""
+
+    def write_of(item: _Item) -> object:
+        return item.work.write if isinstance(item.work, Together) else item
+
+    return [list(group) for _, group in groupby(items, key=write_of)]
+
+
+async def _run(group: list[_Item], session: AsyncSession) -> None:
+    """Run a work in its caller's context, or a :class:`Together` write for its items in an
+    empty one (each as a task of its own: a coroutine cannot switch contexts in the middle
+    of another's; an empty context, so that no caller's request shows in the others')."""
+    work = group[0].work
+    if isinstance(work, Together):
+        items = [item.work.item for item in group]  # type: ignore[union-attr]
+        await asyncio.create_task(work.write(session, items), context=contextvars.Context())
+    else:
+        await asyncio.create_task(work(session), context=group[0].context)

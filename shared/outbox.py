@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, cast
 
@@ -52,18 +52,38 @@ async def add_email(
 ) -> int:
     """Add an outbox row to the session's transaction; returns its id. One INSERT, not an ORM
     object: this runs for every email, and nothing reads the row back in the same unit."""
-    expected = EMAIL_CONTEXTS[kind]
-    if type(context) is not expected:
-        raise TypeError(f"{kind} emails take {expected.__name__}, not {type(context).__name__}")
-    values = {
-        "kind": kind.value,
-        "recipient": recipient,
-        "context": context.model_dump(mode="json"),
-        "user_id": user_id,
-    }
-    email_id: int = await session.scalar(_ADD_EMAIL, values)
-    announce(session, [email_id], priority=kind in PRIORITY_KINDS)
+    (email_id,) = await add_emails(session, kind, [(recipient, context, user_id)])
     return email_id
+
+
+async def add_emails(
+    session: AsyncSession,
+    kind: EmailKind,
+    emails: Sequence[tuple[str, EmailContext, int | None]],
+) -> list[int]:
+    """Add an outbox row of ``kind`` per (recipient, context, user id) to the session's
+    transaction, all in one INSERT; returns their ids."""
+    if not emails:
+        return []
+    expected = EMAIL_CONTEXTS[kind]
+    rows = []
+    for recipient, context, user_id in emails:
+        if type(context) is not expected:
+            raise TypeError(f"{kind} emails take {expected.__name__}, not {type(context).__name__}")
+        rows.append(
+            {
+                "kind": kind.value,
+                "recipient": recipient,
+                "context": context.model_dump(mode="json"),
+                "user_id": user_id,
+            }
+        )
+    if len(rows) == 1:
+        email_ids = [await session.scalar(_ADD_EMAIL, rows[0])]
+    else:  # SQLAlchemy sends many rows as one multi-row INSERT ... RETURNING
+        email_ids = list(await session.scalars(_ADD_EMAIL, rows))
+    announce(session, email_ids, priority=kind in PRIORITY_KINDS)
+    return email_ids
 
 
 async def email_user(session: AsyncSession, user: User, context: EmailContext) -> int:

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import SessionMaker, create_engine, create_sessionmaker
-from shared.group_commit import GroupCommit, Work
+from shared.group_commit import GroupCommit, Together, Work
 from shared.jobs import create_queue
 from shared.outbox import transaction
 from shared.ratelimit import Limits
@@ -109,11 +109,12 @@ class ServiceContext:
         never before (see :mod:`shared.outbox`)."""
         return transaction(self.sessionmaker, self.redis, queue_name=self.settings.QUEUE_NAME)
 
-    async def commit_together(self, work: Work, *, lock_key: str = "") -> None:
+    async def commit_together(self, work: Work | Together[Any], *, lock_key: str = "") -> None:
         """For deferred writes: ``work(session)`` in a unit of work shared with the deferred
         writes that arrive with it (see :mod:`shared.group_commit`: ``work`` may run twice,
         the first time rolled back, so it only touches the session; ``lock_key`` is the key
-        of the account row it locks, if any)."""
+        of the account row it locks, if any). A :class:`Together` is written with its
+        neighbours of the same write, in one call."""
         await self._group_commit(work, lock_key=lock_key)
 
     @asynccontextmanager

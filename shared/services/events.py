@@ -10,19 +10,21 @@ not each use case's: the web layer sets it once per request with :func:`set_orig
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import insert_bound
 from shared.devices import device_name
 from shared.models import SecurityEvent
+from shared.outbox import announce_webhooks
 from shared.services.context import ServiceContext
-from shared.webhook_outbox import fan_out, fan_out_with
+from shared.webhook_outbox import ALL_TYPES, fan_out, fan_out_with, message_body, new_message_id
 
 
 class Kind(enum.StrEnum):
@@ -93,6 +95,12 @@ def set_origin(client_address: str, user_agent: str) -> None:
     _ORIGIN.set(Origin(client_address[:64], user_agent[:512]))
 
 
+def current_origin() -> Origin:
+    """Where the current request comes from: for work that will run outside its context
+    (a :class:`~shared.group_commit.Together` write) to take along."""
+    return _ORIGIN.get() or Origin()
+
+
 _RECORD = fan_out_with(
     insert_bound(
         cast(Table, SecurityEvent.__table__),
@@ -109,7 +117,7 @@ _RECORD = fan_out_with(
 async def record(session: AsyncSession, kind: Kind, user_id: int | None, **payload: Any) -> None:
     """Add an event, and the webhook deliveries it owes, to the caller's transaction (they
     commit, or vanish, with the change): one statement, one round trip."""
-    origin = _ORIGIN.get() or Origin()
+    origin = current_origin()
     device = await device_name(origin.user_agent)
     at = datetime.now(UTC)
     event = {
@@ -122,6 +130,62 @@ async def record(session: AsyncSession, kind: Kind, user_id: int | None, **paylo
     }
     data = webhook_data(user_id, origin.client_address, device, payload)
     await fan_out(session, _RECORD, kind.value, at, data, event)
+
+
+# record() for many events of one kind: the events in one INSERT of unnest()ed columns, and
+# the webhook deliveries each owes (one per subscribed endpoint) in the same statement.
+_RECORD_MANY = text(
+    """
+    WITH event AS (
+        INSERT INTO security_events (user_id, kind, created_at, client_address, device, payload)
+        SELECT user_id, :kind, :created_at, client_address, device, payload::jsonb
+        FROM unnest(
+            CAST(:user_ids AS bigint[]), CAST(:client_addresses AS varchar[]),
+            CAST(:devices AS varchar[]), CAST(:payloads AS text[])
+        ) AS row(user_id, client_address, device, payload)
+    )
+    INSERT INTO webhook_deliveries (endpoint_id, message_id, event_type, body, status, attempts)
+    SELECT endpoint.id, owed.message_id, :kind, owed.body, 'pending', 0
+    FROM unnest(CAST(:message_ids AS varchar[]), CAST(:bodies AS text[]))
+        AS owed(message_id, body)
+    JOIN webhook_endpoints AS endpoint
+        ON endpoint.event_types && CAST(:webhook_types AS varchar[])
+    RETURNING webhook_deliveries.id
+    """
+)
+
+
+async def record_many(
+    session: AsyncSession, kind: Kind, events: Sequence[tuple[int | None, Origin]]
+) -> None:
+    """:func:`record` for each (user id, origin), with no payload, in one statement: the
+    events of a batch of deferred writes, whose origins travel with them."""
+    if not events:
+        return
+    at = datetime.now(UTC)
+    columns: dict[str, list[Any]] = {
+        key: [] for key in ("user_ids", "client_addresses", "devices", "message_ids", "bodies")
+    }
+    for user_id, origin in events:
+        device = await device_name(origin.user_agent)
+        message_id = new_message_id()
+        data = webhook_data(user_id, origin.client_address, device, {})
+        columns["user_ids"].append(user_id)
+        columns["client_addresses"].append(origin.client_address)
+        columns["devices"].append(device)
+        columns["message_ids"].append(message_id)
+        columns["bodies"].append(message_body(message_id, kind.value, at, data))
+    rows = await session.execute(
+        _RECORD_MANY,
+        {
+            **columns,
+            "payloads": ["{}"] * len(events),
+            "kind": kind.value,
+            "created_at": at,
+            "webhook_types": [kind.value, ALL_TYPES],
+        },
+    )
+    announce_webhooks(session, list(rows.scalars()))
 
 
 def webhook_data(

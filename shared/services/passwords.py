@@ -11,9 +11,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
+from shared.group_commit import Together
 from shared.jobs import EmailKind, PasswordChanged, ResetEmail
 from shared.models import User
-from shared.outbox import add_email, email_user
+from shared.outbox import add_emails, email_user
 from shared.ratelimit import Limit
 from shared.services import events, sessions, signin, users
 from shared.services.context import ServiceContext
@@ -47,20 +48,43 @@ async def request_reset(ctx: ServiceContext, email: str) -> None:
     """
     verdict = await ctx.limits.hit(reset_email_limit(ctx), email_key(email))
     if verdict.allowed:
-        ctx.defer(_issue_reset_if_known, ctx, email)
+        ctx.defer(_issue_reset_if_known, ctx, _ResetRequest(email, events.current_origin()))
 
 
-async def _issue_reset_if_known(ctx: ServiceContext, email: str) -> None:
-    async def issue(session: AsyncSession) -> None:
-        # One UPDATE both finds the account and bumps its link generation, holding the row
-        # until commit: two requests at once get distinct generations.
-        user = await users.next_reset_generation(session, email)
-        if user is not None:
-            link = ResetEmail(user_id=user.id, generation=user.reset_generation)
-            await add_email(session, EmailKind.RESET, user.email, link, user_id=user.id)
-            await events.record(session, Kind.RESET_REQUESTED, user.id)
+@dataclass(frozen=True, slots=True)
+class _ResetRequest:
+    email: str
+    origin: events.Origin  # where it came from, for its security event
 
-    await ctx.commit_together(issue, lock_key=email_key(email))
+
+async def _issue_reset_if_known(ctx: ServiceContext, request: _ResetRequest) -> None:
+    # Under a flood of requests the deferred writes are mostly these: written together.
+    await ctx.commit_together(Together(_issue_resets, request), lock_key=email_key(request.email))
+
+
+async def _issue_resets(session: AsyncSession, requests: list[_ResetRequest]) -> None:
+    """Reset links for the requests whose addresses have accounts, in three statements
+    whatever their number: one UPDATE finds the accounts and moves each one's link
+    generation on by its number of requests (holding their rows until commit, so every
+    request gets a generation of its own: the latest link wins), one INSERT queues an email
+    per request, one records an event per request."""
+    asked: dict[str, list[_ResetRequest]] = {}
+    for request in requests:
+        asked.setdefault(email_key(request.email), []).append(request)
+    accounts = await users.next_reset_generations(
+        session, {key: len(mine) for key, mine in asked.items()}
+    )
+    links, origins = [], []
+    for account in accounts:
+        mine = asked[account.email_key]
+        first = account.reset_generation - len(mine) + 1
+        for generation, request in enumerate(mine, start=first):
+            links.append(
+                (account.email, ResetEmail(user_id=account.id, generation=generation), account.id)
+            )
+            origins.append((account.id, request.origin))
+    await add_emails(session, EmailKind.RESET, links)
+    await events.record_many(session, Kind.RESET_REQUESTED, origins)
 
 
 async def _issue_reset(session: AsyncSession, user: User) -> None:

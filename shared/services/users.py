@@ -6,7 +6,19 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import Interval, Row, Table, bindparam, func, select, update
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    Interval,
+    Row,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,19 +39,39 @@ async def by_email(session: AsyncSession, email: str, *, lock: bool = False) -> 
 
 
 _USERS = cast(Table, User.__table__)
-_NEXT_RESET_GENERATION = (
+# Lock the accounts in the order of their keys (the order every batch of deferred writes
+# takes them in: two processes' batches cannot deadlock), then move each one's reset link
+# generation on by the number of links asked for it.
+_KEYS = bindparam("keys", type_=ARRAY(String))
+_LOCKED_IN_KEY_ORDER = (
+    select(_USERS.c.id, _USERS.c.email_key)
+    .where(_USERS.c.email_key == any_(_KEYS))
+    .order_by(_USERS.c.email_key)
+    .with_for_update()
+    .cte("locked")
+)
+_ASKED = select(
+    func.unnest(_KEYS).label("key"),
+    func.unnest(bindparam("counts", type_=ARRAY(Integer))).label("links"),
+).cte("asked")
+_NEXT_RESET_GENERATIONS = (
     update(_USERS)
-    .where(_USERS.c.email_key == bindparam("key"))
-    .values(reset_generation=_USERS.c.reset_generation + 1)
-    .returning(_USERS.c.id, _USERS.c.email, _USERS.c.reset_generation)
+    .where(
+        _USERS.c.id == _LOCKED_IN_KEY_ORDER.c.id, _LOCKED_IN_KEY_ORDER.c.email_key == _ASKED.c.key
+    )
+    .values(reset_generation=_USERS.c.reset_generation + _ASKED.c.links)
+    .returning(_USERS.c.id, _USERS.c.email, _USERS.c.email_key, _USERS.c.reset_generation)
 )
 
 
-async def next_reset_generation(session: AsyncSession, email: str) -> Row[Any] | None:
-    """(id, email, reset_generation) of the account for ``email``, its reset link generation
-    moved on by one, in one statement (its row stays locked until the transaction ends);
-    None if there is none."""
-    return (await session.execute(_NEXT_RESET_GENERATION, {"key": email_key(email)})).one_or_none()
+async def next_reset_generations(session: AsyncSession, links: dict[str, int]) -> list[Row[Any]]:
+    """(id, email, email_key, reset_generation) of the accounts with these email keys, each
+    one's reset link generation moved on by the number of links ``links`` asks for it, in
+    one statement (their rows stay locked until the transaction ends; the generations in
+    between are theirs to hand out); a key with no account has no row."""
+    keys = sorted(links)
+    parameters = {"keys": keys, "counts": [links[key] for key in keys]}
+    return list(await session.execute(_NEXT_RESET_GENERATIONS, parameters))
 
 
 async def by_id(session: AsyncSession, user_id: int, *, lock: bool = False) -> User | None:

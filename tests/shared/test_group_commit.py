@@ -6,17 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 
 import pytest
 from arq.connections import ArqRedis
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.db import SessionMaker
 from shared.group_commit import Work
 from shared.jobs import EmailKind, emails_due_key
-from shared.models import Email, SecurityEvent, User
-from shared.services import passwords
+from shared.models import Email, SecurityEvent, User, WebhookDelivery
+from shared.services import events, passwords, webhooks
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.settings import Settings
@@ -165,3 +168,104 @@ async def test_a_burst_of_reset_requests_is_one_email_each_in_few_transactions(
     assert transactions is not None and transactions <= 3
     # Every email was announced to the worker (one script call per transaction).
     assert await queue.zcard(emails_due_key(ctx.settings.QUEUE_NAME)) == BURST
+
+
+async def test_a_batch_of_resets_is_three_statements_each_request_its_own_link_and_event(
+    ctx: ServiceContext, sessionmaker: SessionMaker, engine: AsyncEngine
+) -> None:
+    """The reset links of a burst are written set-based (a statement for the accounts, one for
+    the emails, one for the events), and still each request gets a link, a generation and an
+    event of its own, from its own origin: an address asked for twice gets two links, and
+    every event owes its webhook deliveries."""
+    every = await webhooks.add_endpoint(ctx, "https://hooks.example.com/all", ["*"])
+    resets = await webhooks.add_endpoint(
+        ctx, "https://hooks.example.com/resets", ["user.reset_requested"]
+    )
+    await webhooks.add_endpoint(ctx, "https://hooks.example.com/other", ["user.login_failed"])
+    user_ids = await add_accounts(sessionmaker, [f"user{n}@example.com" for n in range(BURST)])
+    asked = [f"user{n}@example.com" for n in range(BURST)] + [
+        "USER0@example.com",  # the same account again, as typed
+        "nobody@example.com",  # no account: nothing written
+    ]
+    statements: list[str] = []
+
+    def note(_: object, __: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    async def request(n: int, email: str) -> None:
+        events.set_origin(f"10.0.0.{n}", "test agent")
+        await passwords.request_reset(ctx, email)
+
+    sqlalchemy_event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        await asyncio.gather(*(request(n, email) for n, email in enumerate(asked)))
+        await ctx.defer.drain()  # type: ignore[attr-defined]
+    finally:
+        sqlalchemy_event.remove(engine.sync_engine, "before_cursor_execute", note)
+
+    for table in ("UPDATE users", "INSERT INTO emails", "INSERT INTO security_events"):
+        assert 1 <= sum(table in statement for statement in statements) <= 3, table
+    async with sessionmaker() as session:
+        links = (await session.execute(select(Email.user_id, Email.context))).all()
+        recorded = (
+            await session.execute(
+                select(SecurityEvent.user_id, SecurityEvent.client_address, SecurityEvent.kind)
+            )
+        ).all()
+        owed = (
+            await session.execute(select(WebhookDelivery.endpoint_id, WebhookDelivery.body))
+        ).all()
+    first = user_ids[0]
+    assert sorted(link.context["generation"] for link in links if link.user_id == first) == [1, 2]
+    assert sorted(link.user_id for link in links if link.user_id != first) == sorted(user_ids[1:])
+    assert {link.context["generation"] for link in links if link.user_id != first} == {1}
+    assert {kind for _, _, kind in recorded} == {Kind.RESET_REQUESTED.value}
+    origins = {(user_id, address) for user_id, address, _ in recorded}
+    expected = {(user_id, f"10.0.0.{n}") for n, user_id in enumerate(user_ids)}
+    assert origins == expected | {(first, f"10.0.0.{BURST}")}
+    assert len(recorded) == BURST + 1
+    assert sorted(endpoint for endpoint, _ in owed) == sorted([every.id, resets.id] * (BURST + 1))
+    bodies = [json.loads(body) for _, body in owed]
+    assert {body["type"] for body in bodies} == {"user.reset_requested"}
+    assert sorted({body["data"]["user_id"] for body in bodies}) == sorted(user_ids)
+
+
+async def test_a_batch_of_resets_locks_the_accounts_in_key_order(
+    ctx: ServiceContext, sessionmaker: SessionMaker
+) -> None:
+    """While the batch for a, b and c waits on b (locked elsewhere), it holds a and not c:
+    rows are taken in key order, as every batch takes them, so batches cannot deadlock."""
+    await add_accounts(sessionmaker, [f"{key}@example.com" for key in "abc"])
+
+    async def locked_elsewhere(key: str) -> bool:
+        async with sessionmaker() as session, session.begin():
+            try:
+                await session.execute(
+                    text("SELECT 1 FROM users WHERE email_key = :key FOR UPDATE NOWAIT"),
+                    {"key": f"{key}@example.com"},
+                )
+            except DBAPIError:
+                return True
+            return False
+
+    release = asyncio.Event()
+
+    async def busy(session: AsyncSession) -> None:
+        await release.wait()
+
+    async with sessionmaker() as blocker, blocker.begin():
+        await blocker.execute(
+            text("SELECT 1 FROM users WHERE email_key = 'b@example.com' FOR UPDATE")
+        )
+        first = asyncio.create_task(ctx.commit_together(busy))  # the next batch gathers ...
+        for key in "cab":
+            await passwords.request_reset(ctx, f"{key}@example.com")  # ... these three
+        await asyncio.sleep(0.1)
+        release.set()
+        await asyncio.sleep(0.3)  # the batch has taken a and waits on b
+        assert await locked_elsewhere("a") is True
+        assert await locked_elsewhere("c") is False
+    await first
+    await ctx.defer.drain()  # type: ignore[attr-defined]
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(Email)) == 3
