@@ -1,6 +1,6 @@
 """Security events: one record per security-relevant change, written in the change's own
-transaction, shown to the account's owner and delivered to subscribed services (webhooks,
-through :func:`shared.webhook_outbox.fan_out`).
+transaction, shown to the account's owner and delivered to subscribed services (webhooks:
+the event's statement also writes the deliveries it owes, see :func:`record_many`).
 
 Where a change came from (the client's address and user agent) is the request's business,
 not each use case's: the web layer sets it once per request with :func:`set_origin`, and
@@ -10,21 +10,21 @@ not each use case's: the web layer sets it once per request with :func:`set_orig
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import insert_bound
 from shared.devices import device_name
 from shared.models import SecurityEvent
 from shared.outbox import announce_webhooks
 from shared.services.context import ServiceContext
-from shared.webhook_outbox import ALL_TYPES, fan_out, fan_out_with, message_body, new_message_id
+from shared.webhook_outbox import ALL_TYPES, message_body, new_message_id
 
 
 class Kind(enum.StrEnum):
@@ -101,39 +101,15 @@ def current_origin() -> Origin:
     return _ORIGIN.get() or Origin()
 
 
-_RECORD = fan_out_with(
-    insert_bound(
-        cast(Table, SecurityEvent.__table__),
-        "user_id",
-        "kind",
-        "created_at",
-        "client_address",
-        "device",
-        "payload",
-    )
-)
-
-
 async def record(session: AsyncSession, kind: Kind, user_id: int | None, **payload: Any) -> None:
     """Add an event, and the webhook deliveries it owes, to the caller's transaction (they
     commit, or vanish, with the change): one statement, one round trip."""
-    origin = current_origin()
-    device = await device_name(origin.user_agent)
-    at = datetime.now(UTC)
-    event = {
-        "user_id": user_id,
-        "kind": kind.value,
-        "created_at": at,
-        "client_address": origin.client_address,
-        "device": device,
-        "payload": payload,
-    }
-    data = webhook_data(user_id, origin.client_address, device, payload)
-    await fan_out(session, _RECORD, kind.value, at, data, event)
+    await record_many(session, kind, [(user_id, current_origin(), payload)])
 
 
-# record() for many events of one kind: the events in one INSERT of unnest()ed columns, and
-# the webhook deliveries each owes (one per subscribed endpoint) in the same statement.
+# Events of one kind in one INSERT of unnest()ed columns, and the webhook deliveries each owes
+# (one per endpoint subscribed to its type, or to all) in the same statement: nothing is
+# written for them when nobody subscribes.
 _RECORD_MANY = text(
     """
     WITH event AS (
@@ -156,20 +132,25 @@ _RECORD_MANY = text(
 
 
 async def record_many(
-    session: AsyncSession, kind: Kind, events: Sequence[tuple[int | None, Origin]]
+    session: AsyncSession,
+    kind: Kind,
+    events: Sequence[tuple[int | None, Origin, dict[str, Any]]],
 ) -> None:
-    """:func:`record` for each (user id, origin), with no payload, in one statement: the
-    events of a batch of deferred writes, whose origins travel with them."""
+    """Add an event of ``kind`` per (user id, origin, payload), and the webhook deliveries
+    each owes, to the caller's transaction in one statement (the events of a batch of
+    deferred writes come with their own origins)."""
     if not events:
         return
     at = datetime.now(UTC)
     columns: dict[str, list[Any]] = {
-        key: [] for key in ("user_ids", "client_addresses", "devices", "message_ids", "bodies")
+        key: []
+        for key in ("user_ids", "client_addresses", "devices", "payloads", "message_ids", "bodies")
     }
-    for user_id, origin in events:
+    for user_id, origin, payload in events:
         device = await device_name(origin.user_agent)
         message_id = new_message_id()
-        data = webhook_data(user_id, origin.client_address, device, {})
+        data = webhook_data(user_id, origin.client_address, device, payload)
+        columns["payloads"].append(json.dumps(payload))
         columns["user_ids"].append(user_id)
         columns["client_addresses"].append(origin.client_address)
         columns["devices"].append(device)
@@ -179,7 +160,6 @@ async def record_many(
         _RECORD_MANY,
         {
             **columns,
-            "payloads": ["{}"] * len(events),
             "kind": kind.value,
             "created_at": at,
             "webhook_types": [kind.value, ALL_TYPES],

@@ -74,7 +74,8 @@ async def _issue_resets(session: AsyncSession, requests: list[_ResetRequest]) ->
     accounts = await users.next_reset_generations(
         session, {key: len(mine) for key, mine in asked.items()}
     )
-    links, origins = [], []
+    links: list[tuple[str, ResetEmail, int]] = []
+    origins: list[tuple[int, events.Origin, dict[str, Any]]] = []
     for account in accounts:
         mine = asked[account.email_key]
         first = account.reset_generation - len(mine) + 1
@@ -82,7 +83,7 @@ async def _issue_resets(session: AsyncSession, requests: list[_ResetRequest]) ->
             links.append(
                 (account.email, ResetEmail(user_id=account.id, generation=generation), account.id)
             )
-            origins.append((account.id, request.origin))
+            origins.append((account.id, request.origin, {}))
     await add_emails(session, EmailKind.RESET, links)
     await events.record_many(session, Kind.RESET_REQUESTED, origins)
 

@@ -2,10 +2,10 @@
 
 An endpoint is a URL, the event types it wants and its own signing secret (Standard
 Webhooks, ``whsec_<base64>``), shown once when it is added and stored sealed. When an event
-is recorded, :func:`fan_out` writes one delivery row per subscribed endpoint in the event's
-own transaction (the webhook outbox), announced to the worker after the commit; the worker
-(``worker/webhook_jobs.py``) POSTs it, signed, at least once. Operators manage endpoints
-with ``python -m worker webhooks ...``.
+is recorded, its statement writes one delivery row per subscribed endpoint in the event's
+own transaction (the webhook outbox, :func:`shared.services.events.record_many`), announced
+to the worker after the commit; the worker (``worker/webhook_jobs.py``) POSTs it, signed, at
+least once. Operators manage endpoints with ``python -m worker webhooks ...``.
 """
 
 from __future__ import annotations
