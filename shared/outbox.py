@@ -78,10 +78,8 @@ async def add_emails(
                 "user_id": user_id,
             }
         )
-    if len(rows) == 1:
-        email_ids = [await session.scalar(_ADD_EMAIL, rows[0])]
-    else:  # SQLAlchemy sends many rows as one multi-row INSERT ... RETURNING
-        email_ids = list(await session.scalars(_ADD_EMAIL, rows))
+    # SQLAlchemy sends the rows as one multi-row INSERT ... RETURNING, ids in their order.
+    email_ids = list(await session.scalars(_ADD_EMAIL, rows))
     announce(session, email_ids, priority=kind in PRIORITY_KINDS)
     return email_ids
 

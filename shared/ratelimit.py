@@ -106,14 +106,14 @@ class Limits:
         """Whether one more event would be allowed, without counting one."""
         return await self._decide(limit, subject, count=False)
 
-    def storage_key(self, limit: Limit, subject: str) -> str:
+    def _storage_key(self, limit: Limit, subject: str) -> str:
         """The Redis key of ``subject``'s window: the one ``limits`` itself reads and writes."""
         return f"{self._key_prefix}:{limit.item().key_for(_digest(subject))}"
 
     async def _count_many(self, hits: list[tuple[Limit, str]]) -> list[bool]:
         keys, args = [], [time.time()]
         for limit, subject in hits:
-            keys.append(self.storage_key(limit, subject))
+            keys.append(self._storage_key(limit, subject))
             args += [limit.limit, limit.window]
         return [bool(allowed) for allowed in await self._hit_many(keys, args)]
 

@@ -43,7 +43,9 @@ LATENCY = Histogram(
 )  # fmt: skip
 
 DEFERRED = Gauge(
-    "accounts_deferred_work", "Work deferred past answers and not finished yet.",
+    "accounts_deferred_work",
+    "Work deferred past answers and not finished yet, with the POSTs in progress that may "
+    "defer more: what DEFERRED_WORK_LIMIT bounds.",
     multiprocess_mode="livesum",
 )  # fmt: skip
 
