@@ -21,6 +21,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.devices import device_name
+from shared.group_commit import Together
 from shared.models import SecurityEvent
 from shared.outbox import announce_webhooks
 from shared.services.context import ServiceContext
@@ -181,9 +182,29 @@ def webhook_data(
 
 async def record_alone(ctx: ServiceContext, kind: Kind, user_id: int, **payload: Any) -> None:
     """An event with no change of its own to ride with (a failed sign-in); callers defer it
-    past the answer so that it costs no answer time, and it commits with the other deferred
-    writes of the moment."""
-    await ctx.commit_together(lambda session: record(session, kind, user_id, **payload))
+    past the answer so that it costs no answer time, and it is written with the other
+    deferred events of the moment, a statement per kind (:func:`record_pending`)."""
+    event = Pending(kind, user_id, current_origin(), payload)
+    await ctx.commit_together(Together(record_pending, event))
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An event to record later, outside its request: where it came from travels with it."""
+
+    kind: Kind
+    user_id: int
+    origin: Origin
+    payload: dict[str, Any]
+
+
+async def record_pending(session: AsyncSession, pending: Sequence[Pending]) -> None:
+    """Record these events, one statement per kind among them."""
+    by_kind: dict[Kind, list[tuple[int | None, Origin, dict[str, Any]]]] = {}
+    for event in pending:
+        by_kind.setdefault(event.kind, []).append((event.user_id, event.origin, event.payload))
+    for kind, events in by_kind.items():
+        await record_many(session, kind, events)
 
 
 PER_PAGE = 20

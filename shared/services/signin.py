@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
 from shared.devices import device_name
+from shared.group_commit import Together
 from shared.jobs import NewDevice
 from shared.models import User
 from shared.outbox import email_user
@@ -137,14 +138,29 @@ async def login(
 
 async def _record_if_known(ctx: ServiceContext, email: str, kind: Kind) -> None:
     """Held-back attempts are the account's news only if there is an account: unknown
-    addresses leave nothing stored (no enumeration through storage)."""
+    addresses leave nothing stored (no enumeration through storage). A flood of them
+    against one account is written a batch at a time, in two statements."""
+    attempt = _Attempt(email_key(email), kind, events.current_origin())
+    await ctx.commit_together(Together(_record_for_known, attempt))
 
-    async def record_if_known(session: AsyncSession) -> None:
-        user = await users.by_email(session, email)
-        if user is not None:
-            await events.record(session, kind, user.id)
 
-    await ctx.commit_together(record_if_known)
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    key: str  # the address's key
+    kind: Kind
+    origin: events.Origin
+
+
+async def _record_for_known(session: AsyncSession, attempts: list[_Attempt]) -> None:
+    accounts = await users.ids_by_email_key(session, {attempt.key for attempt in attempts})
+    await events.record_pending(
+        session,
+        [
+            events.Pending(attempt.kind, accounts[attempt.key], attempt.origin, {})
+            for attempt in attempts
+            if attempt.key in accounts
+        ],
+    )
 
 
 @dataclass(frozen=True, slots=True)

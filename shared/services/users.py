@@ -74,6 +74,15 @@ async def next_reset_generations(session: AsyncSession, links: dict[str, int]) -
     return list(await session.execute(_NEXT_RESET_GENERATIONS, parameters))
 
 
+_IDS_BY_EMAIL_KEY = select(_USERS.c.email_key, _USERS.c.id).where(_USERS.c.email_key == any_(_KEYS))
+
+
+async def ids_by_email_key(session: AsyncSession, keys: set[str]) -> dict[str, int]:
+    """The ids of the accounts with these email keys, by key (none for a key with none)."""
+    rows = await session.execute(_IDS_BY_EMAIL_KEY, {"keys": sorted(keys)})
+    return {key: user_id for key, user_id in rows}
+
+
 async def by_id(session: AsyncSession, user_id: int, *, lock: bool = False) -> User | None:
     return await session.get(User, user_id, with_for_update=lock)
 

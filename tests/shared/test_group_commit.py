@@ -19,7 +19,7 @@ from shared.db import SessionMaker
 from shared.group_commit import Work
 from shared.jobs import EmailKind, emails_due_key
 from shared.models import Email, SecurityEvent, User, WebhookDelivery
-from shared.services import events, passwords, webhooks
+from shared.services import events, passwords, signin, webhooks
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.settings import Settings
@@ -269,3 +269,52 @@ async def test_a_batch_of_resets_locks_the_accounts_in_key_order(
     await ctx.defer.drain()  # type: ignore[attr-defined]
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(Email)) == 3
+
+
+async def test_deferred_sign_in_events_are_written_a_statement_per_kind(
+    ctx: ServiceContext, sessionmaker: SessionMaker, engine: AsyncEngine
+) -> None:
+    """A flood of failed and held-back sign-ins defers an event each: a batch of them is one
+    statement per kind (plus one look-up of the held-back addresses' accounts), each event
+    from its own origin, and nothing for addresses without an account."""
+    user_ids = await add_accounts(sessionmaker, [f"user{n}@example.com" for n in range(10)])
+    release = asyncio.Event()
+
+    async def busy(session: AsyncSession) -> None:
+        await release.wait()
+
+    async def failed(n: int) -> None:
+        events.set_origin(f"10.0.1.{n}", "test agent")
+        await events.record_alone(ctx, Kind.LOGIN_FAILED, user_ids[n])
+
+    async def held_back(n: int) -> None:
+        events.set_origin(f"10.0.2.{n}", "test agent")
+        await signin._record_if_known(ctx, f"user{n}@example.com", Kind.LOCKED)
+
+    statements: list[str] = []
+
+    def note(_: object, __: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    first = asyncio.create_task(ctx.commit_together(busy))  # the next batch gathers the rest
+    await asyncio.sleep(0.05)
+    sqlalchemy_event.listen(engine.sync_engine, "before_cursor_execute", note)
+    try:
+        rest = [asyncio.create_task(failed(n)) for n in range(10)]
+        rest += [asyncio.create_task(held_back(n)) for n in range(5, 15)]  # 10-14: no account
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(first, *rest)
+    finally:
+        sqlalchemy_event.remove(engine.sync_engine, "before_cursor_execute", note)
+
+    assert sum("INSERT INTO security_events" in statement for statement in statements) == 2
+    assert sum("FROM users" in statement for statement in statements) == 1
+    async with sessionmaker() as session:
+        rows = await session.execute(
+            select(SecurityEvent.kind, SecurityEvent.user_id, SecurityEvent.client_address)
+        )
+        recorded = {(kind, user_id, address) for kind, user_id, address in rows}
+    assert recorded == {
+        (Kind.LOGIN_FAILED.value, user_ids[n], f"10.0.1.{n}") for n in range(10)
+    } | {(Kind.LOCKED.value, user_ids[n], f"10.0.2.{n}") for n in range(5, 10)}
