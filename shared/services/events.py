@@ -105,7 +105,18 @@ def current_origin() -> Origin:
 async def record(session: AsyncSession, kind: Kind, user_id: int | None, **payload: Any) -> None:
     """Add an event, and the webhook deliveries it owes, to the caller's transaction (they
     commit, or vanish, with the change): one statement, one round trip."""
-    await record_many(session, kind, [(user_id, current_origin(), payload)])
+    await record_many(session, [Event(kind, user_id, current_origin(), payload)])
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event to record, with where it came from (which travels with it when it is
+    recorded outside its request: a deferred write's batch)."""
+
+    kind: Kind
+    user_id: int | None
+    origin: Origin
+    payload: dict[str, Any]
 
 
 # Events of one kind in one INSERT of unnest()ed columns, and the webhook deliveries each owes
@@ -132,27 +143,29 @@ _RECORD_MANY = text(
 )
 
 
-async def record_many(
-    session: AsyncSession,
-    kind: Kind,
-    events: Sequence[tuple[int | None, Origin, dict[str, Any]]],
-) -> None:
-    """Add an event of ``kind`` per (user id, origin, payload), and the webhook deliveries
-    each owes, to the caller's transaction in one statement (the events of a batch of
-    deferred writes come with their own origins)."""
-    if not events:
-        return
+async def record_many(session: AsyncSession, events: Sequence[Event]) -> None:
+    """Add these events, and the webhook deliveries each owes, to the caller's transaction:
+    one statement per kind among them."""
+    by_kind: dict[Kind, list[Event]] = {}
+    for event in events:
+        by_kind.setdefault(event.kind, []).append(event)
+    for kind, of_kind in by_kind.items():
+        await _record_kind(session, kind, of_kind)
+
+
+async def _record_kind(session: AsyncSession, kind: Kind, events: list[Event]) -> None:
     at = datetime.now(UTC)
     columns: dict[str, list[Any]] = {
         key: []
         for key in ("user_ids", "client_addresses", "devices", "payloads", "message_ids", "bodies")
     }
-    for user_id, origin, payload in events:
+    for event in events:
+        origin = event.origin
         device = await device_name(origin.user_agent)
         message_id = new_message_id()
-        data = webhook_data(user_id, origin.client_address, device, payload)
-        columns["payloads"].append(json.dumps(payload))
-        columns["user_ids"].append(user_id)
+        data = webhook_data(event.user_id, origin.client_address, device, event.payload)
+        columns["payloads"].append(json.dumps(event.payload))
+        columns["user_ids"].append(event.user_id)
         columns["client_addresses"].append(origin.client_address)
         columns["devices"].append(device)
         columns["message_ids"].append(message_id)
@@ -183,28 +196,9 @@ def webhook_data(
 async def record_alone(ctx: ServiceContext, kind: Kind, user_id: int, **payload: Any) -> None:
     """An event with no change of its own to ride with (a failed sign-in); callers defer it
     past the answer so that it costs no answer time, and it is written with the other
-    deferred events of the moment, a statement per kind (:func:`record_pending`)."""
-    event = Pending(kind, user_id, current_origin(), payload)
-    await ctx.commit_together(Together(record_pending, event))
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """An event to record later, outside its request: where it came from travels with it."""
-
-    kind: Kind
-    user_id: int
-    origin: Origin
-    payload: dict[str, Any]
-
-
-async def record_pending(session: AsyncSession, pending: Sequence[Pending]) -> None:
-    """Record these events, one statement per kind among them."""
-    by_kind: dict[Kind, list[tuple[int | None, Origin, dict[str, Any]]]] = {}
-    for event in pending:
-        by_kind.setdefault(event.kind, []).append((event.user_id, event.origin, event.payload))
-    for kind, events in by_kind.items():
-        await record_many(session, kind, events)
+    deferred events of the moment, a statement per kind."""
+    event = Event(kind, user_id, current_origin(), payload)
+    await ctx.commit_together(Together(record_many, event))
 
 
 PER_PAGE = 20

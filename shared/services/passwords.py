@@ -75,7 +75,7 @@ async def _issue_resets(session: AsyncSession, requests: list[_ResetRequest]) ->
         session, {key: len(mine) for key, mine in asked.items()}
     )
     links: list[tuple[str, ResetEmail, int]] = []
-    origins: list[tuple[int, events.Origin, dict[str, Any]]] = []
+    recorded: list[events.Event] = []
     for account in accounts:
         mine = asked[account.email_key]
         first = account.reset_generation - len(mine) + 1
@@ -83,9 +83,9 @@ async def _issue_resets(session: AsyncSession, requests: list[_ResetRequest]) ->
             links.append(
                 (account.email, ResetEmail(user_id=account.id, generation=generation), account.id)
             )
-            origins.append((account.id, request.origin, {}))
+            recorded.append(events.Event(Kind.RESET_REQUESTED, account.id, request.origin, {}))
     await add_emails(session, EmailKind.RESET, links)
-    await events.record_many(session, Kind.RESET_REQUESTED, origins)
+    await events.record_many(session, recorded)
 
 
 async def _issue_reset(session: AsyncSession, user: User) -> None:

@@ -153,10 +153,10 @@ class _Attempt:
 
 async def _record_for_known(session: AsyncSession, attempts: list[_Attempt]) -> None:
     accounts = await users.ids_by_email_key(session, {attempt.key for attempt in attempts})
-    await events.record_pending(
+    await events.record_many(
         session,
         [
-            events.Pending(attempt.kind, accounts[attempt.key], attempt.origin, {})
+            events.Event(attempt.kind, accounts[attempt.key], attempt.origin, {})
             for attempt in attempts
             if attempt.key in accounts
         ],
