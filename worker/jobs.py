@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.policy import SMTPUTF8
 from typing import Any
 
@@ -39,7 +39,7 @@ from worker.mailer import DeliveryError, Envelope, Outgoing, RecipientRefused
 from worker.mime import compose
 from worker.render import message_id_for
 from worker.signing import DkimSigner
-from worker.store import record_outcome, take_overdue
+from worker.store import Outcome, record_outcome, take_overdue
 from worker.throttle import backoff_delay
 from worker.webhook_jobs import sweep_webhooks
 
@@ -65,8 +65,9 @@ async def deliver_email(st: WorkerState, email_id: int) -> float | None:
     """Deliver outbox row ``email_id``; returns in how many seconds to try it again, if at all.
 
     Claim the row (a lease, one batched UPDATE), deliver without holding a transaction or a
-    connection, then record the outcome. "Sent" is recorded in a batch with other deliveries';
-    anything else in its own transaction, with the admin alert it may cause.
+    connection, then record the outcome: in a batch with other deliveries' unless it causes
+    more (a permanent failure: an admin alert, perhaps a suppression), then in its own
+    transaction with what it causes.
     """
     email = await st.store.claim(email_id)
     if email is None:
@@ -78,8 +79,10 @@ async def deliver_email(st: WorkerState, email_id: int) -> float | None:
     metrics.EMAILS.labels(email.kind, _metric_outcome(outcome)).inc()
     if outcome.status == EmailStatus.SENT:
         await st.store.mark_sent(email.id)
-    else:
+    elif outcome.status == EmailStatus.FAILED or outcome.suppress:
         await _record(st, email, outcome)
+    else:
+        await st.store.record(_as_recorded(email, outcome))
     # Recorded: the attempt is on record even if Redis loses the retry.
     if outcome.held is not None:
         log.info("email %s held back (%s) for %.1fs", email_id, outcome.held, outcome.retry_in)
@@ -115,20 +118,24 @@ def _metric_outcome(outcome: _Outcome) -> str:
     return outcome.status
 
 
+def _as_recorded(email: OutboxEmail, outcome: _Outcome) -> Outcome:
+    """What the row records: a held-back message keeps its last attempt's error."""
+    return Outcome(
+        email_id=email.id,
+        status=outcome.status,
+        attempts=email.attempts,
+        last_error=outcome.detail[:2000],
+        keep_error=outcome.held is not None,
+        retry_in=outcome.retry_in,
+    )
+
+
 async def _record(st: WorkerState, email: OutboxEmail, outcome: _Outcome) -> None:
-    """Write an outcome other than "sent" and release the claim, in one unit of work that
-    enqueues, after commit, the admin alert a permanent failure causes."""
-    values: dict[str, Any] = {
-        "status": outcome.status,
-        "attempts": email.attempts,
-        "claimed_until": None,
-    }
-    if outcome.held is None:
-        values["last_error"] = outcome.detail[:2000]
-    if outcome.retry_in is not None:
-        values["next_attempt_at"] = timedelta(seconds=outcome.retry_in)
+    """Write an outcome and release the claim in one unit of work with what it causes: the
+    suppression of a refused address, and (enqueued after commit) the admin alert of a
+    permanent failure."""
     async with transaction(st.sessionmaker, st.redis, queue_name=st.settings.QUEUE_NAME) as session:
-        await record_outcome(session, email.id, values)
+        await record_outcome(session, _as_recorded(email, outcome))
         if outcome.suppress:
             await bounces.suppress(
                 session, email.recipient, bounces.Cause.REJECTED, outcome.detail, email.id

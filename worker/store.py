@@ -3,17 +3,21 @@
 Each delivery claims its row, may read its user (the stale guard), and records the result.
 Those statements are tiny and identical in shape, so concurrent jobs share them through
 :class:`~shared.batching.Coalescer`: one ``UPDATE ... WHERE id = ANY(...)`` claims or
-records a whole batch. Outcomes other than "sent" are rare and are written one by one by the
-job, in a transaction with whatever they cause (an admin alert).
+records a whole batch. That includes the outcomes that cause nothing else (skipped, held
+back, to be retried): a skipped email is not rare (every superseded reset or confirmation
+link), and written one transaction each, a backlog of them took a third of a core and
+overflowed the connection pool. A permanent failure is written by the job itself, in a
+transaction with whatever it causes (an admin alert, a suppression).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import BigInteger, Row, Table, any_, bindparam, func, or_, select, update
+from sqlalchemy import BigInteger, Row, Table, any_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,13 +65,57 @@ _MARK_SENT = (
     )
 )
 _USERS = select(User).where(User.id == any_(_IDS))
+# Each row its own outcome, the claim released; a row no longer pending is left as it is.
+_RECORD = text(
+    """
+    UPDATE emails SET
+        status = v.status,
+        attempts = v.attempts,
+        claimed_until = NULL,
+        last_error = CASE WHEN v.keep_error THEN emails.last_error ELSE v.last_error END,
+        next_attempt_at = COALESCE(
+            now() + make_interval(secs => v.retry_in), emails.next_attempt_at
+        )
+    FROM unnest(
+        CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
+        CAST(:errors AS text[]), CAST(:keep_errors AS boolean[]), CAST(:retries AS float8[])
+    ) AS v(id, status, attempts, last_error, keep_error, retry_in)
+    WHERE emails.id = v.id AND emails.status = 'pending'
+    """
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A delivery outcome other than "sent", as its row records it."""
+
+    email_id: int
+    status: str
+    attempts: int
+    last_error: str | None = None  # ignored when keep_error
+    keep_error: bool = False  # held back without an attempt: the last attempt's error stays
+    retry_in: float | None = None  # seconds until the next attempt; None: leave it
+
+
+def _record_params(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
+    return {
+        "ids": [outcome.email_id for outcome in outcomes],
+        "statuses": [outcome.status for outcome in outcomes],
+        "attempts": [outcome.attempts for outcome in outcomes],
+        "errors": [outcome.last_error for outcome in outcomes],
+        "keep_errors": [outcome.keep_error for outcome in outcomes],
+        "retries": [outcome.retry_in for outcome in outcomes],
+    }
+
+
 # Unclaimed, or claimed by a run that can no longer be alive (its lease ran out): the rule
 # both the claim and the sweeper go by.
 UNCLAIMED = or_(EMAILS.c.claimed_until.is_(None), EMAILS.c.claimed_until < func.now())
 
 
 class OutboxStore:
-    """Claims, user lookups and "sent" records for the jobs of one worker process."""
+    """Claims, user lookups and the outcomes that cause nothing else, for the jobs of one
+    worker process."""
 
     def __init__(
         self,
@@ -103,6 +151,7 @@ class OutboxStore:
         self.claim = Coalescer(self._claim_many, max_batch=max_batch, linger=linger)
         self.user = Coalescer(self._users_by_id, max_batch=max_batch, linger=linger)
         self.mark_sent = Coalescer(self._mark_sent_many, max_batch=max_batch, linger=linger)
+        self.record = Coalescer(self._record_many, max_batch=max_batch, linger=linger)
         self.statements = 0  # how many batched statements ran: tests and benchmarks read it
 
     async def _retrying(self, run: Callable[[], Awaitable[T]]) -> T:
@@ -117,10 +166,12 @@ class OutboxStore:
         self.statements += 1
         return result
 
-    async def _execute(self, statement: Executable, ids: list[int]) -> Sequence[Row[Any]]:
+    async def _execute(
+        self, statement: Executable, params: Mapping[str, Sequence[Any]]
+    ) -> Sequence[Row[Any]]:
         async def run() -> Sequence[Row[Any]]:
             async with self._engine.connect() as connection:
-                result = await connection.execute(statement, {"ids": ids})
+                result = await connection.execute(statement, params)
                 return result.all() if result.returns_rows else []
 
         return await self._retrying(run)
@@ -131,7 +182,7 @@ class OutboxStore:
         A row that is not returned is done, gone, or being delivered by another run right
         now: its job has nothing to do. An id asked for twice in one batch is claimed once.
         """
-        rows = await self._execute(self._claim, ids)
+        rows = await self._execute(self._claim, {"ids": ids})
         claimed = {row.id: OutboxEmail.from_row(row) for row in rows}
         return [claimed.pop(email_id, None) for email_id in ids]
 
@@ -147,8 +198,12 @@ class OutboxStore:
         return [users.get(user_id) for user_id in ids]
 
     async def _mark_sent_many(self, ids: list[int]) -> Sequence[None]:
-        await self._execute(_MARK_SENT, ids)
+        await self._execute(_MARK_SENT, {"ids": ids})
         return [None] * len(ids)
+
+    async def _record_many(self, outcomes: list[Outcome]) -> Sequence[None]:
+        await self._execute(_RECORD, _record_params(outcomes))
+        return [None] * len(outcomes)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -176,13 +231,7 @@ async def take_overdue(session: AsyncSession, *, after: int, limit: int = 1000) 
     return [tuple(row) for row in rows]
 
 
-async def record_outcome(session: AsyncSession, email_id: int, values: dict[str, Any]) -> None:
-    """Write a delivery outcome other than "sent" (``next_attempt_at``, if given, is a delay
-    from now) and release the claim, if the row is still pending."""
-    if isinstance(delay := values.get("next_attempt_at"), timedelta):
-        values = {**values, "next_attempt_at": func.now() + delay}
-    await session.execute(
-        update(EMAILS)
-        .where(EMAILS.c.id == email_id, EMAILS.c.status == EmailStatus.PENDING)
-        .values(**values)
-    )
+async def record_outcome(session: AsyncSession, outcome: Outcome) -> None:
+    """Write one outcome in the caller's transaction (with what it causes), as the batched
+    record does, if the row is still pending."""
+    await session.execute(_RECORD, _record_params([outcome]))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.mailsink import MailSink
@@ -17,11 +17,12 @@ from shared.db import SessionMaker
 from shared.jobs import EmailKind, TestEmail, emails_due_key, enqueue_send_email
 from shared.models import Email, EmailStatus
 from shared.outbox import add_email
+from shared.services import bounces
 from shared.settings import Settings
 from worker.bootstrap import claim_lease, create_worker, worker_options
-from worker.context import STATE_KEY, WorkerState
-from worker.jobs import sweep_outbox
-from worker.store import OutboxStore
+from worker.context import STATE_KEY, WorkerState, state
+from worker.jobs import deliver_email, sweep_outbox
+from worker.store import OutboxStore, Outcome
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
@@ -161,6 +162,86 @@ async def test_concurrent_deliveries_share_statements(
     assert statuses == [EmailStatus.SENT] * total
     # One claim and one "sent" record per email would be 120 statements.
     assert statements < 2 * total, statements
+
+
+async def test_outcomes_that_cause_nothing_else_are_recorded_together(
+    store: OutboxStore, sessionmaker: SessionMaker
+) -> None:
+    skipped, held, retried, done = await add_test_emails(sessionmaker, 4)
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(Email).where(Email.id == held).values(attempts=1, last_error="421 busy")
+        )
+        await session.execute(update(Email).where(Email.id == done).values(status="sent"))
+    for email_id in (skipped, held, retried):
+        assert await store.claim(email_id) is not None
+    before = store.statements
+
+    await asyncio.gather(
+        store.record(Outcome(skipped, EmailStatus.SKIPPED, 0, "superseded by a newer link")),
+        # Held back by the budget: no attempt, and the last attempt's error stays.
+        store.record(Outcome(held, EmailStatus.PENDING, 1, "", keep_error=True, retry_in=30)),
+        store.record(Outcome(retried, EmailStatus.PENDING, 2, "451 try later", retry_in=600)),
+        store.record(Outcome(done, EmailStatus.FAILED, 5, "too late")),  # no longer pending
+    )
+
+    assert store.statements == before + 1
+    async with sessionmaker() as session:
+        now = await session.scalar(select(func.now()))
+    rows = {email_id: await row(sessionmaker, email_id) for email_id in (skipped, held, retried)}
+    assert (rows[skipped].status, rows[skipped].last_error) == (
+        "skipped",
+        "superseded by a newer link",
+    )
+    assert (rows[held].status, rows[held].attempts, rows[held].last_error) == (
+        "pending",
+        1,
+        "421 busy",
+    )
+    assert (rows[retried].status, rows[retried].attempts, rows[retried].last_error) == (
+        "pending",
+        2,
+        "451 try later",
+    )
+    assert all(email.claimed_until is None for email in rows.values())
+    held_wait = rows[held].next_attempt_at - now
+    retry_wait = rows[retried].next_attempt_at - now
+    assert timedelta(seconds=25) < held_wait <= timedelta(seconds=30)
+    assert timedelta(seconds=595) < retry_wait <= timedelta(seconds=600)
+    untouched = await row(sessionmaker, done)
+    assert (untouched.status, untouched.attempts, untouched.last_error) == ("sent", 0, None)
+
+
+async def test_a_backlog_of_stale_emails_is_skipped_without_a_transaction_each(
+    worker_ctx: dict[str, Any], sessionmaker: SessionMaker
+) -> None:
+    """Skipped emails are common (every superseded link): written one transaction each, a
+    backlog of them took a third of a core and overflowed the connection pool."""
+    total = 30
+    ids = await add_test_emails(sessionmaker, total)
+    async with sessionmaker() as session, session.begin():
+        for n in range(total):
+            await bounces.suppress(
+                session, f"user{n}@example.com", bounces.Cause.HARD_BOUNCE, "550 5.1.1", None
+            )
+    st = state(worker_ctx)
+    transactions: list[object] = []
+
+    def count(connection: object) -> None:
+        transactions.append(connection)
+
+    event.listen(st.engine.sync_engine, "begin", count)
+    try:
+        await asyncio.gather(*(deliver_email(st, email_id) for email_id in ids))
+    finally:
+        event.remove(st.engine.sync_engine, "begin", count)
+
+    for email_id in ids:
+        email = await row(sessionmaker, email_id)
+        assert email.status == EmailStatus.SKIPPED
+        assert (email.last_error or "").startswith("suppressed: 550 5.1.1")
+    assert transactions == []
+    assert st.store.statements <= 6  # claims and records, in batches
 
 
 async def test_statements_survive_the_server_closing_pooled_connections(
