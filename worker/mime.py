@@ -20,6 +20,8 @@ from email.policy import SMTP
 
 from worker.render import RenderedEmail, build_message, message_headers
 
+_MAX_LINE = SMTP.max_line_length or 78
+
 
 def _safe(name: str, value: str) -> str:
     if "\r" in value or "\n" in value:
@@ -28,9 +30,12 @@ def _safe(name: str, value: str) -> str:
 
 
 def _header(name: str, value: str) -> str:
-    """One folded header line. Plain ASCII is written as it is; anything else is parsed into
-    the policy's header object so it is RFC 2047 encoded."""
+    """One folded header line. Plain ASCII is written as it is (a line that fits is exactly
+    what the policy's fold returns for it, without its few microseconds per header); anything
+    else is parsed into the policy's header object so it is RFC 2047 encoded."""
     if value.isascii():
+        if len(name) + 2 + len(value) <= _MAX_LINE and "\r" not in value and "\n" not in value:
+            return f"{name}: {value}\r\n"
         return str(SMTP.fold(name, value))
     return str(SMTP.fold(name, SMTP.header_factory(name, value)))
 

@@ -10,7 +10,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from worker.mime import compose
+from worker.mime import _header, compose
 from worker.render import EmailRenderer, RenderedEmail, build_message
 
 DATE = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -58,6 +58,21 @@ def test_same_message_as_the_email_package(rendered: RenderedEmail) -> None:
     # SMTP's line limits hold, with CRLF everywhere.
     assert all(len(line) <= 78 for line in raw.split(b"\r\n"))
     assert b"\n" not in raw.replace(b"\r\n", b"")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Accounts <noreply@accounts.test>",
+        "Reset your password",
+        "x" * 69,  # "Subject: " + 69 = 78 characters, the longest line written as it is
+        "x" * 70,
+        "A subject long enough that the policy folds it onto a second line, as RFC 5322 asks",
+        "Mon, 23 Nov 2026 12:00:00 +0000",
+    ],
+)
+def test_plain_headers_are_what_the_policys_fold_gives(value: str) -> None:
+    assert _header("Subject", value) == email.policy.SMTP.fold("Subject", value)
 
 
 def test_non_ascii_subject_is_encoded(rendered: RenderedEmail) -> None:
