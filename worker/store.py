@@ -5,8 +5,8 @@ Those statements are tiny and identical in shape, so concurrent jobs share them 
 :class:`~shared.batching.Coalescer`: one ``UPDATE ... WHERE id = ANY(...)`` claims or
 records a whole batch. That includes the outcomes that cause nothing else (skipped, held
 back, to be retried): a skipped email is not rare (every superseded reset or confirmation
-link), and written one transaction each, a backlog of them took a third of a core and
-overflowed the connection pool. A permanent failure is written by the job itself, in a
+link), and written one transaction each, a backlog of them took up to half a core while it
+lasted and overflowed the connection pool. A permanent failure is written by the job itself, in a
 transaction with whatever it causes (an admin alert, a suppression).
 """
 
