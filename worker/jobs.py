@@ -39,7 +39,7 @@ from worker.mailer import DeliveryError, Envelope, Outgoing, RecipientRefused
 from worker.mime import compose
 from worker.render import message_id_for
 from worker.signing import DkimSigner
-from worker.store import Outcome, record_outcome, take_overdue
+from worker.store import RecordedOutcome, record_outcome, take_overdue
 from worker.throttle import backoff_delay
 from worker.webhook_jobs import sweep_webhooks
 
@@ -118,9 +118,9 @@ def _metric_outcome(outcome: _Outcome) -> str:
     return outcome.status
 
 
-def _as_recorded(email: OutboxEmail, outcome: _Outcome) -> Outcome:
+def _as_recorded(email: OutboxEmail, outcome: _Outcome) -> RecordedOutcome:
     """What the row records: a held-back message keeps its last attempt's error."""
-    return Outcome(
+    return RecordedOutcome(
         email_id=email.id,
         status=outcome.status,
         attempts=email.attempts,

@@ -86,7 +86,7 @@ _RECORD = text(
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class RecordedOutcome:
     """A delivery outcome other than "sent", as its row records it."""
 
     email_id: int
@@ -97,7 +97,7 @@ class Outcome:
     retry_in: float | None = None  # seconds until the next attempt; None: leave it
 
 
-def _record_params(outcomes: Sequence[Outcome]) -> dict[str, list[Any]]:
+def _record_params(outcomes: Sequence[RecordedOutcome]) -> dict[str, list[Any]]:
     return {
         "ids": [outcome.email_id for outcome in outcomes],
         "statuses": [outcome.status for outcome in outcomes],
@@ -201,7 +201,7 @@ class OutboxStore:
         await self._execute(_MARK_SENT, {"ids": ids})
         return [None] * len(ids)
 
-    async def _record_many(self, outcomes: list[Outcome]) -> Sequence[None]:
+    async def _record_many(self, outcomes: list[RecordedOutcome]) -> Sequence[None]:
         await self._execute(_RECORD, _record_params(outcomes))
         return [None] * len(outcomes)
 
@@ -231,7 +231,7 @@ async def take_overdue(session: AsyncSession, *, after: int, limit: int = 1000) 
     return [tuple(row) for row in rows]
 
 
-async def record_outcome(session: AsyncSession, outcome: Outcome) -> None:
+async def record_outcome(session: AsyncSession, outcome: RecordedOutcome) -> None:
     """Write one outcome in the caller's transaction (with what it causes), as the batched
     record does, if the row is still pending."""
     await session.execute(_RECORD, _record_params([outcome]))

@@ -22,7 +22,7 @@ from shared.settings import Settings
 from worker.bootstrap import claim_lease, create_worker, worker_options
 from worker.context import STATE_KEY, WorkerState, state
 from worker.jobs import deliver_email, sweep_outbox
-from worker.store import OutboxStore, Outcome
+from worker.store import OutboxStore, RecordedOutcome
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
@@ -178,11 +178,17 @@ async def test_outcomes_that_cause_nothing_else_are_recorded_together(
     before = store.statements
 
     await asyncio.gather(
-        store.record(Outcome(skipped, EmailStatus.SKIPPED, 0, "superseded by a newer link")),
+        store.record(
+            RecordedOutcome(skipped, EmailStatus.SKIPPED, 0, "superseded by a newer link")
+        ),
         # Held back by the budget: no attempt, and the last attempt's error stays.
-        store.record(Outcome(held, EmailStatus.PENDING, 1, "", keep_error=True, retry_in=30)),
-        store.record(Outcome(retried, EmailStatus.PENDING, 2, "451 try later", retry_in=600)),
-        store.record(Outcome(done, EmailStatus.FAILED, 5, "too late")),  # no longer pending
+        store.record(
+            RecordedOutcome(held, EmailStatus.PENDING, 1, "", keep_error=True, retry_in=30)
+        ),
+        store.record(
+            RecordedOutcome(retried, EmailStatus.PENDING, 2, "451 try later", retry_in=600)
+        ),
+        store.record(RecordedOutcome(done, EmailStatus.FAILED, 5, "too late")),  # no longer pending
     )
 
     assert store.statements == before + 1
