@@ -124,8 +124,7 @@ def _as_recorded(email: OutboxEmail, outcome: _Outcome) -> RecordedOutcome:
         email_id=email.id,
         status=outcome.status,
         attempts=email.attempts,
-        last_error=outcome.detail[:2000],
-        keep_error=outcome.held is not None,
+        last_error=None if outcome.held is not None else outcome.detail[:2000],
         retry_in=outcome.retry_in,
     )
 

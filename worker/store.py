@@ -72,14 +72,14 @@ _RECORD = text(
         status = v.status,
         attempts = v.attempts,
         claimed_until = NULL,
-        last_error = CASE WHEN v.keep_error THEN emails.last_error ELSE v.last_error END,
+        last_error = COALESCE(v.last_error, emails.last_error),
         next_attempt_at = COALESCE(
             now() + make_interval(secs => v.retry_in), emails.next_attempt_at
         )
     FROM unnest(
         CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
-        CAST(:errors AS text[]), CAST(:keep_errors AS boolean[]), CAST(:retries AS float8[])
-    ) AS v(id, status, attempts, last_error, keep_error, retry_in)
+        CAST(:errors AS text[]), CAST(:retries AS float8[])
+    ) AS v(id, status, attempts, last_error, retry_in)
     WHERE emails.id = v.id AND emails.status = 'pending'
     """
 )
@@ -92,8 +92,7 @@ class RecordedOutcome:
     email_id: int
     status: str
     attempts: int
-    last_error: str | None = None  # ignored when keep_error
-    keep_error: bool = False  # held back without an attempt: the last attempt's error stays
+    last_error: str | None = None  # None: held back without an attempt, the last one's stays
     retry_in: float | None = None  # seconds until the next attempt; None: leave it
 
 
@@ -103,7 +102,6 @@ def _record_params(outcomes: Sequence[RecordedOutcome]) -> dict[str, list[Any]]:
         "statuses": [outcome.status for outcome in outcomes],
         "attempts": [outcome.attempts for outcome in outcomes],
         "errors": [outcome.last_error for outcome in outcomes],
-        "keep_errors": [outcome.keep_error for outcome in outcomes],
         "retries": [outcome.retry_in for outcome in outcomes],
     }
 

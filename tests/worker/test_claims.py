@@ -182,9 +182,7 @@ async def test_outcomes_that_cause_nothing_else_are_recorded_together(
             RecordedOutcome(skipped, EmailStatus.SKIPPED, 0, "superseded by a newer link")
         ),
         # Held back by the budget: no attempt, and the last attempt's error stays.
-        store.record(
-            RecordedOutcome(held, EmailStatus.PENDING, 1, "", keep_error=True, retry_in=30)
-        ),
+        store.record(RecordedOutcome(held, EmailStatus.PENDING, 1, None, retry_in=30)),
         store.record(
             RecordedOutcome(retried, EmailStatus.PENDING, 2, "451 try later", retry_in=600)
         ),
