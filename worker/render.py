@@ -2,7 +2,8 @@
 
 Each kind has a ``<kind>.txt`` and a ``<kind>.html`` template extending one base layout. The
 text template also sets ``subject`` at top level, so subject and body live side by side. HTML
-is autoescaped and its CSS is inlined, because most mail clients ignore <style> blocks.
+is autoescaped and its CSS is inlined, because most mail clients ignore <style> blocks (once
+per kind where the template allows it: :mod:`worker.inlined`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from worker.inlined import InlinedTemplate, inline_once
+
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -32,9 +35,9 @@ class RenderedEmail:
 class EmailRenderer:
     """Jinja environment for emails. Undefined variables are errors, not blank links."""
 
-    def __init__(self, *, site_name: str, base_url: str) -> None:
+    def __init__(self, *, site_name: str, base_url: str, templates: Path = TEMPLATES) -> None:
         self._env = Environment(
-            loader=FileSystemLoader(TEMPLATES),
+            loader=FileSystemLoader(templates),
             autoescape=select_autoescape(enabled_extensions=("html",), default=False),
             undefined=StrictUndefined,
             trim_blocks=True,
@@ -48,18 +51,28 @@ class EmailRenderer:
         self._env.globals.clear()
         self._env.globals.update(site_name=site_name, base_url=base_url)
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
+        # Each kind's HTML with its CSS inlined once (None: inlined per message instead).
+        self._inlined: dict[str, InlinedTemplate | None] = {}
 
     def render(self, kind: str, context: dict[str, Any]) -> RenderedEmail:
         text_module = self._env.get_template(f"email/{kind}.txt").make_module(context)
         subject = getattr(text_module, "subject", None)
         if not subject:
             raise LookupError(f"email/{kind}.txt does not set a subject")
-        html = self._env.get_template(f"email/{kind}.html").render(context, subject=subject)
         return RenderedEmail(
             subject=" ".join(str(subject).split()),  # one line, whatever the template did
             text=str(text_module),
-            html=self._inliner.inline(html),
+            html=self._html(kind, {**context, "subject": subject}),
         )
+
+    def _html(self, kind: str, context: dict[str, Any]) -> str:
+        name = f"email/{kind}.html"
+        if kind not in self._inlined:
+            self._inlined[kind] = inline_once(self._env, self._inliner, name)
+        inlined = self._inlined[kind]
+        if inlined is not None:
+            return inlined.render(context, self._env.globals)
+        return self._inliner.inline(self._env.get_template(name).render(context))
 
 
 def message_headers(
