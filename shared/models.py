@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -198,6 +199,22 @@ class EmailStatus(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"  # permanent failure or attempts exhausted; last_error says why
     SKIPPED = "skipped"  # no longer true when its turn came (e.g. a superseded reset link)
+
+
+def still_pending(status: ColumnElement[str]) -> ColumnElement[bool]:
+    """``status = 'pending'`` for a statement that finds its rows by primary key (a claim, an
+    outcome), written so that the planner cannot use it to pick a pending-rows index.
+
+    Given ``status = 'pending'``, the planner may scan the partial index of pending rows and
+    filter it by id instead of looking the ids up. With statistics taken before a backlog
+    arrived (a queue fills faster than autoanalyze runs) it expects that index to hold a row
+    or two, and so scanned all of a 20,000-email backlog for every claim: 4-5 ms each instead
+    of 0.3 (bench scenario 8). IS NOT DISTINCT FROM is the same test on this NOT NULL column,
+    but not one the planner proves a partial index's predicate from, so the primary key is
+    the only index left to it. The rule is checked again on the row being updated, as ``=``
+    is, so a claim still cannot take a row another one took meanwhile.
+    """
+    return status.is_not_distinct_from(EmailStatus.PENDING)
 
 
 class Email(Base):

@@ -25,7 +25,7 @@ from sqlalchemy.sql.expression import Executable
 
 from shared.batching import Coalescer
 from shared.db import create_engine, create_sessionmaker
-from shared.models import Email, EmailStatus, Suppression, User
+from shared.models import Email, EmailStatus, Suppression, User, still_pending
 from worker.emails import OutboxEmail
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ _RETURNED = (
 )
 _MARK_SENT = (
     update(EMAILS)
-    .where(EMAILS.c.id == any_(_IDS), EMAILS.c.status == EmailStatus.PENDING)
+    .where(EMAILS.c.id == any_(_IDS), still_pending(EMAILS.c.status))
     .values(
         status=EmailStatus.SENT,
         sent_at=func.now(),
@@ -65,7 +65,8 @@ _MARK_SENT = (
     )
 )
 _USERS = select(User).where(User.id == any_(_IDS))
-# Each row its own outcome, the claim released; a row no longer pending is left as it is.
+# Each row its own outcome, the claim released; a row no longer pending is left as it is
+# (IS NOT DISTINCT FROM: found by primary key, as shared.models.still_pending explains).
 _RECORD = text(
     """
     UPDATE emails SET
@@ -80,7 +81,7 @@ _RECORD = text(
         CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:attempts AS integer[]),
         CAST(:errors AS text[]), CAST(:retries AS float8[])
     ) AS v(id, status, attempts, last_error, retry_in)
-    WHERE emails.id = v.id AND emails.status = 'pending'
+    WHERE emails.id = v.id AND emails.status IS NOT DISTINCT FROM 'pending'
     """
 )
 
@@ -140,7 +141,7 @@ class OutboxStore:
             update(EMAILS)
             .where(
                 EMAILS.c.id == any_(_IDS),
-                EMAILS.c.status == EmailStatus.PENDING,
+                still_pending(EMAILS.c.status),
                 UNCLAIMED,
             )
             .values(claimed_until=func.now() + timedelta(seconds=lease))

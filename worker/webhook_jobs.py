@@ -22,10 +22,11 @@ from typing import Any, cast
 
 from arq import Retry
 from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from shared.alerts import alert_admins
 from shared.jobs import enqueue_deliver_webhook
-from shared.models import EmailStatus, WebhookDelivery, WebhookEndpoint
+from shared.models import EmailStatus, WebhookDelivery, WebhookEndpoint, still_pending
 from shared.outbox import transaction
 from shared.services.webhooks import sealer
 from worker import metrics
@@ -131,11 +132,19 @@ async def _settle(st: WorkerState, delivery: Claimed, reply: Reply) -> str:
 async def _claim(st: WorkerState, delivery_id: int) -> Claimed | None:
     """Claim the row if it is pending and no live run holds it (one UPDATE ... FROM)."""
     lease = timedelta(seconds=st.settings.WORKER_JOB_TIMEOUT + 5)
-    statement = (
+    statement = claim_statement(delivery_id, lease)
+    async with st.sessionmaker() as session, session.begin():
+        row = (await session.execute(statement)).one_or_none()
+    return Claimed(**row._asdict()) if row is not None else None
+
+
+def claim_statement(delivery_id: int, lease: timedelta) -> ReturningUpdate[Any]:
+    """The claim of one delivery, with what sending it needs (its endpoint's URL and key)."""
+    return (
         update(DELIVERIES)
         .where(
             DELIVERIES.c.id == delivery_id,
-            DELIVERIES.c.status == EmailStatus.PENDING,
+            still_pending(DELIVERIES.c.status),  # found by primary key, whatever the backlog
             DELIVERIES.c.endpoint_id == ENDPOINTS.c.id,
             UNCLAIMED,
         )
@@ -151,9 +160,15 @@ async def _claim(st: WorkerState, delivery_id: int) -> Claimed | None:
             DELIVERIES.c.attempts,
         )
     )
-    async with st.sessionmaker() as session, session.begin():
-        row = (await session.execute(statement)).one_or_none()
-    return Claimed(**row._asdict()) if row is not None else None
+
+
+def record_statement(delivery_id: int, values: dict[str, Any]) -> Update:
+    """A delivery's outcome, its claim released, if it is still pending."""
+    return (
+        update(DELIVERIES)
+        .where(DELIVERIES.c.id == delivery_id, still_pending(DELIVERIES.c.status))
+        .values(**values, claimed_until=None)
+    )
 
 
 async def _record(
@@ -165,11 +180,7 @@ async def _record(
         values = {**values, "next_attempt_at": func.now() + delay}
     settings = st.settings
     async with transaction(st.sessionmaker, st.redis, queue_name=settings.QUEUE_NAME) as session:
-        await session.execute(
-            update(DELIVERIES)
-            .where(DELIVERIES.c.id == delivery.id, DELIVERIES.c.status == EmailStatus.PENDING)
-            .values(**values, claimed_until=None)
-        )
+        await session.execute(record_statement(delivery.id, values))
         if failed:
             await alert_admins(
                 session,
