@@ -1089,6 +1089,56 @@ async def hot_statements(env: dict[str, str]) -> tuple[dict[str, float], dict[st
     return times, plans
 
 
+BACKLOG = 20_000
+BACKLOG_CLAIM = f"claim 64 behind {BACKLOG:,} pending (statistics from before them)"
+BACKLOG_ROWS = """
+INSERT INTO emails (kind, recipient, context)
+SELECT 'test', 'backlog' || n || '@example.com', '{}'::jsonb FROM generate_series(1, $1) AS n
+"""
+
+
+async def backlog_claim(env: dict[str, str]) -> tuple[float, str]:
+    """Median time of 20 committed claims of 64 rows out of a backlog that arrived after the
+    table was last analyzed (a queue's usual state: it fills faster than autoanalyze runs),
+    and the claim's plan."""
+    from shared.db import create_engine, create_sessionmaker
+    from worker.store import OutboxStore
+
+    dsn = env["DATABASE_URL"].replace("postgresql+asyncpg", "postgresql")
+    connection = await asyncpg.connect(dsn)
+    store = OutboxStore(env["DATABASE_URL"], application_name="bench", lease=60, max_batch=64)
+    engine = create_engine(env["DATABASE_URL"], application_name="bench", pool_size=1)
+    try:
+        await connection.execute("ANALYZE emails")
+        await connection.execute(BACKLOG_ROWS, BACKLOG)
+        ids = [
+            row[0]
+            for row in await connection.fetch(
+                "SELECT id FROM emails WHERE status = 'pending' ORDER BY random() LIMIT 1344"
+            )
+        ]
+        samples = []
+        async with create_sessionmaker(engine)() as session:
+            for start in range(64, len(ids), 64):
+                started = time.perf_counter()
+                await session.execute(store._claim, {"ids": ids[start : start + 64]})
+                await session.commit()
+                samples.append(time.perf_counter() - started)
+        compiled = store._claim.compile(dialect=engine.dialect)
+        values = compiled.construct_params({"ids": ids[:64]})
+        plan = await connection.fetch(
+            f"EXPLAIN (COSTS OFF) {compiled}",
+            *(values[name] for name in compiled.positiontup or ()),
+        )
+    finally:
+        await connection.execute("DELETE FROM emails WHERE recipient LIKE 'backlog%'")
+        await connection.close()
+        await store.close()
+        await engine.dispose()
+    scans = " / ".join(row[0].strip().removeprefix("-> ") for row in plan if "Scan" in row[0])
+    return percentile(samples, 50), scans
+
+
 async def seed_history(env: dict[str, str]) -> None:
     """GROWN_USERS accounts and GROWN_EMAILS outbox rows of history, vacuumed, analyzed and
     written out."""
@@ -1130,6 +1180,7 @@ async def growth(bench: Bench, count: int = 2000) -> None:
                 history = phase == "grown"
                 await reset_outbox(env, keep_history=history)
                 times, phase_plans = await hot_statements(env)
+                times[BACKLOG_CLAIM], phase_plans[BACKLOG_CLAIM] = await backlog_claim(env)
                 if history:
                     plans = phase_plans
                 await reset_outbox(env, keep_history=history)
