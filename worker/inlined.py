@@ -119,8 +119,12 @@ class _ValuePlaces(HTMLParser):
         self.styling = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self.pattern.search(tag):
+            self.styling = True  # a value as (part of) a tag's name
         for attribute, value in attrs:
-            if value and attribute not in _VALUE_ATTRIBUTES and self.pattern.search(value):
+            if self.pattern.search(attribute):
+                self.styling = True  # or as an attribute's name
+            elif value and attribute not in _VALUE_ATTRIBUTES and self.pattern.search(value):
                 self.styling = True
 
     handle_startendtag = handle_starttag

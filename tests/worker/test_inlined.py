@@ -109,6 +109,7 @@ BASE = """<!doctype html>
         ('<p class="{{ level }}">hello</p>', "a value in a class attribute"),
         ('<p style="color: {{ colour }}">hello</p>', "a value in a style attribute"),
         ("<style>.x { color: {{ colour }} }</style><p>hello</p>", "a value in a style element"),
+        ('<p {{ level }}="1" class="note">hello</p>', "a value as an attribute's name"),
     ],
 )
 def test_a_template_that_could_style_by_value_is_inlined_per_message(
