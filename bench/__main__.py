@@ -35,7 +35,7 @@ import asyncpg
 
 from bench.cpu import Component, CpuMeter, own_cpu
 from bench.loadgen import LoadResult, login_sampler, register_client, reset_client, run_clients
-from devstack.servers import Services, discover_services, free_port
+from devstack.servers import Services, discover_services, drop_database, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -236,17 +236,9 @@ class Bench:
         self.results.append(text)
 
 
-async def drop_database(services: Services, database: str) -> None:
-    connection = await asyncpg.connect(services.admin_dsn)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 async def prepare(services: Services, database: str = DATABASE) -> dict[str, str]:
     """A fresh database at the migrations' head with USERS accounts, and a clean Redis DB."""
-    await drop_database(services, database)
+    await drop_database(services.admin_dsn, database)
     connection = await asyncpg.connect(services.admin_dsn)
     try:
         await connection.execute(f'CREATE DATABASE "{database}"')
@@ -1198,7 +1190,7 @@ async def growth(bench: Bench, count: int = 2000) -> None:
     finally:
         sink.stop()
         await reset_outbox(bench.env)
-        await drop_database(bench.services, GROWN_DATABASE)
+        await drop_database(bench.services.admin_dsn, GROWN_DATABASE)
     results = {
         phase: {name: percentile(values, 50) for name, values in measures.items()}
         for phase, measures in samples.items()

@@ -80,6 +80,17 @@ async def ensure_database(admin_dsn: str, name: str) -> None:
         await connection.close()
 
 
+async def drop_database(admin_dsn: str, name: str) -> None:
+    """DROP DATABASE ``name`` if it exists, whoever is still connected to it."""
+    import asyncpg
+
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
 @dataclass
 class EmbeddedRedis:
     """valkey-server (Redis-compatible) on loopback; with ``data_dir`` it keeps an

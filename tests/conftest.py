@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from devstack.mailsink import MailSink, start_sink
-from devstack.servers import Services, discover_services
+from devstack.servers import Services, discover_services, drop_database
 from shared.db import SessionMaker, create_engine, create_sessionmaker
 from shared.jobs import create_queue
 from shared.ratelimit import Limits
@@ -76,14 +76,6 @@ async def create_database(services: Services, name: str) -> None:
         await connection.close()
 
 
-async def drop_database(services: Services, name: str) -> None:
-    connection = await asyncpg.connect(services.admin_dsn)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 async def database_url(services: Services) -> AsyncIterator[str]:
     """A fresh database for this test run, at the migrations' head."""
@@ -92,7 +84,7 @@ async def database_url(services: Services) -> AsyncIterator[str]:
     url = services.database_url(name)
     await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
     yield url
-    await drop_database(services, name)
+    await drop_database(services.admin_dsn, name)
 
 
 @pytest.fixture(scope="session")
