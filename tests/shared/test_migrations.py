@@ -9,9 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from devstack.servers import Services
+from devstack.servers import Services, drop_database
 from shared.db import Base, create_engine
-from tests.conftest import alembic_config, create_database, drop_database
+from tests.conftest import alembic_config, create_database
 
 ALL_TABLES = {
     "users", "texts", "emails", "username_holds", "sessions", "recovery_codes", "passkeys",
@@ -71,4 +71,4 @@ async def test_upgrade_from_empty_downgrade_and_upgrade_again(services: Services
         assert await tables() == ALL_TABLES
     finally:
         await engine.dispose()
-        await drop_database(services, name)
+        await drop_database(services.admin_dsn, name)
