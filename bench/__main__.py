@@ -954,6 +954,14 @@ GROWN_EMAILS = 1_000_000
 GROWN_USERS = 100_000
 GROWN_DATABASE = "accounts_bench_grown"
 GROWTH_TURNS = 5  # scenario 8 measures the two databases in turns, the median of each counts
+BACKLOG = 20_000
+BACKLOG_CLAIM = f"claim 64 behind {BACKLOG:,} pending (statistics from before them)"
+BACKLOG_ROWS = """
+INSERT INTO emails (kind, recipient, context)
+SELECT 'test', 'backlog' || n || '@example.com', '{}'::jsonb FROM generate_series(1, :count) AS n
+"""
+# 21 claims' worth, in no particular order: the first for the plan, 20 timed.
+BACKLOG_SAMPLE = "SELECT id FROM emails WHERE status = 'pending' ORDER BY random() LIMIT 1344"
 
 SEED_USERS = """
 INSERT INTO users (username, username_key, email, email_key, password_hash, confirmed_at)
@@ -996,7 +1004,8 @@ async def hot_statements(env: dict[str, str]) -> tuple[dict[str, float], dict[st
     every round left 64 dead versions, indexed in the pending index wherever the update
     could not stay on its page, and the next round's scan walked them. The sweep and the
     gauges change nothing here; they run in rolled-back transactions, as do all the plans
-    (EXPLAIN ANALYZE)."""
+    (EXPLAIN ANALYZE). Last, 20 claims of 64 out of a backlog of BACKLOG rows that arrived
+    after the table was analyzed (a queue's usual state: it fills faster than autoanalyze)."""
     from sqlalchemy import event, text
 
     from shared.db import create_engine, create_sessionmaker
@@ -1026,6 +1035,27 @@ async def hot_statements(env: dict[str, str]) -> tuple[dict[str, float], dict[st
             await work(session)
             await session.rollback()
 
+    async def plan_of(work: Callable[[Any], Awaitable[object]]) -> str:
+        """The scans of what ``work`` sends, each EXPLAIN ANALYZEd in a rolled-back transaction."""
+        statements: list[tuple[str, Any]] = []
+
+        def capture(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+            if not statement.startswith(("BEGIN", "COMMIT", "ROLLBACK")):
+                statements.append((statement, params))
+
+        event.listen(engine.sync_engine, "before_cursor_execute", capture)
+        await in_rollback(work)
+        event.remove(engine.sync_engine, "before_cursor_execute", capture)
+        lines = []
+        async with engine.connect() as connection:
+            for statement, params in statements:
+                explained = await connection.exec_driver_sql(
+                    "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + statement, params
+                )
+                lines += [row[0] for row in explained]
+            await connection.rollback()
+        return " / ".join(line.strip().removeprefix("-> ") for line in lines if "Scan" in line)
+
     async def gauges(session: Any) -> None:
         await outbox_stats(session)
         await bounces.counts(session)
@@ -1051,84 +1081,28 @@ async def hot_statements(env: dict[str, str]) -> tuple[dict[str, float], dict[st
         for name, work in checks.items():
             if name not in times:
                 times[name] = await timed(lambda work=work: in_rollback(work))  # type: ignore[misc]
-            statements: list[tuple[str, Any]] = []
-
-            def capture(
-                conn: Any, cursor: Any, statement: str, params: Any, *_: Any, into: Any = statements
-            ) -> None:
-                into.append((statement, params))
-
-            event.listen(engine.sync_engine, "before_cursor_execute", capture)
-            await in_rollback(work)
-            event.remove(engine.sync_engine, "before_cursor_execute", capture)
-            lines = []
-            async with engine.connect() as connection:
-                for statement, params in statements:
-                    if statement.startswith(("BEGIN", "COMMIT", "ROLLBACK")):
-                        continue
-                    explained = await connection.exec_driver_sql(
-                        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + statement,
-                        params,
-                    )
-                    lines += [row[0] for row in explained]
-                await connection.rollback()
-            plans[name] = " / ".join(
-                line.strip().removeprefix("-> ") for line in lines if "Scan" in line
-            )
+            plans[name] = await plan_of(work)
+        # Last, as it leaves the table analyzed: a backlog that arrived after that.
+        async with sessionmaker() as session:
+            await session.execute(text("ANALYZE emails"))
+            await session.execute(text(BACKLOG_ROWS), {"count": BACKLOG})
+            await session.commit()
+            backlog = list((await session.execute(text(BACKLOG_SAMPLE))).scalars())
+        samples = [
+            await committed(store._claim, {"ids": backlog[start : start + 64]})
+            for start in range(64, len(backlog), 64)
+        ]
+        times[BACKLOG_CLAIM] = percentile(samples, 50)
+        plans[BACKLOG_CLAIM] = await plan_of(
+            lambda s: s.execute(store._claim, {"ids": backlog[:64]})
+        )
+        async with sessionmaker() as session:
+            await session.execute(text("DELETE FROM emails WHERE recipient LIKE 'backlog%'"))
+            await session.commit()
     finally:
         await store.close()
         await engine.dispose()
     return times, plans
-
-
-BACKLOG = 20_000
-BACKLOG_CLAIM = f"claim 64 behind {BACKLOG:,} pending (statistics from before them)"
-BACKLOG_ROWS = """
-INSERT INTO emails (kind, recipient, context)
-SELECT 'test', 'backlog' || n || '@example.com', '{}'::jsonb FROM generate_series(1, $1) AS n
-"""
-
-
-async def backlog_claim(env: dict[str, str]) -> tuple[float, str]:
-    """Median time of 20 committed claims of 64 rows out of a backlog that arrived after the
-    table was last analyzed (a queue's usual state: it fills faster than autoanalyze runs),
-    and the claim's plan."""
-    from shared.db import create_engine, create_sessionmaker
-    from worker.store import OutboxStore
-
-    dsn = env["DATABASE_URL"].replace("postgresql+asyncpg", "postgresql")
-    connection = await asyncpg.connect(dsn)
-    store = OutboxStore(env["DATABASE_URL"], application_name="bench", lease=60, max_batch=64)
-    engine = create_engine(env["DATABASE_URL"], application_name="bench", pool_size=1)
-    try:
-        await connection.execute("ANALYZE emails")
-        await connection.execute(BACKLOG_ROWS, BACKLOG)
-        ids = [
-            row[0]
-            for row in await connection.fetch(
-                "SELECT id FROM emails WHERE status = 'pending' ORDER BY random() LIMIT 1344"
-            )
-        ]
-        samples = []
-        async with create_sessionmaker(engine)() as session:
-            for start in range(64, len(ids), 64):
-                started = time.perf_counter()
-                await session.execute(store._claim, {"ids": ids[start : start + 64]})
-                await session.commit()
-                samples.append(time.perf_counter() - started)
-        compiled = store._claim.compile(dialect=engine.dialect)
-        values = compiled.construct_params({"ids": ids[:64]})
-        plan = await connection.fetch(
-            f"EXPLAIN (COSTS OFF) {compiled}",
-            *(values[name] for name in compiled.positiontup or ()),
-        )
-    finally:
-        await connection.execute("DELETE FROM emails WHERE recipient LIKE 'backlog%'")
-        await connection.close()
-        await store.close()
-        await engine.dispose()
-    scans = " / ".join(row[0].strip().removeprefix("-> ") for row in plan if "Scan" in row[0])
-    return percentile(samples, 50), scans
 
 
 async def seed_history(env: dict[str, str]) -> None:
@@ -1172,7 +1146,6 @@ async def growth(bench: Bench, count: int = 2000) -> None:
                 history = phase == "grown"
                 await reset_outbox(env, keep_history=history)
                 times, phase_plans = await hot_statements(env)
-                times[BACKLOG_CLAIM], phase_plans[BACKLOG_CLAIM] = await backlog_claim(env)
                 if history:
                     plans = phase_plans
                 await reset_outbox(env, keep_history=history)
