@@ -75,10 +75,12 @@ class GroupCommit:
     same order and do not deadlock each other.
     """
 
-    def __init__(self, unit_of_work: UnitOfWork, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self, unit_of_work: UnitOfWork, *, max_batch: int = MAX_BATCH, linger: float = 0.0
+    ) -> None:
         self._unit_of_work = unit_of_work
         self._coalescer: Coalescer[_Item, BaseException | None] = Coalescer(
-            self._commit, max_batch=max_batch
+            self._commit, max_batch=max_batch, linger=linger
         )
 
     async def __call__(self, work: Work | Together[Any], *, lock_key: str = "") -> None:

@@ -191,6 +191,10 @@ class Settings(BaseSettings):
     # yet: past this many, requests that may defer more wait for room (web.after_response),
     # so what a crash can lose, and the memory it takes, stay bounded under any load.
     DEFERRED_WORK_LIMIT: int = Field(default=128, ge=1, le=100_000)
+    # When busy, a deferred write waits up to this long (seconds) so that the writes around it
+    # commit in one transaction (shared/group_commit.py); they run after the answers, so no
+    # answer waits for it, only the emails they queue. An isolated write never waits.
+    DEFERRED_WRITE_LINGER: float = Field(default=0.02, ge=0, le=1)
 
     # --- metrics: Prometheus text on internal listeners, never on the public port ----------
     METRICS_HOST: str = "127.0.0.1"

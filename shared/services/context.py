@@ -66,7 +66,8 @@ class ServiceContext:
     _group_commit: GroupCommit = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_group_commit", GroupCommit(self.unit_of_work))
+        linger = self.settings.DEFERRED_WRITE_LINGER
+        object.__setattr__(self, "_group_commit", GroupCommit(self.unit_of_work, linger=linger))
 
     @classmethod
     def open(

@@ -85,6 +85,41 @@ async def test_writes_arriving_together_share_a_transaction(
     assert len(set(transactions)) <= 3
 
 
+async def test_when_busy_writes_spread_over_a_few_ms_share_a_transaction(
+    settings: Settings,
+    engine: AsyncEngine,
+    sessionmaker: SessionMaker,
+    queue: ArqRedis,
+    clean_db: None,
+) -> None:
+    """Deferred writes run after the answers, so waiting for company costs no answer any
+    time: at a moderate rate (one write every 10 ms, each of which would otherwise commit
+    alone) they share transactions; an isolated write still commits at once."""
+    linger = 0.05
+    lingering = settings.model_copy(update={"DEFERRED_WRITE_LINGER": linger})
+    ctx = committing_context(lingering, engine, sessionmaker, queue)
+    user_ids = await add_accounts(sessionmaker, [f"user{n}@example.com" for n in range(6)])
+    transactions: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    started = loop.time()
+    await ctx.commit_together(event_for(user_ids[0], transactions))  # idle: at once
+    assert loop.time() - started < linger
+
+    async def later(user_id: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await ctx.commit_together(event_for(user_id, transactions))
+
+    await asyncio.gather(*(later(u, n * 0.01) for n, u in enumerate(user_ids[1:])))
+    assert await events_of(sessionmaker) == sorted(user_ids)
+    assert len(set(transactions[1:])) == 1  # the five spread over 40 ms: one transaction
+
+    await asyncio.sleep(linger * 2)  # idle again
+    started = loop.time()
+    await ctx.commit_together(event_for(user_ids[0]))
+    assert loop.time() - started < linger
+
+
 async def test_one_failing_write_costs_the_others_nothing(
     ctx: ServiceContext, sessionmaker: SessionMaker
 ) -> None:

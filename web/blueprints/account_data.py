@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from quart import Blueprint, Response, flash, redirect, url_for
+from quart import Blueprint, Response, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -12,6 +12,7 @@ from shared.services import account_data
 from shared.services.account_data import DeleteOutcome
 from web.auth import current_account, end_session
 from web.extensions import services
+from web.flashes import flash
 from web.forms import DeleteAccountForm
 from web.ratelimit import too_many_wrong
 from web.templating import render_template

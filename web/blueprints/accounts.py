@@ -6,7 +6,7 @@ a redirect.
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, request, url_for
+from quart import Blueprint, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -17,6 +17,7 @@ from web import ratelimit
 from web.auth import current_account, device_cookie, end_session, start_session
 from web.blueprints.two_factor import remember_second_step
 from web.extensions import services
+from web.flashes import flash
 from web.forms import ActionForm, LoginForm, RegistrationForm, ResendConfirmationForm
 from web.ratelimit import limit_posts, too_many
 from web.security import safe_next

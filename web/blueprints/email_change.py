@@ -3,7 +3,7 @@ the new address receives."""
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, flash, redirect, request, url_for
+from quart import Blueprint, Response, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -12,6 +12,7 @@ from shared.services.email_change import ConfirmOutcome, RequestOutcome
 from shared.validation import INVALID_TOKEN, InvalidInput
 from web.auth import current_account
 from web.extensions import services
+from web.flashes import flash
 from web.forms import ActionForm, ChangeEmailForm
 from web.ratelimit import too_many_wrong
 from web.templating import render_template

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, url_for
+from quart import Blueprint, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -11,6 +11,7 @@ from shared.services import passkeys
 from shared.services.passkeys import Outcome
 from web.auth import current_account
 from web.extensions import services
+from web.flashes import flash
 from web.forms import PasswordOnlyForm
 from web.ratelimit import too_many_wrong
 from web.templating import render_template

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, flash, redirect, request, url_for
+from quart import Blueprint, Response, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -12,6 +12,7 @@ from shared.validation import INVALID_TOKEN, InvalidInput
 from web import ratelimit
 from web.auth import current_account, current_sign_in, end_session
 from web.extensions import services
+from web.flashes import flash
 from web.forms import ActionForm, ChangePasswordForm, RequestResetForm, ResetPasswordForm
 from web.ratelimit import limit_posts, too_many
 from web.templating import render_template

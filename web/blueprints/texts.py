@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, url_for
+from quart import Blueprint, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared.services import texts
 from web.auth import current_account
 from web.extensions import services
+from web.flashes import flash
 from web.forms import TextForm
 from web.templating import render_template
 

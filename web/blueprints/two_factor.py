@@ -3,7 +3,7 @@ app, recovery codes, turning it off."""
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, request, session, url_for
+from quart import Blueprint, redirect, request, session, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
@@ -12,6 +12,7 @@ from shared.services.two_factor import Outcome
 from web import ratelimit
 from web.auth import SECOND_STEP, current_account, device_cookie, start_session
 from web.extensions import services
+from web.flashes import flash
 from web.forms import CodeForm, PasswordAndCodeForm
 from web.ratelimit import limit_posts, too_many_wrong
 from web.security import safe_next
