@@ -100,6 +100,11 @@ def email_key(email: str) -> str:
     local, at, domain = email.strip().rpartition("@")
     if not at:
         return email.strip().translate(_ASCII_LOWER)
+    if domain.isascii():
+        # IDNA maps an ASCII domain to its ASCII lower case, and where it refuses one the
+        # fallback below is that too (a test compares the two): its pure-Python label checks
+        # were a twentieth of a reset request's CPU, run three times a request.
+        return f"{local.translate(_ASCII_LOWER)}@{domain.translate(_ASCII_LOWER)}"
     try:
         domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii")
     except (idna.IDNAError, UnicodeError):
