@@ -14,7 +14,7 @@ cookie), and at most :data:`MAX_WAITING` messages wait, the newest kept.
 
 from __future__ import annotations
 
-from quart import flash as quart_flash
+from quart import flash as quart_flash  # noqa: TID251 (the one place that may)
 from quart import session
 
 MAX_WAITING = 8  # more than any page flashes before the next one shows them
