@@ -6,7 +6,7 @@ import enum
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -96,7 +96,18 @@ async def _issue_reset(session: AsyncSession, user: User) -> None:
     await email_user(session, user, ResetEmail(user_id=user.id, generation=user.reset_generation))
 
 
-def reset_token_payload(user: User, secret: str) -> dict[str, object]:
+class ResetFacts(Protocol):
+    """What a reset link is minted from: an account (``User``, or the worker's read of one)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def reset_generation(self) -> int: ...
+    @property
+    def password_hash(self) -> str: ...
+
+
+def reset_token_payload(user: ResetFacts, secret: str) -> dict[str, object]:
     """What a reset link signs: the account, the link's generation (a newer link supersedes
     it) and a fingerprint of the password hash (any password change kills it)."""
     return {
