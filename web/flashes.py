@@ -4,9 +4,9 @@ Quart's ``flash`` appends to a list in the signed session cookie until a page sh
 A form posted again before that (a double click, a retry, a script that does not follow the
 redirect) added the same message once per post: the browser would show it several times,
 and the cookie, re-signed and re-sent with every request, grew with each post, and so did
-the work of reading and writing it on every request that carried it (1,000 such posts:
-about 800 tagged values to decode and re-encode per request), until browsers drop a cookie
-over 4 KB and the visitor is signed out.
+the work of reading and writing it on every request that carried it (after 350 such
+posts, some 800 tagged values to decode and re-encode per request), until browsers drop a
+cookie over 4 KB and the visitor is signed out.
 
 Here a message already waiting is not added again and the session is left untouched (no new
 cookie), and at most :data:`MAX_WAITING` messages wait, the newest kept.
