@@ -860,6 +860,9 @@ async def asgi_servers(bench: Bench) -> None:
 
 
 # --- scenario 7 ----------------------------------------------------------------------------------
+OPEN_LOOP_WINDOWS = 3  # measured windows per set-up and delay
+
+
 async def open_loop(bench: Bench, rates: dict[tuple[str, float], float]) -> None:
     """Resets arriving at a fixed rate (half the measured maximum), whatever the answers'
     pace: the latency a user sees at that load, without the closed loop's self-pacing."""
@@ -875,11 +878,18 @@ async def open_loop(bench: Bench, rates: dict[tuple[str, float], float]) -> None
                 workers = bench.start_workers(env) if SERVERS[app].ours else []
                 try:
                     await fixed_rate_resets(base, rate, 2)  # warm-up, as scenario 1's cells
-                    result = await fixed_rate_resets(base, rate, bench.seconds)
+                    windows = [
+                        await fixed_rate_resets(base, rate, bench.seconds)
+                        for _ in range(OPEN_LOOP_WINDOWS)
+                    ]
                 finally:
                     web.stop()
                     for worker in workers:
                         worker.stop()
+                result = LoadResult(
+                    [latency for window in windows for latency in window.latencies],
+                    sum(window.errors for window in windows),
+                )
                 rows.append(
                     [
                         SERVERS[app].label,
@@ -887,6 +897,7 @@ async def open_loop(bench: Bench, rates: dict[tuple[str, float], float]) -> None
                         f"{rate:.0f}",
                         ms(result.p50),
                         f"**{ms(result.p99)}**",
+                        ", ".join(ms(window.p99) for window in windows),
                         ms(max(result.latencies, default=float("nan"))),
                         str(result.errors),
                     ]
@@ -896,14 +907,26 @@ async def open_loop(bench: Bench, rates: dict[tuple[str, float], float]) -> None
         await reset_outbox(bench.env)
     bench.table(
         "7. Open loop: POST /reset_password arriving at half the maximum rate",
-        ["server", "SMTP delay", "POSTs/s", "p50 ms", "p99 ms", "max ms", "errors"],
+        [
+            "server",
+            "SMTP delay",
+            "POSTs/s",
+            "p50 ms",
+            "p99 ms",
+            "p99 ms of each window",
+            "max ms",
+            "errors",
+        ],
         rows,
         "Half of each set-up's own 64-client maximum from scenario 1 (50/s if scenario 1 did "
         "not run). Each arrival is due at a fixed time and is sent then, whether or not "
         "earlier ones have been answered; its latency counts from when it was due (no "
         "coordinated omission). 64 browser sessions took their form and CSRF token first, "
         "and the POSTs go round them, after 2 s at the same rate to warm each set-up up. "
-        "Target: p99 < 25 ms at both delays.",
+        f"{OPEN_LOOP_WINDOWS} windows of {bench.seconds:g} s one after the other, each with "
+        "fresh sessions; p50 and p99 are over all of their POSTs (a single window's p99 is "
+        "its dozen slowest answers, which one stall of the machine decides), and each "
+        "window's own p99 shows the spread. Target: p99 < 25 ms at both delays.",
     )
 
 
