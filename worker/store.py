@@ -64,9 +64,10 @@ _MARK_SENT = (
         claimed_until=None,
     )
 )
-USERS = cast(Table, User.__table__)
 # The columns an Account holds, by the same names, as one Core statement per batch.
-_USERS = select(*(USERS.c[field.name] for field in fields(Account))).where(USERS.c.id == any_(_IDS))
+_USERS = select(*(getattr(User, field.name) for field in fields(Account))).where(
+    User.id == any_(_IDS)
+)
 # Each row its own outcome, the claim released; a row no longer pending is left as it is
 # (IS NOT DISTINCT FROM: found by primary key, as shared.models.still_pending explains).
 _RECORD = text(
