@@ -28,6 +28,25 @@ def _stat(pid: int) -> tuple[str, int, float] | None:
     return name, int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def _thread_seconds(pid: int, *, main: bool) -> float:
+    """CPU seconds of a process's main thread (its id is the pid) or of all its others."""
+    total = 0.0
+    try:
+        tasks = list((PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return 0.0
+    for task in tasks:
+        if (int(task.name) == pid) != main:
+            continue
+        try:
+            raw = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        fields = raw[raw.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
 def _table() -> dict[int, tuple[str, int, float]]:
     table = {}
     for entry in PROC.iterdir():
@@ -51,11 +70,14 @@ def _tree(table: Mapping[int, tuple[str, int, float]], roots: Iterable[int]) -> 
 @dataclass(frozen=True)
 class Component:
     """What to count: the process trees under ``roots``, or every process with one of
-    ``names`` (a server the bench did not start: PostgreSQL, Redis)."""
+    ``names`` (a server the bench did not start: PostgreSQL, Redis). ``threads`` splits a
+    tree's processes: "main" counts each one's main thread only (an asyncio server's event
+    loop), "others" every other thread (its thread pool: password hashing)."""
 
     label: str
     roots: tuple[int, ...] = ()
     names: tuple[str, ...] = ()
+    threads: str = "all"  # "all", "main" or "others"
 
 
 class CpuMeter:
@@ -76,7 +98,11 @@ class CpuMeter:
                 pids = {pid for pid, row in table.items() if row[0] in component.names}
             else:
                 pids = _tree(table, component.roots)
-            reading[component.label] = {pid: table[pid][2] for pid in pids}
+            if component.threads == "all":
+                reading[component.label] = {pid: table[pid][2] for pid in pids}
+            else:
+                main = component.threads == "main"
+                reading[component.label] = {pid: _thread_seconds(pid, main=main) for pid in pids}
         return reading
 
     def start(self) -> None:
