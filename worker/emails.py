@@ -47,11 +47,9 @@ class OutboxEmail:
     last_error: str | None
     created_at: datetime
     suppressed: str | None = None  # why the recipient is on the suppression list, if it is
-    user_id: int | None = None  # the account the email is about (NULL once it is deleted)
-    account: Account | None = None  # that account, read with the claim
 
     @classmethod
-    def from_row(cls, row: Any, *, account: Account | None = None) -> OutboxEmail:
+    def from_row(cls, row: Any) -> OutboxEmail:
         return cls(
             id=row.id,
             kind=row.kind,
@@ -61,20 +59,7 @@ class OutboxEmail:
             last_error=row.last_error,
             created_at=row.created_at,
             suppressed=row.suppressed,
-            user_id=row.user_id,
-            account=account,
         )
-
-    def with_account(self, lookup: UserLookup) -> UserLookup:
-        """``lookup``, except that the account this email is about is the one its claim
-        read (None: it is gone), without another statement."""
-
-        async def by_id(user_id: int) -> Account | None:
-            if user_id == self.user_id:
-                return self.account
-            return await lookup(user_id)
-
-        return by_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,7 +200,7 @@ async def _render(st: WorkerState, email: OutboxEmail) -> Outgoing | _Outcome:
     try:
         context = parse_context(email.kind, email.context)
         variables = await prepare(
-            email.with_account(st.store.user), email, context, settings=settings, tokens=st.tokens
+            st.store.user, email, context, settings=settings, tokens=st.tokens
         )
         if isinstance(variables, Skip):
             return _Outcome(EmailStatus.SKIPPED, variables.reason)

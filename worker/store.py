@@ -1,14 +1,13 @@
 """The delivery job's reads and writes of the outbox, batched across concurrent jobs.
 
-Each delivery claims its row (with the account it is about, for the stale guard) and
-records the result. Those statements are tiny and identical in shape, so concurrent jobs
-share them through :class:`~shared.batching.Coalescer`: one ``UPDATE ... WHERE id =
-ANY(...)`` claims or records a whole batch. That includes the outcomes that cause nothing
-else (skipped, held back, to be retried): a skipped email is not rare (every superseded
-reset or confirmation link), and written one transaction each, a backlog of them took up to
-half a core while it lasted and overflowed the connection pool. A permanent failure is
-written by the job itself, in a transaction with whatever it causes (an admin alert, a
-suppression).
+Each delivery claims its row, may read its user (the stale guard), and records the result.
+Those statements are tiny and identical in shape, so concurrent jobs share them through
+:class:`~shared.batching.Coalescer`: one ``UPDATE ... WHERE id = ANY(...)`` claims or
+records a whole batch. That includes the outcomes that cause nothing else (skipped, held
+back, to be retried): a skipped email is not rare (every superseded reset or confirmation
+link), and written one transaction each, a backlog of them took up to half a core while it
+lasted and overflowed the connection pool. A permanent failure is written by the job itself, in a
+transaction with whatever it causes (an admin alert, a suppression).
 """
 
 from __future__ import annotations
@@ -65,11 +64,10 @@ _MARK_SENT = (
         claimed_until=None,
     )
 )
-# The columns an Account holds, by the same names: for the accounts a batch's emails are
-# about, read with its claim, and for any other account one Core statement per batch.
-_ACCOUNT_COLUMNS = [getattr(User, field.name) for field in fields(Account)]
-_USERS = select(*_ACCOUNT_COLUMNS).where(User.id == any_(_IDS))
-ACCOUNT_PREFIX = "account_"  # the account's columns beside the email's in a claimed row
+# The columns an Account holds, by the same names, as one Core statement per batch.
+_USERS = select(*(getattr(User, field.name) for field in fields(Account))).where(
+    User.id == any_(_IDS)
+)
 # Each row its own outcome, the claim released; a row no longer pending is left as it is
 # (IS NOT DISTINCT FROM: found by primary key, as shared.models.still_pending explains).
 _RECORD = text(
@@ -117,30 +115,6 @@ def _record_params(outcomes: Sequence[RecordedOutcome]) -> dict[str, list[Any]]:
 UNCLAIMED = or_(EMAILS.c.claimed_until.is_(None), EMAILS.c.claimed_until < func.now())
 
 
-def claim_statement(lease: float) -> Executable:
-    """Claim the listed rows that are pending and not claimed by a live run, and return each
-    with the account it is about (``emails.user_id``, NULL for none), as of the claim.
-
-    One statement and round trip per batch: the stale guard's account read used to be a
-    second one after the claim. The join reads the same snapshot as the claim, a moment
-    earlier than a statement after it would; the guard was never more than best effort
-    (an account can change after any read and before the send), and the links it mints
-    are checked again when they are used.
-    """
-    claimed = (
-        update(EMAILS)
-        .where(EMAILS.c.id == any_(_IDS), still_pending(EMAILS.c.status), UNCLAIMED)
-        .values(claimed_until=func.now() + timedelta(seconds=lease))
-        .returning(*_RETURNED, EMAILS.c.user_id)
-        .cte("claimed")
-    )
-    users = cast(Table, User.__table__)
-    return select(
-        claimed,
-        *(users.c[column.key].label(ACCOUNT_PREFIX + column.key) for column in _ACCOUNT_COLUMNS),
-    ).select_from(claimed.outerjoin(users, users.c.id == claimed.c.user_id))
-
-
 class OutboxStore:
     """Claims, user lookups and the outcomes that cause nothing else, for the jobs of one
     worker process."""
@@ -165,7 +139,16 @@ class OutboxStore:
             pre_ping=False,
         )
         # Built once: the hot path should not pay for building and coercing statements.
-        self._claim = claim_statement(lease)
+        self._claim = (
+            update(EMAILS)
+            .where(
+                EMAILS.c.id == any_(_IDS),
+                still_pending(EMAILS.c.status),
+                UNCLAIMED,
+            )
+            .values(claimed_until=func.now() + timedelta(seconds=lease))
+            .returning(*_RETURNED)
+        )
         self.claim = Coalescer(self._claim_many, max_batch=max_batch, linger=linger)
         self.user = Coalescer(self._users_by_id, max_batch=max_batch, linger=linger)
         self.mark_sent = Coalescer(self._mark_sent_many, max_batch=max_batch, linger=linger)
@@ -201,12 +184,11 @@ class OutboxStore:
         now: its job has nothing to do. An id asked for twice in one batch is claimed once.
         """
         rows = await self._execute(self._claim, {"ids": ids})
-        claimed = {row.id: _claimed_email(row) for row in rows}
+        claimed = {row.id: OutboxEmail.from_row(row) for row in rows}
         return [claimed.pop(email_id, None) for email_id in ids]
 
     async def _users_by_id(self, ids: list[int]) -> Sequence[Account | None]:
-        """Accounts by id, as of now: for an email whose context names an account other than
-        the one its claim returned (none do today; the claim's covers them)."""
+        """The accounts, as of now (after the claim), that the batch's emails are about."""
         rows = await self._execute(_USERS, {"ids": list(set(ids))})
         accounts = {row.id: Account(**row._mapping) for row in rows}
         return [accounts.get(user_id) for user_id in ids]
@@ -221,16 +203,6 @@ class OutboxStore:
 
     async def close(self) -> None:
         await self._engine.dispose()
-
-
-def _claimed_email(row: Row[Any]) -> OutboxEmail:
-    """An email as its claim returned it, with its account's columns when it has one."""
-    account = None
-    if row.user_id is not None and getattr(row, ACCOUNT_PREFIX + "id") is not None:
-        account = Account(
-            **{f.name: getattr(row, ACCOUNT_PREFIX + f.name) for f in fields(Account)}
-        )
-    return OutboxEmail.from_row(row, account=account)
 
 
 async def take_overdue(session: AsyncSession, *, after: int, limit: int = 1000) -> list[Any]:

@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.mailsink import MailSink
 from shared.db import SessionMaker
-from shared.jobs import ConfirmEmail, EmailKind, TestEmail, emails_due_key, enqueue_send_email
-from shared.models import Email, EmailStatus, User
+from shared.jobs import EmailKind, TestEmail, emails_due_key, enqueue_send_email
+from shared.models import Email, EmailStatus
 from shared.outbox import add_email
 from shared.services import bounces
 from shared.settings import Settings
@@ -162,55 +162,6 @@ async def test_concurrent_deliveries_share_statements(
     assert statuses == [EmailStatus.SENT] * total
     # One claim and one "sent" record per email would be 120 statements.
     assert statements < 2 * total, statements
-
-
-async def add_account_with_confirmation(sessionmaker: SessionMaker) -> tuple[int, int]:
-    """An unconfirmed account and its committed confirmation email: (user id, email id)."""
-    async with sessionmaker() as session, session.begin():
-        user = User(
-            username="Ada",
-            username_key="ada",
-            email="ada@example.com",
-            email_key="ada@example.com",
-            password_hash="x",
-            confirm_generation=3,
-        )
-        session.add(user)
-        await session.flush()
-        link = ConfirmEmail(user_id=user.id, generation=3)
-        email_id = await add_email(session, EmailKind.CONFIRM, user.email, link, user_id=user.id)
-        return user.id, email_id
-
-
-async def test_a_claim_returns_the_account_its_email_is_about(
-    store: OutboxStore, sessionmaker: SessionMaker
-) -> None:
-    user_id, confirmation = await add_account_with_confirmation(sessionmaker)
-    (alert,) = await add_test_emails(sessionmaker, 1)
-    about_account, about_no_one = await asyncio.gather(
-        store.claim(confirmation), store.claim(alert)
-    )
-    assert about_account is not None and about_account.account is not None
-    account = about_account.account
-    assert (account.id, account.username, account.email) == (user_id, "Ada", "ada@example.com")
-    assert (account.confirm_generation, account.confirmed_at) == (3, None)
-    assert about_no_one is not None and about_no_one.account is None
-    assert store.statements == 1  # one claim for both, no account look-up
-
-
-async def test_a_confirmation_is_delivered_without_a_statement_for_its_account(
-    worker_ctx: dict[str, Any], sessionmaker: SessionMaker, smtp: MailSink
-) -> None:
-    """The stale guard and the template read the account the claim returned: a delivery is
-    its claim and its "sent" record, nothing more."""
-    _, email_id = await add_account_with_confirmation(sessionmaker)
-    st = state(worker_ctx)
-    assert await deliver_email(st, email_id) is None
-    assert st.store.statements == 2
-    assert (await row(sessionmaker, email_id)).status == EmailStatus.SENT
-    (message,) = smtp.messages
-    assert "Hi Ada," in message.part("text/plain")
-    assert any("/confirm/" in link for link in message.links)
 
 
 async def test_outcomes_that_cause_nothing_else_are_recorded_together(
