@@ -25,6 +25,9 @@ _LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 _SET_COOKIE = re.compile(rb"\r\nset-cookie:\s*([^=;\r\n]+)=([^;\r\n]*)", re.IGNORECASE)
 
 
+TIMEOUT = 60.0  # seconds a request may wait for its answer (aiohttp's total, as before)
+
+
 class ConnectionClosed(Exception):
     """The server closed the connection before the whole response arrived."""
 
@@ -78,7 +81,12 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
-        return await self.waiter
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                return await self.waiter
+        except TimeoutError:
+            self.transport.close()  # its answer may still come: the connection is not reused
+            raise
 
     @property
     def usable(self) -> bool:
@@ -186,7 +194,7 @@ async def fixed_rate_posts(
         async def post(n: int, due: float) -> None:
             try:
                 ok = await loop.post(n, form(n)) == 302
-            except (OSError, ConnectionClosed, UnreadableResponse):
+            except (OSError, TimeoutError, ConnectionClosed, UnreadableResponse):
                 ok = False
             if ok:
                 result.latencies.append(time.perf_counter() - due)
