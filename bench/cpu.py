@@ -16,16 +16,21 @@ TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PROC = Path("/proc")
 
 
-def _stat(pid: int) -> tuple[str, int, float] | None:
-    """(command name, parent pid, user + system CPU seconds) of one process."""
-    try:
-        raw = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
+def _parse_stat(raw: str) -> tuple[str, int, float]:
+    """(command name, parent pid, user + system CPU seconds) from a process's or a thread's
+    ``stat`` file."""
     # The name is in parentheses and may contain spaces; the fields after it are fixed.
     name = raw[raw.index("(") + 1 : raw.rindex(")")]
     fields = raw[raw.rindex(")") + 2 :].split()
     return name, int(fields[1]), (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _stat(pid: int) -> tuple[str, int, float] | None:
+    """(command name, parent pid, user + system CPU seconds) of one process."""
+    try:
+        return _parse_stat((PROC / str(pid) / "stat").read_text())
+    except OSError:
+        return None
 
 
 def _thread_seconds(pid: int, *, main: bool) -> float:
@@ -39,11 +44,9 @@ def _thread_seconds(pid: int, *, main: bool) -> float:
         if (int(task.name) == pid) != main:
             continue
         try:
-            raw = (task / "stat").read_text()
+            total += _parse_stat((task / "stat").read_text())[2]
         except OSError:
             continue  # the thread ended meanwhile
-        fields = raw[raw.rindex(")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / TICKS
     return total
 
 

@@ -104,7 +104,7 @@ class _Session:
 
 
 class OpenLoop:
-    """POST a form to ``path`` from ``sessions`` browser sessions in turn, at fixed times."""
+    """POST a form to ``path`` from the browser sessions :meth:`open_sessions` made, in turn."""
 
     def __init__(self, base: str, path: str) -> None:
         url = urlsplit(base)
