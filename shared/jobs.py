@@ -123,10 +123,12 @@ class ResetEmail(EmailContext):
 
 class PasswordChanged(EmailContext):
     """ "Your password was changed", with a "this wasn't me" link valid while the account's
-    session version is still ``session_version``."""
+    session version is still ``session_version``; it also undoes what sign-in ``session``
+    (a public id; None for a reset) added."""
 
     user_id: int
     session_version: int
+    session: str | None = None
 
 
 class NewDevice(EmailContext):
@@ -148,6 +150,7 @@ class TwoFactorChanged(EmailContext):
     user_id: int
     session_version: int
     change: str
+    session: str | None = None  # the sign-in that made the change (a public id)
 
 
 class EmailChangeConfirm(EmailContext):
@@ -166,6 +169,7 @@ class EmailChangeRequested(EmailContext):
     user_id: int
     session_version: int
     new_email: str
+    session: str | None = None  # the sign-in that asked (a public id)
 
 
 class EmailChanged(EmailContext):

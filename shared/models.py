@@ -58,6 +58,9 @@ class User(Base):
     totp_pending_secret: Mapped[str | None] = mapped_column(String(255))
     totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The public id of the sign-in that turned it on: "this wasn't me" about that sign-in
+    # turns it off again.
+    totp_enabled_in_session: Mapped[str | None] = mapped_column(String(24))
     # An address change waiting for confirmation from the new address; the generation makes
     # the latest request's link the only one that works.
     pending_email: Mapped[str | None] = mapped_column(String(EMAIL_MAX_LENGTH))
@@ -145,6 +148,9 @@ class Passkey(Base):
     name: Mapped[str] = mapped_column(String(PASSKEY_NAME_MAX_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The public id of the sign-in that added it: "this wasn't me" about that sign-in
+    # removes it.
+    added_in_session: Mapped[str | None] = mapped_column(String(24))
 
     __table_args__ = (Index("ix_passkeys_user_id", "user_id"),)
 

@@ -102,6 +102,15 @@ class Limits:
         """Count one event, unless ``limit`` is used up (then it is refused, not counted)."""
         return await self._decide(limit, subject, count=True)
 
+    async def hit_all(self, *hits: tuple[Limit, str]) -> Verdict:
+        """Count one event against each (limit, subject) in order; the first refusal, if one
+        is used up (the hits after it are not counted)."""
+        for limit, subject in hits:
+            verdict = await self.hit(limit, subject)
+            if not verdict.allowed:
+                return verdict
+        return Verdict(True, 0)
+
     async def peek(self, limit: Limit, subject: str) -> Verdict:
         """Whether one more event would be allowed, without counting one."""
         return await self._decide(limit, subject, count=False)

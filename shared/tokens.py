@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
@@ -73,6 +74,19 @@ def password_fingerprint(password_hash: str, secret: str) -> str:
     the hash."""
     digest = hmac.new(secret.encode(), password_hash.encode(), hashlib.sha256).hexdigest()
     return digest[:16]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def unix_microseconds(moment: datetime) -> int:
+    """A moment as a token carries it: exact to the microsecond, as PostgreSQL stores it
+    (a float of seconds would round)."""
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_unix_microseconds(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
 
 
 def int_field(payload: dict[str, Any], name: str) -> int | None:

@@ -211,7 +211,21 @@ NEW_PASSWORD = TextRule(
 # at the rules (and a megabyte never reaches argon2).
 PASSWORD = TextRule(1, PASSWORD_MAX_LENGTH, _as_typed)
 TOKEN = TextRule(1, MAX_TOKEN_LENGTH, _as_typed)
+
+
+def check_code(value: str) -> str:
+    """A second factor as typed: digits in any script become 0-9 (a phone's Arabic-Indic or
+    full-width digits are the same code), then only letters, digits, spaces and dashes."""
+    typed = "".join(
+        str(unicodedata.decimal(ch)) if unicodedata.decimal(ch, None) is not None else ch
+        for ch in unicodedata.normalize("NFKC", value)
+    )
+    if not re.fullmatch(r"[A-Za-z0-9 -]+", typed):
+        raise ValueError("Enter the code as it is shown: digits, or letters and digits.")
+    return typed
+
+
 # A second factor: a 6-digit authenticator code or a recovery code (xxxx-xxxx-xxxx-xxxx).
-CODE = TextRule(6, 32, _as_typed, {"examples": ["123456"]})
+CODE = TextRule(6, 32, check_code, {"examples": ["123456"]})
 TEXT_TITLE = TextRule(1, TEXT_TITLE_MAX_LENGTH, check_plain_text)
 TEXT_CONTENT = TextRule(1, TEXT_CONTENT_MAX_LENGTH, check_plain_text)

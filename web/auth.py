@@ -91,6 +91,24 @@ async def start_session(user: User, *, remember: bool, device_cookie: str | None
             return response
 
 
+async def continue_session(new_id: str | None) -> None:
+    """The sign-in continues under a new id (a change of credentials rotated it): the cookie
+    names the new id, with the lifetime the sign-in had."""
+    current = await current_sign_in()
+    if new_id is None or current is None:
+        return
+    record = current.session
+    lifetime = (record.expires_at - record.created_at).total_seconds()
+    remember = lifetime > services().settings.SESSION_LIFETIME
+    login_user(AccountUser(new_id), remember=remember)
+
+
+def current_session_id() -> str | None:
+    """The id of this request's sign-in (what a use case rotates or remembers)."""
+    auth_id = current_user.auth_id
+    return auth_id if auth_id and SESSION_ID.match(auth_id) else None
+
+
 def device_cookie() -> str | None:
     return request.cookies.get(DEVICE_COOKIE)
 

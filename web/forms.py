@@ -163,6 +163,14 @@ class CodeForm(CSRFForm):
     submit = SubmitField("Verify")
 
 
+class EnrolmentForm(CSRFForm):
+    """Turning two-factor on: a code from the new secret, and the password (a fresh proof)."""
+
+    code = text_field("Code from the app", CODE)
+    password = password_field("Your password", PASSWORD)
+    submit = SubmitField("Turn on")
+
+
 class PasswordAndCodeForm(CSRFForm):
     password = password_field("Password", PASSWORD)
     code = text_field("Authenticator code or recovery code", CODE)

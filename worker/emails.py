@@ -32,7 +32,7 @@ from shared.jobs import (
 from shared.services.email_change import link_payload
 from shared.services.passwords import reset_token_payload
 from shared.settings import Settings
-from shared.tokens import Purpose, Tokens
+from shared.tokens import Purpose, Tokens, unix_microseconds
 
 
 @dataclass(slots=True)
@@ -94,6 +94,22 @@ class Account:
 UserLookup = Callable[[int], Awaitable[Account | None]]
 
 
+def _not_me_token(
+    tokens: Tokens, user: Account, version: int, email: OutboxEmail, by: str | None = None
+) -> str:
+    """A "this wasn't me" link's token: valid while the account's session version is
+    ``version``; it undoes what sign-in ``by`` added, and what was added from the moment of
+    the message's cause on (the outbox row is written in the cause's transaction)."""
+    payload: dict[str, object] = {
+        "uid": user.id,
+        "sv": version,
+        "at": unix_microseconds(email.created_at),
+    }
+    if by is not None:
+        payload["sid"] = by
+    return tokens.dumps(Purpose.NOT_ME, payload)
+
+
 async def prepare(
     user_by_id: UserLookup,
     email: OutboxEmail,
@@ -149,11 +165,11 @@ async def prepare(
                 "link": f"{base}/reset_password/{token}",
                 "expires_in": _hours(settings.RESET_TOKEN_MAX_AGE),
             }
-        case PasswordChanged(user_id=user_id, session_version=version):
+        case PasswordChanged(user_id=user_id, session_version=version, session=by):
             user = await user_by_id(user_id)
             if user is None:
                 return Skip("the account no longer exists")
-            token = tokens.dumps(Purpose.NOT_ME, {"uid": user.id, "sv": version})
+            token = _not_me_token(tokens, user, version, email, by)
             return {
                 "username": user.username,
                 "not_me_link": f"{base}/account/not-me/{token}",
@@ -162,7 +178,7 @@ async def prepare(
             user = await user_by_id(user_id)
             if user is None:
                 return Skip("the account no longer exists")
-            token = tokens.dumps(Purpose.NOT_ME, {"uid": user.id, "sv": version})
+            token = _not_me_token(tokens, user, version, email)
             return {
                 "username": user.username,
                 "when": context.signed_in_at.replace("T", " ")[:16] + " UTC",
@@ -182,11 +198,13 @@ async def prepare(
                 "link": f"{base}/account/email/confirm/{token}",
                 "expires_in": _hours(settings.CONFIRM_TOKEN_MAX_AGE),
             }
-        case EmailChangeRequested(user_id=user_id, session_version=version, new_email=new):
+        case EmailChangeRequested(
+            user_id=user_id, session_version=version, new_email=new, session=by
+        ):
             user = await user_by_id(user_id)
             if user is None:
                 return Skip("the account no longer exists")
-            token = tokens.dumps(Purpose.NOT_ME, {"uid": user.id, "sv": version})
+            token = _not_me_token(tokens, user, version, email, by)
             return {
                 "username": user.username,
                 "new_email": new,
@@ -200,11 +218,11 @@ async def prepare(
             if user is None:
                 return Skip("the account no longer exists")
             return {"username": user.username, "reset_link": f"{base}/reset_password"}
-        case TwoFactorChanged(user_id=user_id, session_version=version, change=change):
+        case TwoFactorChanged(user_id=user_id, session_version=version, change=change, session=by):
             user = await user_by_id(user_id)
             if user is None:
                 return Skip("the account no longer exists")
-            token = tokens.dumps(Purpose.NOT_ME, {"uid": user.id, "sv": version})
+            token = _not_me_token(tokens, user, version, email, by)
             return {
                 "username": user.username,
                 "change": change,

@@ -22,10 +22,9 @@ from shared.models import (
     UsernameHold,
 )
 from shared.outbox import add_email
-from shared.services import events, users
+from shared.services import events, proof, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
-from shared.services.passwords import password_check_limit
 
 EXPORT_FORMAT = 1  # bumped when the export's shape changes
 
@@ -139,7 +138,7 @@ async def delete_account(
         user = await users.by_id(session, user_id)
     if user is None or confirmation.strip() != user.username:
         return DeleteResult(DeleteOutcome.WRONG_CONFIRMATION)
-    verdict = await ctx.limits.hit(password_check_limit(ctx), str(user_id))
+    verdict = await proof.count(ctx, user_id)
     if not verdict.allowed:
         return DeleteResult(DeleteOutcome.LOCKED, retry_after=verdict.retry_after)
     async with ctx.unit_of_work() as session:

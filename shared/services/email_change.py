@@ -19,10 +19,9 @@ from shared.jobs import (
     EmailKind,
 )
 from shared.outbox import add_email, email_user
-from shared.services import events, users
+from shared.services import events, proof, sessions, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
-from shared.services.passwords import password_check_limit
 from shared.tokens import Purpose, int_field
 from shared.validation import InvalidInput, email_key
 
@@ -40,13 +39,19 @@ class RequestResult:
 
 
 async def request_change(
-    ctx: ServiceContext, user_id: int, new_email: str, password: str
+    ctx: ServiceContext,
+    user_id: int,
+    new_email: str,
+    password: str,
+    *,
+    sign_in: str | None = None,
 ) -> RequestResult:
     """Ask to move the account to ``new_email``. The old address is told at once (with a
     "this wasn't me" link); after the answer, the new address gets a confirmation link or,
     if it already belongs to an account, that account's owner gets a notice instead. Only
-    the latest request's link works. Raises :class:`InvalidInput` for the current address."""
-    verdict = await ctx.limits.hit(password_check_limit(ctx), str(user_id))
+    the latest request's link works. Raises :class:`InvalidInput` for the current address.
+    ``sign_in`` is the session asking: "this wasn't me" also undoes what it added."""
+    verdict = await proof.count(ctx, user_id)
     if not verdict.allowed:
         return RequestResult(RequestOutcome.LOCKED, retry_after=verdict.retry_after)
     async with ctx.unit_of_work() as session:
@@ -66,10 +71,13 @@ async def request_change(
             session,
             user,
             EmailChangeRequested(
-                user_id=user.id, session_version=user.session_version, new_email=new_email
+                user_id=user.id,
+                session_version=user.session_version,
+                new_email=new_email,
+                session=await session.scalar(sessions.public_id_of(sign_in)),
             ),
         )
-    await ctx.limits.clear(password_check_limit(ctx), str(user_id))
+    await proof.forget(ctx, user_id)
     ctx.defer(_link_or_notice, ctx, user_id, generation, new_email)
     return RequestResult(RequestOutcome.REQUESTED)
 
@@ -130,8 +138,11 @@ async def confirm_change(ctx: ServiceContext, token: str) -> ConfirmOutcome:
         user.confirmed_at = datetime.now(UTC)
         user.pending_email = None
         user.email_change_generation += 1  # this link is spent
-        user.reset_generation += 1  # links sent to the old address stop working
+        # Links sent to the old address stop working, as its last notice says: resets,
+        # confirmations, and "this wasn't me" (and a second step waiting on the old version).
+        user.reset_generation += 1
         user.confirm_generation += 1
+        user.session_version += 1
         await events.record(session, Kind.EMAIL_CHANGED, user.id, email=new_email)
         await session.flush()
         await add_email(

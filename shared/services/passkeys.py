@@ -3,8 +3,15 @@ one (a discoverable credential: no username typed), or use one as the second ste
 two-factor sign-in.
 
 Every ceremony's challenge is kept server-side, in Redis, under a random ceremony id, and
-taken (read and deleted at once) when the answer comes: a challenge is answered once. The
-relying party is the host of BASE_URL, the origin BASE_URL itself.
+taken (read and deleted at once) when the answer comes: a challenge is answered once; how
+many a session or a client may start is limited. The relying party is the host of BASE_URL,
+the origin BASE_URL itself.
+
+Adding a passkey adds a way in, so it needs a fresh proof (the password, or a current
+authenticator code: :mod:`shared.services.proof`), and the passkey remembers the sign-in
+that added it ("this wasn't me" about that sign-in removes it). A passkey whose
+authenticator verified the person (PIN, biometrics: the UV flag) is two factors; one that
+only saw someone present is one, and on a two-factor account the second step follows it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from urllib.parse import urlsplit
 
 from redis.exceptions import RedisError
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -27,7 +35,7 @@ from webauthn import (
     verify_registration_response,
 )
 from webauthn.helpers import base64url_to_bytes
-from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
+from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -36,21 +44,28 @@ from webauthn.helpers.structs import (
 )
 
 from shared import passwords
-from shared.jobs import TwoFactorChanged
 from shared.models import Passkey, User
-from shared.outbox import email_user
 from shared.ratelimit import Limit
-from shared.services import events, signin, users
+from shared.services import events, factors, proof, sessions, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 
 CEREMONY_SECONDS = 300
+CEREMONIES_PER_WINDOW = 20  # per account (adding) or per client (signing in), in CEREMONY_SECONDS
 SITE_NAME = "Accounts"
+BIGINT_MAX = 2**63 - 1
+# What a malformed answer from a browser or an API client can raise inside py_webauthn's
+# parsing (it checks the structure as it goes): each is a refusal, never an error.
+MALFORMED = (WebAuthnException, ValueError, KeyError, TypeError, AttributeError, IndexError)
 
 
 def attempt_limit(ctx: ServiceContext) -> Limit:
     settings = ctx.settings
     return Limit("passkey", settings.LOGIN_FAILURES_BEFORE_LOCK, settings.LOGIN_LOCK_SECONDS)
+
+
+def ceremony_limit() -> Limit:
+    return Limit("passkey-ceremony", CEREMONIES_PER_WINDOW, CEREMONY_SECONDS)
 
 
 def _relying_party(ctx: ServiceContext) -> tuple[str, str]:
@@ -89,15 +104,48 @@ class Ceremony:
     options: dict[str, Any]  # for navigator.credentials.create/get (base64url, as JSON)
 
 
-async def registration_options(ctx: ServiceContext, user_id: int) -> Ceremony | None:
+class Outcome(enum.Enum):
+    DONE = "done"
+    REFUSED = "refused"  # expired or replayed ceremony, or the authenticator's answer is bad
+    WRONG_PASSWORD = "wrong password"  # noqa: S105 (an outcome)
+    WRONG_CODE = "wrong code"
+    LOCKED = "locked"
+    SECOND_STEP = "second step"  # signed in with one factor; the second step is to come
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    user: User | None = None
+    retry_after: int = 0
+    device_cookie: str | None = None
+    passkey_id: int | None = None
+    detail: str = field(default="")
+    second_step: str | None = None  # SECOND_STEP: the pending sign-in
+    session_id: str | None = None  # DONE: the sign-in's new id, when the change rotated it
+
+
+async def registration_options(
+    ctx: ServiceContext, user_id: int, offered: proof.Proof
+) -> Ceremony | Result:
+    """Options for adding a passkey, once ``offered`` proves it is the owner."""
+    verdict = await ctx.limits.hit_all(
+        (proof.limit(ctx), str(user_id)), (ceremony_limit(), f"uid {user_id}")
+    )
+    if not verdict.allowed:
+        return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
     rp_id, _ = _relying_party(ctx)
-    async with ctx.reading() as session:
-        user = await users.by_id(session, user_id)
+    async with ctx.unit_of_work() as session:
+        user = await users.by_id(session, user_id, lock=True)
         if user is None:
-            return None
+            return Result(Outcome.REFUSED)
+        refused = await proof.refusal(session, ctx, user, offered)
+        if refused is not None:
+            return Result(Outcome(refused.value))
         existing = list(
             await session.scalars(select(Passkey.credential_id).where(Passkey.user_id == user_id))
         )
+    await proof.forget(ctx, user_id)
     options = generate_registration_options(
         rp_id=rp_id,
         rp_name=SITE_NAME,
@@ -110,30 +158,23 @@ async def registration_options(ctx: ServiceContext, user_id: int) -> Ceremony | 
             user_verification=UserVerificationRequirement.PREFERRED,
         ),
     )
-    ceremony = await _keep(ctx, options.challenge, {"uid": user_id, "kind": "register"})
+    about = {"uid": user_id, "kind": "register"}
+    ceremony = await _keep(ctx, options.challenge, about)
     return Ceremony(ceremony=ceremony, options=json.loads(options_to_json(options)))
 
 
-class Outcome(enum.Enum):
-    DONE = "done"
-    REFUSED = "refused"  # expired or replayed ceremony, or the authenticator's answer is bad
-    WRONG_PASSWORD = "wrong password"  # noqa: S105 (an outcome)
-    LOCKED = "locked"
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    outcome: Outcome
-    user: User | None = None
-    retry_after: int = 0
-    device_cookie: str | None = None
-    passkey_id: int | None = None
-    detail: str = field(default="")
-
-
 async def register(
-    ctx: ServiceContext, user_id: int, ceremony: str, name: str, credential: dict[str, Any]
+    ctx: ServiceContext,
+    user_id: int,
+    ceremony: str,
+    name: str,
+    credential: dict[str, Any],
+    *,
+    sign_in: str | None = None,
 ) -> Result:
+    """Add the passkey a registration ceremony created. ``sign_in`` (the session asking)
+    gets a new id and is remembered with the passkey: "this wasn't me" about it removes the
+    passkey."""
     facts = await _take(ctx, ceremony)
     if facts is None or facts.get("kind") != "register" or facts.get("uid") != user_id:
         return Result(Outcome.REFUSED, detail="The passkey request has expired. Try again.")
@@ -145,30 +186,39 @@ async def register(
             expected_rp_id=rp_id,
             expected_origin=origin,
         )
-    except (InvalidRegistrationResponse, ValueError, KeyError, TypeError) as error:
+    except MALFORMED as error:
         return Result(Outcome.REFUSED, detail=f"The passkey was not accepted ({error}).")
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None:
             return Result(Outcome.REFUSED)
-        passkey = Passkey(
-            user_id=user.id,
-            credential_id=verified.credential_id,
-            public_key=verified.credential_public_key,
-            sign_count=verified.sign_count,
-            name=name.strip()[:60] or "Passkey",
+        name = name.strip()[:60] or "Passkey"
+        # A credential id is one authenticator's: if another account has it, it is not this
+        # one's to add (and the unique index would refuse it at commit).
+        passkey_id = await session.scalar(
+            insert(Passkey)
+            .values(
+                user_id=user.id,
+                credential_id=verified.credential_id,
+                public_key=verified.credential_public_key,
+                sign_count=verified.sign_count,
+                name=name,
+                added_in_session=sessions.public_id_of(sign_in).scalar_subquery(),
+            )
+            .on_conflict_do_nothing(index_elements=[Passkey.credential_id])
+            .returning(Passkey.id)
         )
-        session.add(passkey)
-        await session.flush()
-        await events.record(session, Kind.PASSKEY_ADDED, user.id, name=passkey.name)
-        await email_user(
-            session,
-            user,
-            TwoFactorChanged(
-                user_id=user.id, session_version=user.session_version, change="passkey added"
-            ),
-        )
-    return Result(Outcome.DONE, passkey_id=passkey.id)
+        if passkey_id is None:
+            return Result(Outcome.REFUSED, detail="This passkey is registered already.")
+        rotated = await sessions.rotate(session, sign_in)
+        by = rotated.public_id if rotated is not None else None
+        await events.record(session, Kind.PASSKEY_ADDED, user.id, name=name)
+        await factors.tell_owner(session, user, "passkey added", by=by)
+    return Result(
+        Outcome.DONE,
+        passkey_id=passkey_id,
+        session_id=rotated.session_id if rotated is not None else None,
+    )
 
 
 async def listed(ctx: ServiceContext, user_id: int) -> list[Passkey]:
@@ -180,11 +230,21 @@ async def listed(ctx: ServiceContext, user_id: int) -> list[Passkey]:
         )
 
 
-async def remove(ctx: ServiceContext, user_id: int, passkey_id: int, password: str) -> Result:
-    """Remove one of the account's passkeys; needs the password."""
-    verdict = await ctx.limits.hit(attempt_limit(ctx), str(user_id))
+async def remove(
+    ctx: ServiceContext,
+    user_id: int,
+    passkey_id: int,
+    password: str,
+    *,
+    sign_in: str | None = None,
+) -> Result:
+    """Remove one of the account's passkeys; needs the password. ``sign_in`` (the session
+    asking) gets a new id."""
+    verdict = await ctx.limits.hit_all((attempt_limit(ctx), str(user_id)))
     if not verdict.allowed:
         return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
+    if not 0 < passkey_id <= BIGINT_MAX:
+        return Result(Outcome.REFUSED, detail="No such passkey.")
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None:
@@ -199,20 +259,20 @@ async def remove(ctx: ServiceContext, user_id: int, passkey_id: int, password: s
         )
         if gone is None:
             return Result(Outcome.REFUSED, detail="No such passkey.")
+        rotated = await sessions.rotate(session, sign_in)
         await events.record(session, Kind.PASSKEY_REMOVED, user.id)
-        await email_user(
-            session,
-            user,
-            TwoFactorChanged(
-                user_id=user.id, session_version=user.session_version, change="passkey removed"
-            ),
-        )
-    return Result(Outcome.DONE)
+        await factors.tell_owner(session, user, "passkey removed", by=None)
+    return Result(Outcome.DONE, session_id=rotated.session_id if rotated is not None else None)
 
 
-async def sign_in_options(ctx: ServiceContext, *, second_step: str | None = None) -> Ceremony:
+async def sign_in_options(
+    ctx: ServiceContext, *, client: str, second_step: str | None = None
+) -> Ceremony | Result:
     """Options for signing in with a passkey: any of the site's (discoverable credentials),
     or, as the second step of a two-factor sign-in, one of that account's."""
+    verdict = await ctx.limits.hit_all((ceremony_limit(), f"client {client}"))
+    if not verdict.allowed:
+        return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
     rp_id, _ = _relying_party(ctx)
     allowed: list[PublicKeyCredentialDescriptor] = []
     about: dict[str, Any] = {"kind": "sign-in"}
@@ -236,10 +296,12 @@ async def sign_in(
     device_cookie: str | None = None,
     user_agent: str = "",
 ) -> Result:
-    """Sign in with a passkey: the whole sign-in (something you have, verified by the
-    authenticator), or the second step of a two-factor one. Attempts are counted per client
-    before they are checked."""
-    verdict = await ctx.limits.hit(attempt_limit(ctx), f"client {client}")
+    """Sign in with a passkey: the whole sign-in, or the second step of a two-factor one.
+    A passkey verified by its authenticator (UV) is two factors and completes any sign-in;
+    one without user verification is one factor, and on an account with two-factor sign-in
+    the second step follows (SECOND_STEP). Attempts are counted per client before they are
+    checked."""
+    verdict = await ctx.limits.hit_all((attempt_limit(ctx), f"client {client}"))
     if not verdict.allowed:
         return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
     facts = await _take(ctx, ceremony)
@@ -250,7 +312,7 @@ async def sign_in(
         return Result(Outcome.REFUSED)
     try:
         credential_id = base64url_to_bytes(raw_id)
-    except (ValueError, TypeError):
+    except MALFORMED:
         return Result(Outcome.REFUSED)
     rp_id, origin = _relying_party(ctx)
     async with ctx.unit_of_work() as session:
@@ -268,15 +330,27 @@ async def sign_in(
                 credential_public_key=passkey.public_key,
                 credential_current_sign_count=passkey.sign_count,
             )
-        except (InvalidAuthenticationResponse, ValueError, KeyError, TypeError) as error:
+        except MALFORMED as error:
             return Result(Outcome.REFUSED, detail=f"The passkey was not accepted ({error}).")
         user = await users.by_id(session, passkey.user_id, lock=True)
         if user is None or user.confirmed_at is None:
             return Result(Outcome.REFUSED)
         if facts["kind"] == "second-step" and not _pending_is_for(ctx, facts, user):
-            return Result(Outcome.REFUSED, detail="That passkey is not this account's.")
+            return Result(
+                Outcome.REFUSED,
+                detail="That passkey is not this account's, or it was the first step already: "
+                "use a code from your authenticator app.",
+            )
         passkey.sign_count = verified.new_sign_count
         passkey.last_used_at = datetime.now(UTC)
+        if (
+            facts["kind"] == "sign-in"
+            and not verified.user_verified
+            and user.totp_enabled_at is not None
+        ):
+            # Something you have, and nothing more: the second factor is still to come.
+            pending = signin.second_step_token(ctx, user, user.email_key, first="passkey")
+            return Result(Outcome.SECOND_STEP, second_step=pending)
         await signin.record_sign_in(
             session,
             ctx,
@@ -289,14 +363,17 @@ async def sign_in(
     return Result(
         Outcome.DONE,
         user=user,
-        device_cookie=signin.new_device_cookie(ctx, user.email_key),
+        device_cookie=signin.new_device_cookie(ctx, user.email_key, user.id),
     )
 
 
 def _pending_is_for(ctx: ServiceContext, facts: dict[str, Any], user: User) -> bool:
+    """Whether the second step this ceremony serves is ``user``'s, and its first step was
+    not a passkey already (the same something-you-have twice is still one factor)."""
     waiting = signin.pending_sign_in(ctx, str(facts.get("pending", "")))
     return (
         waiting is not None
         and waiting.user_id == user.id
         and waiting.session_version == user.session_version
+        and waiting.first != "passkey"
     )

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import enum
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
 from shared.group_commit import Together
 from shared.jobs import EmailKind, PasswordChanged, ResetEmail
-from shared.models import User
+from shared.models import Passkey, User
 from shared.outbox import add_emails, email_user
 from shared.ratelimit import Limit
-from shared.services import events, sessions, signin, users
+from shared.services import events, factors, proof, sessions, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
-from shared.tokens import Purpose, int_field, password_fingerprint
+from shared.tokens import Purpose, from_unix_microseconds, int_field, password_fingerprint
 from shared.validation import InvalidInput, check_new_password, email_key
 
 HOUR = 3600
@@ -30,13 +31,6 @@ def reset_email_limit(ctx: ServiceContext) -> Limit:
     """Reset emails per account (keyed like the account: look-alike addresses that are not
     the same account do not share it, and ones that are cannot multiply it)."""
     return Limit("reset-emails", ctx.settings.RESET_EMAILS_PER_HOUR, HOUR)
-
-
-def password_check_limit(ctx: ServiceContext) -> Limit:
-    """Current-password checks per account when changing it: a stolen session must not
-    become an unlimited password oracle."""
-    settings = ctx.settings
-    return Limit("password-check", settings.LOGIN_FAILURES_BEFORE_LOCK, settings.LOGIN_LOCK_SECONDS)
 
 
 async def request_reset(ctx: ServiceContext, email: str) -> None:
@@ -192,6 +186,7 @@ class ChangeResult:
     outcome: ChangeOutcome
     user: User | None = None  # CHANGED: the account, with its new session version
     retry_after: int = 0  # LOCKED: seconds
+    session_id: str | None = None  # CHANGED: the asking sign-in's new id (a new cookie)
 
 
 async def change_password(
@@ -203,13 +198,14 @@ async def change_password(
     keep_session: str | None = None,
 ) -> ChangeResult:
     """Change a signed-in account's password, given its current one. Every other sign-in
-    ends; ``keep_session``, the one asking, carries on.
+    ends; ``keep_session``, the one asking, carries on under a new id (a copy of its cookie
+    from before stops working, as at sign-in).
     Raises :class:`InvalidInput` for a new password the rules refuse.
 
     Each check of the current password is counted first, like a sign-in, and made under the
     row lock: of two concurrent changes made with the same old password only one succeeds.
     """
-    verdict = await ctx.limits.hit(password_check_limit(ctx), str(user_id))
+    verdict = await proof.count(ctx, user_id)
     if not verdict.allowed:
         return ChangeResult(ChangeOutcome.LOCKED, retry_after=verdict.retry_after)
     async with ctx.unit_of_work() as session:
@@ -221,51 +217,106 @@ async def change_password(
             return ChangeResult(ChangeOutcome.WRONG_PASSWORD)
         await _check_new_password(new_password, user)
         new_hash = await passwords.hash_password(new_password)
-        await _set_password(session, user, new_hash, keep=keep_session)
+        rotated = await _set_password(session, user, new_hash, keep=keep_session)
         await events.record(session, Kind.PASSWORD_CHANGED, user.id)
-    await ctx.limits.clear(password_check_limit(ctx), str(user_id))
-    return ChangeResult(ChangeOutcome.CHANGED, user)
+    await proof.forget(ctx, user_id)
+    new_id = rotated.session_id if rotated is not None else None
+    return ChangeResult(ChangeOutcome.CHANGED, user, session_id=new_id)
 
 
 async def _set_password(
     session: AsyncSession, user: User, password_hash: str, *, keep: str | None = None
-) -> None:
-    """Store a new password, end every sign-in (but ``keep``, the one that changed it),
-    kill outstanding reset links, and tell the owner (with a "this wasn't me" link, which
-    works while the account's session version is unchanged)."""
+) -> sessions.Rotated | None:
+    """Store a new password, end every sign-in but ``keep`` (the one that changed it, which
+    gets a new id: returned), kill outstanding reset links, and tell the owner (with a "this
+    wasn't me" link, which works while the account's session version is unchanged and
+    undoes what the changing sign-in added)."""
     user.password_hash = password_hash
     await sessions.end_all(session, user.id, keep=keep)
+    rotated = await sessions.rotate(session, keep)
     user.session_version += 1
     user.reset_generation += 1
     await session.flush()
+    by = rotated.public_id if rotated is not None else None
     await email_user(
-        session, user, PasswordChanged(user_id=user.id, session_version=user.session_version)
+        session,
+        user,
+        PasswordChanged(user_id=user.id, session_version=user.session_version, session=by),
     )
+    return rotated
 
 
-async def disown_change(ctx: ServiceContext, token: str) -> bool:
-    """ "This wasn't me": end every session of the account, cancel a pending address
-    change, make the password unusable and email a fresh reset link.
-    False if the link is no good (forged, expired, or already used)."""
+@dataclass(frozen=True, slots=True)
+class Disowned:
+    """What "this wasn't me" undid, for the page that says so."""
+
+    passkeys_removed: list[str] = field(default_factory=list)  # their names
+    two_factor_turned_off: bool = False
+    email_change_cancelled: bool = False
+
+
+async def disown_change(ctx: ServiceContext, token: str) -> Disowned | None:
+    """ "This wasn't me": end every session of the account, make the password unusable and
+    email a fresh reset link; and undo what the disowned sign-in could have added to keep a
+    way in: the passkeys it added and two-factor sign-in if it turned it on (by the sign-in
+    named in the link, or at or after the moment the link's message is about), and an
+    address change in flight.
+    None if the link is no good (forged, expired, already used, or sent before the account's
+    address changed)."""
     settings = ctx.settings
     payload = ctx.tokens.loads(Purpose.NOT_ME, token, max_age=settings.NOT_ME_TOKEN_MAX_AGE)
     user_id = int_field(payload, "uid") if payload else None
     version = int_field(payload, "sv") if payload else None
-    if user_id is None or version is None:
-        return False
+    if payload is None or user_id is None or version is None:
+        return None
+    since = int_field(payload, "at")
+    by = payload.get("sid") if isinstance(payload.get("sid"), str) else None
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None or user.session_version != version:
-            return False
+            return None
         # Whoever changed the password knows it: it stops working until the owner sets a
         # new one through the reset link (an argon2 hash never starts with "!").
         user.password_hash = UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(24)
         await sessions.end_all(session, user.id)
         await events.record(session, Kind.NOT_ME, user.id)
+        undone = await _undo_ways_in(session, user, since=since, by=by)
         if user.pending_email is not None:  # an address change nobody asked for: cancelled
             user.pending_email = None
             user.email_change_generation += 1
             await events.record(session, Kind.EMAIL_CHANGE_CANCELLED, user.id)
+            undone = replace(undone, email_change_cancelled=True)
         user.session_version += 1
         await _issue_reset(session, user)
-    return True
+    return undone
+
+
+async def _undo_ways_in(
+    session: AsyncSession, user: User, *, since: int | None, by: str | None
+) -> Disowned:
+    """Remove the passkeys added by sign-in ``by`` or from ``since`` (Unix microseconds) on,
+    and turn two-factor sign-in off if one of them turned it on."""
+    since_at = from_unix_microseconds(since) if since is not None else None
+    added = [Passkey.added_in_session == by] if by is not None else []
+    if since_at is not None:
+        added.append(Passkey.created_at >= since_at)
+    removed: list[str] = []
+    if added:
+        removed = list(
+            await session.scalars(
+                delete(Passkey)
+                .where(Passkey.user_id == user.id, or_(*added))
+                .returning(Passkey.name)
+            )
+        )
+        for _ in removed:
+            await events.record(session, Kind.PASSKEY_REMOVED, user.id)
+    enabled_at, enabled_by = user.totp_enabled_at, user.totp_enabled_in_session
+    turned_on_then = enabled_at is not None and (
+        (by is not None and enabled_by == by) or (since_at is not None and enabled_at >= since_at)
+    )
+    if turned_on_then:
+        factors.turn_off(user)
+        await factors.revoke_recovery_codes(session, user)
+        await events.record(session, Kind.TWO_FACTOR_DISABLED, user.id)
+    return Disowned(passkeys_removed=removed, two_factor_turned_off=turned_on_then)

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.devices import USER_AGENT_MAX, device_name
@@ -143,3 +143,34 @@ async def end_all(session: AsyncSession, user_id: int, *, keep: str | None = Non
     if keep is not None:
         statement = statement.where(SignInSession.id != keep)
     return len((await session.scalars(statement)).all())
+
+
+@dataclass(frozen=True, slots=True)
+class Rotated:
+    """A sign-in under a new id (its cookie must be replaced): the same sign-in to its owner
+    (same public id, same lifetime), but a copy of the cookie from before stops working."""
+
+    session_id: str
+    public_id: str
+
+
+def public_id_of(session_id: str | None) -> Select[str]:
+    """The public id of a sign-in (a query: run it, or store it beside what the sign-in
+    adds as a subquery)."""
+    return select(SignInSession.public_id).where(SignInSession.id == (session_id or ""))
+
+
+async def rotate(session: AsyncSession, session_id: str | None) -> Rotated | None:
+    """Give a live sign-in a new id, in the caller's transaction: what a change of
+    credentials does to the sign-in that made it, as signing in does. None if there is no
+    such live sign-in (then nothing changes)."""
+    if session_id is None:
+        return None
+    new_id = secrets.token_urlsafe(32)
+    public_id = await session.scalar(
+        update(SignInSession)
+        .where(SignInSession.id == session_id, SignInSession.revoked_at.is_(None))
+        .values(id=new_id)
+        .returning(SignInSession.public_id)
+    )
+    return Rotated(new_id, public_id) if public_id is not None else None

@@ -63,12 +63,23 @@ class LoginOutcome:
 
 
 def scopes_for(
-    ctx: ServiceContext, key: str, *, client: str, device_cookie: str | None
+    ctx: ServiceContext,
+    key: str,
+    *,
+    client: str,
+    device_cookie: str | None,
+    user_id: int | None = None,
 ) -> list[tuple[Limit, str]]:
     """The limits one attempt counts against: the device's own, or the client's and the
-    account-wide ceiling."""
+    account-wide ceiling. With ``user_id``, the device cookie must be that account's (not
+    only of its address: an account deleted and registered again is another account)."""
     payload = ctx.tokens.loads(Purpose.DEVICE, device_cookie or "", max_age=DEVICE_COOKIE_MAX_AGE)
-    if payload is not None and payload.get("key") == key and isinstance(payload.get("id"), str):
+    if (
+        payload is not None
+        and payload.get("key") == key
+        and isinstance(payload.get("id"), str)
+        and (user_id is None or int_field(payload, "uid") == user_id)
+    ):
         return [(device_limit(ctx), f"{key} {payload['id']}")]
     return [(client_limit(ctx), f"{key} {client}"), (account_limit(ctx), key)]
 
@@ -105,6 +116,17 @@ async def login(
         if user is None:
             await passwords.verify_dummy(password)
             return LoginOutcome()
+        if (
+            len(scopes) == 1
+            and scopes_for(ctx, key, client=client, device_cookie=device_cookie, user_id=user.id)
+            != scopes
+        ):
+            # A device cookie of the address's former account: counted as any stranger.
+            scopes = scopes_for(ctx, key, client=client, device_cookie=None)
+            for limit, subject in scopes:
+                verdict = await ctx.limits.hit(limit, subject)
+                if not verdict.allowed:
+                    return LoginOutcome(locked_for=verdict.retry_after)
         matches, needs_rehash = await passwords.verify_password(user.password_hash, password)
         if not matches:
             # After the answer: an insert for known accounts only must not cost answer time.
@@ -128,12 +150,9 @@ async def login(
         return LoginOutcome()
     if user.totp_enabled_at is not None:
         # The password was right; nothing works until the second step is, too.
-        pending = ctx.tokens.dumps(
-            Purpose.SECOND_STEP, {"uid": user.id, "sv": user.session_version, "key": key}
-        )
-        return LoginOutcome(second_step=pending)
+        return LoginOutcome(second_step=second_step_token(ctx, user, key, first="password"))
     await ctx.limits.clear(scopes[0][0], scopes[0][1])
-    return LoginOutcome(user=user, device_cookie=new_device_cookie(ctx, key))
+    return LoginOutcome(user=user, device_cookie=new_device_cookie(ctx, key, user.id))
 
 
 async def _record_if_known(ctx: ServiceContext, email: str, kind: Kind) -> None:
@@ -169,7 +188,16 @@ class PendingSignIn:
 
     user_id: int
     session_version: int
-    key: str  # the address key the password was typed for
+    key: str  # the address key of the account
+    first: str  # the factor already given: "password", or "passkey" (one without user
+    # verification, which is something you have and nothing more)
+
+
+def second_step_token(ctx: ServiceContext, user: User, key: str, *, first: str) -> str:
+    """A first factor was right on an account with two-factor sign-in: what the second step
+    needs, signed (it lapses after SECOND_STEP_MAX_AGE, and with the session version)."""
+    payload = {"uid": user.id, "sv": user.session_version, "key": key, "via": first}
+    return ctx.tokens.dumps(Purpose.SECOND_STEP, payload)
 
 
 def pending_sign_in(ctx: ServiceContext, token: str) -> PendingSignIn | None:
@@ -179,13 +207,20 @@ def pending_sign_in(ctx: ServiceContext, token: str) -> PendingSignIn | None:
     user_id = int_field(payload, "uid") if payload else None
     version = int_field(payload, "sv") if payload else None
     key = payload.get("key") if payload else None
+    first = payload.get("via", "password") if payload else None
     if user_id is None or version is None or not isinstance(key, str):
         return None
-    return PendingSignIn(user_id, version, key)
+    if first not in ("password", "passkey"):
+        return None
+    return PendingSignIn(user_id, version, key, first)
 
 
-def new_device_cookie(ctx: ServiceContext, key: str) -> str:
-    return ctx.tokens.dumps(Purpose.DEVICE, {"key": key, "id": secrets.token_urlsafe(12)})
+def new_device_cookie(ctx: ServiceContext, key: str, user_id: int) -> str:
+    """The browser's mark of having signed in to this account: bound to the account itself
+    (``uid``), not only its address, so that after a deletion the next account of the same
+    address does not inherit the old one's browsers."""
+    payload = {"key": key, "uid": user_id, "id": secrets.token_urlsafe(12)}
+    return ctx.tokens.dumps(Purpose.DEVICE, payload)
 
 
 async def record_sign_in(
@@ -203,15 +238,19 @@ async def record_sign_in(
     first = user.last_sign_in_at is None
     user.last_sign_in_at = datetime.now(UTC)
     await events.record(session, Kind.LOGIN_SUCCEEDED, user.id, method=method)
-    if not first and not _recent_device(ctx, user.email_key, device_cookie):
+    if not first and not _recent_device(ctx, user, device_cookie):
         await _notify_new_device(session, ctx, user, client=client, user_agent=user_agent)
 
 
-def _recent_device(ctx: ServiceContext, key: str, device_cookie: str | None) -> bool:
+def _recent_device(ctx: ServiceContext, user: User, device_cookie: str | None) -> bool:
     """Whether this browser signed in to this account within RECENT_DEVICE (each sign-in
     renews its device cookie)."""
     payload = ctx.tokens.loads(Purpose.DEVICE, device_cookie or "", max_age=RECENT_DEVICE)
-    return payload is not None and payload.get("key") == key
+    return (
+        payload is not None
+        and payload.get("key") == user.email_key
+        and int_field(payload, "uid") == user.id
+    )
 
 
 async def _notify_new_device(

@@ -133,7 +133,8 @@ async def test_two_factor_and_deletion_write_their_events(services_ctx: ServiceC
     history = await kinds(ctx)
     enrolment = await two_factor.begin_enrolment(ctx, alice.id)
     assert enrolment is not None
-    result = await two_factor.confirm_enrolment(ctx, alice.id, pyotp.TOTP(enrolment.secret).now())
+    code = pyotp.TOTP(enrolment.secret).now()
+    result = await two_factor.confirm_enrolment(ctx, alice.id, code, PASSWORD)
     await two_factor.regenerate_codes(ctx, alice.id, PASSWORD, result.recovery_codes[0])
     assert (await kinds(ctx))[2:] == [
         "two_factor.enabled",

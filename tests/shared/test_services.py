@@ -212,7 +212,10 @@ async def test_changing_the_password_needs_the_current_one_and_ends_other_sessio
         services_ctx, alice.id, PASSWORD, "a new secret 1", keep_session=here
     )
     assert result.outcome is ChangeOutcome.CHANGED and result.user is not None
-    assert await sessions.resolve(services_ctx, here) is not None  # the one that asked
+    # The one that asked carries on under a new id; a copy of its old cookie is useless.
+    assert result.session_id is not None and result.session_id != here
+    assert await sessions.resolve(services_ctx, result.session_id) is not None
+    assert await sessions.resolve(services_ctx, here) is None
     assert await sessions.resolve(services_ctx, elsewhere) is None
 
 

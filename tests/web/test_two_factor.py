@@ -31,7 +31,9 @@ async def enrol(browser: Browser) -> tuple[str, list[str]]:
     secret = match.group(1)
     assert "data:image/svg+xml" in page.text  # the QR code, inline: no script, no CDN
     assert html.escape(f"otpauth://totp/Accounts:alice%40example.com?secret={secret}") in page.text
-    done = await browser.submit("/account/two-factor", {"code": code_at(secret, 0)})
+    done = await browser.submit(
+        "/account/two-factor", {"code": code_at(secret, 0), "password": PASSWORD}
+    )
     codes = re.findall(r"<li><code>([a-z2-7-]+)</code></li>", done.text)
     assert len(codes) == 10
     return secret, codes
@@ -53,8 +55,15 @@ async def second_step(browser: Browser, code: str) -> Any:
 async def test_enrolment_needs_a_right_code(browser: Browser) -> None:
     await browser.register()
     await browser.login()
-    page = await browser.submit("/account/two-factor", {"code": "000000"})
+    page = await browser.submit("/account/two-factor", {"code": "000000", "password": PASSWORD})
     assert WRONG_CODE in page.text
+    # The right code without the password: a stolen session alone cannot turn it on.
+    secret = re.search(r'id="secret" class="input" readonly value="([A-Z2-7]+)"', page.text)
+    assert secret
+    page = await browser.submit(
+        "/account/two-factor", {"code": code_at(secret.group(1), 0), "password": "not it"}
+    )
+    assert "Your password is not correct." in page.text
     await enrol(browser)
     page = await browser.get("/account/two-factor")
     assert "Recovery codes left: <strong>10</strong>" in page.text
@@ -153,7 +162,9 @@ async def test_the_api_has_the_same_steps(app: Quart) -> None:
     enrolment = await (await api.post("/api/v1/two-factor/enrol", json={})).get_json()
     secret = enrolment["secret"]
     assert enrolment["otpauth_uri"].startswith("otpauth://totp/")
-    confirmed = await api.post("/api/v1/two-factor/confirm", json={"code": code_at(secret, 0)})
+    confirmed = await api.post(
+        "/api/v1/two-factor/confirm", json={"code": code_at(secret, 0), "password": PASSWORD}
+    )
     assert confirmed.status_code == 200
     assert len((await confirmed.get_json())["recovery_codes"]) == 10
     assert (await (await api.get("/api/v1/two-factor")).get_json())["enabled"] is True

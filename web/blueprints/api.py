@@ -9,7 +9,7 @@ this service's ``BASE_URL``. Errors are ``application/problem+json`` (RFC 9457).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -43,6 +43,7 @@ from shared.services.email_change import ConfirmOutcome as EmailChangeOutcome
 from shared.services.email_change import RequestOutcome
 from shared.services.passkeys import Outcome as PasskeyOutcome
 from shared.services.passwords import ChangeOutcome
+from shared.services.proof import Proof
 from shared.services.two_factor import Outcome as TwoFactorOutcome
 from shared.validation import (
     CODE,
@@ -57,7 +58,9 @@ from shared.validation import (
 from web import ratelimit
 from web.auth import (
     SECOND_STEP,
+    continue_session,
     current_account,
+    current_session_id,
     current_sign_in,
     device_cookie,
     end_session,
@@ -139,6 +142,14 @@ class CodeIn(Model):
 class PasswordAndCodeIn(Model):
     password: Password
     code: Code
+
+
+class EnrolmentConfirmIn(Model):
+    """A code from the new secret, and the password: turning two-factor on needs a fresh
+    proof that it is the owner, not only their session."""
+
+    code: Code
+    password: Password
 
 
 class EnrolmentOut(BaseModel):
@@ -416,6 +427,7 @@ async def password_change(data: ChangePasswordIn) -> ApiResult:
         return too_many_attempts(result.retry_after)
     if result.outcome is ChangeOutcome.WRONG_PASSWORD or result.user is None:
         return wrong_password("current_password")
+    await continue_session(result.session_id)
     return Message(detail="Your password has been updated!"), 200
 
 
@@ -510,7 +522,9 @@ async def change_email(data: ChangeEmailIn) -> ApiResult:
     user = await current_account()
     if user is None:
         return not_logged_in()
-    result = await email_change.request_change(services(), user.id, data.new_email, data.password)
+    result = await email_change.request_change(
+        services(), user.id, data.new_email, data.password, sign_in=current_session_id()
+    )
     if result.outcome is RequestOutcome.LOCKED:
         return too_many_attempts(result.retry_after)
     if result.outcome is RequestOutcome.WRONG_PASSWORD:
@@ -733,19 +747,26 @@ async def two_factor_enrol(data: Empty) -> ApiResult:
 
 
 @blueprint.post("/two-factor/confirm")
-@validate_request(CodeIn)
+@validate_request(EnrolmentConfirmIn)
 @validate_response(RecoveryCodesOut, 200)
 @document_response(Problem, 400)
 @document_response(Problem, 401)
 @document_response(Problem, 409)
 @document_response(Problem, 429)
-async def two_factor_confirm(data: CodeIn) -> ApiResult:
-    """Turn two-factor sign-in on; the recovery codes are in the answer, once."""
+async def two_factor_confirm(data: EnrolmentConfirmIn) -> ApiResult:
+    """Turn two-factor sign-in on (with the account's password and a code from the new
+    secret); the recovery codes are in the answer, once. The session's cookie is renewed."""
     user = await current_account()
     if user is None:
         return not_logged_in()
-    result = await two_factor.confirm_enrolment(services(), user.id, data.code)
-    return _refused(result) or (RecoveryCodesOut(recovery_codes=result.recovery_codes), 200)
+    result = await two_factor.confirm_enrolment(
+        services(), user.id, data.code, data.password, sign_in=current_session_id()
+    )
+    refused = _refused(result)
+    if refused is not None:
+        return refused
+    await continue_session(result.session_id)
+    return RecoveryCodesOut(recovery_codes=result.recovery_codes), 200
 
 
 @blueprint.post("/two-factor/recovery-codes")
@@ -775,8 +796,14 @@ async def two_factor_disable(data: PasswordAndCodeIn) -> ApiResult:
     user = await current_account()
     if user is None:
         return not_logged_in()
-    result = await two_factor.disable(services(), user.id, data.password, data.code)
-    return _refused(result) or (Message(detail="Two-factor sign-in is off."), 200)
+    result = await two_factor.disable(
+        services(), user.id, data.password, data.code, sign_in=current_session_id()
+    )
+    refused = _refused(result)
+    if refused is not None:
+        return refused
+    await continue_session(result.session_id)
+    return Message(detail="Two-factor sign-in is off."), 200
 
 
 class CeremonyOut(BaseModel):
@@ -784,17 +811,61 @@ class CeremonyOut(BaseModel):
     options: dict[str, Any]
 
 
+# WebAuthn's JSON (what PublicKeyCredential.toJSON() gives): binary fields as base64url. The
+# shapes are stated so that a malformed answer is refused with 422 before py_webauthn reads
+# it, and so that a fuzzer reading the schema sends structured answers, not only {}.
+Base64Url = Annotated[str, Field(max_length=8_000, pattern=r"^[A-Za-z0-9_-]*$")]
+
+
+class WebAuthnModel(BaseModel):
+    # Browsers add fields (authenticatorAttachment, publicKey ...) that change nothing here.
+    model_config = ConfigDict(extra="ignore", str_max_length=8_000, regex_engine="python-re")
+
+
+class AttestationResponseIn(WebAuthnModel):
+    clientDataJSON: Base64Url
+    attestationObject: Base64Url
+    transports: list[Annotated[str, Field(max_length=32)]] = Field(default=[], max_length=8)
+
+
+class AssertionResponseIn(WebAuthnModel):
+    clientDataJSON: Base64Url
+    authenticatorData: Base64Url
+    signature: Base64Url
+    userHandle: Base64Url | None = None
+
+
+class RegistrationCredentialIn(WebAuthnModel):
+    id: Base64Url
+    rawId: Base64Url
+    type: Literal["public-key"]
+    response: AttestationResponseIn
+
+
+class AuthenticationCredentialIn(WebAuthnModel):
+    id: Base64Url
+    rawId: Base64Url
+    type: Literal["public-key"]
+    response: AssertionResponseIn
+
+
+class ProofIn(Model):
+    """A fresh proof that it is the owner: the password, or (with two-factor sign-in on) a
+    current authenticator code or an unused recovery code."""
+
+    password: Password | None = None
+    code: Code | None = None
+
+
 class PasskeyIn(Model):
-    model_config = ConfigDict(extra="forbid", str_max_length=10_000, regex_engine="python-re")
     ceremony: Annotated[str, Field(min_length=1, max_length=64)]
     name: Annotated[str, Field(min_length=1, max_length=60)] = "Passkey"
-    credential: dict[str, Any]
+    credential: RegistrationCredentialIn
 
 
 class PasskeySignInIn(Model):
-    model_config = ConfigDict(extra="forbid", str_max_length=10_000, regex_engine="python-re")
     ceremony: Annotated[str, Field(min_length=1, max_length=64)]
-    credential: dict[str, Any]
+    credential: AuthenticationCredentialIn
 
 
 class PasskeyOut(BaseModel):
@@ -817,6 +888,13 @@ def _passkey_refused(result: passkeys.Result) -> ResponseReturnValue | None:
         return too_many_attempts(result.retry_after)
     if result.outcome is PasskeyOutcome.WRONG_PASSWORD:
         return wrong_password()
+    if result.outcome is PasskeyOutcome.WRONG_CODE:
+        return problem(
+            400,
+            "Wrong code",
+            "That code is not right.",
+            errors={"code": ["That code is not right."]},
+        )
     if result.outcome is PasskeyOutcome.REFUSED:
         return problem(400, "Passkey refused", result.detail or "The passkey was not accepted.")
     return None
@@ -839,17 +917,22 @@ async def list_passkeys() -> ApiResult:
 
 
 @blueprint.post("/passkeys/register/options")
-@validate_request(Empty)
+@validate_request(ProofIn)
 @validate_response(CeremonyOut, 200)
+@document_response(Problem, 400)
 @document_response(Problem, 401)
-async def passkey_registration_options(data: Empty) -> ApiResult:
-    """Options for navigator.credentials.create(); answer with /passkeys/register."""
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def passkey_registration_options(data: ProofIn) -> ApiResult:
+    """Options for navigator.credentials.create(), once the password (or a current
+    authenticator code) proves it is the owner; answer with /passkeys/register."""
     user = await current_account()
     if user is None:
         return not_logged_in()
-    ceremony = await passkeys.registration_options(services(), user.id)
-    if ceremony is None:
-        return not_logged_in()
+    offered = Proof(password=data.password or "", code=data.code or "")
+    ceremony = await passkeys.registration_options(services(), user.id, offered)
+    if isinstance(ceremony, passkeys.Result):
+        return _passkey_refused(ceremony) or not_logged_in()
     return CeremonyOut(ceremony=ceremony.ceremony, options=ceremony.options), 200
 
 
@@ -862,8 +945,19 @@ async def passkey_register(data: PasskeyIn) -> ApiResult:
     user = await current_account()
     if user is None:
         return not_logged_in()
-    result = await passkeys.register(services(), user.id, data.ceremony, data.name, data.credential)
-    return _passkey_refused(result) or (Message(detail="Passkey added."), 201)
+    result = await passkeys.register(
+        services(),
+        user.id,
+        data.ceremony,
+        data.name,
+        data.credential.model_dump(exclude_none=True),
+        sign_in=current_session_id(),
+    )
+    refused = _passkey_refused(result)
+    if refused is not None:
+        return refused
+    await continue_session(result.session_id)
+    return Message(detail="Passkey added."), 201
 
 
 @blueprint.post("/passkeys/<int:passkey_id>/remove")
@@ -877,8 +971,14 @@ async def passkey_remove(passkey_id: int, data: PasswordIn) -> ApiResult:
     user = await current_account()
     if user is None:
         return not_logged_in()
-    result = await passkeys.remove(services(), user.id, passkey_id, data.password)
-    return _passkey_refused(result) or (Message(detail="Passkey removed."), 200)
+    result = await passkeys.remove(
+        services(), user.id, passkey_id, data.password, sign_in=current_session_id()
+    )
+    refused = _passkey_refused(result)
+    if refused is not None:
+        return refused
+    await continue_session(result.session_id)
+    return Message(detail="Passkey removed."), 200
 
 
 @blueprint.post("/login/passkey/options")
@@ -892,8 +992,12 @@ async def passkey_sign_in_options(data: Empty) -> ApiResult:
     state = session.get(SECOND_STEP)
     pending = state.get("pending") if isinstance(state, dict) else None
     ceremony = await passkeys.sign_in_options(
-        services(), second_step=pending if isinstance(pending, str) else None
+        services(),
+        client=ratelimit.client_address(),
+        second_step=pending if isinstance(pending, str) else None,
     )
+    if isinstance(ceremony, passkeys.Result):
+        return too_many_attempts(ceremony.retry_after)
     return CeremonyOut(ceremony=ceremony.ceremony, options=ceremony.options), 200
 
 
@@ -901,14 +1005,19 @@ async def passkey_sign_in_options(data: Empty) -> ApiResult:
 @limit_posts("login")
 @validate_request(PasskeySignInIn)
 @validate_response(UserOut, 200)
+@validate_response(SecondStepOut, 202)
 @document_response(Problem, 400)
 @document_response(Problem, 429)
 async def passkey_sign_in(data: PasskeySignInIn) -> ApiResult:
-    """Sign in with a passkey (the whole sign-in, or a two-factor sign-in's second step)."""
+    """Sign in with a passkey (the whole sign-in, or a two-factor sign-in's second step).
+    A passkey without user verification is one factor: on an account with two-factor
+    sign-in, the answer is 202 and the second step follows, as after a password."""
+    state = session.get(SECOND_STEP)
+    remember = bool(state.get("remember")) if isinstance(state, dict) else False
     result = await passkeys.sign_in(
         services(),
         data.ceremony,
-        data.credential,
+        data.credential.model_dump(exclude_none=True),
         client=ratelimit.client_address(),
         device_cookie=device_cookie(),
         user_agent=request.headers.get("User-Agent", ""),
@@ -916,9 +1025,14 @@ async def passkey_sign_in(data: PasskeySignInIn) -> ApiResult:
     refused = _passkey_refused(result)
     if refused is not None:
         return refused
+    if result.second_step is not None:
+        session[SECOND_STEP] = {"pending": result.second_step, "remember": remember}
+        return SecondStepOut(
+            detail="Passkey accepted. Send a code from your authenticator app (or a recovery "
+            "code) to /api/v1/login/two-factor.",
+            second_step=True,
+        ), 202
     assert result.user is not None
-    state = session.get(SECOND_STEP)
-    remember = bool(state.get("remember")) if isinstance(state, dict) else False
     await start_session(result.user, remember=remember, device_cookie=result.device_cookie)
     return _user(result.user), 200
 

@@ -10,7 +10,7 @@ from quart_auth import login_required
 from shared.services import bounces, email_change
 from shared.services.email_change import ConfirmOutcome, RequestOutcome
 from shared.validation import INVALID_TOKEN, InvalidInput
-from web.auth import current_account
+from web.auth import current_account, current_session_id
 from web.extensions import services
 from web.flashes import flash
 from web.forms import ActionForm, ChangeEmailForm
@@ -40,7 +40,11 @@ async def change() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             result = await email_change.request_change(
-                services(), user.id, form.new_email.data, form.password.data
+                services(),
+                user.id,
+                form.new_email.data,
+                form.password.data,
+                sign_in=current_session_id(),
             )
         except InvalidInput as error:
             form.show(error)

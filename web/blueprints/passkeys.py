@@ -1,5 +1,6 @@
 """Passkeys (HTML): the list with "Add a passkey" (the ceremony runs in
-/static/passkeys.js against the JSON API) and removal, which needs the password."""
+/static/passkeys.js against the JSON API, and starts with the password) and removal, which
+needs the password too."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from quart_auth import login_required
 
 from shared.services import passkeys
 from shared.services.passkeys import Outcome
-from web.auth import current_account
+from web.auth import continue_session, current_account, current_session_id
 from web.extensions import services
 from web.flashes import flash
 from web.forms import PasswordOnlyForm
@@ -39,10 +40,13 @@ async def remove(passkey_id: int) -> ResponseReturnValue:
     assert user is not None
     form = await PasswordOnlyForm.from_request()
     if form.validate_on_submit():
-        result = await passkeys.remove(services(), user.id, passkey_id, form.password.data)
+        result = await passkeys.remove(
+            services(), user.id, passkey_id, form.password.data, sign_in=current_session_id()
+        )
         if result.outcome is Outcome.LOCKED:
             raise too_many_wrong("passwords", result.retry_after)
         if result.outcome is Outcome.DONE:
+            await continue_session(result.session_id)
             await flash("The passkey has been removed.", "info")
         elif result.outcome is Outcome.WRONG_PASSWORD:
             await flash("Your password is not correct.", "danger")

@@ -10,7 +10,7 @@ from shared.services import passwords
 from shared.services.passwords import ChangeOutcome
 from shared.validation import INVALID_TOKEN, InvalidInput
 from web import ratelimit
-from web.auth import current_account, current_sign_in, end_session
+from web.auth import continue_session, current_account, current_sign_in, end_session
 from web.extensions import services
 from web.flashes import flash
 from web.forms import ActionForm, ChangePasswordForm, RequestResetForm, ResetPasswordForm
@@ -96,6 +96,7 @@ async def change_password() -> ResponseReturnValue:
                     result.retry_after,
                 )
             if result.outcome is ChangeOutcome.CHANGED:
+                await continue_session(result.session_id)
                 await flash("Your password has been updated!", "success")
                 return redirect(url_for("accounts.account"))
             form.current_password.errors = ["Your current password is not correct."]
@@ -110,13 +111,27 @@ async def not_me(token: str) -> ResponseReturnValue:
     if request.method == "GET":
         return await render_template("reset/not_me.html", title="Secure your account", form=form)
     form.validate_on_submit()
-    if not await passwords.disown_change(services(), token):
+    undone = await passwords.disown_change(services(), token)
+    if undone is None:
         await flash(INVALID_TOKEN, "warning")
         return redirect(url_for("reset.request_reset"))
     await end_session()
     await flash(
-        "Every session of your account has been ended. We sent you an email with a link "
-        "to set a new password.",
+        "Every session of your account has been ended"
+        + "".join(f"; {what}" for what in _undone_in_words(undone))
+        + ". We sent you an email with a link to set a new password.",
         "info",
     )
     return redirect(url_for("accounts.login"))
+
+
+def _undone_in_words(undone: passwords.Disowned) -> list[str]:
+    said = []
+    if undone.passkeys_removed:
+        names = ", ".join(f"“{name}”" for name in undone.passkeys_removed)
+        said.append(f"the passkeys added since were removed ({names})")
+    if undone.two_factor_turned_off:
+        said.append("two-factor sign-in, turned on since, was turned off")
+    if undone.email_change_cancelled:
+        said.append("the address change waiting for confirmation was cancelled")
+    return said

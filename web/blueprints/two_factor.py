@@ -10,10 +10,17 @@ from quart_auth import login_required
 from shared.services import two_factor
 from shared.services.two_factor import Outcome
 from web import ratelimit
-from web.auth import SECOND_STEP, current_account, device_cookie, start_session
+from web.auth import (
+    SECOND_STEP,
+    continue_session,
+    current_account,
+    current_session_id,
+    device_cookie,
+    start_session,
+)
 from web.extensions import services
 from web.flashes import flash
-from web.forms import CodeForm, PasswordAndCodeForm
+from web.forms import CodeForm, EnrolmentForm, PasswordAndCodeForm
 from web.ratelimit import limit_posts, too_many_wrong
 from web.security import safe_next
 from web.templating import render_template
@@ -81,19 +88,25 @@ async def settings() -> ResponseReturnValue:
             status=state,
             form=await PasswordAndCodeForm.from_request(),
         )
-    form = await CodeForm.from_request()
+    form = await EnrolmentForm.from_request()
     if form.validate_on_submit():
-        result = await two_factor.confirm_enrolment(context, user.id, form.code.data)
+        result = await two_factor.confirm_enrolment(
+            context, user.id, form.code.data, form.password.data, sign_in=current_session_id()
+        )
         if result.outcome is Outcome.LOCKED:
-            raise too_many_wrong("codes", result.retry_after)
+            raise too_many_wrong("attempts", result.retry_after)
         if result.outcome is Outcome.DONE:
+            await continue_session(result.session_id)
             return await render_template(
                 "accounts/recovery_codes.html",
                 title="Your recovery codes",
                 codes=result.recovery_codes,
                 just_enabled=True,
             )
-        form.code.errors = [WRONG_CODE]
+        if result.outcome is Outcome.WRONG_PASSWORD:
+            form.password.errors = ["Your password is not correct."]
+        else:
+            form.code.errors = [WRONG_CODE]
     enrolment = await two_factor.begin_enrolment(context, user.id)
     return await render_template(
         "accounts/two_factor.html",
@@ -121,8 +134,13 @@ async def _password_and_code_change(action: str) -> ResponseReturnValue:
     assert user is not None
     form = await PasswordAndCodeForm.from_request()
     if form.validate_on_submit():
-        change = two_factor.regenerate_codes if action == "regenerate" else two_factor.disable
-        result = await change(services(), user.id, form.password.data, form.code.data)
+        password, code = form.password.data, form.code.data
+        if action == "regenerate":
+            result = await two_factor.regenerate_codes(services(), user.id, password, code)
+        else:
+            result = await two_factor.disable(
+                services(), user.id, password, code, sign_in=current_session_id()
+            )
         if result.outcome is Outcome.LOCKED:
             raise too_many_wrong("codes", result.retry_after)
         if result.outcome is Outcome.DONE and action == "regenerate":
@@ -133,6 +151,7 @@ async def _password_and_code_change(action: str) -> ResponseReturnValue:
                 just_enabled=False,
             )
         if result.outcome is Outcome.DONE:
+            await continue_session(result.session_id)
             await flash("Two-factor sign-in is off.", "info")
             return redirect(url_for("accounts.account"))
         if result.outcome is Outcome.WRONG_PASSWORD:

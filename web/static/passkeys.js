@@ -53,7 +53,8 @@
     button.hidden = false;
     button.addEventListener("click", async () => {
       try {
-        const { ceremony, options } = await post("/api/v1/passkeys/register/options", {});
+        const password = document.getElementById("passkey-password").value;
+        const { ceremony, options } = await post("/api/v1/passkeys/register/options", { password });
         options.challenge = toBytes(options.challenge);
         options.user.id = toBytes(options.user.id);
         options.excludeCredentials = (options.excludeCredentials || []).map((c) => ({ ...c, id: toBytes(c.id) }));
@@ -75,8 +76,9 @@
         options.challenge = toBytes(options.challenge);
         options.allowCredentials = (options.allowCredentials || []).map((c) => ({ ...c, id: toBytes(c.id) }));
         const credential = await navigator.credentials.get({ publicKey: options });
-        await post("/api/v1/login/passkey", { ceremony, credential: credentialJSON(credential) });
-        window.location.assign(button.dataset.next || "/");
+        const answer = await post("/api/v1/login/passkey", { ceremony, credential: credentialJSON(credential) });
+        // A passkey that did not verify the person is one factor: the second step follows.
+        window.location.assign(answer.second_step ? "/login/two-factor" : (button.dataset.next || "/"));
       } catch (error) {
         say(button, error.message);
       }
