@@ -418,3 +418,35 @@ async def test_pooled_connections_the_server_closed_are_replaced_without_a_round
         assert statements == ["SELECT 1", "SELECT 2", "SELECT 2", "SELECT 2"]
     finally:
         await engine.dispose()
+
+
+async def test_a_device_cookie_belongs_to_its_account_not_its_address(
+    services_ctx: ServiceContext,
+) -> None:
+    """After a deletion and a new registration of the same address, the old account's
+    browsers are strangers to the new one: no shared lock, and a new-device notice."""
+    ctx = services_ctx
+    alice = await register_alice(ctx, confirmed=True)
+    cookie = signin.new_device_cookie(ctx, alice.email_key, alice.id)
+    mine = signin.scopes_for(
+        ctx, alice.email_key, client="a", device_cookie=cookie, user_id=alice.id
+    )
+    assert [limit.name for limit, _ in mine] == ["login-device"]
+    other = signin.scopes_for(
+        ctx, alice.email_key, client="a", device_cookie=cookie, user_id=alice.id + 1
+    )
+    assert [limit.name for limit, _ in other] == ["login-client", "login-account"]
+    assert signin._recent_device(ctx, alice, cookie)
+    assert not signin._recent_device(ctx, User(id=alice.id + 1, email_key=alice.email_key), cookie)
+
+
+def test_device_names_show_only_what_the_parser_recognised() -> None:
+    from shared.devices import describe_device
+
+    lure = (
+        "Safe sign-in by Support. Do NOT click the link below - secure your account at "
+        "https://evil.example/secure crawler"
+    )
+    assert describe_device(lure) == "An unknown browser"
+    assert describe_device("SecureYourAccount/1.0 (Windows NT 10.0; Win64; x64)") == "Windows"
+    assert describe_device(FIREFOX) == "Firefox on Windows"

@@ -193,3 +193,17 @@ async def test_a_link_past_24_hours_is_refused(
         f"/account/email/confirm/{minted(settings.CONFIRM_TOKEN_MAX_AGE - 60)}", {}, follow=True
     )
     assert ("success", "Your email address has been changed.") in fresh.flashes
+
+
+async def test_this_wasnt_me_links_at_the_old_address_stop_working_after_the_change(
+    app: Quart, smtp: MailSink, run_worker: Any
+) -> None:
+    browser = await alice(app)
+    await ask(browser, "new@example.com")
+    await run_worker()
+    not_me = link(smtp, "alice@example.com", "/account/not-me/")
+    confirm = link(smtp, "new@example.com", "/account/email/confirm/")
+    await browser.submit(confirm, {}, follow=True)
+    page = await Browser(app).submit(not_me, {}, follow=True)
+    assert ("warning", INVALID) in page.flashes
+    assert (await browser.get("/account")).status == 200  # nothing was ended

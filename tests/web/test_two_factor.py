@@ -181,3 +181,57 @@ async def test_the_api_has_the_same_steps(app: Quart) -> None:
     done = await api.post("/api/v1/login/two-factor", json={"code": code_at(secret, 1)})
     assert done.status_code == 200
     assert (await api.get("/api/v1/me")).status_code == 200
+
+
+def arabic_indic(code: str) -> str:
+    return code.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+
+
+def fullwidth(code: str) -> str:
+    return code.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+
+
+async def test_codes_typed_in_other_digits_are_the_same_code(app: Quart) -> None:
+    """A phone's Arabic-Indic or full-width digits: read as 0-9, never an error."""
+    await Browser(app).register()
+    api = app.test_client()
+    await api.post("/api/v1/login", json={"email": "alice@example.com", "password": PASSWORD})
+    secret = (await (await api.post("/api/v1/two-factor/enrol", json={})).get_json())["secret"]
+    confirmed = await api.post(
+        "/api/v1/two-factor/confirm",
+        json={"code": arabic_indic(code_at(secret, 0)), "password": PASSWORD},
+    )
+    assert confirmed.status_code == 200
+    for path in ("/api/v1/two-factor/disable", "/api/v1/two-factor/recovery-codes"):
+        wrong = await api.post(path, json={"code": "١٢٣٤٥٦", "password": PASSWORD})
+        assert wrong.status_code == 400, path
+    odd = await api.post(
+        "/api/v1/two-factor/disable", json={"code": "12#456", "password": PASSWORD}
+    )
+    assert odd.status_code == 422
+    await api.post("/api/v1/logout", json={})
+    await api.post("/api/v1/login", json={"email": "alice@example.com", "password": PASSWORD})
+    wrong = await api.post("/api/v1/login/two-factor", json={"code": "١٢٣٤٥٦"})
+    assert wrong.status_code == 400
+    done = await api.post("/api/v1/login/two-factor", json={"code": fullwidth(code_at(secret, 1))})
+    assert done.status_code == 200
+
+
+async def test_a_trusted_browser_is_spared_the_account_code_limit(
+    app: Quart, settings: Any, monkeypatch: Any
+) -> None:
+    """Someone holding the password spends the account's code attempts from elsewhere: the
+    owner's browser, which has signed in before, still gets in with the right code."""
+    owner, secret, recovery = await signed_in_with_two_factor(app)
+    await owner.login()
+    assert (await second_step(owner, code_at(secret, 1))).location == "/"
+    await owner.logout()
+    thief = Browser(app)
+    monkeypatch.setattr("web.ratelimit.client_address", lambda: "203.0.113.9")
+    await thief.login()
+    for n in range(settings.LOGIN_FAILURES_BEFORE_LOCK + 1):
+        await second_step(thief, f"{n:06d}")
+    assert (await second_step(thief, recovery[0])).status == 429
+    monkeypatch.setattr("web.ratelimit.client_address", lambda: "192.0.2.1")
+    await owner.login()
+    assert (await second_step(owner, recovery[0])).location == "/"
