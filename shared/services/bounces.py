@@ -323,7 +323,11 @@ async def accept_mailgun_event(ctx: ServiceContext, body: object) -> ProviderVer
     if not isinstance(signature, dict) or not isinstance(event, dict):
         return ProviderVerdict.MALFORMED
     timestamp, token, mac = (str(signature.get(k, "")) for k in ("timestamp", "token", "signature"))
-    if not (timestamp.isdigit() and token and mac) or len(token) > 200:
+    # Mailgun's values are ASCII (digits, hex): anything else (a lone surrogate, a non-ASCII
+    # digit) is forged, and never reaches the encoder or compare_digest, which refuse it.
+    if not all(value.isascii() and value.isprintable() for value in (timestamp, token, mac)):
+        return ProviderVerdict.FORGED
+    if not (timestamp.isdigit() and token and mac) or len(token) > 200 or len(timestamp) > 12:
         return ProviderVerdict.FORGED
     expected = hmac.new(
         key.get_secret_value().encode(), (timestamp + token).encode(), hashlib.sha256

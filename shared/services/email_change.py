@@ -8,6 +8,7 @@ import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
@@ -123,6 +124,17 @@ async def confirm_change(ctx: ServiceContext, token: str) -> ConfirmOutcome:
     new_email = payload.get("new") if payload else None
     if user_id is None or generation is None or not isinstance(new_email, str):
         return ConfirmOutcome.INVALID
+    try:
+        return await _confirm(ctx, user_id, generation, new_email)
+    except IntegrityError:
+        # Another account confirmed the same free address at the same moment: the unique
+        # key refused this one, which is then a link for an address taken since.
+        return ConfirmOutcome.INVALID
+
+
+async def _confirm(
+    ctx: ServiceContext, user_id: int, generation: int, new_email: str
+) -> ConfirmOutcome:
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if (

@@ -138,3 +138,28 @@ async def test_simultaneous_registrations_of_one_new_address_make_one_account(
     assert bobs[0].confirm_generation == accounts.FIRST_LINK
     assert kinds[0] == EmailKind.CONFIRM
     assert kinds.count(EmailKind.CONFIRM) == 1
+
+
+async def test_two_accounts_confirming_one_free_address_at_once(
+    ctx: ServiceContext, sessionmaker: SessionMaker
+) -> None:
+    """Each holds a valid link for the same free address: one gets it, the other a refusal
+    (an address taken since), never an error."""
+    await accounts.register(ctx, "bob", "bob@example.com", PASSWORD)
+    await ctx.defer.drain()  # type: ignore[attr-defined]
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(User).values(confirmed_at=func.now()))
+        ids = list(await session.scalars(select(User.id).order_by(User.id)))
+    tokens = []
+    for user_id in ids:
+        asked = await email_change.request_change(ctx, user_id, "free@example.com", PASSWORD)
+        assert asked.outcome is email_change.RequestOutcome.REQUESTED
+        async with sessionmaker() as session:
+            generation = await session.scalar(
+                select(User.email_change_generation).where(User.id == user_id)
+            )
+        payload = email_change.link_payload(user_id, generation or 0, "free@example.com")
+        tokens.append(ctx.tokens.dumps(Purpose.CHANGE_EMAIL, payload))
+    await ctx.defer.drain()  # type: ignore[attr-defined]
+    outcomes = await asyncio.gather(*(email_change.confirm_change(ctx, t) for t in tokens))
+    assert sorted(o.value for o in outcomes) == ["changed", "invalid"]

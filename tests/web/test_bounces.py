@@ -6,6 +6,7 @@ invalid, stale and replayed signatures."""
 from __future__ import annotations
 
 import hashlib
+import json
 import hmac
 import re
 import secrets
@@ -157,6 +158,15 @@ async def test_mailgun_signatures_are_checked(
     assert await post(unsigned) == 401
     assert await post({"event-data": {}}) == 400
     assert await post([1, 2]) == 400
+    for field, odd in [("signature", "é" * 64), ("token", "\ud800abc"), ("timestamp", "١٢٣")]:
+        strange = mailgun_event(message)
+        strange["signature"][field] = odd
+        assert await post(strange) == 401, field
+    raw = json.dumps(mailgun_event(message)).replace('"token": "', '"token": "\\ud800')
+    lone = await client.post(
+        "/hooks/mailgun", data=raw.encode(), headers={"content-type": "application/json"}
+    )
+    assert lone.status_code == 401
     not_json = await client.post(
         "/hooks/mailgun", data=b"\xff\xfe", headers={"content-type": "application/json"}
     )
