@@ -127,10 +127,23 @@ class SecurityEvent(Base):
     client_address: Mapped[str] = mapped_column(String(64))
     device: Mapped[str] = mapped_column(String(120))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # Refused attempts (failed and held-back sign-ins) are counted, not listed: one row per
+    # account, kind and REFUSED_WINDOW, from ``window_start``, with how many and when the last.
+    window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    last_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index("ix_security_events_user_id_id", "user_id", "id"),
         Index("ix_security_events_created_at", "created_at"),
+        Index(
+            "uq_security_events_window",
+            "user_id",
+            "kind",
+            "window_start",
+            unique=True,
+            postgresql_where=text("window_start IS NOT NULL"),
+        ),
     )
 
 

@@ -163,3 +163,37 @@ async def test_two_accounts_confirming_one_free_address_at_once(
     await ctx.defer.drain()  # type: ignore[attr-defined]
     outcomes = await asyncio.gather(*(email_change.confirm_change(ctx, t) for t in tokens))
     assert sorted(o.value for o in outcomes) == ["changed", "invalid"]
+
+
+async def test_strangers_refused_attempts_are_counted_not_listed(
+    ctx: ServiceContext, sessionmaker: SessionMaker
+) -> None:
+    """40 client addresses x 10 wrong passwords: one row per kind with the count, and one
+    webhook delivery per kind (the window's first), not 400 of each."""
+    from shared.models import SecurityEvent, WebhookDelivery
+    from shared.services import events, webhooks
+
+    await webhooks.add_endpoint(ctx, "https://hooks.example.com/all", ["*"])
+
+    async def guess(n: int, round_: int) -> None:
+        events.set_origin(f"10.0.0.{n}", "curl/8.0")  # as the web layer does per request
+        await signin.login(ctx, "alice@example.com", f"guess {round_}", client=f"10.0.0.{n}")
+
+    for round_ in range(10):
+        await asyncio.gather(*(guess(n, round_) for n in range(40)))
+    await ctx.defer.drain()  # type: ignore[attr-defined]
+    async with sessionmaker() as session:
+        rows = list(
+            await session.scalars(
+                select(SecurityEvent)
+                .where(SecurityEvent.kind != "user.registered")
+                .order_by(SecurityEvent.kind)
+            )
+        )
+        owed = await session.scalar(select(func.count()).select_from(WebhookDelivery))
+    assert [(row.kind, row.attempts) for row in rows] == [
+        ("user.locked", 400 - ctx.settings.LOGIN_ACCOUNT_CEILING),
+        ("user.login_failed", ctx.settings.LOGIN_ACCOUNT_CEILING),
+    ]
+    assert owed == 2
+    assert events.in_words(rows[0]).startswith("390 sign-in attempts held back from 40 addresses")

@@ -37,7 +37,7 @@ async def test_the_activity_page_tells_what_happened_in_words(
     assert page.status == 200
     text = page.text
     assert "Password changed from An unknown browser, just now" in text
-    assert "Failed sign-in (wrong password or code) from" in text
+    assert "1 failed sign-in from 1 address, the last just now" in text
     assert "Account created from An unknown browser, 2 hours ago" in text
     assert text.index("Password changed") < text.index("Account created")  # newest first
 
