@@ -341,6 +341,9 @@ class WebhookDelivery(Base):
     )
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Whose event it is (no foreign key: a delivery about an account may outlive it until it
+    # is sent; deleting the account deletes its delivered ones).
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
@@ -355,6 +358,11 @@ class WebhookDelivery(Base):
             postgresql_where=text("status = 'failed'"),
         ),
         Index("ix_webhook_deliveries_endpoint_id", "endpoint_id"),
+        Index(
+            "ix_webhook_deliveries_user_id",
+            "user_id",
+            postgresql_where=text("user_id IS NOT NULL"),
+        ),
         Index(
             "ix_webhook_deliveries_sent_created_at",
             "created_at",

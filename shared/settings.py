@@ -233,6 +233,11 @@ class Settings(BaseSettings):
     OUTBOX_RETENTION_DAYS: int = Field(default=30, ge=1)
     OUTBOX_FAILED_RETENTION_DAYS: int = Field(default=90, ge=1)
     SECURITY_EVENTS_RETENTION_DAYS: int = Field(default=365, ge=1)  # the activity page's past
+    # Bounce reports (the soft-bounce count looks back SOFT_BOUNCE_WINDOW_DAYS), and
+    # suppressions not renewed by a report (or lifted) for SUPPRESSIONS_RETENTION_DAYS: an
+    # address that bounced a year ago may work again; if not, the next bounce says so.
+    BOUNCE_REPORTS_RETENTION_DAYS: int = Field(default=30, ge=1)
+    SUPPRESSIONS_RETENTION_DAYS: int = Field(default=365, ge=1)
 
     # --- webhooks (see worker/webhooks.py) ---------------------------------------------------
     # Deliver to loopback/private/link-local addresses too. Off: a webhook URL must not be a

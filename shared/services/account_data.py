@@ -9,20 +9,25 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
 from shared.jobs import AccountDeleted, EmailKind
 from shared.models import (
+    BounceReport,
     Email,
+    EmailStatus,
     Passkey,
     SecurityEvent,
     SignInSession,
+    Suppression,
     TextPost,
     User,
     UsernameHold,
+    WebhookDelivery,
 )
 from shared.outbox import add_email
-from shared.services import events, proof, users
+from shared.services import bounces, events, proof, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 
@@ -127,6 +132,22 @@ class DeleteResult:
     retry_after: int = 0
 
 
+async def forget_address(session: AsyncSession, user_id: int, address: str) -> None:
+    """What else an account's deletion takes: the webhook deliveries already made about it
+    (they carry its address; those still owed go out, then retention takes them), and what
+    mail reports said about its address (the suppression, the reports), so that whoever
+    registers the address next is not refused mail because of the last holder."""
+    await session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.user_id == user_id,
+            WebhookDelivery.status.in_([EmailStatus.SENT, EmailStatus.FAILED]),
+        )
+    )
+    key = bounces.address_key(address)
+    await session.execute(delete(Suppression).where(Suppression.address_key == key))
+    await session.execute(delete(BounceReport).where(BounceReport.address_key == key))
+
+
 async def delete_account(
     ctx: ServiceContext, user_id: int, password: str, confirmation: str
 ) -> DeleteResult:
@@ -149,6 +170,7 @@ async def delete_account(
         if not matches:
             return DeleteResult(DeleteOutcome.WRONG_PASSWORD)
         await session.execute(delete(Email).where(Email.user_id == user.id))
+        await forget_address(session, user.id, user.email)
         await session.execute(
             delete(UsernameHold).where(UsernameHold.username_key == user.username_key)
         )

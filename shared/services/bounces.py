@@ -26,11 +26,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.alerts import alert_admins
+from shared.jobs import EmailKind
 from shared.models import BounceReport, Email, EmailStatus, Suppression, User
 from shared.outbox import announce
 from shared.services.context import ServiceContext
+from shared.validation import email_key
 
-MAX_RAW = 256 * 1024  # bytes of an unreadable report kept for an operator
+# Bytes kept of a report nobody could match or read, for an operator: enough to see what it
+# is. Anyone can send such reports (the bounce listener is an open door by nature), so they
+# must not become storage for strangers; retention purges them (BOUNCE_REPORTS_RETENTION_DAYS).
+MAX_RAW = 8 * 1024
 SUPPRESSED = "suppressed"  # how a skipped message's reason starts
 
 
@@ -97,6 +102,10 @@ async def record_report(ctx: ServiceContext, report: Report) -> Outcome:
         email.bounce_detail = report.detail[:2000]
         email.bounced_at = func.now()
         await session.flush()
+        if not await _still_the_holders(session, email):
+            # The address changed hands since (its next account, or nobody's): a report about
+            # mail to its former holder says nothing about the new one.
+            return outcome
         if outcome is Outcome.SOFT_BOUNCE:
             if await _soft_bounces(session, ctx, email.recipient) >= (
                 ctx.settings.SOFT_BOUNCE_THRESHOLD
@@ -114,6 +123,28 @@ async def record_report(ctx: ServiceContext, report: Report) -> Outcome:
         if outcome is Outcome.COMPLAINT:
             await _alert_on_complaint_spike(session, ctx)
     return outcome
+
+
+async def _still_the_holders(session: AsyncSession, email: Email) -> bool:
+    """Whether a report about ``email`` may suppress its address: not when the address has
+    changed hands since the message was sent (a former holder must not be able to stop mail
+    to the next one with a report about old mail), nor for the goodbye to a deleted account
+    (the address is nobody's now; its next holder starts afresh)."""
+    if email.kind == EmailKind.ACCOUNT_DELETED:
+        return False
+    holder = (
+        await session.execute(
+            select(User.id, User.created_at, User.confirmed_at).where(
+                User.email_key == email_key(email.recipient)
+            )
+        )
+    ).first()
+    if email.user_id is not None:  # mail about an account: that account must hold it still
+        return holder is not None and holder.id == email.user_id
+    if holder is None:  # an operator's test, an alert: the address itself bounced
+        return True
+    since = max(holder.created_at, holder.confirmed_at or holder.created_at)
+    return bool(email.created_at >= since)
 
 
 async def _soft_bounces(session: AsyncSession, ctx: ServiceContext, recipient: str) -> int:

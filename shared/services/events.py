@@ -132,10 +132,13 @@ _RECORD_MANY = text(
             CAST(:devices AS varchar[]), CAST(:payloads AS text[])
         ) AS row(user_id, client_address, device, payload)
     )
-    INSERT INTO webhook_deliveries (endpoint_id, message_id, event_type, body, status, attempts)
-    SELECT endpoint.id, owed.message_id, :kind, owed.body, 'pending', 0
-    FROM unnest(CAST(:message_ids AS varchar[]), CAST(:bodies AS text[]))
-        AS owed(message_id, body)
+    INSERT INTO webhook_deliveries (
+        endpoint_id, message_id, event_type, body, status, attempts, user_id
+    )
+    SELECT endpoint.id, owed.message_id, :kind, owed.body, 'pending', 0, owed.user_id
+    FROM unnest(
+        CAST(:message_ids AS varchar[]), CAST(:bodies AS text[]), CAST(:user_ids AS bigint[])
+    ) AS owed(message_id, body, user_id)
     JOIN webhook_endpoints AS endpoint
         ON endpoint.event_types && CAST(:webhook_types AS varchar[])
     RETURNING webhook_deliveries.id
@@ -187,8 +190,10 @@ _RECORD_COUNTED = text(
             ))
         RETURNING user_id, (xmax = 0) AS first
     )
-    INSERT INTO webhook_deliveries (endpoint_id, message_id, event_type, body, status, attempts)
-    SELECT endpoint.id, owed.message_id, :kind, owed.body, 'pending', 0
+    INSERT INTO webhook_deliveries (
+        endpoint_id, message_id, event_type, body, status, attempts, user_id
+    )
+    SELECT endpoint.id, owed.message_id, :kind, owed.body, 'pending', 0, owed.user_id
     FROM counted
     JOIN unnest(
         CAST(:owed_users AS bigint[]), CAST(:message_ids AS varchar[]), CAST(:bodies AS text[])

@@ -13,10 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import EmailKind, TestEmail
 from shared.models import (
+    BounceReport,
     Email,
     EmailStatus,
     SecurityEvent,
     SignInSession,
+    Suppression,
     User,
     UsernameHold,
     WebhookDelivery,
@@ -122,8 +124,8 @@ async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, 
     skipped outbox rows after OUTBOX_RETENTION_DAYS (they hold addresses and names), failed
     ones after OUTBOX_FAILED_RETENTION_DAYS (webhook deliveries alike), accounts never
     confirmed within CONFIRM_TOKEN_MAX_AGE (their username is free again, as an ended
-    hold's is), expired or revoked sign-ins, and ended username holds. Returns how many of
-    each."""
+    hold's is), bounce reports and suppressions past their retention, expired or revoked
+    sign-ins, and ended username holds. Returns how many of each."""
     day = timedelta(days=1)
     events_kept = settings.SECURITY_EVENTS_RETENTION_DAYS * day
     targets = {
@@ -161,6 +163,16 @@ async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, 
             SecurityEvent,
             SecurityEvent.id,
             (SecurityEvent.created_at < func.now() - events_kept,),
+        ),
+        "bounce reports": (
+            BounceReport,
+            BounceReport.id,
+            (BounceReport.received_at < func.now() - settings.BOUNCE_REPORTS_RETENTION_DAYS * day,),
+        ),
+        "suppressions": (
+            Suppression,
+            Suppression.address_key,
+            (Suppression.updated_at < func.now() - settings.SUPPRESSIONS_RETENTION_DAYS * day,),
         ),
         "ended sign-ins": (
             SignInSession,

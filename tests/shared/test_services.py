@@ -450,3 +450,91 @@ def test_device_names_show_only_what_the_parser_recognised() -> None:
     assert describe_device(lure) == "An unknown browser"
     assert describe_device("SecureYourAccount/1.0 (Windows NT 10.0; Win64; x64)") == "Windows"
     assert describe_device(FIREFOX) == "Firefox on Windows"
+
+
+async def test_a_report_about_a_former_holders_mail_does_not_suppress_the_next(
+    services_ctx: ServiceContext,
+) -> None:
+    """Alice's old address is Bob's now: a bounce report about mail sent to Alice there
+    (VERP addresses stay valid for 30 days) is recorded, but stops nothing for Bob."""
+    from shared.jobs import PasswordChanged
+    from shared.outbox import add_email
+    from shared.services import bounces
+
+    ctx = services_ctx
+    alice = await register_alice(ctx, confirmed=True)
+    async with ctx.unit_of_work() as session:
+        old_mail = await add_email(
+            session,
+            EmailKind.PASSWORD_CHANGED,
+            alice.email,
+            PasswordChanged(user_id=alice.id, session_version=1),
+            user_id=alice.id,
+        )
+        await session.execute(
+            update(User)
+            .where(User.id == alice.id)
+            .values(email="alice@new.example", email_key="alice@new.example")
+        )
+    await accounts.register(ctx, "bob", "alice@example.com", PASSWORD)
+    await after_the_answer(ctx)
+    report = bounces.Report("smtp", "dsn", bounces.Outcome.HARD_BOUNCE, old_mail, "550 5.1.1")
+    assert await bounces.record_report(ctx, report) is bounces.Outcome.HARD_BOUNCE
+    async with ctx.reading() as session:
+        assert await bounces.active_suppression(session, "alice@example.com") is None
+        bob = await session.scalar(select(User).where(User.username == "bob"))
+    assert bob is not None
+    async with ctx.unit_of_work() as session:  # the same about Bob's own mail does suppress
+        bobs = await add_email(
+            session,
+            EmailKind.PASSWORD_CHANGED,
+            bob.email,
+            PasswordChanged(user_id=bob.id, session_version=1),
+            user_id=bob.id,
+        )
+    await bounces.record_report(ctx, replace(report, email_id=bobs))
+    async with ctx.reading() as session:
+        assert await bounces.active_suppression(session, "alice@example.com") is not None
+
+
+async def test_deleting_an_account_forgets_what_was_said_about_its_address(
+    services_ctx: ServiceContext,
+) -> None:
+    """The suppression, the bounce reports and the webhook deliveries already made about
+    the account go with it: the address's next holder gets a confirmation."""
+    from shared.models import BounceReport, Suppression, WebhookDelivery, WebhookEndpoint
+    from shared.services import account_data, bounces
+
+    ctx = services_ctx
+    alice = await register_alice(ctx, confirmed=True)
+    async with ctx.unit_of_work() as session:
+        await bounces.suppress(session, alice.email, bounces.Cause.HARD_BOUNCE, "550 5.1.1")
+        session.add(
+            BounceReport(source="smtp", kind="dsn", outcome="hard_bounce", detail="550",
+                         address_key="alice@example.com")
+        )  # fmt: skip
+        hook = WebhookEndpoint(url="https://hooks.example.com/", event_types=["*"],
+                               secret_encrypted="sealed")  # fmt: skip
+        session.add(hook)
+        await session.flush()
+        session.add_all(
+            WebhookDelivery(endpoint_id=hook.id, message_id=f"msg_{n}", event_type="user.x",
+                            body='{"data": {"email": "alice@example.com"}}', status=status,
+                            user_id=alice.id)
+            for n, status in enumerate(("sent", "failed", "pending"))
+        )  # fmt: skip
+    deleted = await account_data.delete_account(ctx, alice.id, PASSWORD, "alice")
+    assert deleted.outcome is account_data.DeleteOutcome.DELETED
+    async with ctx.reading() as session:
+        assert await session.scalar(select(func.count()).select_from(Suppression)) == 0
+        assert await session.scalar(select(func.count()).select_from(BounceReport)) == 0
+        left = (
+            await session.execute(
+                select(WebhookDelivery.event_type, WebhookDelivery.status, WebhookDelivery.user_id)
+            )
+        ).all()
+    # What is still owed goes out (then retention takes it); the deletion's own notice too.
+    assert sorted(left, key=str) == [
+        ("user.deleted", "pending", None),
+        ("user.x", "pending", alice.id),
+    ]

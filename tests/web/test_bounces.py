@@ -6,8 +6,8 @@ invalid, stale and replayed signatures."""
 from __future__ import annotations
 
 import hashlib
-import json
 import hmac
+import json
 import re
 import secrets
 import time

@@ -243,3 +243,62 @@ async def test_refusals_at_send_time_suppress_only_bad_addresses(
     assert (
         await worker_cli(settings, "suppressions", "remove", "gone@example.com")
     ).returncode == 1
+
+
+async def test_the_receiver_bounds_what_one_sender_can_take(
+    settings: Settings, sessionmaker: SessionMaker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections at once per client, a total deadline per connection (a byte every few
+    seconds does not keep one open), reports per client per minute, and a small prefix of
+    an unmatched report kept: what an anonymous sender can make the service hold is
+    bounded."""
+    from shared.ratelimit import Limit
+    from worker import bounce_listener
+
+    monkeypatch.setattr(bounce_listener, "CONNECTION_DEADLINE", 1.5)
+    monkeypatch.setattr(bounce_listener, "REPORTS_PER_CLIENT", Limit("bounce-test", 3, 60))
+    ready = asyncio.Event()
+    task = asyncio.create_task(serve(settings, ready=ready))
+    await asyncio.wait_for(ready.wait(), 10)
+    port = int(settings.BOUNCE_LISTEN.rpartition(":")[2])
+    try:
+        opened = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+        greetings = [await reader.readline() for reader, _ in opened]
+        assert all(line.startswith(b"220") for line in greetings[:4])
+        assert greetings[4].startswith(b"421")  # the fifth at once
+        assert await _closed(opened[4][0], 2)
+        for _, writer in opened:
+            writer.close()
+        await asyncio.sleep(0.2)  # the server sees them go
+
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert (await reader.readline()).startswith(b"220")
+        started = asyncio.get_running_loop().time()
+        for letter in b"HELO slowly":  # a slow drip: each byte well within the read timeout
+            writer.write(bytes([letter]))
+            await writer.drain()
+            if await _closed(reader, 0.3):
+                break
+        assert await _closed(reader, 3), "the connection outlived its deadline"
+        assert 1.2 < asyncio.get_running_loop().time() - started < 4
+
+        big = b"Subject: not ours\r\n\r\n" + (b"x" * 998 + b"\r\n") * 250
+        for _ in range(3):
+            await deliver(port, f"postmaster@{DOMAIN}", big)
+        with pytest.raises(aiosmtplib.SMTPSenderRefused) as refused:
+            await deliver(port, f"postmaster@{DOMAIN}", big)
+        assert refused.value.code == 450
+        async with sessionmaker() as session:
+            kept = list(await session.scalars(select(BounceReport)))
+        assert len(kept) == 3 and all(len(r.raw or b"") <= 8 * 1024 for r in kept)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _closed(reader: asyncio.StreamReader, within: float) -> bool:
+    try:
+        data = await asyncio.wait_for(reader.read(1024), within)
+    except TimeoutError:
+        return False
+    return data == b"" or reader.at_eof()

@@ -13,10 +13,12 @@ from sqlalchemy import func, insert, select, update
 from shared.db import SessionMaker
 from shared.jobs import EmailKind, TestEmail
 from shared.models import (
+    BounceReport,
     Email,
     EmailStatus,
     SecurityEvent,
     SignInSession,
+    Suppression,
     User,
     UsernameHold,
     WebhookDelivery,
@@ -88,6 +90,16 @@ async def test_purge_forgets_only_what_is_past_its_time(
                 (EmailStatus.FAILED, 91), (EmailStatus.PENDING, 91),
             ])
         )  # fmt: skip
+        session.add_all(
+            BounceReport(source="smtp", kind="dsn", outcome="unmatched", detail=f"{age} days",
+                         raw=b"x", received_at=func.now() - age * days)
+            for age in (31, 29)
+        )  # fmt: skip
+        session.add_all(
+            Suppression(address_key=f"{age}@example.com", address=f"{age}@example.com",
+                        cause="hard_bounce", reason="550", updated_at=func.now() - age * days)
+            for age in (366, 364)
+        )  # fmt: skip
         await session.execute(
             insert(UsernameHold).values(
                 [
@@ -143,4 +155,9 @@ async def test_purge_forgets_only_what_is_past_its_time(
     assert sign_ins == {"live"}
     assert kept_events == {"user.recent"}
     assert deliveries == [("failed", 31), ("pending", 91), ("sent", 29)]
+    async with sessionmaker() as session:
+        reports = list(await session.scalars(select(BounceReport.detail)))
+        suppressed = list(await session.scalars(select(Suppression.address_key)))
+    assert reports == ["29 days"]
+    assert suppressed == ["364@example.com"]
     assert "'unconfirmed accounts': 1" in report
