@@ -170,6 +170,10 @@ class WebhookSender:
                     await _read_some(response)
         except AddressNotAllowed as error:
             return Reply(delivered=False, temporary=False, detail=str(error))
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as error:
+            # Stored before the URL check was this strict: it can never be attempted, so the
+            # delivery fails now (and an operator is told) instead of at every sweep.
+            return Reply(False, False, f"the endpoint's URL cannot be used: {error}"[:500])
         except (TimeoutError, httpx.TimeoutException):
             return Reply(False, True, f"no answer within {self.timeout:g} s")
         except httpx.HTTPError as error:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import delete, func, select
 
 from shared.models import WEBHOOK_URL_MAX_LENGTH, EmailStatus, WebhookDelivery, WebhookEndpoint
@@ -62,6 +63,10 @@ def check_url(url: str) -> str:
         raise EndpointError("the URL has a #fragment, which is never sent")
     if port == 0:
         raise EndpointError("port 0 is not a port")
+    try:  # the parser that sends must read it too (it refuses forms urlsplit lets through)
+        httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as error:
+        raise EndpointError(f"not a URL the sender can use: {error}") from None
     return url
 
 

@@ -393,3 +393,24 @@ async def test_the_sweeper_delivers_a_lost_job(
         await options["on_shutdown"](worker_ctx)
     await run_burst_worker(hook_settings)
     assert len(receiver.received) == 1
+
+
+async def test_a_url_the_sender_cannot_parse_is_refused_and_never_retried(
+    ctx: ServiceContext, sessionmaker: SessionMaker, hook_settings: Settings
+) -> None:
+    """``http://0177.0.0.1/`` passes urlsplit but not httpx: refused at ``add``; one stored
+    before the check (written here directly) fails at its first attempt, with the reason."""
+    with pytest.raises(webhooks.EndpointError, match="not a URL the sender can use"):
+        await webhooks.add_endpoint(ctx, "http://0177.0.0.1:8080/hook", ["*"])
+    added = await webhooks.add_endpoint(ctx, "http://127.0.0.1:9/hook", ["*"])
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(WebhookEndpoint)
+            .where(WebhookEndpoint.id == added.id)
+            .values(url="http://0177.0.0.1:8080/hook")
+        )
+    await record(ctx, events.Kind.PASSWORD_CHANGED)
+    await run_burst_worker(hook_settings)
+    (row,) = await rows(sessionmaker)
+    assert (row.status, row.attempts) == (EmailStatus.FAILED, 1)
+    assert (row.last_error or "").startswith("the endpoint's URL cannot be used")
