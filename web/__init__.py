@@ -29,6 +29,7 @@ from web.forms import blank_form
 from web.headers import add_security_headers
 from web.metrics import DEFERRED, instrument
 from web.requests import Request
+from web.server_protocol import GuardedHttpTools
 from web.templating import Environment as JinjaEnvironment
 from web.widgets import install as install_fast_widgets
 
@@ -159,6 +160,7 @@ def create_server_app() -> Quart:
     (:mod:`shared.heap`). Tests use :func:`create_app`, which leaves their process's
     collector alone."""
     app = create_app()
+    GuardedHttpTools.configure(app.config["ACCOUNTS_SETTINGS"])
 
     @app.before_serving
     async def freeze_startup() -> None:  # registered last, so it runs after the others

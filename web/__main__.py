@@ -65,7 +65,8 @@ def serve(settings: Settings) -> int:
         port=settings.PORT,
         workers=settings.web_workers,
         loop="uvloop",
-        http="httptools",
+        # httptools, with limits on request heads and connections per client of our own.
+        http="web.server_protocol:GuardedHttpTools",
         lifespan="on",
         # The app writes the access log itself, without query strings (web.access_log).
         access_log=False,

@@ -222,3 +222,71 @@ async def test_a_flood_cannot_run_answers_ahead_of_the_writes_they_defer(
         queued = await session.scalars(select(Email.recipient).where(Email.kind == EmailKind.RESET))
         assert sorted(queued) == sorted(emails)
     assert "Traceback" not in web.log.read_text()
+
+
+def _exchange(port: int, request: bytes, *, timeout: float = 5) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def test_request_heads_are_bounded_in_size_fields_and_time(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A 10 MB header is 431 after its first chunks (never buffered whole), so are too many
+    fields; a head that drips in is 408 at the deadline; a client's connections past the cap
+    are closed; an ordinary request on the same server is served."""
+    web = Web(
+        settings.with_values(WEB_WORKERS=1, WEB_HEADER_TIMEOUT=1.0, WEB_CONNECTIONS_PER_CLIENT=8),
+        tmp_path / "web.log",
+    )
+    try:
+        huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (10 * 1024 * 1024)
+        with socket.create_connection(("127.0.0.1", web.port), timeout=5) as sock:
+            try:
+                sock.sendall(huge)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused while still sending: the point
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+
+        many = b"".join(b"X-F%d: v\r\n" % n for n in range(150))
+        answer = _exchange(web.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + many + b"\r\n")
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+
+        with socket.create_connection(("127.0.0.1", web.port), timeout=5) as sock:
+            started = time.monotonic()
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+            answer = b""
+            for _ in range(40):
+                try:
+                    sock.sendall(b"X")
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                sock.settimeout(0.1)
+                try:
+                    chunk = sock.recv(4096)
+                except TimeoutError:
+                    continue
+                answer += chunk
+                if not chunk or answer.startswith(b"HTTP/1.1 408"):
+                    break
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+        assert time.monotonic() - started < 3
+
+        held = [socket.create_connection(("127.0.0.1", web.port), timeout=5) for _ in range(9)]
+        try:
+            held[-1].settimeout(3)
+            assert held[-1].recv(4096).startswith(b"HTTP/1.1 503 ")
+        finally:
+            for sock in held:
+                sock.close()
+        time.sleep(0.2)
+        with urllib.request.urlopen(f"{web.base_url}/healthz", timeout=5) as ok:
+            assert ok.status == 200
+    finally:
+        web.stop()
+    assert "request headers too large" in web.log.read_text()
