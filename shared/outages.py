@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 
 def is_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means a backing service (PostgreSQL, Redis) could not be reached or
@@ -18,3 +21,64 @@ def is_unavailable(error: BaseException) -> bool:
         return True
     cause = error.__cause__ or error.__context__
     return cause is not None and cause is not error and is_unavailable(cause)
+
+
+def which_service(error: BaseException) -> str:
+    """The backing service an unavailability error is about, in words for a log line."""
+    from redis.exceptions import RedisError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, SQLAlchemyError) or type(seen).__module__.startswith("asyncpg"):
+            return "PostgreSQL"
+        if isinstance(seen, RedisError):
+            return "Redis"
+        nxt = seen.__cause__ or seen.__context__
+        seen = nxt if nxt is not seen else None
+    # A bare OSError (a refused connect): the driver it came through says whose it was.
+    traceback = error.__traceback__
+    while traceback is not None:
+        module = str(traceback.tb_frame.f_globals.get("__name__", ""))
+        if module.startswith(("asyncpg", "sqlalchemy")):
+            return "PostgreSQL"
+        if module.startswith("redis"):
+            return "Redis"
+        traceback = traceback.tb_next
+    return "a backing service"
+
+
+class OutageLog:
+    """One log line when a backing service stops answering and one when it is back, instead
+    of a line (or a traceback) per request or per sweep in between."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self.logger = logger
+        self.what = what  # "answering 503", "deliveries wait"
+        self.since: float | None = None
+        self.service = ""
+        self.count = 0
+
+    def down(self, error: BaseException) -> None:
+        self.count += 1
+        if self.since is None:
+            self.since = time.monotonic()
+            self.service = which_service(error)
+            self.logger.warning(
+                "%s is unavailable (%s: %s); %s until it is back",
+                self.service,
+                type(error).__name__,
+                str(error).splitlines()[0][:200] if str(error) else "",
+                self.what,
+            )
+
+    def up(self) -> None:
+        if self.since is None:
+            return
+        self.logger.warning(
+            "%s is back after %.0f s (%d refused meanwhile)",
+            self.service,
+            time.monotonic() - self.since,
+            self.count,
+        )
+        self.since, self.count = None, 0

@@ -15,6 +15,7 @@ from quart_schema import QuartSchema
 
 from shared.devices import warm_up as warm_up_device_names
 from shared.heap import freeze_startup_objects
+from shared.outages import is_unavailable
 from shared.services import events
 from shared.services.context import ServiceContext
 from shared.settings import Settings, load_settings
@@ -108,7 +109,12 @@ def create_app(settings: Settings | None = None) -> Quart:
     async def account_context() -> dict[str, object]:
         # Templates ask `account` (the logged-in User or None) instead of awaiting
         # quart-auth's async is_authenticated themselves.
-        return {"account": await current_account()}
+        try:
+            return {"account": await current_account()}
+        except Exception as error:
+            if is_unavailable(error):  # the 503 page must render without the database
+                return {"account": None}
+            raise
 
     run_context_processors_inline(app)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import traceback
 
-from quart import Quart, redirect, request, url_for
+from quart import Quart, Response, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import Unauthorized
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from shared.alerts import alert_admins
-from shared.outages import is_unavailable
+from shared.outages import OutageLog, is_unavailable
 from web.extensions import services
 from web.forms import CSRFError
 from web.problems import problem
@@ -40,6 +40,14 @@ RETRY_UNAVAILABLE = 5  # seconds a client is asked to wait while a backing servi
 
 
 def register_error_handlers(app: Quart) -> None:
+    outages = OutageLog(log, "answering 503")  # this app's view of its backing services
+
+    @app.after_request
+    async def note_recovery(response: Response) -> Response:
+        if outages.since is not None and response.status_code < 500:
+            outages.up()
+        return response
+
     @app.errorhandler(Unauthorized)
     async def login_first(error: Unauthorized) -> ResponseReturnValue:
         target = request.full_path.rstrip("?") if request.method == "GET" else request.path
@@ -69,11 +77,10 @@ def register_error_handlers(app: Quart) -> None:
         if isinstance(error, HTTPException):
             return await http_error(error)
         if is_unavailable(error):
-            # An outage, not a bug: one line (no traceback) per request, no admin alert
-            # (it would need the database itself), and a 503 the client may retry.
-            log.warning(
-                "unavailable: %s on %s %s", type(error).__name__, request.method, request.path
-            )
+            # An outage, not a bug: one line when it starts and one when it ends (no
+            # traceback), no admin alert (it would need the database itself), and a 503 the
+            # client may retry.
+            outages.down(error)
             title, message = MESSAGES[503]
             headers = {"Retry-After": str(RETRY_UNAVAILABLE)}
             if _wants_problem():
