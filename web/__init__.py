@@ -178,17 +178,10 @@ def create_server_app() -> Quart:
 async def warn_if_unreachable(context: ServiceContext) -> None:
     """Start anyway (the backends may come up later; pages answer 503 meanwhile), but say
     once, at start-up, which one cannot be reached."""
-    checks: dict[str, Callable[[], Awaitable[object]]] = {
-        "PostgreSQL": context.ping_database,
-        "Redis": context.redis.ping,
-    }
-    for name, check in checks.items():
-        try:
-            await asyncio.wait_for(check(), 3)
-        except Exception as error:  # any failure is worth the one warning
-            logging.getLogger("web").warning(
-                "%s cannot be reached at start-up (%s); serving anyway", name, type(error).__name__
-            )
+    for name, error in (await context.unreachable()).items():
+        logging.getLogger("web").warning(
+            "%s cannot be reached at start-up (%s); serving anyway", name, type(error).__name__
+        )
 
 
 def run_context_processors_inline(app: Quart) -> None:

@@ -161,6 +161,7 @@ def run(settings: Settings) -> int:
         settings.MAIL_SERVER,
         settings.MAIL_PORT,
     )
+    asyncio.run(_say_what_is_unreachable(settings, log))
     if settings.WORKER_METRICS_PORT:
         from shared.metrics_listener import serve_metrics
 
@@ -190,6 +191,26 @@ def run(settings: Settings) -> int:
 
 
 _stopped = threading.Event()
+
+
+async def _say_what_is_unreachable(settings: Settings, log: logging.Logger) -> None:
+    """One line per backing service that does not answer at start-up: the worker starts
+    anyway and waits for it (emails wait in the outbox), but nobody should have to guess."""
+    from shared.services.context import ServiceContext
+
+    context = ServiceContext.open(settings, application_name="worker-start", pool_size=1)
+    try:
+        for name, error in (await context.unreachable()).items():
+            waits = "waiting for it" if name == "Redis" else "deliveries wait until it is back"
+            log.warning(
+                "%s cannot be reached at start-up (%s: %s); %s",
+                name,
+                type(error).__name__,
+                str(error).splitlines()[0][:200] if str(error) else "",
+                waits,
+            )
+    finally:
+        await context.close()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

@@ -3,6 +3,7 @@ composition root, :mod:`worker.bootstrap`, puts one of these in it)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import Any
@@ -11,6 +12,7 @@ from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import SessionMaker
+from shared.outages import OutageLog
 from shared.settings import Settings
 from shared.tokens import Tokens
 from worker.mailer import SMTPPool
@@ -21,6 +23,9 @@ from worker.throttle import CircuitBreaker, OutboundBudget
 from worker.webhooks import WebhookSender
 
 STATE_KEY = "state"
+# One line when PostgreSQL (or Redis) stops answering this worker, one when it is back,
+# instead of a traceback at every sweep and delivery meanwhile.
+OUTAGES = OutageLog(logging.getLogger("worker"), "emails and webhooks wait in the outbox")
 
 
 @dataclass(slots=True)

@@ -35,6 +35,8 @@ from arq import Worker
 from redis.exceptions import RedisError
 
 from shared.jobs import defer_email, emails_doorbell, emails_due_key, take_due_emails
+from shared.outages import is_unavailable
+from worker.context import OUTAGES
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +198,11 @@ class DeliveryWorker(Worker):
             log.warning("email %s: could not schedule its retry (%s)", email_id, error)
         except asyncio.CancelledError:  # the worker is stopping; this task is its own owner
             log.warning("email %s: delivery stopped by shutdown; the sweeper retries it", email_id)
-        except Exception:
-            log.exception("email %s: delivery failed", email_id)
+        except Exception as error:
+            if is_unavailable(error):  # an outage, not a bug: one line for all of it
+                OUTAGES.down(error)
+            else:
+                log.exception("email %s: delivery failed", email_id)
 
     async def _drain_emails(self) -> None:
         """Burst mode: deliver every email in the due set, retries included, before arq's own

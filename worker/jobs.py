@@ -33,7 +33,7 @@ from shared.services import bounces
 from shared.services.operations import outbox_stats, purge_expired
 from shared.verp import bounce_address
 from worker import metrics
-from worker.context import WorkerState, state
+from worker.context import OUTAGES, WorkerState, state
 from worker.emails import OutboxEmail, Skip, prepare
 from worker.mailer import DeliveryError, Envelope, Outgoing, RecipientRefused
 from worker.mime import compose
@@ -253,6 +253,7 @@ async def _classify_failure(st: WorkerState, email: OutboxEmail, error: Delivery
     return _Outcome(EmailStatus.PENDING, error.reply, retry_in=delay)
 
 
+@OUTAGES.quiet
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
     """Re-enqueue pending rows (emails and webhook deliveries) whose delivery is overdue.
 
@@ -299,6 +300,7 @@ async def _refresh_gauges(st: WorkerState) -> None:
     metrics.QUEUE_DEPTH.set(jobs + emails)
 
 
+@OUTAGES.quiet
 async def purge(ctx: dict[str, Any]) -> str:
     """Forget what is past its time: outbox rows past retention, accounts never confirmed
     within their confirmation window, and the username holds that ended."""

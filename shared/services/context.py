@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from arq.connections import ArqRedis
 
 log = logging.getLogger(__name__)
+PING_TIMEOUT = 3.0  # seconds a backing service has to answer a start-up check
 
 Defer = Callable[..., None]
 """Run ``func(*args)`` after the answer has gone out (Quart's ``add_background_task``)."""
@@ -99,6 +100,21 @@ class ServiceContext:
             await self.defer.drain()
         await self.redis.aclose()
         await self.engine.dispose()
+
+    async def unreachable(self) -> dict[str, BaseException]:
+        """The backing services that do not answer within PING_TIMEOUT, and why: worth one
+        line each at start-up (a process starts anyway and keeps trying)."""
+        checks: dict[str, Callable[[], Awaitable[object]]] = {
+            "PostgreSQL": self.ping_database,
+            "Redis": self.redis.ping,
+        }
+        failed: dict[str, BaseException] = {}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(check(), PING_TIMEOUT)
+            except Exception as error:  # any failure is worth the one line
+                failed[name] = error
+        return failed
 
     async def ping_database(self) -> None:
         async with self.engine.connect() as connection:

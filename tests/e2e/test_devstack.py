@@ -123,3 +123,31 @@ def test_a_taken_port_is_one_line_before_anything_starts(tmp_path: Path) -> None
         f"devstack: port {port} (the web service) is taken on 127.0.0.1; set PORT or free it"
     )
     assert not (tmp_path / "var" / "postgres").exists()  # nothing was started
+
+
+async def test_the_stack_says_when_its_postgresql_dies(tmp_path: Path) -> None:
+    """The embedded PostgreSQL killed under the running stack: one clear line, and the
+    stack stops (instead of tracebacks from web and worker at every request and sweep)."""
+    port = free_port()
+    env = devstack_env(tmp_path, port)
+    log_path = tmp_path / "devstack.log"
+    with log_path.open("w") as log:
+        stack = subprocess.Popen(
+            [sys.executable, "-m", "devstack"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        await wait_for(lambda: "ready: open" in log_path.read_text(), timeout=120, every=0.2)
+        pid_file = tmp_path / "var" / "postgres" / "postmaster.pid"
+        os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
+        code = await asyncio.to_thread(stack.wait, 60)
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+    output = log_path.read_text()
+    assert code == 1, output
+    assert "embedded PostgreSQL (var/postgres) has stopped; stopping the stack" in output
+    assert output.count("Traceback") == 0, output
