@@ -49,6 +49,7 @@ def create_engine(
     *,
     application_name: str,
     pool_size: int = 10,
+    pool_timeout: float = 30.0,
     autocommit: bool = False,
     pre_ping: bool = True,
 ) -> AsyncEngine:
@@ -62,12 +63,17 @@ def create_engine(
     no liveness check per checkout. Such a caller must retry once when a statement fails on
     a connection the server had closed (see ``worker.store``); the pool then discards every
     connection older than the failure.
+
+    ``pool_size`` is all the connections it opens (no overflow: the budget in the settings,
+    DATABASE_CONNECTIONS, is a promise); a checkout waits up to ``pool_timeout`` seconds for
+    one to be free.
     """
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     engine = _create_async_engine(
         database_url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout,
         hide_parameters=True,  # no emails or hashes in error messages, logs or admin alerts
         connect_args={"server_settings": {"application_name": application_name}},
         **options,

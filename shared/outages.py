@@ -12,14 +12,25 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+# PostgreSQL's classes of "not now": connection exceptions (08), insufficient resources (53:
+# "too many clients already", "too many connections for role"), and a server shutting
+# down or starting up (57P01-57P03).
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P01", "57P02", "57P03")
+
+
 def is_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means a backing service (PostgreSQL, Redis) could not be reached or
     dropped the connection, rather than a bug: callers answer "temporarily unavailable"."""
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
     if isinstance(error, OSError | TimeoutError | RedisConnectionError | RedisTimeoutError):
+        return True
+    if isinstance(error, PoolTimeoutError):  # every connection of the budget busy: a wait
+        return True
+    if str(getattr(error, "sqlstate", "") or "").startswith(UNAVAILABLE_SQLSTATES):
         return True
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True

@@ -181,6 +181,15 @@ class Settings(BaseSettings):
 
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- the database's connection budget (see README, "Running more than one process") ---
+    # The most connections one process opens: each web server process (WEB_WORKERS of them
+    # per `python -m web`) and each worker. Keep (web processes + workers) x this, plus a few
+    # for the bounce receiver and the command line, under the server's max_connections. A
+    # request that finds every connection busy waits up to DATABASE_POOL_TIMEOUT seconds,
+    # then is answered 503 (never 500).
+    DATABASE_CONNECTIONS: int = Field(default=10, ge=4, le=1000)
+    DATABASE_POOL_TIMEOUT: float = Field(default=5.0, gt=0, le=120)
+
     # --- web server --------------------------------------------------------------------------
     HOST: str = "127.0.0.1"
     PORT: int = Field(default=8000, ge=1, le=65535)

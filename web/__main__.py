@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import secrets
 import sys
 
@@ -54,6 +55,7 @@ def serve(settings: Settings) -> int:
 
     from web.metrics import serve_metrics, use_shared_metrics_dir
 
+    asyncio.run(_check_connection_budget(settings))
     if settings.web_workers > 1:
         use_shared_metrics_dir()  # before the server processes start and import the metrics
     if settings.METRICS_PORT:
@@ -79,6 +81,19 @@ def serve(settings: Settings) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+async def _check_connection_budget(settings: Settings) -> None:
+    """Before the server processes start: say so if WEB_WORKERS x DATABASE_CONNECTIONS do
+    not fit in what PostgreSQL has room for."""
+    from shared.services.context import ServiceContext
+    from shared.services.operations import check_connection_budget
+
+    context = ServiceContext.open(settings, application_name="web-start", pool_size=1)
+    try:
+        await check_connection_budget(context, settings.web_workers, logging.getLogger("web"))
+    finally:
+        await context.close()
 
 
 async def send_test_email(settings: Settings, address: str) -> int:

@@ -195,12 +195,17 @@ _stopped = threading.Event()
 
 async def _say_what_is_unreachable(settings: Settings, log: logging.Logger) -> None:
     """One line per backing service that does not answer at start-up: the worker starts
-    anyway and waits for it (emails wait in the outbox), but nobody should have to guess."""
+    anyway and waits for it (emails wait in the outbox), but nobody should have to guess;
+    and one if its DATABASE_CONNECTIONS do not fit in what the server has room for."""
     from shared.services.context import ServiceContext
+    from shared.services.operations import check_connection_budget
 
     context = ServiceContext.open(settings, application_name="worker-start", pool_size=1)
     try:
-        for name, error in (await context.unreachable()).items():
+        unreachable = await context.unreachable()
+        if "PostgreSQL" not in unreachable:
+            await check_connection_budget(context, 1, log)
+        for name, error in unreachable.items():
             waits = "waiting for it" if name == "Redis" else "deliveries wait until it is back"
             log.warning(
                 "%s cannot be reached at start-up (%s: %s); %s",

@@ -19,7 +19,7 @@ from worker.jobs import deliver_email, purge, send_email, sweep_outbox
 from worker.mailer import SMTPConfig, SMTPPool
 from worker.render import EmailRenderer
 from worker.signing import DkimSigner
-from worker.store import OutboxStore
+from worker.store import STORE_CONNECTIONS, OutboxStore
 from worker.throttle import CircuitBreaker, OutboundBudget
 from worker.webhook_jobs import deliver_webhook
 from worker.webhooks import WebhookSender
@@ -83,7 +83,13 @@ def worker_options(settings: Settings, *, freeze_after_startup: bool = False) ->
     async def on_startup(ctx: dict[str, Any]) -> None:
         # Jobs hold a connection only for a statement or two (claims are leases, not locks
         # held while the SMTP server answers), so the pool need not grow with WORKER_MAX_JOBS.
-        engine = create_engine(settings.DATABASE_URL, application_name="worker", pool_size=10)
+        # The delivery store's engine takes STORE_CONNECTIONS of the process's budget.
+        engine = create_engine(
+            settings.DATABASE_URL,
+            application_name="worker",
+            pool_size=settings.DATABASE_CONNECTIONS - STORE_CONNECTIONS,
+            pool_timeout=settings.DATABASE_POOL_TIMEOUT,
+        )
         sessionmaker = create_sessionmaker(engine)
         ctx[STATE_KEY] = WorkerState(
             settings=settings,

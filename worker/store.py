@@ -115,6 +115,9 @@ def _record_params(outcomes: Sequence[RecordedOutcome]) -> dict[str, list[Any]]:
 UNCLAIMED = or_(EMAILS.c.claimed_until.is_(None), EMAILS.c.claimed_until < func.now())
 
 
+STORE_CONNECTIONS = 3  # one per kind of statement in flight: claims, look-ups, outcomes
+
+
 class OutboxStore:
     """Claims, user lookups and the outcomes that cause nothing else, for the jobs of one
     worker process."""
@@ -134,7 +137,7 @@ class OutboxStore:
         self._engine = create_engine(
             database_url,
             application_name=application_name,
-            pool_size=3,
+            pool_size=STORE_CONNECTIONS,
             autocommit=True,
             pre_ping=False,
         )

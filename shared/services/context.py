@@ -76,13 +76,17 @@ class ServiceContext:
         settings: Settings,
         *,
         application_name: str,
-        pool_size: int = 10,
+        pool_size: int | None = None,
         defer: Defer | None = None,
     ) -> ServiceContext:
         """Connect lazily: a process starts, and keeps serving, while Redis or PostgreSQL is
-        away; emails then wait in the outbox for the sweeper."""
+        away; emails then wait in the outbox for the sweeper. ``pool_size``: the process's
+        DATABASE_CONNECTIONS unless given (a command line needs one or two)."""
         engine = create_engine(
-            settings.DATABASE_URL, application_name=application_name, pool_size=pool_size
+            settings.DATABASE_URL,
+            application_name=application_name,
+            pool_size=pool_size or settings.DATABASE_CONNECTIONS,
+            pool_timeout=settings.DATABASE_POOL_TIMEOUT,
         )
         redis = create_queue(settings.REDIS_URL)
         return cls(

@@ -4,11 +4,12 @@ metrics."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.jobs import EmailKind, TestEmail
@@ -197,3 +198,56 @@ async def purge_expired(session: AsyncSession, settings: Settings) -> dict[str, 
             if count < PURGE_BATCH:
                 break
     return purged
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionBudget:
+    """What the PostgreSQL server allows, and what is in use now."""
+
+    max_connections: int
+    reserved: int  # for superusers (and, from PostgreSQL 16, reserved_connections)
+    in_use: int
+
+    def room(self) -> int:
+        return self.max_connections - self.reserved - self.in_use
+
+
+async def connection_budget(ctx: ServiceContext) -> ConnectionBudget:
+    async with ctx.reading() as session:
+        row = (
+            await session.execute(
+                text(
+                    "SELECT current_setting('max_connections')::int,"
+                    " current_setting('superuser_reserved_connections')::int"
+                    " + coalesce(current_setting('reserved_connections', true), '0')::int,"
+                    " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+                )
+            )
+        ).one()
+    return ConnectionBudget(int(row[0]), int(row[1]), int(row[2]))
+
+
+async def check_connection_budget(
+    ctx: ServiceContext, processes: int, logger: logging.Logger
+) -> None:
+    """At start-up: say so when ``processes`` x DATABASE_CONNECTIONS more connections than
+    the server has room for could be opened (then requests would wait and answer 503 under
+    load). Nothing when the server cannot be asked (the start-up check says why)."""
+    try:
+        budget = await connection_budget(ctx)
+    except Exception:  # unreachable: already said once; the budget is unknowable now
+        return
+    wanted = processes * ctx.settings.DATABASE_CONNECTIONS
+    if wanted > budget.room():
+        logger.warning(
+            "these %d process(es) may open %d PostgreSQL connections (DATABASE_CONNECTIONS=%d"
+            " each) but the server has room for %d more (max_connections %d, %d reserved, %d"
+            " in use): lower DATABASE_CONNECTIONS or WEB_WORKERS, or raise max_connections",
+            processes,
+            wanted,
+            ctx.settings.DATABASE_CONNECTIONS,
+            max(0, budget.room()),
+            budget.max_connections,
+            budget.reserved,
+            budget.in_use,
+        )

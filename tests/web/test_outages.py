@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -80,3 +81,73 @@ async def test_a_database_outage_is_a_503_page_and_two_log_lines(
     assert len(back) == 1, back
     assert not [r for r in caplog.records if r.exc_info]
     assert urlsplit(str(relay.port))  # the relay served the whole test
+
+
+async def test_every_connection_busy_is_a_wait_then_a_503(
+    settings: Settings, clean_db: None, queue: ArqRedis
+) -> None:
+    from web import create_app
+    from web.extensions import SERVICES_KEY
+
+    app = create_app(settings.with_values(DATABASE_CONNECTIONS=4, DATABASE_POOL_TIMEOUT=0.3))
+    async with app.test_app():
+        engine = app.extensions[SERVICES_KEY].engine
+        held = [await engine.connect() for _ in range(4)]  # the process's whole budget
+        try:
+            response = await app.test_client().post(
+                "/api/v1/login", json={"email": "a@example.com", "password": "whatever1"}
+            )
+            assert response.status_code == 503
+            assert response.headers["Retry-After"]
+        finally:
+            for connection in held:
+                await connection.close()
+        response = await app.test_client().post(
+            "/api/v1/login", json={"email": "a@example.com", "password": "whatever1"}
+        )
+        assert response.status_code == 401
+
+
+async def test_a_server_out_of_connections_is_a_503(
+    settings: Settings, services: Any, clean_db: None, queue: ArqRedis
+) -> None:
+    """PostgreSQL refusing a connection ("too many connections": SQLSTATE 53300) is an
+    outage to answer 503, not a bug to answer 500."""
+    import asyncpg
+
+    from web import create_app
+
+    admin = await asyncpg.connect(services.admin_dsn)
+    try:
+        await admin.execute("DROP ROLE IF EXISTS accounts_no_room")
+        await admin.execute("CREATE ROLE accounts_no_room LOGIN CONNECTION LIMIT 0")
+        url = make_url(settings.DATABASE_URL).set(username="accounts_no_room")
+        app = create_app(
+            settings.with_values(DATABASE_URL=url.render_as_string(hide_password=False))
+        )
+        async with app.test_app():
+            response = await app.test_client().post(
+                "/api/v1/login", json={"email": "a@example.com", "password": "whatever1"}
+            )
+            assert response.status_code == 503
+            page = await app.test_client().get("/account/sessions")
+            assert page.status_code in (302, 503)
+    finally:
+        await admin.execute("DROP ROLE IF EXISTS accounts_no_room")
+        await admin.close()
+
+
+async def test_a_budget_larger_than_the_server_is_said_at_start_up(
+    services_ctx: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shared.services.operations import check_connection_budget, connection_budget
+
+    budget = await connection_budget(services_ctx)
+    assert budget.max_connections >= 1 and budget.in_use >= 1
+    logger = logging.getLogger("tests.budget")
+    with caplog.at_level(logging.WARNING, "tests.budget"):
+        await check_connection_budget(services_ctx, 2, logger)
+        assert caplog.records == []  # 2 x 10 fits
+        await check_connection_budget(services_ctx, budget.max_connections, logger)
+    (said,) = caplog.records
+    assert "lower DATABASE_CONNECTIONS or WEB_WORKERS" in said.getMessage()
