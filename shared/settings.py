@@ -57,6 +57,41 @@ PLACEHOLDER_SECRETS = frozenset(
     }
 )
 MIN_SECRET_KEY_LENGTH = 32
+# Words that, anywhere in a key (letters and digits only, any case), mark it as a template's
+# placeholder padded to length ("changemechangemechangemechangeme12"). Six letters or more:
+# a random key contains one by chance with a probability far below 1e-9.
+PLACEHOLDER_WORDS = (
+    "changeme", "changethis", "replaceme", "yoursecret", "placeholder", "insecure",
+    "youwillneverguess", "notsecret", "notasecret",
+)  # fmt: skip
+MIN_DISTINCT_CHARACTERS = 10  # "aaaa..." or "12341234..." is long but not secret
+
+
+_TOGETHER = (
+    "MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_USERNAME", "MAIL_PASSWORD", "DKIM_DOMAIN",
+    "DKIM_SELECTOR", "DKIM_PRIVATE_KEY",
+)  # fmt: skip
+
+
+def _on(value: object) -> bool:
+    """A switch as pydantic reads one (raw "1", "true", "yes", "on", or a parsed bool)."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on", "t", "y"}
+    return bool(value)
+
+
+def _conflicts(values: Mapping[str, Any]) -> list[str]:
+    """The rules between settings, on parsed values or on the raw ones (see
+    ``Settings._every_problem_at_once``)."""
+    found = []
+    if _on(values.get("MAIL_USE_TLS")) and _on(values.get("MAIL_USE_SSL")):
+        found.append("MAIL_USE_TLS (STARTTLS) and MAIL_USE_SSL (implicit TLS) cannot both be on")
+    if values.get("MAIL_USERNAME") and values.get("MAIL_PASSWORD") is None:
+        found.append("MAIL_PASSWORD is required when MAIL_USERNAME is set")
+    dkim = [values.get(name) for name in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY")]
+    if any(dkim) and not all(dkim):
+        found.append("DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY (or _FILE) go together")
+    return found
 
 
 class SettingsError(Exception):
@@ -274,10 +309,17 @@ class Settings(BaseSettings):
     @classmethod
     def _secret_key_is_real(cls, value: SecretStr) -> SecretStr:
         raw = value.get_secret_value()
-        if raw.strip().lower() in PLACEHOLDER_SECRETS:
+        letters = "".join(char for char in raw.lower() if char.isalnum())
+        if raw.strip().lower() in PLACEHOLDER_SECRETS or any(
+            word in letters for word in PLACEHOLDER_WORDS
+        ):
             raise ValueError("is a placeholder; generate one with `python -m web generate-secret`")
         if len(raw) < MIN_SECRET_KEY_LENGTH:
             raise ValueError(f"must be at least {MIN_SECRET_KEY_LENGTH} characters long")
+        if len(set(raw)) < MIN_DISTINCT_CHARACTERS:
+            raise ValueError(
+                "is too predictable; generate one with `python -m web generate-secret`"
+            )
         return value
 
     @field_validator("BOUNCE_DOMAIN")
@@ -342,19 +384,29 @@ class Settings(BaseSettings):
         return [_check_address(address) for address in value]
 
     @model_validator(mode="after")
-    def _tls_modes_exclusive(self) -> Settings:
-        if self.MAIL_USE_TLS and self.MAIL_USE_SSL:
-            raise ValueError(
-                "MAIL_USE_TLS (STARTTLS) and MAIL_USE_SSL (implicit TLS) cannot both be on"
-            )
-        if self.MAIL_USERNAME and self.MAIL_PASSWORD is None:
-            raise ValueError("MAIL_PASSWORD is required when MAIL_USERNAME is set")
-        dkim = (self.DKIM_DOMAIN, self.DKIM_SELECTOR, self.DKIM_PRIVATE_KEY)
-        if any(dkim) and not all(dkim):
-            raise ValueError(
-                "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY (or _FILE) go together"
-            )
+    def _settings_agree(self) -> Settings:
+        conflicts = _conflicts({name: getattr(self, name) for name in _TOGETHER})
+        if conflicts:
+            raise ValueError("\n".join(conflicts))
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem_at_once(cls, data: Any, handler: Any) -> Any:
+        """The rules between settings are checked even when a single setting is wrong too,
+        so that one run reports every problem (the "after" check above only runs once each
+        setting is valid on its own)."""
+        try:
+            return handler(data)
+        except ValidationError as error:
+            problems: list[Any] = list(error.errors(include_url=False))
+            if isinstance(data, Mapping) and all(p["loc"] for p in problems):
+                problems += [
+                    {"type": "value_error", "loc": (), "input": None,
+                     "ctx": {"error": ValueError(conflict)}}
+                    for conflict in _conflicts(data)
+                ]  # fmt: skip
+            raise ValidationError.from_exception_data(cls.__name__, problems) from None
 
     def with_values(self, **values: Any) -> Settings:
         """A validated copy with some values replaced (``model_copy`` would not validate)."""

@@ -155,3 +155,26 @@ def test_entry_points_print_one_line_per_problem_and_no_traceback(module: str) -
 def test_dkim_settings_go_together() -> None:
     (line,) = problems({**VALID, "DKIM_DOMAIN": "example.com"})
     assert "DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY" in line
+
+
+def test_a_conflict_between_settings_is_reported_with_the_single_setting_errors() -> None:
+    """One run names every problem: the rules between settings are not held back until
+    each setting is valid on its own."""
+    lines = problems({**VALID, "MAIL_USE_TLS": "1", "MAIL_USE_SSL": "yes", "MAIL_PORT": "many"})
+    assert len(lines) == 2
+    assert lines[0].startswith("MAIL_PORT ")
+    assert "cannot both be on" in lines[1]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "changemechangemechangemechangeme12",
+        "please-CHANGE-ME-before-going-live-0123456789",
+        "x" * 40,
+        "12341234123412341234123412341234",
+    ],
+)
+def test_padded_placeholders_and_predictable_keys_are_refused(key: str) -> None:
+    (line,) = problems({**VALID, "SECRET_KEY": key})
+    assert line.startswith("SECRET_KEY is ")
