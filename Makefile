@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint format typecheck pytest migrate clean send-test-email bench
+.PHONY: help install run test lint format typecheck pytest migrate clean send-test-email bench compose-env
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,3 +42,6 @@ clean:  ## remove the virtualenv, caches and local data (var/)
 
 send-test-email: install  ## queue the test message through the running `make run` stack: make send-test-email TO=you@example.com
 	$(VENV)/python -m devstack exec python -m web send-test-email $(TO)
+
+compose-env:  ## write .env (fresh SECRET_KEY, POSTGRES_PASSWORD) for `docker compose up`
+	@scripts/compose_env.sh
