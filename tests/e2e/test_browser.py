@@ -360,6 +360,15 @@ async def test_passkeys_with_a_virtual_authenticator(
 
         await page.goto("/account/passkeys")
         await page.get_by_label("Name for a new passkey").fill("Laptop")
+        # Adding a way in needs the password: refused before the authenticator is asked.
+        await page.get_by_label("Your password").fill("not my password")
+        await page.get_by_role("button", name="Add a passkey").click()
+        await expect(page.get_by_text("Your password is not correct.")).to_be_visible()
+        stored = await cdp.send(
+            "WebAuthn.getCredentials", {"authenticatorId": authenticator["authenticatorId"]}
+        )
+        assert stored["credentials"] == []
+        await page.get_by_label("Your password").fill(PASSWORD)
         await page.get_by_role("button", name="Add a passkey").click()
         await expect(page.get_by_role("cell", name="Laptop", exact=True)).to_be_visible()
         await check(page, "registered")
@@ -377,10 +386,12 @@ async def test_passkeys_with_a_virtual_authenticator(
         # With two-factor sign-in on, the passkey also serves as the second step.
         await page.goto("/account/two-factor")
         secret = await page.locator("#secret").input_value()
-        await page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
+        await page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
+        await page.get_by_label("Your password").fill(PASSWORD)
         await page.get_by_role("button", name="Turn on").click()
         await expect(page.get_by_role("heading", name="Your recovery codes")).to_be_visible()
         await check(page, "recovery-codes")
+        recovery = await page.locator("li code").all_inner_texts()
         await page.get_by_role("button", name="Logout").click()
         await page.goto("/login")
         await page.get_by_label("Email").fill("alice@example.com")
@@ -391,11 +402,49 @@ async def test_passkeys_with_a_virtual_authenticator(
         await page.get_by_role("button", name="Use a passkey instead").click()
         await expect(page.get_by_role("button", name="Logout")).to_be_visible()
 
+        # A passkey assertion without user verification (flags: present, not verified) is
+        # one factor: on this two-factor account the second step follows it. Chromium's
+        # virtual authenticator answers with the UV bit cleared (isBadUV), signed as such.
+        other = await browser.new_context(base_url=running.base_url, bypass_csp=True)
+        tab = await other.new_page()
+        other_cdp = await other.new_cdp_session(tab)
+        await other_cdp.send("WebAuthn.enable")
+        key = await other_cdp.send(
+            "WebAuthn.addVirtualAuthenticator",
+            {"options": {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+                         "hasUserVerification": True, "isUserVerified": True}},
+        )  # fmt: skip
+        await tab.goto("/login")
+        await tab.get_by_label("Email").fill("alice@example.com")
+        await tab.get_by_label("Password").fill(PASSWORD)
+        await tab.get_by_role("button", name="Login").click()
+        await tab.get_by_label("Code").fill(recovery[0])
+        await tab.get_by_role("button", name="Verify").click()
+        await tab.goto("/account/passkeys")
+        await tab.get_by_label("Name for a new passkey").fill("Phone")
+        await tab.get_by_label("Your password").fill(PASSWORD)
+        await tab.get_by_role("button", name="Add a passkey").click()
+        await expect(tab.get_by_role("cell", name="Phone", exact=True)).to_be_visible()
+        await tab.get_by_role("button", name="Logout").click()
+        await other_cdp.send(
+            "WebAuthn.setResponseOverrideBits",
+            {"authenticatorId": key["authenticatorId"], "isBadUV": True},
+        )
+        await tab.goto("/login")
+        await tab.get_by_role("button", name="Sign in with a passkey").click()
+        await expect(tab.get_by_role("heading", name="Two-factor sign-in")).to_be_visible()
+        await expect(tab.get_by_role("button", name="Logout")).to_have_count(0)
+        await tab.get_by_label("Code").fill(recovery[1])
+        await tab.get_by_role("button", name="Verify").click()
+        await expect(tab.get_by_role("button", name="Logout")).to_be_visible()
+        await other.close()
+
         await page.goto("/account/passkeys")
         await expect(page.get_by_role("cell", name="never")).to_have_count(0)  # used just now
-        await page.get_by_label("Password").fill(PASSWORD)
-        await page.get_by_role("button", name="Remove Laptop").click()
-        assert await flash(page, "info") == "The passkey has been removed."
+        for name in ("Laptop", "Phone"):
+            await page.get_by_label("Password", exact=True).first.fill(PASSWORD)
+            await page.get_by_role("button", name=f"Remove {name}").click()
+            assert await flash(page, "info") == "The passkey has been removed."
         await expect(page.get_by_text("No passkeys yet.")).to_be_visible()
         await context.close()
     finally:
