@@ -34,6 +34,7 @@ from typing import Any
 import asyncpg
 
 from bench.cpu import Component, CpuMeter, own_cpu
+from bench.flood import owner_during_flood
 from bench.loadgen import LoadResult, login_sampler, register_client, reset_client, run_clients
 from devstack.servers import Services, discover_services, drop_database, free_port
 
@@ -1329,7 +1330,7 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--emails", type=int, default=2000, help="scenario 2's batch")
     parser.add_argument(
         "--only",
-        choices=["1", "2", "3", "4", "5", "6", "7", "8"],
+        choices=["1", "2", "3", "4", "5", "6", "7", "8", "9"],
         action="append",
         help="run only these scenarios",
     )
@@ -1361,6 +1362,7 @@ async def main(argv: list[str]) -> int:
             "6": lambda: asgi_servers(bench),
             "7": lambda: open_loop(bench, peaks),
             "8": lambda: growth(bench),
+            "9": lambda: owner_during_flood(bench, Sink, reset_outbox),
         }
         for key in args.only or sorted(scenarios):
             await scenarios[key]()
