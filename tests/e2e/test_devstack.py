@@ -60,9 +60,9 @@ def run_devstack(env: dict[str, str], *args: str) -> subprocess.CompletedProcess
     )
 
 
-async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path) -> None:
-    port = free_port()
-    env = devstack_env(tmp_path, port)
+def start_devstack(tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[str, str], Path]:
+    """`python -m devstack` with a stack of its own; its output goes to devstack.log."""
+    env = devstack_env(tmp_path, free_port())
     log_path = tmp_path / "devstack.log"
     with log_path.open("w") as log:
         stack = subprocess.Popen(
@@ -72,8 +72,13 @@ async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    return stack, env, log_path
+
+
+async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path) -> None:
+    stack, env, log_path = start_devstack(tmp_path)
     try:
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{env['PORT']}"
         await wait_for(lambda: "ready: open" in log_path.read_text(), timeout=120, every=0.2)
         assert await asyncio.to_thread(get, f"{base}/readyz") == 200
 
@@ -128,17 +133,7 @@ def test_a_taken_port_is_one_line_before_anything_starts(tmp_path: Path) -> None
 async def test_the_stack_says_when_its_postgresql_dies(tmp_path: Path) -> None:
     """The embedded PostgreSQL killed under the running stack: one clear line, and the
     stack stops (instead of tracebacks from web and worker at every request and sweep)."""
-    port = free_port()
-    env = devstack_env(tmp_path, port)
-    log_path = tmp_path / "devstack.log"
-    with log_path.open("w") as log:
-        stack = subprocess.Popen(
-            [sys.executable, "-m", "devstack"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    stack, _, log_path = start_devstack(tmp_path)
     try:
         await wait_for(lambda: "ready: open" in log_path.read_text(), timeout=120, every=0.2)
         pid_file = tmp_path / "var" / "postgres" / "postmaster.pid"
