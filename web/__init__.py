@@ -61,11 +61,11 @@ def create_app(settings: Settings | None = None) -> Quart:
     auth_manager.user_class = AccountUser
     auth_manager.init_app(app)
 
+    from web.api import PREFIX, ApiOnlyProvider
+    from web.api import blueprint as api_blueprint
     from web.blueprints.account_data import blueprint as account_data_blueprint
     from web.blueprints.accounts import blueprint as accounts_blueprint
     from web.blueprints.activity import blueprint as activity_blueprint
-    from web.blueprints.api import PREFIX, ApiOnlyProvider
-    from web.blueprints.api import blueprint as api_blueprint
     from web.blueprints.email_change import blueprint as email_change_blueprint
     from web.blueprints.main import blueprint as main_blueprint
     from web.blueprints.ops import blueprint as ops_blueprint

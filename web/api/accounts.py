@@ -1,0 +1,102 @@
+"""Accounts: register, confirm the address, ``/me``."""
+
+from __future__ import annotations
+
+from quart_schema import document_response, validate_request, validate_response
+
+from shared.services import accounts, bounces
+from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
+from shared.services.sessions import Current
+from web.api.base import ApiResult, blueprint, invalid_token, signed_in
+from web.api.models import (
+    DeliveryProblemOut,
+    EmailAddress,
+    EmailIn,
+    Message,
+    Model,
+    NewPassword,
+    TokenIn,
+    Username,
+    UserOut,
+    user_out,
+)
+from web.extensions import services
+from web.problems import Problem, problem
+from web.ratelimit import limit_posts
+
+
+class RegisterIn(Model):
+    username: Username
+    email: EmailAddress
+    password: NewPassword
+
+
+@blueprint.post("/register")
+@limit_posts("register")
+@validate_request(RegisterIn)
+@validate_response(Message, 202)
+@document_response(Problem, 409)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def register(data: RegisterIn) -> ApiResult:
+    """Create an account; a confirmation email follows. The same answer for an address that
+    already has an account (its owner is emailed instead), to prevent account enumeration."""
+    try:
+        await accounts.register(services(), data.username, data.email, data.password)
+    except UsernameTaken:
+        return problem(
+            409,
+            "Username taken",
+            "That username is taken.",
+            errors={"username": ["That username is taken."]},
+        )
+    except TooManyRegistrations as error:
+        return problem(
+            429,
+            "Too many registrations",
+            f"Many people are registering right now. Try again in {error.retry_after} s.",
+            headers={"Retry-After": str(error.retry_after)},
+        )
+    return Message(detail="Check your email to confirm your address."), 202
+
+
+@blueprint.get("/me")
+@validate_response(UserOut, 200)
+@signed_in
+async def me(current: Current) -> ApiResult:
+    out = user_out(current.user)
+    found = await bounces.delivery_problem(services(), current.user)
+    if found is not None:
+        out.delivery_problem = DeliveryProblemOut(
+            since=found.since, reason=found.reason, can_retry=found.can_retry
+        )
+    return out, 200
+
+
+@blueprint.post("/confirm/request")
+@limit_posts("confirm")
+@validate_request(EmailIn)
+@validate_response(Message, 202)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def confirm_request(data: EmailIn) -> ApiResult:
+    """Send a fresh confirmation link if the address has an account waiting for
+    confirmation (at most one per 3 minutes; older links stop working); the same answer
+    either way."""
+    await accounts.request_confirmation(services(), data.email)
+    return Message(detail="If an account with that address is waiting for confirmation, "
+                   "a new link is on its way."), 202  # fmt: skip
+
+
+@blueprint.post("/confirm")
+@validate_request(TokenIn)
+@validate_response(Message, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 422)
+async def confirm(data: TokenIn) -> ApiResult:
+    outcome = await accounts.confirm(services(), data.token)
+    if outcome is ConfirmOutcome.INVALID:
+        return invalid_token()
+    if outcome is ConfirmOutcome.ALREADY_CONFIRMED:
+        return Message(detail="Your email address is already confirmed."), 200
+    return Message(detail="Your email address is confirmed."), 200

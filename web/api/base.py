@@ -1,0 +1,118 @@
+"""The API blueprint and what every endpoint shares: cross-site protection, the answers
+to a body that does not validate and to a rule a use case refused, and the problem answers
+for "not signed in", "wrong password" and "too many attempts".
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+from quart import Blueprint, request
+from quart.typing import ResponseReturnValue
+from quart_schema import RequestSchemaValidationError, document_response
+
+from shared.validation import INVALID_TOKEN, InvalidInput
+from web.auth import current_sign_in
+from web.extensions import services
+from web.problems import Problem, problem
+
+PREFIX = "/api/v1"
+blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# What an endpoint returns: a model (quart-schema validates and serialises it) with its
+# status, or a problem Response.
+ApiResult = ResponseReturnValue | tuple[BaseModel, int]
+
+
+@blueprint.before_request
+async def protect_against_cross_site_requests() -> ResponseReturnValue | None:
+    if request.method not in UNSAFE_METHODS:
+        return None
+    if request.mimetype != "application/json":
+        return problem(415, "Unsupported media type", "Send the body as application/json.")
+    origin = request.headers.get("Origin")
+    if origin is not None and _origin(origin) != _origin(services().settings.base_url):
+        return problem(403, "Cross-site request refused", "This origin may not call the API.")
+    return None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+@blueprint.errorhandler(RequestSchemaValidationError)
+async def invalid_body(error: RequestSchemaValidationError) -> ResponseReturnValue:
+    cause = error.validation_error
+    errors: dict[str, list[str]] = {}
+    if hasattr(cause, "errors"):
+        for item in cause.errors():
+            field = ".".join(str(part) for part in item["loc"]) or "body"
+            message = str(item["msg"]).removeprefix("Value error, ")
+            errors.setdefault(field, []).append(message)
+    else:
+        errors["body"] = ["The body must be a JSON object matching the schema."]
+    return problem(422, "Invalid request", "Some fields are not valid.", errors=errors)
+
+
+@blueprint.errorhandler(InvalidInput)
+async def refused_input(error: InvalidInput) -> ResponseReturnValue:
+    """A use case refused a field (a rule that needs the account or several fields)."""
+    return problem(
+        422, "Invalid request", "Some fields are not valid.", errors={error.field: [error.message]}
+    )
+
+
+def not_logged_in() -> ResponseReturnValue:
+    return problem(401, "Not logged in", "Log in first.")
+
+
+def invalid_token() -> ResponseReturnValue:
+    return problem(400, "Invalid token", INVALID_TOKEN)
+
+
+def wrong_password(field: str = "password") -> ResponseReturnValue:
+    """The account's password, typed to confirm an operation, is not the right one."""
+    detail = (
+        "Your current password is not correct."
+        if field == "current_password"
+        else ("Your password is not correct.")
+    )
+    return problem(400, "Wrong password", detail, errors={field: [detail]})
+
+
+def too_many_attempts(retry_after: int) -> ResponseReturnValue:
+    return problem(
+        429,
+        "Too many attempts",
+        f"Too many wrong passwords. Try again in {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def wrong_code() -> ResponseReturnValue:
+    """A second factor (authenticator code or recovery code) that is not right."""
+    detail = "That code is not right."
+    return problem(400, "Wrong code", detail, errors={"code": [detail]})
+
+
+Handler = Callable[..., Awaitable[ApiResult]]
+
+
+def signed_in(handler: Handler) -> Handler:
+    """For endpoints of a signed-in account: without a live sign-in the answer is 401 (a
+    problem); with one, the handler gets it (the account and its session) first."""
+
+    @functools.wraps(handler)
+    async def run(*args: Any, **kwargs: Any) -> ApiResult:
+        current = await current_sign_in()
+        if current is None:
+            return not_logged_in()
+        return await handler(current, *args, **kwargs)
+
+    documented: Handler = document_response(Problem, 401)(run)
+    return documented

@@ -1,0 +1,85 @@
+"""Passwords: the reset by email, and changing it."""
+
+from __future__ import annotations
+
+from quart_schema import document_response, validate_request, validate_response
+
+from shared.services import passwords
+from shared.services.passwords import ChangeOutcome
+from shared.services.sessions import Current
+from web import ratelimit
+from web.api.base import (
+    ApiResult,
+    blueprint,
+    invalid_token,
+    signed_in,
+    too_many_attempts,
+    wrong_password,
+)
+from web.api.models import EmailIn, Message, Model, NewPassword, Password, Token
+from web.auth import continue_session
+from web.extensions import services
+from web.problems import Problem
+from web.ratelimit import limit_posts
+
+
+class ResetIn(Model):
+    token: Token
+    password: NewPassword
+
+
+class ChangePasswordIn(Model):
+    current_password: Password
+    password: NewPassword
+
+
+@blueprint.post("/password-reset/request")
+@limit_posts("reset")
+@validate_request(EmailIn)
+@validate_response(Message, 202)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def password_reset_request(data: EmailIn) -> ApiResult:
+    """Email a reset link if the address has an account; the same answer either way."""
+    await passwords.request_reset(services(), data.email)
+    return Message(detail="If an account exists for that email, you will receive "
+                   "instructions to reset your password."), 202  # fmt: skip
+
+
+@blueprint.post("/password-reset/confirm")
+@limit_posts("reset")
+@validate_request(ResetIn)
+@validate_response(Message, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def password_reset_confirm(data: ResetIn) -> ApiResult:
+    if not await passwords.reset_password(
+        services(), data.token, data.password, client=ratelimit.client_address()
+    ):
+        return invalid_token()
+    return Message(detail="Your password has been updated! You are now able to log in"), 200
+
+
+@blueprint.post("/password/change")
+@validate_request(ChangePasswordIn)
+@validate_response(Message, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+@signed_in
+async def password_change(current: Current, data: ChangePasswordIn) -> ApiResult:
+    """Change the password; every other session ends, this one stays."""
+    result = await passwords.change_password(
+        services(),
+        current.user.id,
+        data.current_password,
+        data.password,
+        keep_session=current.session.id,
+    )
+    if result.outcome is ChangeOutcome.LOCKED:
+        return too_many_attempts(result.retry_after)
+    if result.outcome is ChangeOutcome.WRONG_PASSWORD or result.user is None:
+        return wrong_password("current_password")
+    await continue_session(result.session_id)
+    return Message(detail="Your password has been updated!"), 200

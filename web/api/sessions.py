@@ -1,0 +1,80 @@
+"""Where the account is signed in: listed, ended one by one or all but this one."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+from quart_schema import document_response, validate_request, validate_response
+
+from shared.services import sessions
+from shared.services.sessions import Current
+from web.api.base import ApiResult, blueprint, signed_in
+from web.api.models import Empty, Message
+from web.auth import end_session
+from web.extensions import services
+from web.problems import Problem, problem
+
+
+class SessionOut(BaseModel):
+    id: str  # the public id: the secret one stays in the signed cookie
+    device: str
+    client_address: str
+    created_at: datetime
+    last_seen_at: datetime
+    current: bool
+
+
+class SessionsOut(BaseModel):
+    sessions: list[SessionOut]
+
+
+class Ended(BaseModel):
+    detail: str
+    ended: int
+
+
+@blueprint.get("/sessions")
+@validate_response(SessionsOut, 200)
+@signed_in
+async def list_sessions(current: Current) -> ApiResult:
+    """Where this account is signed in, most recently used first."""
+    records = await sessions.active(services(), current.user.id)
+    return SessionsOut(
+        sessions=[
+            SessionOut(
+                id=record.public_id,
+                device=record.device,
+                client_address=record.client_address,
+                created_at=record.created_at,
+                last_seen_at=record.last_seen_at,
+                current=record.id == current.session.id,
+            )
+            for record in records
+        ]
+    ), 200
+
+
+@blueprint.post("/sessions/<public_id>/revoke")
+@validate_request(Empty)
+@validate_response(Message, 200)
+@document_response(Problem, 404)
+@signed_in
+async def revoke_session(current: Current, public_id: str, data: Empty) -> ApiResult:
+    """End one sign-in of this account (this one too: that is signing out)."""
+    if public_id == current.session.public_id:
+        await end_session()
+        return Message(detail="Signed out."), 200
+    if not await sessions.revoke(services(), current.user.id, public_id):
+        return problem(404, "No such session", "This account has no live session with that id.")
+    return Message(detail="That session has been ended."), 200
+
+
+@blueprint.post("/sessions/revoke-others")
+@validate_request(Empty)
+@validate_response(Ended, 200)
+@signed_in
+async def revoke_other_sessions(current: Current, data: Empty) -> ApiResult:
+    """Sign out everywhere else: every sign-in of this account but this one ends."""
+    ended = await sessions.revoke_others(services(), current.user.id, keep=current.session.id)
+    return Ended(detail="Signed out everywhere else.", ended=ended), 200

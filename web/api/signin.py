@@ -1,0 +1,80 @@
+"""Signing in with a password, and out."""
+
+from __future__ import annotations
+
+from quart import request, session
+from quart_schema import document_response, validate_request, validate_response
+
+from shared.services import signin
+from web import ratelimit
+from web.api.base import ApiResult, blueprint
+from web.api.models import (
+    EmailAddress,
+    Empty,
+    Message,
+    Model,
+    Password,
+    SecondStepOut,
+    UserOut,
+    user_out,
+)
+from web.auth import SECOND_STEP, device_cookie, end_session, start_session
+from web.extensions import services
+from web.problems import Problem, problem
+from web.ratelimit import limit_posts
+
+
+class LoginIn(Model):
+    email: EmailAddress
+    password: Password
+    remember: bool = False
+
+
+@blueprint.post("/login")
+@limit_posts("login")
+@validate_request(LoginIn)
+@validate_response(UserOut, 200)
+@validate_response(SecondStepOut, 202)
+@document_response(Problem, 401)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def login(data: LoginIn) -> ApiResult:
+    """Start a session (the same cookie as the site)."""
+    outcome = await signin.login(
+        services(),
+        data.email,
+        data.password,
+        client=ratelimit.client_address(),
+        device_cookie=device_cookie(),
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+    if outcome.locked_for:
+        return problem(
+            429, "Account temporarily locked",
+            "Too many failed attempts for this account from here. Try again in "
+            f"{outcome.locked_for} s, or reset your password.",
+            headers={"Retry-After": str(outcome.locked_for)},
+        )  # fmt: skip
+    if outcome.second_step is not None:
+        session[SECOND_STEP] = {"pending": outcome.second_step, "remember": data.remember}
+        return SecondStepOut(
+            detail="Password accepted. Send a code from your authenticator app (or a recovery "
+            "code) to /api/v1/login/two-factor.",
+            second_step=True,
+        ), 202
+    if outcome.user is None:
+        return problem(
+            401,
+            "Login unsuccessful",
+            "Please check email and password. Registered recently? Confirm your address first.",
+        )
+    await start_session(outcome.user, remember=data.remember, device_cookie=outcome.device_cookie)
+    return user_out(outcome.user), 200
+
+
+@blueprint.post("/logout")
+@validate_request(Empty)
+@validate_response(Message, 200)
+async def logout(data: Empty) -> ApiResult:
+    await end_session()
+    return Message(detail="Logged out."), 200

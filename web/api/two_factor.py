@@ -1,0 +1,173 @@
+"""Two-factor sign-in: its second step, enrolment, recovery codes, turning it off."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from quart import request, session
+from quart.typing import ResponseReturnValue
+from quart_schema import document_response, validate_request, validate_response
+
+from shared.services import two_factor
+from shared.services.sessions import Current
+from shared.services.two_factor import Outcome as TwoFactorOutcome
+from web import ratelimit
+from web.api.base import (
+    ApiResult,
+    blueprint,
+    signed_in,
+    too_many_attempts,
+    wrong_code,
+    wrong_password,
+)
+from web.api.models import Code, CodeIn, Empty, Message, Model, Password, UserOut, user_out
+from web.auth import SECOND_STEP, continue_session, device_cookie, start_session
+from web.extensions import services
+from web.problems import Problem, problem
+from web.ratelimit import limit_posts
+
+
+class PasswordAndCodeIn(Model):
+    password: Password
+    code: Code
+
+
+class EnrolmentConfirmIn(Model):
+    """A code from the new secret, and the password: turning two-factor on needs a fresh
+    proof that it is the owner, not only their session."""
+
+    code: Code
+    password: Password
+
+
+class EnrolmentOut(BaseModel):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str]
+
+
+class TwoFactorOut(BaseModel):
+    enabled: bool
+    recovery_codes_left: int
+
+
+def _refused(result: two_factor.Result) -> ResponseReturnValue | None:
+    """The problem answer for a two-factor outcome other than DONE, if any."""
+    if result.outcome is TwoFactorOutcome.LOCKED:
+        return too_many_attempts(result.retry_after)
+    if result.outcome is TwoFactorOutcome.WRONG_PASSWORD:
+        return wrong_password()
+    if result.outcome is TwoFactorOutcome.WRONG_CODE:
+        return wrong_code()
+    if result.outcome is TwoFactorOutcome.NOT_APPLICABLE:
+        return problem(409, "Not applicable", "Nothing to do: check two-factor's state first.")
+    return None
+
+
+@blueprint.post("/login/two-factor")
+@limit_posts("login")
+@validate_request(CodeIn)
+@validate_response(UserOut, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 409)
+@document_response(Problem, 429)
+async def login_second_step(data: CodeIn) -> ApiResult:
+    """The second step of signing in to an account with two-factor sign-in on."""
+    state = session.get(SECOND_STEP)
+    if not isinstance(state, dict) or not isinstance(state.get("pending"), str):
+        return problem(409, "Not applicable", "Sign in with the password first.")
+    result = await two_factor.complete_sign_in(
+        services(),
+        state["pending"],
+        data.code,
+        client=ratelimit.client_address(),
+        device_cookie=device_cookie(),
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+    refused = _refused(result)
+    if refused is not None:
+        if result.outcome is TwoFactorOutcome.NOT_APPLICABLE:
+            session.pop(SECOND_STEP, None)
+        return refused
+    assert result.user is not None
+    await start_session(
+        result.user, remember=bool(state.get("remember")), device_cookie=result.device_cookie
+    )
+    return user_out(result.user), 200
+
+
+@blueprint.get("/two-factor")
+@validate_response(TwoFactorOut, 200)
+@signed_in
+async def two_factor_status(current: Current) -> ApiResult:
+    state = await two_factor.status(services(), current.user.id)
+    return TwoFactorOut(enabled=state.enabled, recovery_codes_left=state.recovery_codes_left), 200
+
+
+@blueprint.post("/two-factor/enrol")
+@validate_request(Empty)
+@validate_response(EnrolmentOut, 200)
+@document_response(Problem, 409)
+@signed_in
+async def two_factor_enrol(current: Current, data: Empty) -> ApiResult:
+    """A secret for an authenticator app; two-factor sign-in turns on when a code from it
+    is sent to /two-factor/confirm."""
+    enrolment = await two_factor.begin_enrolment(services(), current.user.id)
+    if enrolment is None:
+        return problem(409, "Already on", "Two-factor sign-in is on already.")
+    return EnrolmentOut(secret=enrolment.secret, otpauth_uri=enrolment.uri), 200
+
+
+@blueprint.post("/two-factor/confirm")
+@validate_request(EnrolmentConfirmIn)
+@validate_response(RecoveryCodesOut, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 409)
+@document_response(Problem, 429)
+@signed_in
+async def two_factor_confirm(current: Current, data: EnrolmentConfirmIn) -> ApiResult:
+    """Turn two-factor sign-in on (with the account's password and a code from the new
+    secret); the recovery codes are in the answer, once. The session's cookie is renewed."""
+    result = await two_factor.confirm_enrolment(
+        services(), current.user.id, data.code, data.password, sign_in=current.session.id
+    )
+    refused = _refused(result)
+    if refused is not None:
+        return refused
+    await continue_session(result.session_id)
+    return RecoveryCodesOut(recovery_codes=result.recovery_codes), 200
+
+
+@blueprint.post("/two-factor/recovery-codes")
+@validate_request(PasswordAndCodeIn)
+@validate_response(RecoveryCodesOut, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 409)
+@document_response(Problem, 429)
+@signed_in
+async def two_factor_recovery_codes(current: Current, data: PasswordAndCodeIn) -> ApiResult:
+    """New recovery codes (the old ones stop working)."""
+    result = await two_factor.regenerate_codes(
+        services(), current.user.id, data.password, data.code
+    )
+    return _refused(result) or (RecoveryCodesOut(recovery_codes=result.recovery_codes), 200)
+
+
+@blueprint.post("/two-factor/disable")
+@validate_request(PasswordAndCodeIn)
+@validate_response(Message, 200)
+@document_response(Problem, 400)
+@document_response(Problem, 409)
+@document_response(Problem, 429)
+@signed_in
+async def two_factor_disable(current: Current, data: PasswordAndCodeIn) -> ApiResult:
+    result = await two_factor.disable(
+        services(), current.user.id, data.password, data.code, sign_in=current.session.id
+    )
+    refused = _refused(result)
+    if refused is not None:
+        return refused
+    await continue_session(result.session_id)
+    return Message(detail="Two-factor sign-in is off."), 200
