@@ -501,7 +501,7 @@ async def bare_loop(port: int, count: int, *, connections: int = 1, encoded: boo
     """
     import aiosmtplib
 
-    from worker.render import EmailRenderer, build_message
+    from worker.mail.render import EmailRenderer, build_message
 
     renderer = EmailRenderer(site_name="Accounts", base_url="http://127.0.0.1")
     messages = [
@@ -627,7 +627,7 @@ async def worker_throughput(bench: Bench, count: int) -> None:
                 f"**{worker / bare:.2f}**",
             ]
         )
-        from worker.signing import generate_key
+        from worker.mail.signing import generate_key
 
         runs: list[tuple[str, int, dict[str, str]]] = [("this worker, 2 processes", 2, {})]
         for algorithm in ("rsa-sha256", "ed25519-sha256"):
@@ -1072,7 +1072,7 @@ async def hot_statements(env: dict[str, str]) -> tuple[dict[str, float], dict[st
     from shared.db import create_engine, create_sessionmaker
     from shared.services import bounces
     from shared.services.operations import outbox_stats
-    from worker.store import _MARK_SENT, OutboxStore, take_overdue
+    from worker.mail.store import _MARK_SENT, OutboxStore, take_overdue
 
     engine = create_engine(env["DATABASE_URL"], application_name="bench", pool_size=1)
     sessionmaker = create_sessionmaker(engine)

@@ -61,7 +61,7 @@ def create_engine(
     ``autocommit`` and ``pre_ping=False`` are for a hot path of single statements that are
     each atomic on their own (the worker's delivery claims): no BEGIN/COMMIT round trips, and
     no liveness check per checkout. Such a caller must retry once when a statement fails on
-    a connection the server had closed (see ``worker.store``); the pool then discards every
+    a connection the server had closed (see ``worker.mail.store``); the pool then discards every
     connection older than the failure.
 
     ``pool_size`` is all the connections it opens (no overflow: the budget in the settings,

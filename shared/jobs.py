@@ -38,6 +38,9 @@ leaves some queued) and moves them over. Nothing queues it now."""
 SWEEP_OUTBOX: Final = "sweep_outbox"
 """Cron: re-enqueue pending outbox rows whose turn has come (lost jobs, Redis outages)."""
 
+SWEEP_WEBHOOKS: Final = "sweep_webhooks"
+"""Cron: re-enqueue overdue pending webhook deliveries (each domain sweeps its own outbox)."""
+
 PURGE: Final = "purge"
 """Cron: forget what is past its time (outbox rows past retention, accounts never confirmed,
 username holds that ended)."""
@@ -46,7 +49,7 @@ DELIVER_WEBHOOK: Final = "deliver_webhook"
 """POST one webhook delivery row to its endpoint. Argument: the ``webhook_deliveries.id``.
 Idempotent like ``send_email``: a delivered row is left alone."""
 
-JOB_NAMES: Final = frozenset({SEND_EMAIL, SWEEP_OUTBOX, PURGE, DELIVER_WEBHOOK})
+JOB_NAMES: Final = frozenset({SEND_EMAIL, SWEEP_OUTBOX, SWEEP_WEBHOOKS, PURGE, DELIVER_WEBHOOK})
 
 
 def email_job_id(email_id: int, queue_name: str) -> str:

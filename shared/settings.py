@@ -291,7 +291,7 @@ class Settings(BaseSettings):
     BOUNCE_REPORTS_RETENTION_DAYS: int = Field(default=30, ge=1)
     SUPPRESSIONS_RETENTION_DAYS: int = Field(default=365, ge=1)
 
-    # --- webhooks (see worker/webhooks.py) ---------------------------------------------------
+    # --- webhooks (see worker/webhooks/sender.py) ---------------------------------------------
     # Deliver to loopback/private/link-local addresses too. Off: a webhook URL must not be a
     # way into the internal network (server-side request forgery); tests turn it on for
     # their loopback receiver.

@@ -9,7 +9,7 @@ from pathlib import Path
 from shared.jobs import EMAIL_CONTEXTS, JOB_NAMES, EmailKind
 from shared.settings import Settings
 from worker.bootstrap import worker_options
-from worker.render import TEMPLATES
+from worker.mail.render import TEMPLATES
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.services.webhooks import new_secret
 from tests.support import ROOT
-from worker.webhooks import signed_headers
+from worker.webhooks.sender import signed_headers
 
 Verify = Callable[[str, dict[str, str], bytes], bool]
 

@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 from shared.logs import start_process
 from shared.settings import Settings
-from worker import bounce_commands, webhook_commands
+from worker.cli import bounces as bounce_commands
+from worker.cli import webhooks as webhook_commands
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "webhooks":
         return asyncio.run(webhook_commands.run(settings, args))
     if args.command == "bounces":
-        from worker import bounce_listener
+        from worker.bounces import listener as bounce_listener
 
         return bounce_listener.run(settings)
     if args.command in ("suppressions", "bounce-reports"):
@@ -76,7 +77,7 @@ def dkim_keygen(domain: str, selector: str, algorithm: str, out: str) -> int:
     """Needs no settings: it only writes a key and says what to publish."""
     import os
 
-    from worker.signing import generate_key
+    from worker.mail.signing import generate_key
 
     if os.path.exists(out):
         print(f"{out} exists; not overwriting a key", file=sys.stderr)
@@ -142,7 +143,7 @@ async def retry_failed(settings: Settings, *, ids: list[int], all_failed: bool) 
         requeued = await requeue_failed(context, ids=ids, all_failed=all_failed)
     finally:
         await context.close()
-    from worker.cli_output import report_requeued
+    from worker.cli.output import report_requeued
 
     return report_requeued(requeued, ids, nothing="no failed emails")
 

@@ -9,20 +9,27 @@ from arq import cron, func
 
 from shared.db import create_engine, create_sessionmaker
 from shared.heap import freeze_startup_objects
-from shared.jobs import DELIVER_WEBHOOK, PURGE, SEND_EMAIL, SWEEP_OUTBOX, redis_settings
+from shared.jobs import (
+    DELIVER_WEBHOOK,
+    PURGE,
+    SEND_EMAIL,
+    SWEEP_OUTBOX,
+    SWEEP_WEBHOOKS,
+    redis_settings,
+)
 from shared.settings import Settings
 from shared.tokens import Tokens
 from worker import metrics
 from worker.context import STATE_KEY, WorkerState, state
 from worker.dispatch import DeliveryWorker
-from worker.jobs import deliver_email, purge, send_email, sweep_outbox
-from worker.mailer import SMTPConfig, SMTPPool
-from worker.render import EmailRenderer
-from worker.signing import DkimSigner
-from worker.store import STORE_CONNECTIONS, OutboxStore
+from worker.mail.delivery import deliver_email, purge, send_email, sweep_outbox
+from worker.mail.render import EmailRenderer
+from worker.mail.signing import DkimSigner
+from worker.mail.smtp import SMTPConfig, SMTPPool
+from worker.mail.store import STORE_CONNECTIONS, OutboxStore
 from worker.throttle import CircuitBreaker, OutboundBudget
-from worker.webhook_jobs import deliver_webhook
-from worker.webhooks import WebhookSender
+from worker.webhooks.jobs import deliver_webhook, sweep_webhooks
+from worker.webhooks.sender import WebhookSender
 
 SITE_NAME = "Accounts"
 # How long a worker keeps trying to reach Redis before it gives up (its supervisor restarts it).
@@ -162,6 +169,15 @@ def worker_options(settings: Settings, *, freeze_after_startup: bool = False) ->
                 timeout=settings.WORKER_JOB_TIMEOUT,
                 keep_result=0,
             ),
+            cron(
+                sweep_webhooks,
+                name=SWEEP_WEBHOOKS,
+                second=set(range(0, 60, settings.OUTBOX_SWEEP_EVERY)),
+                run_at_startup=True,
+                unique=True,
+                timeout=settings.WORKER_JOB_TIMEOUT,
+                keep_result=0,
+            ),
             # Hourly, at a minute of its own; batched deletes, each a short transaction.
             cron(
                 purge,
@@ -197,6 +213,6 @@ def create_worker(
     settings: Settings, *, freeze_after_startup: bool = False, **overrides: Any
 ) -> DeliveryWorker:
     """The worker process's arq worker; emails from the due set are delivered by
-    :func:`worker.jobs.deliver_email` beside the arq jobs."""
+    :func:`worker.mail.delivery.deliver_email` beside the arq jobs."""
     options = worker_options(settings, freeze_after_startup=freeze_after_startup)
     return DeliveryWorker(deliver_email=_deliver, **{**options, **overrides})

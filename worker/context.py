@@ -15,12 +15,12 @@ from shared.db import SessionMaker
 from shared.outages import OutageLog
 from shared.settings import Settings
 from shared.tokens import Tokens
-from worker.mailer import SMTPPool
-from worker.render import EmailRenderer
-from worker.signing import DkimSigner
-from worker.store import OutboxStore
+from worker.mail.render import EmailRenderer
+from worker.mail.signing import DkimSigner
+from worker.mail.smtp import SMTPPool
+from worker.mail.store import OutboxStore
 from worker.throttle import CircuitBreaker, OutboundBudget
-from worker.webhooks import WebhookSender
+from worker.webhooks.sender import WebhookSender
 
 STATE_KEY = "state"
 # One line when PostgreSQL (or Redis) stops answering this worker, one when it is back,

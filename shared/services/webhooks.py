@@ -4,7 +4,7 @@ An endpoint is a URL, the event types it wants and its own signing secret (Stand
 Webhooks, ``whsec_<base64>``), shown once when it is added and stored sealed. When an event
 is recorded, its statement writes one delivery row per subscribed endpoint in the event's
 own transaction (the webhook outbox, :func:`shared.services.events.record_many`), announced
-to the worker after the commit; the worker (``worker/webhook_jobs.py``) POSTs it, signed, at
+to the worker after the commit; the worker (``worker/webhooks/jobs.py``) POSTs it, signed, at
 least once. Operators manage endpoints with ``python -m worker webhooks ...``.
 """
 

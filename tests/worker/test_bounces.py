@@ -26,8 +26,8 @@ from shared.verp import bounce_address, email_id_from, find_email_id
 from tests.bounce_messages import arf, dsn
 from tests.support import run_burst_worker, worker_cli
 from worker.bootstrap import worker_options
-from worker.bounce_listener import serve
-from worker.jobs import sweep_outbox
+from worker.bounces.listener import serve
+from worker.mail.delivery import sweep_outbox
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
@@ -253,7 +253,7 @@ async def test_the_receiver_bounds_what_one_sender_can_take(
     an unmatched report kept: what an anonymous sender can make the service hold is
     bounded."""
     from shared.ratelimit import Limit
-    from worker import bounce_listener
+    from worker.bounces import listener as bounce_listener
 
     monkeypatch.setattr(bounce_listener, "CONNECTION_DEADLINE", 1.5)
     monkeypatch.setattr(bounce_listener, "REPORTS_PER_CLIENT", Limit("bounce-test", 3, 60))

@@ -21,8 +21,8 @@ from shared.services import bounces
 from shared.settings import Settings
 from worker.bootstrap import claim_lease, create_worker, worker_options
 from worker.context import STATE_KEY, WorkerState, state
-from worker.jobs import deliver_email, sweep_outbox
-from worker.store import OutboxStore, RecordedOutcome
+from worker.mail.delivery import deliver_email, sweep_outbox
+from worker.mail.store import OutboxStore, RecordedOutcome
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 

@@ -20,7 +20,7 @@ from shared.jobs import EmailKind, TestEmail
 from shared.outbox import add_email, transaction
 from shared.settings import Settings
 from tests.support import ROOT, run_burst_worker
-from worker.signing import (
+from worker.mail.signing import (
     PURE_PYTHON_RSA_SIGN,
     _rsassa_pkcs1_v1_5_sign,
     generate_key,

@@ -11,8 +11,8 @@ import pytest
 from jinja2 import UndefinedError
 
 from shared.jobs import EmailKind
-from worker.inlined import _plain_names, inline_once
-from worker.render import EmailRenderer
+from worker.mail.inlined import _plain_names, inline_once
+from worker.mail.render import EmailRenderer
 
 # Values a mail client must show as text: markup, quotes, ampersands, non-ASCII.
 AWKWARD = '<b>O\'Brien</b> & "Zoë" <script>alert(1)</script>'

@@ -14,8 +14,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from devstack.mailsink import MailSink, free_port, start_sink
 from shared.settings import Settings
 from worker.bootstrap import smtp_config
-from worker.mailer import PermanentDeliveryError, SMTPPool, TemporaryDeliveryError
-from worker.render import EmailRenderer, build_message
+from worker.mail.render import EmailRenderer, build_message
+from worker.mail.smtp import PermanentDeliveryError, SMTPPool, TemporaryDeliveryError
 
 USER, PASSWORD = "mailer", "s3cret-smtp-password"
 

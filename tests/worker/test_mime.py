@@ -10,8 +10,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from worker.mime import _header, compose
-from worker.render import EmailRenderer, RenderedEmail, build_message
+from worker.mail.mime import _header, compose
+from worker.mail.render import EmailRenderer, RenderedEmail, build_message
 
 DATE = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SENDER = "Accounts <noreply@accounts.test>"

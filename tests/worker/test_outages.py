@@ -14,7 +14,7 @@ from shared.settings import Settings
 from tests.relay import Relay
 from worker.bootstrap import worker_options
 from worker.context import OUTAGES
-from worker.jobs import purge, sweep_outbox
+from worker.mail.delivery import purge, sweep_outbox
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 

@@ -14,8 +14,8 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.models import EmailStatus
-from worker.store import OutboxStore, RecordedOutcome
-from worker.webhook_jobs import claim_statement, record_statement
+from worker.mail.store import OutboxStore, RecordedOutcome
+from worker.webhooks.jobs import claim_statement, record_statement
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 

@@ -27,7 +27,7 @@ from shared.models import (
 from shared.outbox import add_email
 from shared.settings import Settings
 from worker.bootstrap import worker_options
-from worker.jobs import purge
+from worker.mail.delivery import purge
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from worker.render import EmailRenderer, build_message, message_id_for
+from worker.mail.render import EmailRenderer, build_message, message_id_for
 
 SENDER = "Accounts <noreply@accounts.test>"
 

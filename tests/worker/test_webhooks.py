@@ -25,7 +25,7 @@ from shared.services.context import ServiceContext
 from shared.settings import Settings
 from tests.receiver import Receiver, serving
 from tests.support import committing_context, run_burst_worker, worker_cli
-from worker.webhooks import Reply, WebhookSender, _retry_after, is_public_address
+from worker.webhooks.sender import Reply, WebhookSender, _retry_after, is_public_address
 
 pytestmark = pytest.mark.usefixtures("clean_db")
 
@@ -373,7 +373,7 @@ async def test_the_sweeper_delivers_a_lost_job(
 ) -> None:
     """A delivery whose job was lost (Redis away at commit) is found by the sweeper."""
     from worker.bootstrap import worker_options
-    from worker.jobs import sweep_outbox
+    from worker.webhooks.jobs import sweep_webhooks
 
     await subscribe(ctx, receiver.url, ["*"], receiver)
     await record(ctx, events.Kind.PASSWORD_CHANGED)
@@ -388,7 +388,7 @@ async def test_the_sweeper_delivers_a_lost_job(
     options = worker_options(hook_settings)
     await options["on_startup"](worker_ctx)
     try:
-        assert await sweep_outbox(worker_ctx) == 1
+        assert await sweep_webhooks(worker_ctx) == 1
     finally:
         await options["on_shutdown"](worker_ctx)
     await run_burst_worker(hook_settings)

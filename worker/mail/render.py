@@ -3,7 +3,7 @@
 Each kind has a ``<kind>.txt`` and a ``<kind>.html`` template extending one base layout. The
 text template also sets ``subject`` at top level, so subject and body live side by side. HTML
 is autoescaped and its CSS is inlined, because most mail clients ignore <style> blocks (once
-per kind where the template allows it: :mod:`worker.inlined`).
+per kind where the template allows it: :mod:`worker.mail.inlined`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import css_inline
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from worker.inlined import InlinedTemplate, inline_once
+from worker.mail.inlined import InlinedTemplate, inline_once
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -99,7 +99,7 @@ def build_message(
     date: datetime | None = None,
 ) -> EmailMessage:
     """A multipart/alternative message (text first, HTML preferred by clients that can),
-    built with the email package (for addresses beyond ASCII; see :mod:`worker.mime`).
+    built with the email package (for addresses beyond ASCII; see :mod:`worker.mail.mime`).
 
     Header values go through the email package's policy, which refuses CR or LF, so a name or
     address can never smuggle in extra headers.

@@ -26,7 +26,7 @@ from sqlalchemy.sql.expression import Executable
 from shared.batching import Coalescer
 from shared.db import create_engine
 from shared.models import Email, EmailStatus, Suppression, User, still_pending
-from worker.emails import Account, OutboxEmail
+from worker.mail.prepare import Account, OutboxEmail
 
 T = TypeVar("T")
 EMAILS = cast(Table, Email.__table__)

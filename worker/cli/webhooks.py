@@ -151,7 +151,7 @@ async def _retry(context: ServiceContext, ids: list[int], all_failed: bool) -> i
     if not ids and not all_failed:
         print("retry needs delivery ids or --all-failed", file=sys.stderr)
         return 2
-    from worker.cli_output import report_requeued
+    from worker.cli.output import report_requeued
 
     requeued = await webhooks.requeue_failed(context, ids=ids, all_failed=all_failed)
     return report_requeued(requeued, ids, nothing="no failed webhook deliveries")

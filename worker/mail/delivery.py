@@ -34,14 +34,13 @@ from shared.services.operations import outbox_stats, purge_expired
 from shared.verp import bounce_address
 from worker import metrics
 from worker.context import OUTAGES, WorkerState, state
-from worker.emails import OutboxEmail, Skip, prepare
-from worker.mailer import DeliveryError, Envelope, Outgoing, RecipientRefused
-from worker.mime import compose
-from worker.render import message_id_for
-from worker.signing import DkimSigner
-from worker.store import RecordedOutcome, record_outcome, take_overdue
+from worker.mail.mime import compose
+from worker.mail.prepare import OutboxEmail, Skip, prepare
+from worker.mail.render import message_id_for
+from worker.mail.signing import DkimSigner
+from worker.mail.smtp import DeliveryError, Envelope, Outgoing, RecipientRefused
+from worker.mail.store import RecordedOutcome, record_outcome, take_overdue
 from worker.throttle import backoff_delay
-from worker.webhook_jobs import sweep_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +254,8 @@ async def _classify_failure(st: WorkerState, email: OutboxEmail, error: Delivery
 
 @OUTAGES.quiet
 async def sweep_outbox(ctx: dict[str, Any]) -> int:
-    """Re-enqueue pending rows (emails and webhook deliveries) whose delivery is overdue.
+    """Re-enqueue pending emails whose delivery is overdue (webhook deliveries have their
+    own sweep: worker.webhooks.jobs).
 
     Covers Redis being down when the web process committed, a crash between commit and
     enqueue, and jobs lost for any other reason. The job id is derived from the row, so a row
@@ -275,7 +275,6 @@ async def sweep_outbox(ctx: dict[str, Any]) -> int:
     ids = [email_id for email_id, _ in overdue]
     if ids:
         log.info("sweeper: %s overdue pending emails, %s enqueued", len(ids), enqueued)
-    enqueued += await sweep_webhooks(st)
     await _refresh_gauges(st)
     return enqueued
 

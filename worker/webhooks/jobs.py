@@ -1,6 +1,6 @@
 """The webhook delivery job and the sweep of overdue deliveries.
 
-The same design as the emails' (``worker/jobs.py``): the ``webhook_deliveries`` row is the
+The same design as the emails' (``worker/mail/delivery.py``): the ``webhook_deliveries`` row is the
 source of truth, a run claims it for a while (a lease), POSTs without holding a transaction,
 and records what happened. At least once: a worker killed after the receiver answered but
 before the record is written delivers the message again, with the same ``webhook-id``, which
@@ -30,9 +30,9 @@ from shared.models import EmailStatus, WebhookDelivery, WebhookEndpoint, still_p
 from shared.outbox import transaction
 from shared.services.webhooks import sealer
 from worker import metrics
-from worker.context import WorkerState, state
+from worker.context import OUTAGES, WorkerState, state
 from worker.throttle import backoff_delay
-from worker.webhooks import Reply
+from worker.webhooks.sender import Reply
 
 log = logging.getLogger(__name__)
 
@@ -197,9 +197,12 @@ async def _record(
             )
 
 
-async def sweep_webhooks(st: WorkerState, *, limit: int = 1000) -> int:
-    """Re-enqueue pending deliveries overdue by OUTBOX_SWEEP_AFTER (a lost job, Redis away
-    at commit); their due time moves to now so the next sweep does not take them again."""
+@OUTAGES.quiet
+async def sweep_webhooks(ctx: dict[str, Any], *, limit: int = 1000) -> int:
+    """Cron: re-enqueue pending deliveries overdue by OUTBOX_SWEEP_AFTER (a lost job, Redis
+    away at commit); their due time moves to now so the next sweep does not take them
+    again."""
+    st = state(ctx)
     cutoff = func.now() - timedelta(seconds=st.settings.OUTBOX_SWEEP_AFTER)
     due = (
         select(DELIVERIES.c.id)

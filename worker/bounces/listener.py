@@ -2,7 +2,7 @@
 bounce addresses, on BOUNCE_LISTEN.
 
 It takes mail for BOUNCE_DOMAIN only (anything else: 550, it relays nothing), reads each
-message as a DSN or ARF report (:mod:`worker.bounce_reports`) and records it through the
+message as a DSN or ARF report (:mod:`worker.bounces.reports`) and records it through the
 bounces use case before it answers 250; if recording fails it answers 451, so the sending
 server tries again later and nothing is lost.
 
@@ -27,7 +27,7 @@ from shared.ratelimit import Limit
 from shared.services import bounces
 from shared.services.context import ServiceContext
 from shared.settings import Settings
-from worker.bounce_reports import understand
+from worker.bounces.reports import understand
 
 log = logging.getLogger(__name__)
 

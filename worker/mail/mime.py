@@ -18,7 +18,7 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 
-from worker.render import RenderedEmail, build_message, message_headers
+from worker.mail.render import RenderedEmail, build_message, message_headers
 
 _MAX_LINE = SMTP.max_line_length or 78
 

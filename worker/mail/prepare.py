@@ -37,7 +37,7 @@ from shared.tokens import Purpose, Tokens, unix_microseconds
 
 @dataclass(slots=True)
 class OutboxEmail:
-    """The outbox row a job is delivering, as its claim returned it (see worker.store)."""
+    """The outbox row a job is delivering, as its claim returned it (see worker.mail.store)."""
 
     id: int
     kind: str
@@ -77,7 +77,7 @@ def _hours(seconds: int) -> str:
 @dataclass(frozen=True, slots=True)
 class Account:
     """What the stale guard and the templates read of an account, as of the send: a plain
-    row (worker.store reads these columns with one Core statement per batch; a mapped
+    row (worker.mail.store reads these columns with one Core statement per batch; a mapped
     ``User`` through a session cost half as much again per look-up)."""
 
     id: int
