@@ -53,3 +53,33 @@ def test_the_web_layer_never_queries() -> None:
         for name in imports(path):
             assert name.split(".")[0] != "sqlalchemy", f"{path} imports {name}"
             assert name not in {"shared.db", "shared.outbox"}, f"{path} imports {name}"
+
+
+def calls(path: Path) -> list[str]:
+    """The names of the attributes a module calls (``ctx.unit_of_work()`` -> unit_of_work)."""
+    return [
+        node.func.attr
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+    ]
+
+
+def test_the_web_layer_opens_no_transaction() -> None:
+    """A transaction is a use case's (shared/services): nothing in web/ opens one."""
+    for path in (ROOT / "web").rglob("*.py"):
+        opened = {"unit_of_work", "reading", "commit_together", "begin"} & set(calls(path))
+        assert not opened, f"{path} opens a transaction ({', '.join(sorted(opened))})"
+
+
+WORKER_DOMAINS = ("mail", "webhooks", "bounces", "cli")
+
+
+def test_the_worker_domains_keep_to_themselves() -> None:
+    """worker/<domain>/ imports shared, the worker's top-level modules (bootstrap, context,
+    dispatch, throttle, metrics) and its own package: never another domain's internals."""
+    for domain in WORKER_DOMAINS:
+        others = {f"worker.{other}" for other in WORKER_DOMAINS if other != domain}
+        for path in (ROOT / "worker" / domain).rglob("*.py"):
+            for name in imports(path):
+                owner = ".".join(name.split(".")[:2])
+                assert owner not in others, f"{path} imports {name}"

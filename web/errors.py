@@ -14,8 +14,8 @@ from quart.typing import ResponseReturnValue
 from quart_auth import Unauthorized
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from shared.alerts import alert_admins
 from shared.outages import OutageLog, is_unavailable
+from shared.services import operations
 from web.extensions import services
 from web.forms import CSRFError
 from web.problems import problem
@@ -101,16 +101,12 @@ def _wants_problem() -> bool:
 
 async def _tell_admins(error: Exception) -> None:
     try:
-        context = services()
-        async with context.unit_of_work() as session:
-            await alert_admins(
-                session,
-                context.redis,
-                context.settings,
-                key=f"web:{type(error).__name__}:{request.endpoint}",
-                summary=f"{type(error).__name__} on {request.method} {request.path}",
-                details="".join(traceback.format_exception(error)),
-            )
+        await operations.alert_admins_of(
+            services(),
+            key=f"web:{type(error).__name__}:{request.endpoint}",
+            summary=f"{type(error).__name__} on {request.method} {request.path}",
+            details="".join(traceback.format_exception(error)),
+        )
     except Exception:  # the alert must never turn one error into two
         log.exception("could not queue the admin alert")
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.alerts import alert_admins
 from shared.jobs import EmailKind, TestEmail
 from shared.models import (
     BounceReport,
@@ -112,6 +113,15 @@ async def outbox_stats(session: AsyncSession) -> OutboxStats:
         )
     )
     return OutboxStats(pending=pending, failed=failed or 0, oldest_pending_age=float(age or 0))
+
+
+async def alert_admins_of(ctx: ServiceContext, *, key: str, summary: str, details: str) -> None:
+    """Email the ADMINS about an unexpected error (at most one per ``key`` per alert window),
+    in a unit of work of its own: the failed request's own work is gone."""
+    async with ctx.unit_of_work() as session:
+        await alert_admins(
+            session, ctx.redis, ctx.settings, key=key, summary=summary, details=details
+        )
 
 
 async def send_test_email(ctx: ServiceContext, recipient: str) -> int:
