@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint format typecheck pytest migrate clean send-test-email bench compose-env
+.PHONY: help install run test test-fast lint format typecheck pytest migrate clean send-test-email bench compose-env
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -15,6 +15,9 @@ run: install  ## migrate and run web + worker (embedded PostgreSQL/Redis/SMTP wh
 	$(VENV)/python -m devstack
 
 test: install lint typecheck pytest  ## lint, type-check and run the whole test suite
+
+test-fast: install  ## in seconds: the tests that need no server (validation, MIME, rendering, tokens, parsing)
+	$(VENV)/python -m pytest -q -m "not services" $(PYTEST_ARGS)
 
 pytest: install  ## the test suite only (PYTEST_ARGS="-k reset" to filter)
 	$(VENV)/python -m pytest $(PYTEST_ARGS)

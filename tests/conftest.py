@@ -43,6 +43,19 @@ TABLES = (
 )  # fmt: skip
 
 
+# Fixtures that stand for a real server: a test that uses one (directly or through another
+# fixture) is marked `services`; `make test-fast` runs the rest, in seconds.
+SERVER_FIXTURES = frozenset({"services", "mail_sink", "database_url", "base_settings"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+        elif item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.services)
+
+
 # --- servers --------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
