@@ -14,9 +14,10 @@ import re
 import sys
 from typing import Any
 
+from shared import links
 from shared.settings import Settings, SettingsError, load_settings
 
-SECRET_PATHS = re.compile(r"(/(?:confirm|reset_password|account/not-me)/)(?!resend\b)[^\s\"'?#<>]+")
+SECRET_PATHS = links.token_paths()
 SECRET_FIELDS = re.compile(
     r"((?:password|current_password|confirm_password|csrf_token|token)=)[^&\s\"']+"
 )

@@ -50,9 +50,9 @@ SERVER_FIXTURES = frozenset({"services", "mail_sink", "database_url", "base_sett
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.services)
-        elif item.get_closest_marker("slow"):
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker(
+            "slow"
+        ):
             item.add_marker(pytest.mark.services)
 
 

@@ -83,3 +83,29 @@ def test_the_worker_domains_keep_to_themselves() -> None:
             for name in imports(path):
                 owner = ".".join(name.split(".")[:2])
                 assert owner not in others, f"{path} imports {name}"
+
+
+def string_constants(path: Path) -> list[str]:
+    return [
+        node.value
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+
+
+def test_links_and_message_ids_are_written_in_their_one_module() -> None:
+    """Emailed links come from shared/links.py (the worker mints them, the web routes them,
+    the log filter redacts them from the same definitions); the Message-ID format from
+    shared/message_ids.py."""
+    from shared.links import NOT_TOKENS, TOKEN_LINKS
+
+    prefixes = tuple(link.prefix for link in TOKEN_LINKS)
+    allowed = {prefix + word for prefix in prefixes for word in NOT_TOKENS}
+    for package in ("web", "worker", "shared"):
+        for path in (ROOT / package).rglob("*.py"):
+            if path.name in {"links.py", "message_ids.py"} and path.parent.name == "shared":
+                continue
+            for text in string_constants(path):
+                if text.startswith(prefixes) and text not in allowed:
+                    raise AssertionError(f"{path} spells a link: {text!r}")
+                assert "<outbox." not in text, f"{path} spells a Message-ID: {text!r}"

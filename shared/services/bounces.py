@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.alerts import alert_admins
 from shared.jobs import EmailKind
+from shared.message_ids import email_id_in
 from shared.models import BounceReport, Email, EmailStatus, Suppression, User
 from shared.outbox import announce
 from shared.services.context import ServiceContext
@@ -338,7 +338,6 @@ class ProviderVerdict(enum.Enum):
 
 
 MAILGUN_TOLERANCE = 15 * 60  # seconds between Mailgun signing an event and our reading it
-_OUTBOX_MESSAGE_ID = re.compile(r"outbox\.(\d{1,18})\.\d+@")
 
 
 async def accept_mailgun_event(ctx: ServiceContext, body: object) -> ProviderVerdict:
@@ -397,8 +396,7 @@ def _mailgun_report(event: dict[str, Any]) -> Report | None:
     message = event.get("message")
     headers = message.get("headers") if isinstance(message, dict) else None
     message_id = str(headers.get("message-id", "")) if isinstance(headers, dict) else ""
-    match = _OUTBOX_MESSAGE_ID.search(message_id)
-    email_id = int(match.group(1)) if match else None
+    email_id = email_id_in(message_id)
     recipient = str(event.get("recipient", ""))
     return Report("mailgun", "event", outcome, email_id, f"{detail} ({recipient})")
 

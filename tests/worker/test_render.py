@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from worker.mail.render import EmailRenderer, build_message, message_id_for
+from shared.message_ids import email_id_in, message_id_for
+from worker.mail.render import EmailRenderer, build_message
 
 SENDER = "Accounts <noreply@accounts.test>"
 
@@ -56,6 +57,9 @@ def test_message_id_is_traceable_to_the_outbox_row() -> None:
         message_id_for(42, created, SENDER)
         == f"<outbox.42.{int(created.timestamp())}@accounts.test>"
     )
+    # ... and read back from it (a provider's event names the message by it).
+    assert email_id_in(message_id_for(42, created, SENDER).strip("<>")) == 42
+    assert email_id_in("<someone.else.42@example.com>") is None
 
 
 def test_missing_template_variable_is_an_error_not_a_blank(renderer: EmailRenderer) -> None:

@@ -10,6 +10,7 @@ from quart import Blueprint, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
+from shared import links
 from shared.services import accounts, bounces, signin
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.validation import INVALID_TOKEN, InvalidInput
@@ -147,7 +148,7 @@ def duration(seconds: int) -> str:
     return f"{minutes} min" if minutes else f"{seconds} s"
 
 
-@blueprint.route("/confirm/<token>", methods=["GET", "POST"])
+@blueprint.route(links.CONFIRM_EMAIL.route, methods=["GET", "POST"])
 async def confirm(token: str) -> ResponseReturnValue:
     """GET shows a button; only the POST confirms, so mail scanners that fetch links
     confirm nothing."""

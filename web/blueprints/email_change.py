@@ -7,6 +7,7 @@ from quart import Blueprint, Response, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
+from shared import links
 from shared.services import bounces, email_change
 from shared.services.email_change import ConfirmOutcome, RequestOutcome
 from shared.validation import INVALID_TOKEN, InvalidInput
@@ -61,7 +62,7 @@ async def change() -> ResponseReturnValue:
     )
 
 
-@blueprint.route("/account/email/confirm/<token>", methods=["GET", "POST"])
+@blueprint.route(links.CHANGE_EMAIL.route, methods=["GET", "POST"])
 async def confirm(token: str) -> ResponseReturnValue:
     """GET shows a button; only the POST changes the address (mail scanners fetch links)."""
     form = await ActionForm.from_request()

@@ -6,6 +6,7 @@ from quart import Blueprint, Response, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
+from shared import links
 from shared.services import passwords
 from shared.services.passwords import ChangeOutcome
 from shared.validation import INVALID_TOKEN, InvalidInput
@@ -46,7 +47,7 @@ async def request_reset() -> ResponseReturnValue:
     return await render_template("reset/request.html", title="Reset Password", form=form)
 
 
-@blueprint.route("/reset_password/<token>", methods=["GET", "POST"])
+@blueprint.route(links.RESET_PASSWORD.route, methods=["GET", "POST"])
 @limit_posts("reset")
 async def reset_with_token(token: str) -> ResponseReturnValue:
     if await current_account() is not None:
@@ -103,7 +104,7 @@ async def change_password() -> ResponseReturnValue:
     return await render_template("reset/change.html", title="Change Password", form=form)
 
 
-@blueprint.route("/account/not-me/<token>", methods=["GET", "POST"])
+@blueprint.route(links.NOT_ME.route, methods=["GET", "POST"])
 async def not_me(token: str) -> ResponseReturnValue:
     """The "this wasn't me" link from a password-changed email: after one confirming click,
     end every session of the account and email a fresh reset link."""

@@ -27,6 +27,7 @@ from shared.jobs import (
     enqueue_send_email,
     parse_context,
 )
+from shared.message_ids import message_id_for
 from shared.models import EmailStatus
 from shared.outbox import transaction
 from shared.services import bounces
@@ -36,7 +37,6 @@ from worker import metrics
 from worker.context import OUTAGES, WorkerState, state
 from worker.mail.mime import compose
 from worker.mail.prepare import OutboxEmail, Skip, prepare
-from worker.mail.render import message_id_for
 from worker.mail.signing import DkimSigner
 from worker.mail.smtp import DeliveryError, Envelope, Outgoing, RecipientRefused
 from worker.mail.store import RecordedOutcome, record_outcome, take_overdue

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared import links
 from shared.jobs import (
     AccountDeleted,
     AdminAlert,
@@ -137,7 +138,7 @@ async def prepare(
             token = tokens.dumps(Purpose.CONFIRM_EMAIL, {"uid": user.id, "gen": generation})
             return {
                 "username": user.username,
-                "link": f"{base}/confirm/{token}",
+                "link": links.CONFIRM_EMAIL.url(base, token),
                 "expires_in": _hours(settings.CONFIRM_TOKEN_MAX_AGE),
             }
         case AlreadyRegistered(user_id=user_id):
@@ -146,8 +147,8 @@ async def prepare(
                 return Skip("the account no longer exists")
             return {
                 "username": user.username,
-                "login_link": f"{base}/login",
-                "reset_link": f"{base}/reset_password",
+                "login_link": f"{base}{links.LOGIN}",
+                "reset_link": f"{base}{links.REQUEST_RESET}",
             }
         case ResetEmail(user_id=user_id, generation=generation):
             user = await user_by_id(user_id)
@@ -162,7 +163,7 @@ async def prepare(
             token = tokens.dumps(Purpose.RESET_PASSWORD, reset_token_payload(user, secret))
             return {
                 "username": user.username,
-                "link": f"{base}/reset_password/{token}",
+                "link": links.RESET_PASSWORD.url(base, token),
                 "expires_in": _hours(settings.RESET_TOKEN_MAX_AGE),
             }
         case PasswordChanged(user_id=user_id, session_version=version, session=by):
@@ -172,7 +173,7 @@ async def prepare(
             token = _not_me_token(tokens, user, version, email, by)
             return {
                 "username": user.username,
-                "not_me_link": f"{base}/account/not-me/{token}",
+                "not_me_link": links.NOT_ME.url(base, token),
             }
         case NewDevice(user_id=user_id, session_version=version):
             user = await user_by_id(user_id)
@@ -184,7 +185,7 @@ async def prepare(
                 "when": context.signed_in_at.replace("T", " ")[:16] + " UTC",
                 "device": context.device,
                 "client_address": context.client_address,
-                "not_me_link": f"{base}/account/not-me/{token}",
+                "not_me_link": links.NOT_ME.url(base, token),
             }
         case EmailChangeConfirm(user_id=user_id, generation=generation, new_email=new_email):
             user = await user_by_id(user_id)
@@ -195,7 +196,7 @@ async def prepare(
             token = tokens.dumps(Purpose.CHANGE_EMAIL, link_payload(user.id, generation, new_email))
             return {
                 "username": user.username,
-                "link": f"{base}/account/email/confirm/{token}",
+                "link": links.CHANGE_EMAIL.url(base, token),
                 "expires_in": _hours(settings.CONFIRM_TOKEN_MAX_AGE),
             }
         case EmailChangeRequested(
@@ -208,7 +209,7 @@ async def prepare(
             return {
                 "username": user.username,
                 "new_email": new,
-                "not_me_link": f"{base}/account/not-me/{token}",
+                "not_me_link": links.NOT_ME.url(base, token),
             }
         case EmailChanged(user_id=user_id, new_email=new):
             user = await user_by_id(user_id)
@@ -217,7 +218,7 @@ async def prepare(
             user = await user_by_id(user_id)
             if user is None:
                 return Skip("the account no longer exists")
-            return {"username": user.username, "reset_link": f"{base}/reset_password"}
+            return {"username": user.username, "reset_link": f"{base}{links.REQUEST_RESET}"}
         case TwoFactorChanged(user_id=user_id, session_version=version, change=change, session=by):
             user = await user_by_id(user_id)
             if user is None:
@@ -226,7 +227,7 @@ async def prepare(
             return {
                 "username": user.username,
                 "change": change,
-                "not_me_link": f"{base}/account/not-me/{token}",
+                "not_me_link": links.NOT_ME.url(base, token),
             }
         case AccountDeleted(username=username):
             return {"username": username}

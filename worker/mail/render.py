@@ -126,10 +126,3 @@ def _address(recipient: str) -> Address:
     if not at or not user or not domain:
         raise ValueError(f"recipient {recipient!r} is not an email address")
     return Address(username=user, domain=domain)
-
-
-def message_id_for(email_id: int, created_at: datetime, sender: str) -> str:
-    """Message-ID derived from the outbox row: a duplicate delivery is traceable to its row,
-    and the creation time keeps ids unique across databases that reuse row numbers."""
-    domain = sender.rpartition("@")[2].rstrip(">").strip() or "localhost"
-    return f"<outbox.{email_id}.{int(created_at.timestamp())}@{domain}>"
