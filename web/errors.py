@@ -16,9 +16,11 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from shared.outages import OutageLog, is_unavailable
 from shared.services import operations
+from shared.services.refusals import Locked, Refused
 from web.extensions import services
 from web.forms import CSRFError
 from web.problems import problem
+from web.ratelimit import too_many
 from web.templating import render_template
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,17 @@ def register_error_handlers(app: Quart) -> None:
     async def login_first(error: Unauthorized) -> ResponseReturnValue:
         target = request.full_path.rstrip("?") if request.method == "GET" else request.path
         return redirect(url_for("accounts.login", next=target))
+
+    @app.errorhandler(Locked)
+    async def locked(error: Locked) -> ResponseReturnValue:
+        # Too many attempts (the API's blueprint answers its own): the 429 page.
+        return await http_error(too_many(error.message, error.retry_after))
+
+    @app.errorhandler(Refused)
+    async def refused(error: Refused) -> ResponseReturnValue:
+        # A refusal the page did not show itself (under a field, or as a flash): a page of
+        # its own that says it, with its status (the API's blueprint answers its own).
+        return await _page(error.status, error.title, error.message)
 
     @app.errorhandler(CSRFError)
     async def csrf_failed(error: CSRFError) -> ResponseReturnValue:

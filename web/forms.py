@@ -6,7 +6,7 @@ rules in :mod:`shared.validation`; templates mirror them as HTML attributes (``r
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from quart import current_app, request, session
 from werkzeug.exceptions import BadRequest
@@ -14,6 +14,7 @@ from wtforms import BooleanField, Form, PasswordField, StringField, SubmitField,
 from wtforms.csrf.session import SessionCSRF
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
+from shared.services.refusals import Refused
 from shared.validation import (
     CODE,
     EMAIL,
@@ -58,9 +59,14 @@ class CSRFForm(Form):  # type: ignore[misc]  # WTForms ships no type information
             raise CSRFError()
         return valid
 
-    def show(self, error: InvalidInput) -> None:
-        """Show a use case's refusal of one field under that field."""
-        getattr(self, error.field).errors = [error.message]
+    # A use case names a field as its API does; where a form names it otherwise.
+    aliases: ClassVar[dict[str, str]] = {}
+
+    def show(self, error: InvalidInput | Refused) -> None:
+        """Show a use case's refusal of one field under that field (a refusal of no field
+        is the caller's to show: a flash, say)."""
+        field = error.field or ""
+        getattr(self, self.aliases.get(field, field)).errors = [error.message]
 
 
 def _csrf_meta() -> dict[str, Any]:
@@ -184,6 +190,7 @@ class ChangeEmailForm(CSRFForm):
 
 
 class DeleteAccountForm(CSRFForm):
+    aliases: ClassVar[dict[str, str]] = {"username": "confirm_username"}
     password = password_field("Password", PASSWORD)
     confirm_username = text_field("Type your username to confirm", USERNAME)
     submit = SubmitField("Delete my account")

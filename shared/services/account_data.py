@@ -3,15 +3,12 @@ account with everything that is theirs."""
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import passwords
 from shared.jobs import AccountDeleted, EmailKind
 from shared.models import (
     BounceReport,
@@ -30,6 +27,7 @@ from shared.outbox import add_email
 from shared.services import bounces, events, proof, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
+from shared.services.refusals import WrongConfirmation
 
 EXPORT_FORMAT = 1  # bumped when the export's shape changes
 
@@ -119,19 +117,6 @@ async def export_account(ctx: ServiceContext, user_id: int) -> dict[str, Any]:
         }
 
 
-class DeleteOutcome(enum.Enum):
-    DELETED = "deleted"
-    WRONG_CONFIRMATION = "wrong confirmation"
-    WRONG_PASSWORD = "wrong password"  # noqa: S105 (an outcome)
-    LOCKED = "locked"
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteResult:
-    outcome: DeleteOutcome
-    retry_after: int = 0
-
-
 async def forget_address(session: AsyncSession, user_id: int, address: str) -> None:
     """What else an account's deletion takes: the webhook deliveries already made about it
     (they carry its address; those still owed go out, then retention takes them), and what
@@ -150,25 +135,17 @@ async def forget_address(session: AsyncSession, user_id: int, address: str) -> N
 
 async def delete_account(
     ctx: ServiceContext, user_id: int, password: str, confirmation: str
-) -> DeleteResult:
+) -> None:
     """Delete the account and everything that is its own: profile, Texts, sign-ins, every
     outbox row about it (pending or sent: they hold its address and name), and the hold on
     its username; the username and address are free at once. The address gets one last
-    notice. Needs the password (checks counted like a sign-in) and the username typed."""
+    notice. Needs the username typed (:class:`WrongConfirmation`) and the password (the
+    refusals of :func:`shared.services.proof.proven`)."""
     async with ctx.reading() as session:
         user = await users.by_id(session, user_id)
     if user is None or confirmation.strip() != user.username:
-        return DeleteResult(DeleteOutcome.WRONG_CONFIRMATION)
-    verdict = await proof.count(ctx, user_id)
-    if not verdict.allowed:
-        return DeleteResult(DeleteOutcome.LOCKED, retry_after=verdict.retry_after)
-    async with ctx.unit_of_work() as session:
-        user = await users.by_id(session, user_id, lock=True)
-        if user is None:
-            return DeleteResult(DeleteOutcome.WRONG_CONFIRMATION)
-        matches, _ = await passwords.verify_password(user.password_hash, password)
-        if not matches:
-            return DeleteResult(DeleteOutcome.WRONG_PASSWORD)
+        raise WrongConfirmation("username", "Type your username exactly as shown.")
+    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
         await session.execute(delete(Email).where(Email.user_id == user.id))
         await forget_address(session, user.id, user.email)
         await session.execute(
@@ -181,4 +158,3 @@ async def delete_account(
         )
         # Its events went with it; this one keeps no link to the person, only the number.
         await events.record(session, Kind.DELETED, None, account_id=user.id)
-    return DeleteResult(DeleteOutcome.DELETED)

@@ -5,13 +5,11 @@ whether or not the new address belongs to another account."""
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import passwords
 from shared.jobs import (
     EmailChangeConfirm,
     EmailChanged,
@@ -27,18 +25,6 @@ from shared.tokens import Purpose, int_field
 from shared.validation import InvalidInput, email_key
 
 
-class RequestOutcome(enum.Enum):
-    REQUESTED = "requested"  # the same whether or not the new address has an account
-    WRONG_PASSWORD = "wrong password"  # noqa: S105 (an outcome)
-    LOCKED = "locked"
-
-
-@dataclass(frozen=True, slots=True)
-class RequestResult:
-    outcome: RequestOutcome
-    retry_after: int = 0
-
-
 async def request_change(
     ctx: ServiceContext,
     user_id: int,
@@ -46,22 +32,14 @@ async def request_change(
     password: str,
     *,
     sign_in: str | None = None,
-) -> RequestResult:
+) -> None:
     """Ask to move the account to ``new_email``. The old address is told at once (with a
     "this wasn't me" link); after the answer, the new address gets a confirmation link or,
     if it already belongs to an account, that account's owner gets a notice instead. Only
-    the latest request's link works. Raises :class:`InvalidInput` for the current address.
+    the latest request's link works. Raises :class:`InvalidInput` for the current address,
+    and the refusals of :func:`shared.services.proof.proven` (the password is the proof).
     ``sign_in`` is the session asking: "this wasn't me" also undoes what it added."""
-    verdict = await proof.count(ctx, user_id)
-    if not verdict.allowed:
-        return RequestResult(RequestOutcome.LOCKED, retry_after=verdict.retry_after)
-    async with ctx.unit_of_work() as session:
-        user = await users.by_id(session, user_id, lock=True)
-        if user is None:
-            return RequestResult(RequestOutcome.WRONG_PASSWORD)
-        matches, _ = await passwords.verify_password(user.password_hash, password)
-        if not matches:
-            return RequestResult(RequestOutcome.WRONG_PASSWORD)
+    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
         if email_key(new_email) == user.email_key:
             raise InvalidInput("new_email", "That is already your address.")
         user.pending_email = new_email
@@ -78,9 +56,7 @@ async def request_change(
                 session=await session.scalar(sessions.public_id_of(sign_in)),
             ),
         )
-    await proof.forget(ctx, user_id)
     ctx.defer(_link_or_notice, ctx, user_id, generation, new_email)
-    return RequestResult(RequestOutcome.REQUESTED)
 
 
 async def _link_or_notice(

@@ -16,10 +16,9 @@ only saw someone present is one, and on a two-factor account the second step fol
 
 from __future__ import annotations
 
-import enum
 import json
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,12 +42,12 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from shared import passwords
 from shared.models import Passkey, User
 from shared.ratelimit import Limit
 from shared.services import events, factors, proof, sessions, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
+from shared.services.refusals import Locked, NotAccepted, NotApplicable, NotFound
 
 CEREMONY_SECONDS = 300
 CEREMONIES_PER_WINDOW = 20  # per account (adding) or per client (signing in), in CEREMONY_SECONDS
@@ -104,48 +103,35 @@ class Ceremony:
     options: dict[str, Any]  # for navigator.credentials.create/get (base64url, as JSON)
 
 
-class Outcome(enum.Enum):
-    DONE = "done"
-    REFUSED = "refused"  # expired or replayed ceremony, or the authenticator's answer is bad
-    WRONG_PASSWORD = "wrong password"  # noqa: S105 (an outcome)
-    WRONG_CODE = "wrong code"
-    LOCKED = "locked"
-    SECOND_STEP = "second step"  # signed in with one factor; the second step is to come
-
-
 @dataclass(frozen=True, slots=True)
 class Result:
-    outcome: Outcome
+    """What a passkey operation that worked leaves (refusals are raised:
+    :mod:`shared.services.refusals`)."""
+
     user: User | None = None
-    retry_after: int = 0
     device_cookie: str | None = None
     passkey_id: int | None = None
-    detail: str = field(default="")
-    second_step: str | None = None  # SECOND_STEP: the pending sign-in
-    session_id: str | None = None  # DONE: the sign-in's new id, when the change rotated it
+    second_step: str | None = None  # signed in with one factor: the pending sign-in
+    session_id: str | None = None  # the sign-in's new id, when the change rotated it
 
 
-async def registration_options(
-    ctx: ServiceContext, user_id: int, offered: proof.Proof
-) -> Ceremony | Result:
-    """Options for adding a passkey, once ``offered`` proves it is the owner."""
-    verdict = await ctx.limits.hit_all(
-        (proof.limit(ctx), str(user_id)), (ceremony_limit(), f"uid {user_id}")
-    )
+EXPIRED = "The passkey request has expired. Try again."
+
+
+async def _count(ctx: ServiceContext, limit: Limit, subject: str) -> None:
+    verdict = await ctx.limits.hit(limit, subject)
     if not verdict.allowed:
-        return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
+        raise Locked(verdict.retry_after, "attempts")
+
+
+async def registration_options(ctx: ServiceContext, user_id: int, offered: proof.Proof) -> Ceremony:
+    """Options for adding a passkey, once ``offered`` proves it is the owner."""
+    await _count(ctx, ceremony_limit(), f"uid {user_id}")
     rp_id, _ = _relying_party(ctx)
-    async with ctx.unit_of_work() as session:
-        user = await users.by_id(session, user_id, lock=True)
-        if user is None:
-            return Result(Outcome.REFUSED)
-        refused = await proof.refusal(session, ctx, user, offered)
-        if refused is not None:
-            return Result(Outcome(refused.value))
+    async with proof.proven(ctx, user_id, offered) as (session, user):
         existing = list(
             await session.scalars(select(Passkey.credential_id).where(Passkey.user_id == user_id))
         )
-    await proof.forget(ctx, user_id)
     options = generate_registration_options(
         rp_id=rp_id,
         rp_name=SITE_NAME,
@@ -177,7 +163,7 @@ async def register(
     passkey."""
     facts = await _take(ctx, ceremony)
     if facts is None or facts.get("kind") != "register" or facts.get("uid") != user_id:
-        return Result(Outcome.REFUSED, detail="The passkey request has expired. Try again.")
+        raise NotAccepted(EXPIRED)
     rp_id, origin = _relying_party(ctx)
     try:
         verified = verify_registration_response(
@@ -187,11 +173,11 @@ async def register(
             expected_origin=origin,
         )
     except MALFORMED as error:
-        return Result(Outcome.REFUSED, detail=f"The passkey was not accepted ({error}).")
+        raise NotAccepted(f"The passkey was not accepted ({error}).") from None
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None:
-            return Result(Outcome.REFUSED)
+            raise NotApplicable("There is no such account.")
         name = name.strip()[:60] or "Passkey"
         # A credential id is one authenticator's: if another account has it, it is not this
         # one's to add (and the unique index would refuse it at commit).
@@ -209,15 +195,13 @@ async def register(
             .returning(Passkey.id)
         )
         if passkey_id is None:
-            return Result(Outcome.REFUSED, detail="This passkey is registered already.")
+            raise NotAccepted("This passkey is registered already.")
         rotated = await sessions.rotate(session, sign_in)
         by = rotated.public_id if rotated is not None else None
         await events.record(session, Kind.PASSKEY_ADDED, user.id, name=name)
         await factors.tell_owner(session, user, "passkey added", by=by)
     return Result(
-        Outcome.DONE,
-        passkey_id=passkey_id,
-        session_id=rotated.session_id if rotated is not None else None,
+        passkey_id=passkey_id, session_id=rotated.session_id if rotated is not None else None
     )
 
 
@@ -240,39 +224,28 @@ async def remove(
 ) -> Result:
     """Remove one of the account's passkeys; needs the password. ``sign_in`` (the session
     asking) gets a new id."""
-    verdict = await ctx.limits.hit_all((attempt_limit(ctx), str(user_id)))
-    if not verdict.allowed:
-        return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
     if not 0 < passkey_id <= BIGINT_MAX:
-        return Result(Outcome.REFUSED, detail="No such passkey.")
-    async with ctx.unit_of_work() as session:
-        user = await users.by_id(session, user_id, lock=True)
-        if user is None:
-            return Result(Outcome.REFUSED)
-        matches, _ = await passwords.verify_password(user.password_hash, password)
-        if not matches:
-            return Result(Outcome.WRONG_PASSWORD)
+        raise NotFound("No such passkey.")
+    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
         gone = await session.scalar(
             delete(Passkey)
             .where(Passkey.id == passkey_id, Passkey.user_id == user_id)
             .returning(Passkey.id)
         )
         if gone is None:
-            return Result(Outcome.REFUSED, detail="No such passkey.")
+            raise NotFound("No such passkey: it may have been removed already.")
         rotated = await sessions.rotate(session, sign_in)
         await events.record(session, Kind.PASSKEY_REMOVED, user.id)
         await factors.tell_owner(session, user, "passkey removed", by=None)
-    return Result(Outcome.DONE, session_id=rotated.session_id if rotated is not None else None)
+    return Result(session_id=rotated.session_id if rotated is not None else None)
 
 
 async def sign_in_options(
     ctx: ServiceContext, *, client: str, second_step: str | None = None
-) -> Ceremony | Result:
+) -> Ceremony:
     """Options for signing in with a passkey: any of the site's (discoverable credentials),
     or, as the second step of a two-factor sign-in, one of that account's."""
-    verdict = await ctx.limits.hit_all((ceremony_limit(), f"client {client}"))
-    if not verdict.allowed:
-        return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
+    await _count(ctx, ceremony_limit(), f"client {client}")
     rp_id, _ = _relying_party(ctx)
     allowed: list[PublicKeyCredentialDescriptor] = []
     about: dict[str, Any] = {"kind": "sign-in"}
@@ -301,26 +274,24 @@ async def sign_in(
     one without user verification is one factor, and on an account with two-factor sign-in
     the second step follows (SECOND_STEP). Attempts are counted per client before they are
     checked."""
-    verdict = await ctx.limits.hit_all((attempt_limit(ctx), f"client {client}"))
-    if not verdict.allowed:
-        return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
+    await _count(ctx, attempt_limit(ctx), f"client {client}")
     facts = await _take(ctx, ceremony)
     if facts is None or facts.get("kind") not in ("sign-in", "second-step"):
-        return Result(Outcome.REFUSED, detail="The passkey request has expired. Try again.")
+        raise NotAccepted(EXPIRED)
     raw_id = credential.get("rawId") if isinstance(credential, dict) else None
-    if not isinstance(raw_id, str):
-        return Result(Outcome.REFUSED)
     try:
-        credential_id = base64url_to_bytes(raw_id)
+        credential_id = base64url_to_bytes(raw_id if isinstance(raw_id, str) else "")
     except MALFORMED:
-        return Result(Outcome.REFUSED)
+        credential_id = b""
+    if not credential_id:
+        raise NotAccepted("The passkey was not accepted (no credential id).")
     rp_id, origin = _relying_party(ctx)
     async with ctx.unit_of_work() as session:
         passkey = await session.scalar(
             select(Passkey).where(Passkey.credential_id == credential_id).with_for_update()
         )
         if passkey is None:
-            return Result(Outcome.REFUSED, detail="This passkey is not registered here.")
+            raise NotAccepted("This passkey is not registered here.")
         try:
             verified = verify_authentication_response(
                 credential=credential,
@@ -331,15 +302,14 @@ async def sign_in(
                 credential_current_sign_count=passkey.sign_count,
             )
         except MALFORMED as error:
-            return Result(Outcome.REFUSED, detail=f"The passkey was not accepted ({error}).")
+            raise NotAccepted(f"The passkey was not accepted ({error}).") from None
         user = await users.by_id(session, passkey.user_id, lock=True)
         if user is None or user.confirmed_at is None:
-            return Result(Outcome.REFUSED)
+            raise NotAccepted("This passkey's account cannot sign in yet.")
         if facts["kind"] == "second-step" and not _pending_is_for(ctx, facts, user):
-            return Result(
-                Outcome.REFUSED,
-                detail="That passkey is not this account's, or it was the first step already: "
-                "use a code from your authenticator app.",
+            raise NotAccepted(
+                "That passkey is not this account's, or it was the first step already: "
+                "use a code from your authenticator app."
             )
         passkey.sign_count = verified.new_sign_count
         passkey.last_used_at = datetime.now(UTC)
@@ -350,7 +320,7 @@ async def sign_in(
         ):
             # Something you have, and nothing more: the second factor is still to come.
             pending = signin.second_step_token(ctx, user, user.email_key, first="passkey")
-            return Result(Outcome.SECOND_STEP, second_step=pending)
+            return Result(second_step=pending)
         await signin.record_sign_in(
             session,
             ctx,
@@ -360,11 +330,7 @@ async def sign_in(
             user_agent=user_agent,
             method="passkey",
         )
-    return Result(
-        Outcome.DONE,
-        user=user,
-        device_cookie=signin.new_device_cookie(ctx, user.email_key, user.id),
-    )
+    return Result(user=user, device_cookie=signin.new_device_cookie(ctx, user.email_key, user.id))
 
 
 def _pending_is_for(ctx: ServiceContext, facts: dict[str, Any], user: User) -> bool:

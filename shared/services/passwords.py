@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -175,18 +174,10 @@ async def _check_new_password(password: str, user: User) -> None:
         raise InvalidInput("password", str(error)) from None
 
 
-class ChangeOutcome(enum.Enum):
-    CHANGED = "changed"
-    WRONG_PASSWORD = "wrong password"  # noqa: S105 (an outcome)
-    LOCKED = "locked"  # too many wrong current passwords: retry_after says how long
-
-
 @dataclass(frozen=True, slots=True)
-class ChangeResult:
-    outcome: ChangeOutcome
-    user: User | None = None  # CHANGED: the account, with its new session version
-    retry_after: int = 0  # LOCKED: seconds
-    session_id: str | None = None  # CHANGED: the asking sign-in's new id (a new cookie)
+class Changed:
+    user: User  # the account, with its new session version
+    session_id: str | None = None  # the asking sign-in's new id (a new cookie)
 
 
 async def change_password(
@@ -196,32 +187,22 @@ async def change_password(
     new_password: str,
     *,
     keep_session: str | None = None,
-) -> ChangeResult:
+) -> Changed:
     """Change a signed-in account's password, given its current one. Every other sign-in
     ends; ``keep_session``, the one asking, carries on under a new id (a copy of its cookie
     from before stops working, as at sign-in).
-    Raises :class:`InvalidInput` for a new password the rules refuse.
-
-    Each check of the current password is counted first, like a sign-in, and made under the
-    row lock: of two concurrent changes made with the same old password only one succeeds.
+    Raises :class:`InvalidInput` for a new password the rules refuse, and the refusals of
+    :func:`shared.services.proof.proven` (the current password is checked like any proof:
+    counted first, under the row lock, so of two concurrent changes made with the same old
+    password only one succeeds).
     """
-    verdict = await proof.count(ctx, user_id)
-    if not verdict.allowed:
-        return ChangeResult(ChangeOutcome.LOCKED, retry_after=verdict.retry_after)
-    async with ctx.unit_of_work() as session:
-        user = await users.by_id(session, user_id, lock=True)
-        if user is None:
-            return ChangeResult(ChangeOutcome.WRONG_PASSWORD)
-        matches, _ = await passwords.verify_password(user.password_hash, current_password)
-        if not matches:
-            return ChangeResult(ChangeOutcome.WRONG_PASSWORD)
+    offered = proof.Proof(password=current_password, field="current_password")
+    async with proof.proven(ctx, user_id, offered) as (session, user):
         await _check_new_password(new_password, user)
         new_hash = await passwords.hash_password(new_password)
         rotated = await _set_password(session, user, new_hash, keep=keep_session)
         await events.record(session, Kind.PASSWORD_CHANGED, user.id)
-    await proof.forget(ctx, user_id)
-    new_id = rotated.session_id if rotated is not None else None
-    return ChangeResult(ChangeOutcome.CHANGED, user, session_id=new_id)
+    return Changed(user, session_id=rotated.session_id if rotated is not None else None)
 
 
 async def _set_password(

@@ -5,12 +5,11 @@ codes themselves are checked in :mod:`shared.services.factors`.
 Turning it on needs the password as well as a code from the new secret (a fresh proof: a
 stolen session alone must not turn it on, or its thief holds the recovery codes); changing it
 afterwards needs the password and a current code. Every attempt is counted before it is
-checked, like a password.
+checked, like a password. Refusals are raised (:mod:`shared.services.refusals`).
 """
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -19,12 +18,12 @@ import segno
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import passwords
 from shared.models import RecoveryCode, User
 from shared.ratelimit import Limit
 from shared.services import events, factors, proof, sessions, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
+from shared.services.refusals import Locked, NotApplicable, WrongCode
 
 ISSUER = "Accounts"
 STEP = factors.STEP
@@ -61,22 +60,21 @@ async def begin_enrolment(ctx: ServiceContext, user_id: int) -> Enrolment | None
     return Enrolment(secret=secret, uri=uri, qr_svg=svg)
 
 
-class Outcome(enum.Enum):
-    DONE = "done"
-    WRONG_CODE = "wrong code"
-    WRONG_PASSWORD = "wrong password"  # noqa: S105 (an outcome)
-    LOCKED = "locked"
-    NOT_APPLICABLE = "not applicable"  # not enrolling / not enabled / no pending sign-in
-
-
 @dataclass(frozen=True, slots=True)
 class Result:
-    outcome: Outcome
+    """What a change that worked leaves to show or to keep (refusals are raised:
+    :mod:`shared.services.refusals`)."""
+
     recovery_codes: list[str] = field(default_factory=list)  # shown once
     user: User | None = None
-    retry_after: int = 0
     device_cookie: str | None = None
-    session_id: str | None = None  # DONE: the sign-in's new id, when the change rotated it
+    session_id: str | None = None  # the sign-in's new id, when the change rotated it
+
+
+async def _count_code(ctx: ServiceContext, user_id: int) -> None:
+    verdict = await ctx.limits.hit(code_limit(ctx), str(user_id))
+    if not verdict.allowed:
+        raise Locked(verdict.retry_after, "wrong codes")
 
 
 async def confirm_enrolment(
@@ -86,21 +84,14 @@ async def confirm_enrolment(
     the pending secret; the recovery codes are returned to show once, and the owner is
     emailed. ``sign_in`` (the session asking) gets a new id, and is remembered: "this
     wasn't me" about it turns two-factor off again."""
-    verdict = await ctx.limits.hit_all(
-        (proof.limit(ctx), str(user_id)), (code_limit(ctx), str(user_id))
-    )
-    if not verdict.allowed:
-        return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
-    async with ctx.unit_of_work() as session:
-        user = await users.by_id(session, user_id, lock=True)
-        secret = factors.unseal(ctx, user.totp_pending_secret) if user is not None else None
-        if user is None or secret is None or user.totp_enabled_at is not None:
-            return Result(Outcome.NOT_APPLICABLE)
-        if await proof.refusal(session, ctx, user, proof.Proof(password=password)) is not None:
-            return Result(Outcome.WRONG_PASSWORD)
+    await _count_code(ctx, user_id)
+    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
+        secret = factors.unseal(ctx, user.totp_pending_secret)
+        if secret is None or user.totp_enabled_at is not None:
+            raise NotApplicable("Two-factor sign-in is on already, or not being set up.")
         step = factors.check_totp(secret, code, 0)
         if step is None:
-            return Result(Outcome.WRONG_CODE)
+            raise WrongCode
         user.totp_secret, user.totp_pending_secret = user.totp_pending_secret, None
         user.totp_last_step = step
         rotated = await sessions.rotate(session, sign_in)
@@ -110,12 +101,7 @@ async def confirm_enrolment(
         codes = await factors.issue_recovery_codes(session, user)
         await factors.tell_owner(session, user, "enabled", by=by)
         await events.record(session, Kind.TWO_FACTOR_ENABLED, user.id)
-    await proof.forget(ctx, user_id)
-    return Result(
-        Outcome.DONE,
-        recovery_codes=codes,
-        session_id=rotated.session_id if rotated is not None else None,
-    )
+    return Result(recovery_codes=codes, session_id=rotated.session_id if rotated else None)
 
 
 async def complete_sign_in(
@@ -129,10 +115,11 @@ async def complete_sign_in(
 ) -> Result:
     """The second step of a sign-in: ``pending`` is what the first step handed out (it
     lapses after signin.SECOND_STEP_MAX_AGE, and with any password change). Wrong codes count
-    toward the same locks as wrong passwords."""
+    toward the same locks as wrong passwords. :class:`NotApplicable` when the sign-in it
+    completes has lapsed."""
     waiting = signin.pending_sign_in(ctx, pending)
     if waiting is None:
-        return Result(Outcome.NOT_APPLICABLE)
+        raise NotApplicable("Your sign-in has expired. Please sign in again.")
     user_id, version, key = waiting.user_id, waiting.session_version, waiting.key
     scopes = signin.scopes_for(
         ctx, key, client=client, device_cookie=device_cookie, user_id=user_id
@@ -143,15 +130,15 @@ async def complete_sign_in(
     account_wide = [] if trusted else [(code_limit(ctx), str(user_id))]
     verdict = await ctx.limits.hit_all(*scopes, *account_wide)
     if not verdict.allowed:
-        return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
+        raise Locked(verdict.retry_after, "wrong codes")
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None or user.session_version != version or user.totp_enabled_at is None:
-            return Result(Outcome.NOT_APPLICABLE)
+            raise NotApplicable("Your sign-in has expired. Please sign in again.")
         method = await factors.check_code(session, ctx, user, code)
         if method is None:
             ctx.defer(events.record_alone, ctx, Kind.LOGIN_FAILED, user.id, step="code")
-            return Result(Outcome.WRONG_CODE)
+            raise WrongCode
         await signin.record_sign_in(
             session,
             ctx,
@@ -163,22 +150,7 @@ async def complete_sign_in(
         )
     for limit, subject in [scopes[0], *account_wide]:
         await ctx.limits.clear(limit, subject)
-    return Result(
-        Outcome.DONE, user=user, device_cookie=signin.new_device_cookie(ctx, key, user.id)
-    )
-
-
-async def _password_and_factor(
-    session: AsyncSession, ctx: ServiceContext, user: User, password: str, code: str
-) -> Outcome | None:
-    """What refuses a change to two-factor settings: the password and a second factor are
-    both needed. None when both are right."""
-    matches, _ = await passwords.verify_password(user.password_hash, password)
-    if not matches:
-        return Outcome.WRONG_PASSWORD
-    if await factors.check_code(session, ctx, user, code) is None:
-        return Outcome.WRONG_CODE
-    return None
+    return Result(user=user, device_cookie=signin.new_device_cookie(ctx, key, user.id))
 
 
 async def disable(
@@ -186,40 +158,35 @@ async def disable(
 ) -> Result:
     """Turn two-factor sign-in off: needs the password and a current code or recovery code;
     ``sign_in`` (the session asking) gets a new id."""
-    verdict = await ctx.limits.hit_all((code_limit(ctx), str(user_id)))
-    if not verdict.allowed:
-        return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
-    async with ctx.unit_of_work() as session:
-        user = await users.by_id(session, user_id, lock=True)
-        if user is None or user.totp_enabled_at is None:
-            return Result(Outcome.NOT_APPLICABLE)
-        refused = await _password_and_factor(session, ctx, user, password, code)
-        if refused is not None:
-            return Result(refused)
+    await _count_code(ctx, user_id)
+    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
+        await _second_factor(session, ctx, user, code)
         factors.turn_off(user)
         await factors.revoke_recovery_codes(session, user)
         rotated = await sessions.rotate(session, sign_in)
         await factors.tell_owner(session, user, "disabled", by=None)
         await events.record(session, Kind.TWO_FACTOR_DISABLED, user.id)
-    return Result(Outcome.DONE, session_id=rotated.session_id if rotated is not None else None)
+    return Result(session_id=rotated.session_id if rotated is not None else None)
 
 
 async def regenerate_codes(ctx: ServiceContext, user_id: int, password: str, code: str) -> Result:
     """A new set of recovery codes (the old ones stop working): password and a factor."""
-    verdict = await ctx.limits.hit_all((code_limit(ctx), str(user_id)))
-    if not verdict.allowed:
-        return Result(Outcome.LOCKED, retry_after=verdict.retry_after)
-    async with ctx.unit_of_work() as session:
-        user = await users.by_id(session, user_id, lock=True)
-        if user is None or user.totp_enabled_at is None:
-            return Result(Outcome.NOT_APPLICABLE)
-        refused = await _password_and_factor(session, ctx, user, password, code)
-        if refused is not None:
-            return Result(refused)
+    await _count_code(ctx, user_id)
+    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
+        await _second_factor(session, ctx, user, code)
         codes = await factors.issue_recovery_codes(session, user)
         await factors.tell_owner(session, user, "recovery codes regenerated", by=None)
         await events.record(session, Kind.RECOVERY_CODES_REGENERATED, user.id)
-    return Result(Outcome.DONE, recovery_codes=codes)
+    return Result(recovery_codes=codes)
+
+
+async def _second_factor(session: AsyncSession, ctx: ServiceContext, user: User, code: str) -> None:
+    """What a change to two-factor settings needs beside the password: it must be on, and
+    ``code`` a current code or an unused recovery code."""
+    if user.totp_enabled_at is None:
+        raise NotApplicable("Two-factor sign-in is not on.")
+    if await factors.check_code(session, ctx, user, code) is None:
+        raise WrongCode
 
 
 @dataclass(frozen=True, slots=True)

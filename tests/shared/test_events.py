@@ -21,6 +21,7 @@ from shared.services import (
 )
 from shared.services.context import ServiceContext
 from shared.services.passwords import reset_token_payload
+from shared.services.refusals import WrongPassword
 from shared.tokens import Purpose
 from tests.shared.test_services import PASSWORD, after_the_answer, register_alice
 
@@ -79,7 +80,8 @@ async def test_the_account_lifecycle_writes_its_events(services_ctx: ServiceCont
     assert (await kinds(ctx))[2:] == ["user.login_failed", "user.login_succeeded"]
 
     start = len(await kinds(ctx))
-    await passwords.change_password(ctx, alice.id, "wrong", "a new secret 1")  # fails: nothing
+    with pytest.raises(WrongPassword):  # fails: nothing recorded
+        await passwords.change_password(ctx, alice.id, "wrong", "a new secret 1")
     await passwords.change_password(ctx, alice.id, PASSWORD, "a new secret 1")
     here = await sessions.start(ctx, alice, lifetime=60, client="a", user_agent=FIREFOX)
     other = await sessions.start(ctx, alice, lifetime=60, client="b", user_agent="")

@@ -16,7 +16,6 @@ from shared.jobs import EmailKind
 from shared.models import Email, User
 from shared.services import accounts, email_change, passwords, signin
 from shared.services.context import ServiceContext
-from shared.services.passwords import ChangeOutcome
 from shared.settings import Settings
 from shared.tokens import Purpose
 from tests.support import committing_context
@@ -82,9 +81,10 @@ async def test_two_simultaneous_changes_with_one_old_password_let_one_win(
     results = await asyncio.gather(
         passwords.change_password(ctx, alice.id, PASSWORD, "first new secret 1"),
         passwords.change_password(ctx, alice.id, PASSWORD, "second new secret 2"),
+        return_exceptions=True,
     )
-    outcomes = sorted(result.outcome.value for result in results)
-    assert outcomes == [ChangeOutcome.CHANGED.value, ChangeOutcome.WRONG_PASSWORD.value]
+    outcomes = sorted(type(result).__name__ for result in results)
+    assert outcomes == ["Changed", "WrongPassword"]
 
 
 async def test_simultaneous_address_changes_leave_exactly_the_latest_one_pending(
@@ -152,8 +152,7 @@ async def test_two_accounts_confirming_one_free_address_at_once(
         ids = list(await session.scalars(select(User.id).order_by(User.id)))
     tokens = []
     for user_id in ids:
-        asked = await email_change.request_change(ctx, user_id, "free@example.com", PASSWORD)
-        assert asked.outcome is email_change.RequestOutcome.REQUESTED
+        await email_change.request_change(ctx, user_id, "free@example.com", PASSWORD)
         async with sessionmaker() as session:
             generation = await session.scalar(
                 select(User.email_change_generation).where(User.id == user_id)

@@ -337,7 +337,7 @@ async def test_another_accounts_credential_is_refused(
     assert body["detail"] == "This passkey is registered already."
 
 
-async def test_removing_a_passkey_with_an_impossible_id_is_a_refusal(
+async def test_removing_a_passkey_with_an_impossible_id_is_a_404(
     app: Quart, sessionmaker: SessionMaker
 ) -> None:
     await register(app.test_client(), sessionmaker)
@@ -345,7 +345,8 @@ async def test_removing_a_passkey_with_an_impossible_id_is_a_refusal(
     response = await owner.post(
         f"{API}/passkeys/99999999999999999999/remove", json={"password": PASSWORD}
     )
-    await assert_problem(response, 400)
+    body = await assert_problem(response, 404)
+    assert body["detail"] == "No such passkey."
 
 
 async def test_ceremonies_are_limited(app: Quart, sessionmaker: SessionMaker) -> None:

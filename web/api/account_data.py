@@ -8,14 +8,13 @@ from pydantic import BaseModel, Field
 from quart_schema import document_response, validate_request, validate_response
 
 from shared.services import account_data
-from shared.services.account_data import DeleteOutcome
 from shared.services.sessions import Current
 from shared.validation import USERNAME
-from web.api.base import ApiResult, blueprint, signed_in, too_many_attempts, wrong_password
+from web.api.base import ApiResult, blueprint, signed_in
 from web.api.models import Message, Model, Password
 from web.auth import end_session
 from web.extensions import services
-from web.problems import Problem, problem
+from web.problems import Problem
 
 
 class DeleteIn(Model):
@@ -99,19 +98,6 @@ async def export_account(current: Current) -> ApiResult:
 async def delete_account(current: Current, data: DeleteIn) -> ApiResult:
     """Delete this account and everything that is its own; signs out. Needs the password
     and the username typed as confirmation."""
-    result = await account_data.delete_account(
-        services(), current.user.id, data.password, data.username
-    )
-    if result.outcome is DeleteOutcome.LOCKED:
-        return too_many_attempts(result.retry_after)
-    if result.outcome is DeleteOutcome.WRONG_CONFIRMATION:
-        return problem(
-            422,
-            "Invalid request",
-            "Some fields are not valid.",
-            errors={"username": ["Type your username exactly."]},
-        )
-    if result.outcome is DeleteOutcome.WRONG_PASSWORD:
-        return wrong_password()
+    await account_data.delete_account(services(), current.user.id, data.password, data.username)
     await end_session()
     return Message(detail="Your account has been deleted."), 200

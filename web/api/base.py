@@ -1,6 +1,6 @@
-"""The API blueprint and what every endpoint shares: cross-site protection, the answers
-to a body that does not validate and to a rule a use case refused, and the problem answers
-for "not signed in", "wrong password" and "too many attempts".
+"""The API blueprint and what every endpoint shares: cross-site protection, the answers to
+a body that does not validate, to a rule a use case refused (``InvalidInput``) and to its
+refusals (:mod:`shared.services.refusals`, one problem type each), and ``@signed_in``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from quart import Blueprint, request
 from quart.typing import ResponseReturnValue
 from quart_schema import RequestSchemaValidationError, document_response
 
+from shared.services.refusals import Locked, Refused
 from shared.validation import INVALID_TOKEN, InvalidInput
 from web.auth import current_sign_in
 from web.extensions import services
@@ -67,37 +68,21 @@ async def refused_input(error: InvalidInput) -> ResponseReturnValue:
     )
 
 
+@blueprint.errorhandler(Refused)
+async def refused(error: Refused) -> ResponseReturnValue:
+    """A use case's refusal (shared.services.refusals), as one problem type each; with the
+    field it is about, and how long to wait after too many attempts."""
+    headers = {"Retry-After": str(error.retry_after)} if isinstance(error, Locked) else None
+    errors = {error.field: [error.message]} if error.field else None
+    return problem(error.status, error.title, error.message, errors=errors, headers=headers)
+
+
 def not_logged_in() -> ResponseReturnValue:
     return problem(401, "Not logged in", "Log in first.")
 
 
 def invalid_token() -> ResponseReturnValue:
     return problem(400, "Invalid token", INVALID_TOKEN)
-
-
-def wrong_password(field: str = "password") -> ResponseReturnValue:
-    """The account's password, typed to confirm an operation, is not the right one."""
-    detail = (
-        "Your current password is not correct."
-        if field == "current_password"
-        else ("Your password is not correct.")
-    )
-    return problem(400, "Wrong password", detail, errors={field: [detail]})
-
-
-def too_many_attempts(retry_after: int) -> ResponseReturnValue:
-    return problem(
-        429,
-        "Too many attempts",
-        f"Too many wrong passwords. Try again in {retry_after} s.",
-        headers={"Retry-After": str(retry_after)},
-    )
-
-
-def wrong_code() -> ResponseReturnValue:
-    """A second factor (authenticator code or recovery code) that is not right."""
-    detail = "That code is not right."
-    return problem(400, "Wrong code", detail, errors={"code": [detail]})
 
 
 Handler = Callable[..., Awaitable[ApiResult]]

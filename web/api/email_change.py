@@ -6,15 +6,12 @@ from quart_schema import document_response, validate_request, validate_response
 
 from shared.services import bounces, email_change
 from shared.services.email_change import ConfirmOutcome as EmailChangeOutcome
-from shared.services.email_change import RequestOutcome
 from shared.services.sessions import Current
 from web.api.base import (
     ApiResult,
     blueprint,
     invalid_token,
     signed_in,
-    too_many_attempts,
-    wrong_password,
 )
 from web.api.models import EmailAddress, Empty, Message, Model, Password, TokenIn
 from web.extensions import services
@@ -36,13 +33,9 @@ class ChangeEmailIn(Model):
 async def change_email(current: Current, data: ChangeEmailIn) -> ApiResult:
     """Ask to move the account to a new address: it receives a link, the current address a
     notice. The same answer whether or not the new address has an account."""
-    result = await email_change.request_change(
+    await email_change.request_change(
         services(), current.user.id, data.new_email, data.password, sign_in=current.session.id
     )
-    if result.outcome is RequestOutcome.LOCKED:
-        return too_many_attempts(result.retry_after)
-    if result.outcome is RequestOutcome.WRONG_PASSWORD:
-        return wrong_password()
     return Message(detail="Check the new address for a link to confirm the change."), 202
 
 

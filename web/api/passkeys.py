@@ -7,22 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import request, session
-from quart.typing import ResponseReturnValue
 from quart_schema import document_response, validate_request, validate_response
 
 from shared.services import passkeys
-from shared.services.passkeys import Outcome as PasskeyOutcome
 from shared.services.proof import Proof
 from shared.services.sessions import Current
 from web import ratelimit
 from web.api.base import (
     ApiResult,
     blueprint,
-    not_logged_in,
     signed_in,
-    too_many_attempts,
-    wrong_code,
-    wrong_password,
 )
 from web.api.models import (
     Code,
@@ -37,7 +31,7 @@ from web.api.models import (
 )
 from web.auth import SECOND_STEP, continue_session, device_cookie, start_session
 from web.extensions import services
-from web.problems import Problem, problem
+from web.problems import Problem
 from web.ratelimit import limit_posts
 
 
@@ -114,18 +108,6 @@ class PasskeysOut(BaseModel):
     passkeys: list[PasskeyOut]
 
 
-def _passkey_refused(result: passkeys.Result) -> ResponseReturnValue | None:
-    if result.outcome is PasskeyOutcome.LOCKED:
-        return too_many_attempts(result.retry_after)
-    if result.outcome is PasskeyOutcome.WRONG_PASSWORD:
-        return wrong_password()
-    if result.outcome is PasskeyOutcome.WRONG_CODE:
-        return wrong_code()
-    if result.outcome is PasskeyOutcome.REFUSED:
-        return problem(400, "Passkey refused", result.detail or "The passkey was not accepted.")
-    return None
-
-
 @blueprint.get("/passkeys")
 @validate_response(PasskeysOut, 200)
 @signed_in
@@ -151,8 +133,6 @@ async def passkey_registration_options(current: Current, data: ProofIn) -> ApiRe
     authenticator code) proves it is the owner; answer with /passkeys/register."""
     offered = Proof(password=data.password or "", code=data.code or "")
     ceremony = await passkeys.registration_options(services(), current.user.id, offered)
-    if isinstance(ceremony, passkeys.Result):
-        return _passkey_refused(ceremony) or not_logged_in()
     return CeremonyOut(ceremony=ceremony.ceremony, options=ceremony.options), 200
 
 
@@ -170,9 +150,6 @@ async def passkey_register(current: Current, data: PasskeyIn) -> ApiResult:
         data.credential.model_dump(exclude_none=True),
         sign_in=current.session.id,
     )
-    refused = _passkey_refused(result)
-    if refused is not None:
-        return refused
     await continue_session(result.session_id)
     return Message(detail="Passkey added."), 201
 
@@ -188,9 +165,6 @@ async def passkey_remove(current: Current, passkey_id: int, data: PasswordIn) ->
     result = await passkeys.remove(
         services(), current.user.id, passkey_id, data.password, sign_in=current.session.id
     )
-    refused = _passkey_refused(result)
-    if refused is not None:
-        return refused
     await continue_session(result.session_id)
     return Message(detail="Passkey removed."), 200
 
@@ -210,8 +184,6 @@ async def passkey_sign_in_options(data: Empty) -> ApiResult:
         client=ratelimit.client_address(),
         second_step=pending if isinstance(pending, str) else None,
     )
-    if isinstance(ceremony, passkeys.Result):
-        return too_many_attempts(ceremony.retry_after)
     return CeremonyOut(ceremony=ceremony.ceremony, options=ceremony.options), 200
 
 
@@ -236,9 +208,6 @@ async def passkey_sign_in(data: PasskeySignInIn) -> ApiResult:
         device_cookie=device_cookie(),
         user_agent=request.headers.get("User-Agent", ""),
     )
-    refused = _passkey_refused(result)
-    if refused is not None:
-        return refused
     if result.second_step is not None:
         session[SECOND_STEP] = {"pending": result.second_step, "remember": remember}
         return SecondStepOut(

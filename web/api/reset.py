@@ -5,7 +5,6 @@ from __future__ import annotations
 from quart_schema import document_response, validate_request, validate_response
 
 from shared.services import passwords
-from shared.services.passwords import ChangeOutcome
 from shared.services.sessions import Current
 from web import ratelimit
 from web.api.base import (
@@ -13,8 +12,6 @@ from web.api.base import (
     blueprint,
     invalid_token,
     signed_in,
-    too_many_attempts,
-    wrong_password,
 )
 from web.api.models import EmailIn, Message, Model, NewPassword, Password, Token
 from web.auth import continue_session
@@ -77,9 +74,5 @@ async def password_change(current: Current, data: ChangePasswordIn) -> ApiResult
         data.password,
         keep_session=current.session.id,
     )
-    if result.outcome is ChangeOutcome.LOCKED:
-        return too_many_attempts(result.retry_after)
-    if result.outcome is ChangeOutcome.WRONG_PASSWORD or result.user is None:
-        return wrong_password("current_password")
     await continue_session(result.session_id)
     return Message(detail="Your password has been updated!"), 200

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 from quart import request, session
-from quart.typing import ResponseReturnValue
 from quart_schema import document_response, validate_request, validate_response
 
 from shared.services import two_factor
+from shared.services.refusals import NotApplicable
 from shared.services.sessions import Current
-from shared.services.two_factor import Outcome as TwoFactorOutcome
 from web import ratelimit
 from web.api.base import (
     ApiResult,
     blueprint,
     signed_in,
-    too_many_attempts,
-    wrong_code,
-    wrong_password,
 )
 from web.api.models import Code, CodeIn, Empty, Message, Model, Password, UserOut, user_out
 from web.auth import SECOND_STEP, continue_session, device_cookie, start_session
@@ -53,19 +49,6 @@ class TwoFactorOut(BaseModel):
     recovery_codes_left: int
 
 
-def _refused(result: two_factor.Result) -> ResponseReturnValue | None:
-    """The problem answer for a two-factor outcome other than DONE, if any."""
-    if result.outcome is TwoFactorOutcome.LOCKED:
-        return too_many_attempts(result.retry_after)
-    if result.outcome is TwoFactorOutcome.WRONG_PASSWORD:
-        return wrong_password()
-    if result.outcome is TwoFactorOutcome.WRONG_CODE:
-        return wrong_code()
-    if result.outcome is TwoFactorOutcome.NOT_APPLICABLE:
-        return problem(409, "Not applicable", "Nothing to do: check two-factor's state first.")
-    return None
-
-
 @blueprint.post("/login/two-factor")
 @limit_posts("login")
 @validate_request(CodeIn)
@@ -78,19 +61,18 @@ async def login_second_step(data: CodeIn) -> ApiResult:
     state = session.get(SECOND_STEP)
     if not isinstance(state, dict) or not isinstance(state.get("pending"), str):
         return problem(409, "Not applicable", "Sign in with the password first.")
-    result = await two_factor.complete_sign_in(
-        services(),
-        state["pending"],
-        data.code,
-        client=ratelimit.client_address(),
-        device_cookie=device_cookie(),
-        user_agent=request.headers.get("User-Agent", ""),
-    )
-    refused = _refused(result)
-    if refused is not None:
-        if result.outcome is TwoFactorOutcome.NOT_APPLICABLE:
-            session.pop(SECOND_STEP, None)
-        return refused
+    try:
+        result = await two_factor.complete_sign_in(
+            services(),
+            state["pending"],
+            data.code,
+            client=ratelimit.client_address(),
+            device_cookie=device_cookie(),
+            user_agent=request.headers.get("User-Agent", ""),
+        )
+    except NotApplicable:
+        session.pop(SECOND_STEP, None)  # lapsed: the first step again
+        raise
     assert result.user is not None
     await start_session(
         result.user, remember=bool(state.get("remember")), device_cookie=result.device_cookie
@@ -133,9 +115,6 @@ async def two_factor_confirm(current: Current, data: EnrolmentConfirmIn) -> ApiR
     result = await two_factor.confirm_enrolment(
         services(), current.user.id, data.code, data.password, sign_in=current.session.id
     )
-    refused = _refused(result)
-    if refused is not None:
-        return refused
     await continue_session(result.session_id)
     return RecoveryCodesOut(recovery_codes=result.recovery_codes), 200
 
@@ -152,7 +131,7 @@ async def two_factor_recovery_codes(current: Current, data: PasswordAndCodeIn) -
     result = await two_factor.regenerate_codes(
         services(), current.user.id, data.password, data.code
     )
-    return _refused(result) or (RecoveryCodesOut(recovery_codes=result.recovery_codes), 200)
+    return RecoveryCodesOut(recovery_codes=result.recovery_codes), 200
 
 
 @blueprint.post("/two-factor/disable")
@@ -166,8 +145,5 @@ async def two_factor_disable(current: Current, data: PasswordAndCodeIn) -> ApiRe
     result = await two_factor.disable(
         services(), current.user.id, data.password, data.code, sign_in=current.session.id
     )
-    refused = _refused(result)
-    if refused is not None:
-        return refused
     await continue_session(result.session_id)
     return Message(detail="Two-factor sign-in is off."), 200

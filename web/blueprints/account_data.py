@@ -9,12 +9,11 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared.services import account_data
-from shared.services.account_data import DeleteOutcome
+from shared.services.refusals import WrongConfirmation, WrongPassword
 from web.auth import current_account, end_session
 from web.extensions import services
 from web.flashes import flash
 from web.forms import DeleteAccountForm
-from web.ratelimit import too_many_wrong
 from web.templating import render_template
 
 blueprint = Blueprint("account_data", __name__)
@@ -40,19 +39,16 @@ async def delete() -> ResponseReturnValue:
     assert user is not None
     form = await DeleteAccountForm.from_request()
     if form.validate_on_submit():
-        result = await account_data.delete_account(
-            services(), user.id, form.password.data, form.confirm_username.data
-        )
-        if result.outcome is DeleteOutcome.LOCKED:
-            raise too_many_wrong("passwords", result.retry_after)
-        if result.outcome is DeleteOutcome.DELETED:
+        try:
+            await account_data.delete_account(
+                services(), user.id, form.password.data, form.confirm_username.data
+            )
+        except (WrongConfirmation, WrongPassword) as refusal:
+            form.show(refusal)
+        else:
             await end_session()
             await flash("Your account has been deleted. Goodbye!", "info")
             return redirect(url_for("main.home"))
-        if result.outcome is DeleteOutcome.WRONG_CONFIRMATION:
-            form.confirm_username.errors = ["Type your username exactly as shown."]
-        else:
-            form.password.errors = ["Your password is not correct."]
     return await render_template(
         "accounts/delete.html", title="Delete your account", form=form, user=user
     )

@@ -9,13 +9,13 @@ from quart_auth import login_required
 
 from shared import links
 from shared.services import bounces, email_change
-from shared.services.email_change import ConfirmOutcome, RequestOutcome
+from shared.services.email_change import ConfirmOutcome
+from shared.services.refusals import WrongPassword
 from shared.validation import INVALID_TOKEN, InvalidInput
 from web.auth import current_account, current_session_id
 from web.extensions import services
 from web.flashes import flash
 from web.forms import ActionForm, ChangeEmailForm
-from web.ratelimit import too_many_wrong
 from web.templating import render_template
 
 blueprint = Blueprint("email_change", __name__)
@@ -40,23 +40,19 @@ async def change() -> ResponseReturnValue:
     form = await ChangeEmailForm.from_request()
     if form.validate_on_submit():
         try:
-            result = await email_change.request_change(
+            await email_change.request_change(
                 services(),
                 user.id,
                 form.new_email.data,
                 form.password.data,
                 sign_in=current_session_id(),
             )
-        except InvalidInput as error:
+        except (InvalidInput, WrongPassword) as error:
             form.show(error)
         else:
-            if result.outcome is RequestOutcome.LOCKED:
-                raise too_many_wrong("passwords", result.retry_after)
-            if result.outcome is RequestOutcome.REQUESTED:
-                # The same answer whether or not the new address has an account.
-                await flash(REQUESTED, "info")
-                return redirect(url_for("accounts.account"))
-            form.password.errors = ["Your password is not correct."]
+            # The same answer whether or not the new address has an account.
+            await flash(REQUESTED, "info")
+            return redirect(url_for("accounts.account"))
     return await render_template(
         "accounts/email.html", title="Change your email address", form=form, user=user
     )

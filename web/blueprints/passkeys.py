@@ -9,12 +9,11 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared.services import passkeys
-from shared.services.passkeys import Outcome
+from shared.services.refusals import NotFound, WrongPassword
 from web.auth import continue_session, current_account, current_session_id
 from web.extensions import services
 from web.flashes import flash
 from web.forms import PasswordOnlyForm
-from web.ratelimit import too_many_wrong
 from web.templating import render_template
 
 blueprint = Blueprint("passkeys", __name__)
@@ -40,18 +39,17 @@ async def remove(passkey_id: int) -> ResponseReturnValue:
     assert user is not None
     form = await PasswordOnlyForm.from_request()
     if form.validate_on_submit():
-        result = await passkeys.remove(
-            services(), user.id, passkey_id, form.password.data, sign_in=current_session_id()
-        )
-        if result.outcome is Outcome.LOCKED:
-            raise too_many_wrong("passwords", result.retry_after)
-        if result.outcome is Outcome.DONE:
+        try:
+            result = await passkeys.remove(
+                services(), user.id, passkey_id, form.password.data, sign_in=current_session_id()
+            )
+        except WrongPassword as refusal:
+            await flash(refusal.message, "danger")
+        except NotFound:
+            await flash("That passkey had already been removed.", "warning")
+        else:
             await continue_session(result.session_id)
             await flash("The passkey has been removed.", "info")
-        elif result.outcome is Outcome.WRONG_PASSWORD:
-            await flash("Your password is not correct.", "danger")
-        else:
-            await flash("That passkey had already been removed.", "warning")
     else:
         await flash("Enter your password to remove a passkey.", "danger")
     return redirect(url_for("passkeys.list_passkeys"))

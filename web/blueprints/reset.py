@@ -8,14 +8,14 @@ from quart_auth import login_required
 
 from shared import links
 from shared.services import passwords
-from shared.services.passwords import ChangeOutcome
+from shared.services.refusals import WrongPassword
 from shared.validation import INVALID_TOKEN, InvalidInput
 from web import ratelimit
 from web.auth import continue_session, current_account, current_sign_in, end_session
 from web.extensions import services
 from web.flashes import flash
 from web.forms import ActionForm, ChangePasswordForm, RequestResetForm, ResetPasswordForm
-from web.ratelimit import limit_posts, too_many
+from web.ratelimit import limit_posts
 from web.templating import render_template
 
 blueprint = Blueprint("reset", __name__)
@@ -87,20 +87,12 @@ async def change_password() -> ResponseReturnValue:
                 form.password.data,
                 keep_session=current.session.id,
             )
-        except InvalidInput as error:
+        except (InvalidInput, WrongPassword) as error:
             form.show(error)
         else:
-            if result.outcome is ChangeOutcome.LOCKED:
-                raise too_many(
-                    "Too many wrong current passwords. Please wait "
-                    f"{result.retry_after} seconds and try again.",
-                    result.retry_after,
-                )
-            if result.outcome is ChangeOutcome.CHANGED:
-                await continue_session(result.session_id)
-                await flash("Your password has been updated!", "success")
-                return redirect(url_for("accounts.account"))
-            form.current_password.errors = ["Your current password is not correct."]
+            await continue_session(result.session_id)
+            await flash("Your password has been updated!", "success")
+            return redirect(url_for("accounts.account"))
     return await render_template("reset/change.html", title="Change Password", form=form)
 
 

@@ -8,7 +8,7 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared.services import two_factor
-from shared.services.two_factor import Outcome
+from shared.services.refusals import NotApplicable, WrongCode, WrongPassword
 from web import ratelimit
 from web.auth import (
     SECOND_STEP,
@@ -21,13 +21,11 @@ from web.auth import (
 from web.extensions import services
 from web.flashes import flash
 from web.forms import CodeForm, EnrolmentForm, PasswordAndCodeForm
-from web.ratelimit import limit_posts, too_many_wrong
+from web.ratelimit import limit_posts
 from web.security import safe_next
 from web.templating import render_template
 
 blueprint = Blueprint("two_factor", __name__)
-
-WRONG_CODE = "That code is not right. Check your authenticator app's current code."
 
 
 def remember_second_step(pending: str, *, remember: bool, next_url: str) -> None:
@@ -44,28 +42,29 @@ async def second_step() -> ResponseReturnValue:
         return redirect(url_for("accounts.login"))
     form = await CodeForm.from_request()
     if form.validate_on_submit():
-        result = await two_factor.complete_sign_in(
-            services(),
-            state["pending"],
-            form.code.data,
-            client=ratelimit.client_address(),
-            device_cookie=device_cookie(),
-            user_agent=request.headers.get("User-Agent", ""),
-        )
-        if result.outcome is Outcome.LOCKED:
-            raise too_many_wrong("codes", result.retry_after)
-        if result.outcome is Outcome.NOT_APPLICABLE:
+        try:
+            result = await two_factor.complete_sign_in(
+                services(),
+                state["pending"],
+                form.code.data,
+                client=ratelimit.client_address(),
+                device_cookie=device_cookie(),
+                user_agent=request.headers.get("User-Agent", ""),
+            )
+        except NotApplicable as lapsed:
             session.pop(SECOND_STEP, None)
-            await flash("Your sign-in has expired. Please sign in again.", "warning")
+            await flash(lapsed.message, "warning")
             return redirect(url_for("accounts.login"))
-        if result.outcome is Outcome.DONE and result.user is not None:
+        except WrongCode as refusal:
+            form.show(refusal)
+        else:
+            assert result.user is not None
             await start_session(
                 result.user,
                 remember=bool(state.get("remember")),
                 device_cookie=result.device_cookie,
             )
             return redirect(safe_next(state.get("next")))
-        form.code.errors = [WRONG_CODE]
     return await render_template(
         "accounts/second_step.html",
         title="Two-factor sign-in",
@@ -90,12 +89,13 @@ async def settings() -> ResponseReturnValue:
         )
     form = await EnrolmentForm.from_request()
     if form.validate_on_submit():
-        result = await two_factor.confirm_enrolment(
-            context, user.id, form.code.data, form.password.data, sign_in=current_session_id()
-        )
-        if result.outcome is Outcome.LOCKED:
-            raise too_many_wrong("attempts", result.retry_after)
-        if result.outcome is Outcome.DONE:
+        try:
+            result = await two_factor.confirm_enrolment(
+                context, user.id, form.code.data, form.password.data, sign_in=current_session_id()
+            )
+        except (WrongPassword, WrongCode) as refusal:
+            form.show(refusal)
+        else:
             await continue_session(result.session_id)
             return await render_template(
                 "accounts/recovery_codes.html",
@@ -103,10 +103,6 @@ async def settings() -> ResponseReturnValue:
                 codes=result.recovery_codes,
                 just_enabled=True,
             )
-        if result.outcome is Outcome.WRONG_PASSWORD:
-            form.password.errors = ["Your password is not correct."]
-        else:
-            form.code.errors = [WRONG_CODE]
     enrolment = await two_factor.begin_enrolment(context, user.id)
     return await render_template(
         "accounts/two_factor.html",
@@ -135,29 +131,27 @@ async def _password_and_code_change(action: str) -> ResponseReturnValue:
     form = await PasswordAndCodeForm.from_request()
     if form.validate_on_submit():
         password, code = form.password.data, form.code.data
-        if action == "regenerate":
-            result = await two_factor.regenerate_codes(services(), user.id, password, code)
-        else:
+        try:
+            if action == "regenerate":
+                result = await two_factor.regenerate_codes(services(), user.id, password, code)
+                return await render_template(
+                    "accounts/recovery_codes.html",
+                    title="Your recovery codes",
+                    codes=result.recovery_codes,
+                    just_enabled=False,
+                )
             result = await two_factor.disable(
                 services(), user.id, password, code, sign_in=current_session_id()
             )
-        if result.outcome is Outcome.LOCKED:
-            raise too_many_wrong("codes", result.retry_after)
-        if result.outcome is Outcome.DONE and action == "regenerate":
-            return await render_template(
-                "accounts/recovery_codes.html",
-                title="Your recovery codes",
-                codes=result.recovery_codes,
-                just_enabled=False,
-            )
-        if result.outcome is Outcome.DONE:
+        except (WrongPassword, WrongCode, NotApplicable) as refusal:
+            if refusal.field is None:
+                await flash(refusal.message, "warning")
+                return redirect(url_for("two_factor.settings"))
+            form.show(refusal)
+        else:
             await continue_session(result.session_id)
             await flash("Two-factor sign-in is off.", "info")
             return redirect(url_for("accounts.account"))
-        if result.outcome is Outcome.WRONG_PASSWORD:
-            form.password.errors = ["Your password is not correct."]
-        elif result.outcome is Outcome.WRONG_CODE:
-            form.code.errors = [WRONG_CODE]
     state = await two_factor.status(services(), user.id)
     return await render_template(
         "accounts/two_factor.html", title="Two-factor sign-in", status=state, form=form

@@ -1,0 +1,83 @@
+"""The use cases' one vocabulary for "no": typed refusals, raised (as :class:`InvalidInput`
+is) and translated once per surface: the API answers each with one problem type
+(``web/api/base.py``), the pages show it under the field it names, or as the 429 page
+(``web/refusals.py``). A refusal changes nothing: raised inside a unit of work, it rolls the
+transaction back."""
+
+from __future__ import annotations
+
+
+class Refused(Exception):
+    """A request the rules refuse. ``field``: the input it is about (shown under it), if any."""
+
+    status = 400
+    title = "Refused"
+    field: str | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Locked(Refused):
+    """Too many attempts: counted before each check, and this one is over the limit."""
+
+    status = 429
+    title = "Too many attempts"
+
+    def __init__(self, retry_after: int, what: str = "wrong passwords or codes") -> None:
+        super().__init__(f"Too many {what}. Try again in {retry_after} s.")
+        self.retry_after = retry_after
+        self.what = what
+
+
+class WrongPassword(Refused):
+    """The account's password, typed to confirm an operation, is not the right one."""
+
+    title = "Wrong password"
+
+    def __init__(self, field: str = "password") -> None:
+        current = "current " if field == "current_password" else ""
+        super().__init__(f"Your {current}password is not correct.")
+        self.field = field
+
+
+class WrongCode(Refused):
+    """A second factor (authenticator code or recovery code) that is not right."""
+
+    title = "Wrong code"
+    field = "code"
+
+    def __init__(self) -> None:
+        super().__init__("That code is not right. Check your authenticator app's current code.")
+
+
+class WrongConfirmation(Refused):
+    """What was typed to confirm a destructive change is not what was asked for."""
+
+    status = 422
+    title = "Invalid request"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotApplicable(Refused):
+    """Nothing to do in the account's state (no sign-in waiting, already on, no such thing)."""
+
+    status = 409
+    title = "Not applicable"
+
+
+class NotAccepted(Refused):
+    """What an authenticator (or another outside party) answered is not accepted."""
+
+    title = "Passkey refused"
+
+
+class NotFound(Refused):
+    """The thing named (a passkey, a sign-in) is not the account's, or not there any more."""
+
+    status = 404
+    title = "Not found"
