@@ -158,25 +158,20 @@ def worker_options(settings: Settings, *, freeze_after_startup: bool = False) ->
             ),
         ],
         "cron_jobs": [
-            cron(
-                sweep_outbox,
-                name=SWEEP_OUTBOX,
-                second=set(range(0, 60, settings.OUTBOX_SWEEP_EVERY)),
-                run_at_startup=True,
-                unique=True,
-                # arq re-runs a killed worker's jobs after the longest timeout + 10 s, so no
-                # function may have a longer timeout than a delivery.
-                timeout=settings.WORKER_JOB_TIMEOUT,
-                keep_result=0,
-            ),
-            cron(
-                sweep_webhooks,
-                name=SWEEP_WEBHOOKS,
-                second=set(range(0, 60, settings.OUTBOX_SWEEP_EVERY)),
-                run_at_startup=True,
-                unique=True,
-                timeout=settings.WORKER_JOB_TIMEOUT,
-                keep_result=0,
+            # Each domain sweeps its own outbox, every OUTBOX_SWEEP_EVERY seconds.
+            *(
+                cron(
+                    sweep,
+                    name=name,
+                    second=set(range(0, 60, settings.OUTBOX_SWEEP_EVERY)),
+                    run_at_startup=True,
+                    unique=True,
+                    # arq re-runs a killed worker's jobs after the longest timeout + 10 s, so
+                    # no function may have a longer timeout than a delivery.
+                    timeout=settings.WORKER_JOB_TIMEOUT,
+                    keep_result=0,
+                )
+                for sweep, name in ((sweep_outbox, SWEEP_OUTBOX), (sweep_webhooks, SWEEP_WEBHOOKS))
             ),
             # Hourly, at a minute of its own; batched deletes, each a short transaction.
             cron(

@@ -119,16 +119,42 @@ async def prepare(
     settings: Settings,
     tokens: Tokens,
 ) -> dict[str, Any] | Skip:
-    base = settings.base_url
     match context:
         case TestEmail():
             return {}
         case AdminAlert(summary=summary, details=details):
             return {"summary": summary, "details": details}
-        case ConfirmEmail(user_id=user_id, generation=generation):
-            user = await user_by_id(user_id)
-            if user is None:
-                return Skip("the account no longer exists")
+        case AccountDeleted(username=username):
+            return {"username": username}
+        case EmailChanged(user_id=former, new_email=new):  # sent after the account may go
+            gone = await user_by_id(former)
+            return {"username": gone.username if gone else "", "new_email": new}
+    owner = getattr(context, "user_id", None)
+    if not isinstance(owner, int):
+        raise LookupError(f"no preparation for {type(context).__name__}")
+    user = await user_by_id(owner)  # every other kind is about a live account
+    if user is None:
+        return Skip("the account no longer exists")
+    return _about_account(user, email, context, settings=settings, tokens=tokens)
+
+
+def _about_account(
+    user: Account,
+    email: OutboxEmail,
+    context: EmailContext,
+    *,
+    settings: Settings,
+    tokens: Tokens,
+) -> dict[str, Any] | Skip:
+    base = settings.base_url
+    seen = {"username": user.username}
+
+    def not_me(version: int, by: str | None = None) -> dict[str, Any]:
+        token = _not_me_token(tokens, user, version, email, by)
+        return {**seen, "not_me_link": links.NOT_ME.url(base, token)}
+
+    match context:
+        case ConfirmEmail(generation=generation):
             if user.confirmed_at is not None:
                 return Skip("the address is already confirmed")
             if user.confirm_generation != generation:
@@ -137,23 +163,17 @@ async def prepare(
                 return Skip("the account's address has changed")
             token = tokens.dumps(Purpose.CONFIRM_EMAIL, {"uid": user.id, "gen": generation})
             return {
-                "username": user.username,
+                **seen,
                 "link": links.CONFIRM_EMAIL.url(base, token),
                 "expires_in": _hours(settings.CONFIRM_TOKEN_MAX_AGE),
             }
-        case AlreadyRegistered(user_id=user_id):
-            user = await user_by_id(user_id)
-            if user is None:
-                return Skip("the account no longer exists")
+        case AlreadyRegistered():
             return {
-                "username": user.username,
+                **seen,
                 "login_link": f"{base}{links.LOGIN}",
                 "reset_link": f"{base}{links.REQUEST_RESET}",
             }
-        case ResetEmail(user_id=user_id, generation=generation):
-            user = await user_by_id(user_id)
-            if user is None:
-                return Skip("the account no longer exists")
+        case ResetEmail(generation=generation):
             if user.reset_generation != generation:
                 return Skip("superseded by a newer reset link or a password change")
             age = (datetime.now(UTC) - email.created_at).total_seconds()
@@ -162,73 +182,32 @@ async def prepare(
             secret = settings.SECRET_KEY.get_secret_value()
             token = tokens.dumps(Purpose.RESET_PASSWORD, reset_token_payload(user, secret))
             return {
-                "username": user.username,
+                **seen,
                 "link": links.RESET_PASSWORD.url(base, token),
                 "expires_in": _hours(settings.RESET_TOKEN_MAX_AGE),
             }
-        case PasswordChanged(user_id=user_id, session_version=version, session=by):
-            user = await user_by_id(user_id)
-            if user is None:
-                return Skip("the account no longer exists")
-            token = _not_me_token(tokens, user, version, email, by)
-            return {
-                "username": user.username,
-                "not_me_link": links.NOT_ME.url(base, token),
-            }
-        case NewDevice(user_id=user_id, session_version=version):
-            user = await user_by_id(user_id)
-            if user is None:
-                return Skip("the account no longer exists")
-            token = _not_me_token(tokens, user, version, email)
-            return {
-                "username": user.username,
-                "when": context.signed_in_at.replace("T", " ")[:16] + " UTC",
-                "device": context.device,
-                "client_address": context.client_address,
-                "not_me_link": links.NOT_ME.url(base, token),
-            }
-        case EmailChangeConfirm(user_id=user_id, generation=generation, new_email=new_email):
-            user = await user_by_id(user_id)
-            if user is None:
-                return Skip("the account no longer exists")
+        case EmailChangeConfirm(generation=generation, new_email=new_email):
             if user.email_change_generation != generation or user.pending_email != new_email:
                 return Skip("superseded by a newer address change, or cancelled")
             token = tokens.dumps(Purpose.CHANGE_EMAIL, link_payload(user.id, generation, new_email))
             return {
-                "username": user.username,
+                **seen,
                 "link": links.CHANGE_EMAIL.url(base, token),
                 "expires_in": _hours(settings.CONFIRM_TOKEN_MAX_AGE),
             }
-        case EmailChangeRequested(
-            user_id=user_id, session_version=version, new_email=new, session=by
-        ):
-            user = await user_by_id(user_id)
-            if user is None:
-                return Skip("the account no longer exists")
-            token = _not_me_token(tokens, user, version, email, by)
+        case EmailInUse():
+            return {**seen, "reset_link": f"{base}{links.REQUEST_RESET}"}
+        case PasswordChanged(session_version=version, session=by):
+            return not_me(version, by)
+        case NewDevice(session_version=version):
             return {
-                "username": user.username,
-                "new_email": new,
-                "not_me_link": links.NOT_ME.url(base, token),
+                **not_me(version),
+                "when": context.signed_in_at.replace("T", " ")[:16] + " UTC",
+                "device": context.device,
+                "client_address": context.client_address,
             }
-        case EmailChanged(user_id=user_id, new_email=new):
-            user = await user_by_id(user_id)
-            return {"username": user.username if user else "", "new_email": new}
-        case EmailInUse(user_id=user_id):
-            user = await user_by_id(user_id)
-            if user is None:
-                return Skip("the account no longer exists")
-            return {"username": user.username, "reset_link": f"{base}{links.REQUEST_RESET}"}
-        case TwoFactorChanged(user_id=user_id, session_version=version, change=change, session=by):
-            user = await user_by_id(user_id)
-            if user is None:
-                return Skip("the account no longer exists")
-            token = _not_me_token(tokens, user, version, email, by)
-            return {
-                "username": user.username,
-                "change": change,
-                "not_me_link": links.NOT_ME.url(base, token),
-            }
-        case AccountDeleted(username=username):
-            return {"username": username}
+        case EmailChangeRequested(session_version=version, new_email=new, session=by):
+            return {**not_me(version, by), "new_email": new}
+        case TwoFactorChanged(session_version=version, change=change, session=by):
+            return {**not_me(version, by), "change": change}
     raise LookupError(f"no preparation for {type(context).__name__}")
