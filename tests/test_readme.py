@@ -1,5 +1,5 @@
-"""The documentation's examples work (docs/webhooks.md): the webhook receiver's verification accepts what the worker
-signs and refuses a tampered body, a wrong secret and a replayed (old) timestamp."""
+"""The documentation's examples work: the webhook receiver of docs/webhooks.md accepts what
+the worker signs and refuses a tampered body, a wrong secret and a replayed (old) timestamp."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from shared.models import User
 from shared.services import sessions
 from shared.services.sessions import Current
 from shared.services.signin import DEVICE_COOKIE_MAX_AGE
-from web import ratelimit
 from web.extensions import services
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
@@ -59,21 +58,16 @@ async def current_account() -> User | None:
     return current.user if current is not None else None
 
 
-async def start_session(user: User, *, remember: bool, device_cookie: str | None) -> None:
-    """Sign ``user`` in on this browser: a new sign-in record, named by the session cookie,
-    living as long as "remember me" chose. The visitor's session cookie (and with it the
-    CSRF token) starts afresh, so nothing planted before sign-in carries over; the device
-    cookie marks this browser as one that has signed in here."""
-    context = services()
-    settings = context.settings
-    lifetime = settings.REMEMBER_LIFETIME if remember else settings.SESSION_LIFETIME
-    session_id = await sessions.start(
-        context,
-        user,
-        lifetime=lifetime,
-        client=ratelimit.client_address(),
-        user_agent=request.headers.get("User-Agent", ""),
-    )
+async def start_session(
+    session_id: str | None, *, remember: bool, device_cookie: str | None
+) -> None:
+    """Sign this browser in to the sign-in record a use case made (in the transaction that
+    checked its factors): the session cookie names it, persistent if "remember me". The
+    visitor's session cookie (and with it the CSRF token) starts afresh, so nothing planted
+    before sign-in carries over; the device cookie marks this browser as one that has
+    signed in here."""
+    assert session_id is not None, "a completed sign-in has its record"
+    settings = services().settings
     session.clear()
     login_user(AccountUser(session_id), remember=remember)
     if device_cookie is not None:

@@ -112,7 +112,7 @@ class Result:
     device_cookie: str | None = None
     passkey_id: int | None = None
     second_step: str | None = None  # signed in with one factor: the pending sign-in
-    session_id: str | None = None  # the sign-in's new id, when the change rotated it
+    session_id: str | None = None  # the sign-in's id: a new sign-in's, or a rotated one's
 
 
 EXPIRED = "The passkey request has expired. Try again."
@@ -268,6 +268,7 @@ async def sign_in(
     client: str,
     device_cookie: str | None = None,
     user_agent: str = "",
+    remember: bool = False,
 ) -> Result:
     """Sign in with a passkey: the whole sign-in, or the second step of a two-factor one.
     A passkey verified by its authenticator (UV) is two factors and completes any sign-in;
@@ -321,16 +322,21 @@ async def sign_in(
             # Something you have, and nothing more: the second factor is still to come.
             pending = signin.second_step_token(ctx, user, user.email_key, first="passkey")
             return Result(second_step=pending)
-        await signin.record_sign_in(
+        session_id = await signin.record_sign_in(
             session,
             ctx,
             user,
             device_cookie=device_cookie,
             client=client,
             user_agent=user_agent,
+            remember=remember,
             method="passkey",
         )
-    return Result(user=user, device_cookie=signin.new_device_cookie(ctx, user.email_key, user.id))
+    return Result(
+        user=user,
+        device_cookie=signin.new_device_cookie(ctx, user.email_key, user.id),
+        session_id=session_id,
+    )
 
 
 def _pending_is_for(ctx: ServiceContext, facts: dict[str, Any], user: User) -> bool:

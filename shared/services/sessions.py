@@ -18,16 +18,11 @@ from shared.services.context import ServiceContext
 TOUCH_EVERY = timedelta(minutes=5)  # last_seen_at moves at most this often
 
 
-async def start(
-    ctx: ServiceContext,
-    user: User,
-    *,
-    lifetime: int,
-    client: str,
-    user_agent: str,
+async def add(
+    session: AsyncSession, user: User, *, lifetime: int, client: str, user_agent: str
 ) -> str:
-    """Record a sign-in; returns its id, for the session cookie."""
-    device = await device_name(user_agent)
+    """Record a sign-in in the caller's transaction (the one that checked its factors and
+    records its event); returns its id, for the session cookie."""
     record = SignInSession(
         id=secrets.token_urlsafe(32),
         public_id=secrets.token_urlsafe(12),
@@ -35,11 +30,19 @@ async def start(
         expires_at=datetime.now(UTC) + timedelta(seconds=lifetime),
         client_address=client[:64],
         user_agent=user_agent[:USER_AGENT_MAX],
-        device=device,
+        device=await device_name(user_agent),
     )
-    async with ctx.unit_of_work() as session:
-        session.add(record)
+    session.add(record)
     return record.id
+
+
+async def start(
+    ctx: ServiceContext, user: User, *, lifetime: int, client: str, user_agent: str
+) -> str:
+    """Record a sign-in in a transaction of its own (what the sign-in use cases do inside
+    theirs, with :func:`add`); returns its id."""
+    async with ctx.unit_of_work() as session:
+        return await add(session, user, lifetime=lifetime, client=client, user_agent=user_agent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from shared.jobs import NewDevice
 from shared.models import User
 from shared.outbox import email_user
 from shared.ratelimit import Limit
-from shared.services import accounts, events, users
+from shared.services import accounts, events, sessions, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.tokens import Purpose, int_field
@@ -60,6 +60,7 @@ class LoginOutcome:
     locked_for: int = 0  # seconds, when this client may not try again yet
     device_cookie: str | None = None  # on success: the browser's device cookie, to keep
     second_step: str | None = None  # password right, two-factor on: the pending state
+    session_id: str | None = None  # on success: the sign-in record, for the session cookie
 
 
 def scopes_for(
@@ -92,8 +93,10 @@ async def login(
     client: str,
     device_cookie: str | None = None,
     user_agent: str = "",
+    remember: bool = False,
 ) -> LoginOutcome:
-    """Check the credentials; the caller starts the session when ``user`` is set.
+    """Check the credentials; when ``user`` is set, the sign-in is recorded (``session_id``,
+    for the session cookie, living as long as ``remember`` chose).
 
     Every attempt is counted before the password is checked, for unknown addresses too (so
     the limits reveal nothing). Unknown addresses, wrong passwords and accounts whose
@@ -134,14 +137,16 @@ async def login(
             return LoginOutcome()
         if needs_rehash:
             user.password_hash = await passwords.hash_password(password)
+        session_id = None
         if user.confirmed_at is not None and user.totp_enabled_at is None:
-            await record_sign_in(
+            session_id = await record_sign_in(
                 session,
                 ctx,
                 user,
                 device_cookie=device_cookie,
                 client=client,
                 user_agent=user_agent,
+                remember=remember,
             )
     if user.confirmed_at is None:
         # Signing in needs a confirmed address: registering an address and signing in with it
@@ -152,7 +157,9 @@ async def login(
         # The password was right; nothing works until the second step is, too.
         return LoginOutcome(second_step=second_step_token(ctx, user, key, first="password"))
     await ctx.limits.clear(scopes[0][0], scopes[0][1])
-    return LoginOutcome(user=user, device_cookie=new_device_cookie(ctx, key, user.id))
+    return LoginOutcome(
+        user=user, device_cookie=new_device_cookie(ctx, key, user.id), session_id=session_id
+    )
 
 
 async def _record_if_known(ctx: ServiceContext, email: str, kind: Kind) -> None:
@@ -231,15 +238,26 @@ async def record_sign_in(
     device_cookie: str | None,
     client: str,
     user_agent: str,
+    remember: bool,
     method: str = "password",
-) -> None:
-    """A sign-in completed (every factor checked): when it happened, and the new-browser
-    email it may cause."""
+) -> str:
+    """A sign-in completed (every factor checked), in one transaction: its record (living as
+    long as "remember me" chose; its id, returned, goes in the session cookie), its event,
+    and the new-browser email it may cause. Nothing of it without the rest."""
+    settings = ctx.settings
     first = user.last_sign_in_at is None
     user.last_sign_in_at = datetime.now(UTC)
+    session_id = await sessions.add(
+        session,
+        user,
+        lifetime=settings.REMEMBER_LIFETIME if remember else settings.SESSION_LIFETIME,
+        client=client,
+        user_agent=user_agent,
+    )
     await events.record(session, Kind.LOGIN_SUCCEEDED, user.id, method=method)
     if not first and not _recent_device(ctx, user, device_cookie):
         await _notify_new_device(session, ctx, user, client=client, user_agent=user_agent)
+    return session_id
 
 
 def _recent_device(ctx: ServiceContext, user: User, device_cookie: str | None) -> bool:

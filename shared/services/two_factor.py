@@ -68,7 +68,7 @@ class Result:
     recovery_codes: list[str] = field(default_factory=list)  # shown once
     user: User | None = None
     device_cookie: str | None = None
-    session_id: str | None = None  # the sign-in's new id, when the change rotated it
+    session_id: str | None = None  # the sign-in's id: a new sign-in's, or a rotated one's
 
 
 async def _count_code(ctx: ServiceContext, user_id: int) -> None:
@@ -112,6 +112,7 @@ async def complete_sign_in(
     client: str,
     device_cookie: str | None = None,
     user_agent: str = "",
+    remember: bool = False,
 ) -> Result:
     """The second step of a sign-in: ``pending`` is what the first step handed out (it
     lapses after signin.SECOND_STEP_MAX_AGE, and with any password change). Wrong codes count
@@ -139,18 +140,23 @@ async def complete_sign_in(
         if method is None:
             ctx.defer(events.record_alone, ctx, Kind.LOGIN_FAILED, user.id, step="code")
             raise WrongCode
-        await signin.record_sign_in(
+        session_id = await signin.record_sign_in(
             session,
             ctx,
             user,
             device_cookie=device_cookie,
             client=client,
             user_agent=user_agent,
+            remember=remember,
             method=method,
         )
     for limit, subject in [scopes[0], *account_wide]:
         await ctx.limits.clear(limit, subject)
-    return Result(user=user, device_cookie=signin.new_device_cookie(ctx, key, user.id))
+    return Result(
+        user=user,
+        device_cookie=signin.new_device_cookie(ctx, key, user.id),
+        session_id=session_id,
+    )
 
 
 async def disable(

@@ -207,6 +207,7 @@ async def passkey_sign_in(data: PasskeySignInIn) -> ApiResult:
         client=ratelimit.client_address(),
         device_cookie=device_cookie(),
         user_agent=request.headers.get("User-Agent", ""),
+        remember=remember,
     )
     if result.second_step is not None:
         session[SECOND_STEP] = {"pending": result.second_step, "remember": remember}
@@ -216,5 +217,5 @@ async def passkey_sign_in(data: PasskeySignInIn) -> ApiResult:
             second_step=True,
         ), 202
     assert result.user is not None
-    await start_session(result.user, remember=remember, device_cookie=result.device_cookie)
+    await start_session(result.session_id, remember=remember, device_cookie=result.device_cookie)
     return user_out(result.user), 200

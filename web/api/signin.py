@@ -47,6 +47,7 @@ async def login(data: LoginIn) -> ApiResult:
         client=ratelimit.client_address(),
         device_cookie=device_cookie(),
         user_agent=request.headers.get("User-Agent", ""),
+        remember=data.remember,
     )
     if outcome.locked_for:
         return problem(
@@ -68,7 +69,9 @@ async def login(data: LoginIn) -> ApiResult:
             "Login unsuccessful",
             "Please check email and password. Registered recently? Confirm your address first.",
         )
-    await start_session(outcome.user, remember=data.remember, device_cookie=outcome.device_cookie)
+    await start_session(
+        outcome.session_id, remember=data.remember, device_cookie=outcome.device_cookie
+    )
     return user_out(outcome.user), 200
 
 

@@ -69,13 +69,14 @@ async def login_second_step(data: CodeIn) -> ApiResult:
             client=ratelimit.client_address(),
             device_cookie=device_cookie(),
             user_agent=request.headers.get("User-Agent", ""),
+            remember=bool(state.get("remember")),
         )
     except NotApplicable:
         session.pop(SECOND_STEP, None)  # lapsed: the first step again
         raise
     assert result.user is not None
     await start_session(
-        result.user, remember=bool(state.get("remember")), device_cookie=result.device_cookie
+        result.session_id, remember=bool(state.get("remember")), device_cookie=result.device_cookie
     )
     return user_out(result.user), 200
 

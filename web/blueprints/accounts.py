@@ -78,6 +78,7 @@ async def login() -> ResponseReturnValue:
             client=ratelimit.client_address(),
             device_cookie=device_cookie(),
             user_agent=request.headers.get("User-Agent", ""),
+            remember=bool(form.remember.data),
         )
         if outcome.second_step is not None:
             remember_second_step(
@@ -86,7 +87,9 @@ async def login() -> ResponseReturnValue:
             return redirect(url_for("two_factor.second_step"))
         if outcome.user is not None:
             await start_session(
-                outcome.user, remember=bool(form.remember.data), device_cookie=outcome.device_cookie
+                outcome.session_id,
+                remember=bool(form.remember.data),
+                device_cookie=outcome.device_cookie,
             )
             return redirect(next_url)
         if outcome.locked_for:

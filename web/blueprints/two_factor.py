@@ -50,6 +50,7 @@ async def second_step() -> ResponseReturnValue:
                 client=ratelimit.client_address(),
                 device_cookie=device_cookie(),
                 user_agent=request.headers.get("User-Agent", ""),
+                remember=bool(state.get("remember")),
             )
         except NotApplicable as lapsed:
             session.pop(SECOND_STEP, None)
@@ -60,7 +61,7 @@ async def second_step() -> ResponseReturnValue:
         else:
             assert result.user is not None
             await start_session(
-                result.user,
+                result.session_id,
                 remember=bool(state.get("remember")),
                 device_cookie=result.device_cookie,
             )
