@@ -1,25 +1,14 @@
-"""Typed settings read from the environment, on pydantic-settings.
-
-Mail settings keep the names people already know from Flask-Mail (``MAIL_SERVER``,
-``MAIL_USE_TLS``, ...). Every secret (and any other setting) can instead come from a file
-named by ``<NAME>_FILE``, the convention of Docker and Kubernetes secrets:
-``SECRET_KEY_FILE=/run/secrets/secret_key``. Every process calls :func:`load_settings` once at
-start-up; a missing or malformed value raises :class:`SettingsError`, whose message is one line
-per bad variable, so the entry points can print it and exit without a traceback.
-"""
+"""The settings themselves: one typed field per environment variable, with its default and
+its rule."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AnyUrl,
     BeforeValidator,
@@ -29,91 +18,30 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-# Values copied from tutorials and templates; a deployment that still carries one of them has
-# not set a real secret. Refusing them is cheaper than discovering forged cookies later.
-PLACEHOLDER_SECRETS = frozenset(
-    {
-        "changeme",
-        "change-me",
-        "change_me",
-        "changethis",
-        "secret",
-        "secret-key",
-        "secret_key",
-        "dev",
-        "development",
-        "you-will-never-guess",
-        "your-secret-key",
-        "replace-me",
-    }
+from shared.settings.rules import (
+    MIN_DISTINCT_CHARACTERS,
+    MIN_SECRET_KEY_LENGTH,
+    PLACEHOLDER_SECRETS,
+    PLACEHOLDER_WORDS,
+    TOGETHER,
+    check_address,
+    conflicts,
+    split_addresses,
 )
-MIN_SECRET_KEY_LENGTH = 32
-# Words that, anywhere in a key (letters and digits only, any case), mark it as a template's
-# placeholder padded to length ("changemechangemechangemechangeme12"). Six letters or more:
-# a random key contains one by chance with a probability far below 1e-9.
-PLACEHOLDER_WORDS = (
-    "changeme", "changethis", "replaceme", "yoursecret", "placeholder", "insecure",
-    "youwillneverguess", "notsecret", "notasecret",
-)  # fmt: skip
-MIN_DISTINCT_CHARACTERS = 10  # "aaaa..." or "12341234..." is long but not secret
-
-
-_TOGETHER = (
-    "MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_USERNAME", "MAIL_PASSWORD", "DKIM_DOMAIN",
-    "DKIM_SELECTOR", "DKIM_PRIVATE_KEY",
-)  # fmt: skip
-
-
-def _on(value: object) -> bool:
-    """A switch as pydantic reads one (raw "1", "true", "yes", "on", or a parsed bool)."""
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on", "t", "y"}
-    return bool(value)
-
-
-def _conflicts(values: Mapping[str, Any]) -> list[str]:
-    """The rules between settings, on parsed values or on the raw ones (see
-    ``Settings._every_problem_at_once``)."""
-    found = []
-    if _on(values.get("MAIL_USE_TLS")) and _on(values.get("MAIL_USE_SSL")):
-        found.append("MAIL_USE_TLS (STARTTLS) and MAIL_USE_SSL (implicit TLS) cannot both be on")
-    if values.get("MAIL_USERNAME") and values.get("MAIL_PASSWORD") is None:
-        found.append("MAIL_PASSWORD is required when MAIL_USERNAME is set")
-    dkim = [values.get(name) for name in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY")]
-    if any(dkim) and not all(dkim):
-        found.append("DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY (or _FILE) go together")
-    return found
-
-
-class SettingsError(Exception):
-    """Raised when the environment does not describe a runnable configuration."""
-
-
-def _split_addresses(value: object) -> object:
-    """ADMINS is a comma-separated list, as a person would type it into an env file."""
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-def _check_address(value: str) -> str:
-    """Syntax check only: no DNS lookups at start-up."""
-    try:
-        # Operators may use test domains (*.test) for their own addresses, e.g. in CI.
-        return validate_email(
-            value, check_deliverability=False, globally_deliverable=False, test_environment=True
-        ).normalized
-    except EmailNotValidError as error:
-        raise ValueError(f"{value!r} is not a valid email address ({error})") from None
+from shared.settings.sources import (
+    ENVIRON,
+    FileValueSource,
+    MappingEnvSource,
+    SettingsError,
+    describe,
+)
 
 
 class Settings(BaseSettings):
@@ -141,11 +69,11 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Explicit values first, then ``NAME``, then ``NAME_FILE`` (setting both is an
         error, reported by the file source)."""
-        environ = _ENVIRON.get()
+        environ = ENVIRON.get()
         return (
             init_settings,
-            _MappingEnvSource(settings_cls, environ),
-            _FileValueSource(settings_cls, environ),
+            MappingEnvSource(settings_cls, environ),
+            FileValueSource(settings_cls, environ),
         )
 
     # --- secrets and public origin -------------------------------------------------------
@@ -172,7 +100,7 @@ class Settings(BaseSettings):
     MAIL_POOL_SIZE: int = Field(default=8, ge=1, le=64)
     MAIL_VALIDATE_CERTS: bool = True
     MAIL_CA_BUNDLE: str | None = None  # PEM file of CAs to trust for the SMTP server's cert
-    ADMINS: Annotated[list[str], NoDecode, BeforeValidator(_split_addresses)] = []
+    ADMINS: Annotated[list[str], NoDecode, BeforeValidator(split_addresses)] = []
     # DKIM: all three set, or none (DKIM_PRIVATE_KEY_FILE works too, like every NAME_FILE).
     DKIM_DOMAIN: str | None = None
     DKIM_SELECTOR: str | None = None
@@ -374,20 +302,20 @@ class Settings(BaseSettings):
         name, address = parseaddr(value)
         if not address:
             raise ValueError(f"{value!r} is not an address such as 'Site <noreply@example.com>'")
-        normalized = _check_address(address)
+        normalized = check_address(address)
         user, _, domain = normalized.rpartition("@")
         return str(Address(display_name=name, username=user, domain=domain))
 
     @field_validator("ADMINS")
     @classmethod
     def _admins_are_addresses(cls, value: list[str]) -> list[str]:
-        return [_check_address(address) for address in value]
+        return [check_address(address) for address in value]
 
     @model_validator(mode="after")
     def _settings_agree(self) -> Settings:
-        conflicts = _conflicts({name: getattr(self, name) for name in _TOGETHER})
-        if conflicts:
-            raise ValueError("\n".join(conflicts))
+        found = conflicts({name: getattr(self, name) for name in TOGETHER})
+        if found:
+            raise ValueError("\n".join(found))
         return self
 
     @model_validator(mode="wrap")
@@ -404,7 +332,7 @@ class Settings(BaseSettings):
                 problems += [
                     {"type": "value_error", "loc": (), "input": None,
                      "ctx": {"error": ValueError(conflict)}}
-                    for conflict in _conflicts(data)
+                    for conflict in conflicts(data)
                 ]  # fmt: skip
             raise ValidationError.from_exception_data(cls.__name__, problems) from None
 
@@ -413,7 +341,7 @@ class Settings(BaseSettings):
         try:
             return Settings.model_validate({**self.model_dump(), **values})
         except ValidationError as error:
-            raise SettingsError(_describe(error)) from None
+            raise SettingsError(describe(error)) from None
 
     # --- derived values ----------------------------------------------------------------------
     @property
@@ -440,82 +368,3 @@ class Settings(BaseSettings):
     @property
     def secure_cookies(self) -> bool:
         return self.BASE_URL.scheme == "https"
-
-
-_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("settings_environ", default=None)
-
-
-class _MappingEnvSource(EnvSettingsSource):
-    """pydantic-settings' environment source over a given mapping (tests, ``devstack``) or,
-    by default, ``os.environ``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None):
-        self._environ = environ
-        super().__init__(settings_cls, case_sensitive=True)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return dict(os.environ if self._environ is None else self._environ)
-
-
-class _FileValueSource(PydanticBaseSettingsSource):
-    """``NAME_FILE=/path``: the value of ``NAME`` is that file's content (one trailing
-    newline removed), as Docker and Kubernetes mount secrets."""
-
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None):
-        super().__init__(settings_cls)
-        self._environ = os.environ if environ is None else environ
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        path = self._environ.get(f"{field_name}_FILE")
-        if not path:
-            return None, field_name, False
-        if self._environ.get(field_name):
-            raise SettingsError(f"set {field_name} or {field_name}_FILE, not both")
-        try:
-            value = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeError) as error:
-            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
-            raise SettingsError(f"{field_name}_FILE {path!r} cannot be read: {reason}") from None
-        return value.removesuffix("\n").removesuffix("\r"), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for name, field in self.settings_cls.model_fields.items():
-            value, _, _ = self.get_field_value(field, name)
-            if value is not None:
-                values[name] = value
-        return values
-
-
-@contextmanager
-def _reading(environ: Mapping[str, str] | None) -> Iterator[None]:
-    token = _ENVIRON.set(environ)
-    try:
-        yield
-    finally:
-        _ENVIRON.reset(token)
-
-
-def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build settings from ``environ`` (default: ``os.environ``) plus explicit overrides.
-
-    Raises :class:`SettingsError` with one line per problem, each naming the variable.
-    """
-    try:
-        with _reading(environ):
-            return Settings(**overrides)
-    except ValidationError as error:
-        raise SettingsError(_describe(error)) from None
-
-
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for problem in error.errors():
-        name = ".".join(str(part) for part in problem["loc"]) or "settings"
-        message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "missing":
-            message = "is required but not set"
-        elif name != "settings":
-            message = message[0].lower() + message[1:] if message else message
-        lines.append(f"{name} {message}" if name != "settings" else message)
-    return "\n".join(lines)
