@@ -13,8 +13,8 @@ import json
 from quart import Blueprint, request
 from quart.typing import ResponseReturnValue
 
-from shared.services import bounces
-from shared.services.bounces import ProviderVerdict
+from shared.services import provider_events
+from shared.services.provider_events import ProviderVerdict
 from web.extensions import services
 
 blueprint = Blueprint("provider_hooks", __name__)
@@ -35,5 +35,5 @@ async def mailgun() -> ResponseReturnValue:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         body = None  # not JSON (or not UTF-8): malformed, unless the hook is off anyway
-    verdict = await bounces.accept_mailgun_event(services(), body)
+    verdict = await provider_events.accept_mailgun_event(services(), body)
     return _ANSWERS[verdict]
