@@ -15,12 +15,14 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 MAX_TOKEN_LENGTH = 512  # ours are ~100 characters; anything far longer is not one of ours
+L = TypeVar("L", "ConfirmLink", "ResetLink", "NotMeLink", "ChangeEmailLink")
 
 
 class Purpose(enum.StrEnum):
@@ -52,6 +54,16 @@ class Tokens:
         token = self._serializer(purpose).dumps(payload)
         assert isinstance(token, str)
         return token
+
+    def mint(self, link: LinkToken) -> str:
+        """An emailed link's token (its purpose's salt, its payload)."""
+        return self.dumps(link.PURPOSE, link.payload())
+
+    def read(self, kind: type[L], token: str, *, max_age: int) -> L | None:
+        """The link a token stands for, or None for anything invalid, tampered, expired, of
+        another purpose or of another shape."""
+        payload = self.loads(kind.PURPOSE, token, max_age=max_age)
+        return kind.parse(payload) if payload is not None else None
 
     def loads(self, purpose: Purpose, token: str, *, max_age: int) -> dict[str, Any] | None:
         """The payload, or None for anything invalid, tampered, expired or of another purpose.
@@ -92,3 +104,108 @@ def from_unix_microseconds(value: int) -> datetime:
 def int_field(payload: dict[str, Any], name: str) -> int | None:
     value = payload.get(name)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# --- the emailed links' tokens: each purpose's payload made and read in one place ------------
+# The worker mints them when it sends (worker/mail/prepare.py), the use cases read them when
+# the link is followed; the wire format is the signed JSON of ``payload()``.
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmLink:
+    """Confirm the account's address: valid for this confirmation generation only."""
+
+    PURPOSE: ClassVar[Purpose] = Purpose.CONFIRM_EMAIL
+    user_id: int
+    generation: int
+
+    def payload(self) -> dict[str, Any]:
+        return {"uid": self.user_id, "gen": self.generation}
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> ConfirmLink | None:
+        user_id, generation = int_field(payload, "uid"), int_field(payload, "gen")
+        return None if user_id is None or generation is None else cls(user_id, generation)
+
+
+@dataclass(frozen=True, slots=True)
+class ResetLink:
+    """Set a new password: this reset generation only (a newer link supersedes it), and only
+    while the password is the one it was minted for (any change kills it: single use)."""
+
+    PURPOSE: ClassVar[Purpose] = Purpose.RESET_PASSWORD
+    user_id: int
+    generation: int
+    fingerprint: str  # of the password hash it was minted for (password_fingerprint)
+
+    @classmethod
+    def of(cls, user_id: int, generation: int, password_hash: str, secret: str) -> ResetLink:
+        return cls(user_id, generation, password_fingerprint(password_hash, secret))
+
+    def payload(self) -> dict[str, Any]:
+        return {"uid": self.user_id, "gen": self.generation, "fp": self.fingerprint}
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> ResetLink | None:
+        user_id, generation = int_field(payload, "uid"), int_field(payload, "gen")
+        fingerprint = payload.get("fp")
+        if user_id is None or generation is None or not isinstance(fingerprint, str):
+            return None
+        return cls(user_id, generation, fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class NotMeLink:
+    """ "This wasn't me": valid while the account's session version is ``session_version``;
+    it undoes what sign-in ``sign_in`` added and what was added from ``since`` on."""
+
+    PURPOSE: ClassVar[Purpose] = Purpose.NOT_ME
+    user_id: int
+    session_version: int
+    since: int | None = None  # Unix microseconds (unix_microseconds)
+    sign_in: str | None = None  # a sign-in's public id
+
+    def payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"uid": self.user_id, "sv": self.session_version}
+        if self.since is not None:
+            payload["at"] = self.since
+        if self.sign_in is not None:
+            payload["sid"] = self.sign_in
+        return payload
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> NotMeLink | None:
+        user_id, version = int_field(payload, "uid"), int_field(payload, "sv")
+        if user_id is None or version is None:
+            return None
+        sign_in = payload.get("sid")
+        return cls(
+            user_id,
+            version,
+            int_field(payload, "at"),
+            sign_in if isinstance(sign_in, str) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEmailLink:
+    """Make ``new_email`` the account's address: this request's generation only."""
+
+    PURPOSE: ClassVar[Purpose] = Purpose.CHANGE_EMAIL
+    user_id: int
+    generation: int
+    new_email: str
+
+    def payload(self) -> dict[str, Any]:
+        return {"uid": self.user_id, "gen": self.generation, "new": self.new_email}
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> ChangeEmailLink | None:
+        user_id, generation = int_field(payload, "uid"), int_field(payload, "gen")
+        new_email = payload.get("new")
+        if user_id is None or generation is None or not isinstance(new_email, str):
+            return None
+        return cls(user_id, generation, new_email)
+
+
+LinkToken = ConfirmLink | ResetLink | NotMeLink | ChangeEmailLink

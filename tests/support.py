@@ -202,3 +202,11 @@ async def reset_requests(base_url: str, emails: list[str], clients: int) -> None
                 assert answer.status_code == 302, answer.text[:200]
 
     await asyncio.gather(*(browser(emails[n::clients]) for n in range(clients)))
+
+
+def reset_payload(user: Any, secret: str) -> dict[str, Any]:
+    """A reset link's payload for ``user``'s current generation and password, as the worker
+    mints it (shared.tokens.ResetLink), for tests that forge or replay one."""
+    from shared.tokens import ResetLink
+
+    return ResetLink.of(user.id, user.reset_generation, user.password_hash, secret).payload()

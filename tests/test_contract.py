@@ -109,3 +109,21 @@ def test_links_and_message_ids_are_written_in_their_one_module() -> None:
                 if text.startswith(prefixes) and text not in allowed:
                     raise AssertionError(f"{path} spells a link: {text!r}")
                 assert "<outbox." not in text, f"{path} spells a Message-ID: {text!r}"
+
+
+def test_emailed_link_tokens_are_made_and_read_by_their_codec() -> None:
+    """An emailed link's payload is written and read in shared/tokens.py only (its codec):
+    nothing else names those purposes to sign or read a raw dict."""
+    link_purposes = {"CONFIRM_EMAIL", "RESET_PASSWORD", "NOT_ME", "CHANGE_EMAIL"}
+    for package in ("web", "worker", "shared"):
+        for path in (ROOT / package).rglob("*.py"):
+            if path == ROOT / "shared" / "tokens.py":
+                continue
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "Purpose"
+                ):
+                    assert node.attr not in link_purposes, f"{path} uses Purpose.{node.attr}"

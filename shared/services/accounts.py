@@ -17,7 +17,7 @@ from shared.ratelimit import Limit
 from shared.services import events, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
-from shared.tokens import Purpose, int_field
+from shared.tokens import ConfirmLink
 from shared.validation import (
     InvalidInput,
     check_new_password,
@@ -133,13 +133,12 @@ class ConfirmOutcome(enum.Enum):
 
 async def confirm(ctx: ServiceContext, token: str) -> ConfirmOutcome:
     settings = ctx.settings
-    payload = ctx.tokens.loads(Purpose.CONFIRM_EMAIL, token, max_age=settings.CONFIRM_TOKEN_MAX_AGE)
-    user_id = int_field(payload, "uid") if payload else None
-    generation = int_field(payload, "gen") if payload else None
-    if user_id is None or generation is None:
+    link = ctx.tokens.read(ConfirmLink, token, max_age=settings.CONFIRM_TOKEN_MAX_AGE)
+    if link is None:
         return ConfirmOutcome.INVALID
+    generation = link.generation
     async with ctx.unit_of_work() as session:
-        user = await users.by_id(session, user_id, lock=True)
+        user = await users.by_id(session, link.user_id, lock=True)
         if user is None:
             return ConfirmOutcome.INVALID
         if user.confirmed_at is not None:

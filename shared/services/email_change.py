@@ -21,7 +21,7 @@ from shared.outbox import add_email, email_user
 from shared.services import events, proof, sessions, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
-from shared.tokens import Purpose, int_field
+from shared.tokens import ChangeEmailLink
 from shared.validation import InvalidInput, email_key
 
 
@@ -79,11 +79,6 @@ async def _link_or_notice(
     await ctx.commit_together(link_or_notice)
 
 
-def link_payload(user_id: int, generation: int, new_email: str) -> dict[str, object]:
-    """What a confirmation link signs (the worker mints it when it sends the email)."""
-    return {"uid": user_id, "gen": generation, "new": new_email}
-
-
 class ConfirmOutcome(enum.Enum):
     CHANGED = "changed"
     INVALID = "invalid"  # forged, expired, superseded, used, or the address was taken since
@@ -92,16 +87,11 @@ class ConfirmOutcome(enum.Enum):
 async def confirm_change(ctx: ServiceContext, token: str) -> ConfirmOutcome:
     """Make the new address the account's: confirmed (the link reached it), every older
     link for the account stops working, and the old address gets a last notice."""
-    payload = ctx.tokens.loads(
-        Purpose.CHANGE_EMAIL, token, max_age=ctx.settings.CONFIRM_TOKEN_MAX_AGE
-    )
-    user_id = int_field(payload, "uid") if payload else None
-    generation = int_field(payload, "gen") if payload else None
-    new_email = payload.get("new") if payload else None
-    if user_id is None or generation is None or not isinstance(new_email, str):
+    link = ctx.tokens.read(ChangeEmailLink, token, max_age=ctx.settings.CONFIRM_TOKEN_MAX_AGE)
+    if link is None:
         return ConfirmOutcome.INVALID
     try:
-        return await _confirm(ctx, user_id, generation, new_email)
+        return await _confirm(ctx, link.user_id, link.generation, link.new_email)
     except IntegrityError:
         # Another account confirmed the same free address at the same moment: the unique
         # key refused this one, which is then a link for an address taken since.

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
 from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +19,7 @@ from shared.ratelimit import Limit
 from shared.services import events, factors, proof, sessions, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
-from shared.tokens import Purpose, from_unix_microseconds, int_field, password_fingerprint
+from shared.tokens import NotMeLink, ResetLink, from_unix_microseconds, password_fingerprint
 from shared.validation import InvalidInput, check_new_password, email_key
 
 HOUR = 3600
@@ -89,45 +89,19 @@ async def _issue_reset(session: AsyncSession, user: User) -> None:
     await email_user(session, user, ResetEmail(user_id=user.id, generation=user.reset_generation))
 
 
-class ResetFacts(Protocol):
-    """What a reset link is minted from: an account (``User``, or the worker's read of one)."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def reset_generation(self) -> int: ...
-    @property
-    def password_hash(self) -> str: ...
-
-
-def reset_token_payload(user: ResetFacts, secret: str) -> dict[str, object]:
-    """What a reset link signs: the account, the link's generation (a newer link supersedes
-    it) and a fingerprint of the password hash (any password change kills it)."""
-    return {
-        "uid": user.id,
-        "gen": user.reset_generation,
-        "fp": password_fingerprint(user.password_hash, secret),
-    }
-
-
-def _reset_payload(ctx: ServiceContext, token: str) -> dict[str, Any] | None:
-    return ctx.tokens.loads(Purpose.RESET_PASSWORD, token, max_age=ctx.settings.RESET_TOKEN_MAX_AGE)
+def _reset_link(ctx: ServiceContext, token: str) -> ResetLink | None:
+    return ctx.tokens.read(ResetLink, token, max_age=ctx.settings.RESET_TOKEN_MAX_AGE)
 
 
 async def _still_valid(
-    session: AsyncSession, payload: dict[str, Any] | None, secret: str, *, lock: bool
+    session: AsyncSession, link: ResetLink, secret: str, *, lock: bool
 ) -> User | None:
-    """The user a reset payload is for, if it is still the latest link and the password has
+    """The user a reset link is for, if it is still the latest link and the password has
     not changed since it was issued (which makes every link single-use)."""
-    if payload is None:
+    user = await users.by_id(session, link.user_id, lock=lock)
+    if user is None or user.reset_generation != link.generation:
         return None
-    user_id, generation = int_field(payload, "uid"), int_field(payload, "gen")
-    if user_id is None or generation is None:
-        return None
-    user = await users.by_id(session, user_id, lock=lock)
-    if user is None or user.reset_generation != generation:
-        return None
-    if payload.get("fp") != password_fingerprint(user.password_hash, secret):
+    if not hmac.compare_digest(link.fingerprint, password_fingerprint(user.password_hash, secret)):
         return None
     return user
 
@@ -135,11 +109,11 @@ async def _still_valid(
 async def reset_link_works(ctx: ServiceContext, token: str) -> bool:
     """Whether a reset link is still good (not used, not superseded, not expired, not
     tampered with, and of the right purpose)."""
-    payload = _reset_payload(ctx, token)
-    if payload is None:
+    link = _reset_link(ctx, token)
+    if link is None:
         return False
     async with ctx.reading() as session:
-        return await _still_valid(session, payload, ctx.secret, lock=False) is not None
+        return await _still_valid(session, link, ctx.secret, lock=False) is not None
 
 
 async def reset_password(
@@ -151,11 +125,11 @@ async def reset_password(
 
     Checked under the row lock: of two concurrent uses of one link, one wins.
     """
-    payload = _reset_payload(ctx, token)
-    if payload is None:
+    link = _reset_link(ctx, token)
+    if link is None:
         return False  # forged or expired: no database work for it
     async with ctx.unit_of_work() as session:
-        user = await _still_valid(session, payload, ctx.secret, lock=True)
+        user = await _still_valid(session, link, ctx.secret, lock=True)
         if user is None:
             return False
         await _check_new_password(password, user)
@@ -244,24 +218,19 @@ async def disown_change(ctx: ServiceContext, token: str) -> Disowned | None:
     address change in flight.
     None if the link is no good (forged, expired, already used, or sent before the account's
     address changed)."""
-    settings = ctx.settings
-    payload = ctx.tokens.loads(Purpose.NOT_ME, token, max_age=settings.NOT_ME_TOKEN_MAX_AGE)
-    user_id = int_field(payload, "uid") if payload else None
-    version = int_field(payload, "sv") if payload else None
-    if payload is None or user_id is None or version is None:
+    link = ctx.tokens.read(NotMeLink, token, max_age=ctx.settings.NOT_ME_TOKEN_MAX_AGE)
+    if link is None:
         return None
-    since = int_field(payload, "at")
-    by = payload.get("sid") if isinstance(payload.get("sid"), str) else None
     async with ctx.unit_of_work() as session:
-        user = await users.by_id(session, user_id, lock=True)
-        if user is None or user.session_version != version:
+        user = await users.by_id(session, link.user_id, lock=True)
+        if user is None or user.session_version != link.session_version:
             return None
         # Whoever changed the password knows it: it stops working until the owner sets a
         # new one through the reset link (an argon2 hash never starts with "!").
         user.password_hash = UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(24)
         await sessions.end_all(session, user.id)
         await events.record(session, Kind.NOT_ME, user.id)
-        undone = await _undo_ways_in(session, user, since=since, by=by)
+        undone = await _undo_ways_in(session, user, since=link.since, by=link.sign_in)
         if user.pending_email is not None:  # an address change nobody asked for: cancelled
             user.pending_email = None
             user.email_change_generation += 1

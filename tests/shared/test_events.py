@@ -20,10 +20,10 @@ from shared.services import (
     webhooks,
 )
 from shared.services.context import ServiceContext
-from shared.services.passwords import reset_token_payload
 from shared.services.refusals import WrongPassword
 from shared.tokens import Purpose
 from tests.shared.test_services import PASSWORD, after_the_answer, register_alice
+from tests.support import reset_payload
 
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
@@ -111,7 +111,10 @@ async def test_the_account_lifecycle_writes_its_events(services_ctx: ServiceCont
     async with ctx.reading() as session:
         fresh = await session.get(User, alice.id)
     assert fresh is not None
-    reset = ctx.tokens.dumps(Purpose.RESET_PASSWORD, reset_token_payload(fresh, ctx.secret))
+    reset = ctx.tokens.dumps(
+        Purpose.RESET_PASSWORD,
+        reset_payload(fresh, ctx.secret),
+    )
     assert await passwords.reset_password(ctx, reset, "the owner's new secret")
     assert (await kinds(ctx))[start:] == [
         "user.not_me",

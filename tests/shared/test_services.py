@@ -18,11 +18,11 @@ from shared.models import Email, SignInSession, TextPost, User
 from shared.services import accounts, email_change, passwords, sessions, signin, texts
 from shared.services.accounts import ConfirmOutcome, Resend, UsernameTaken
 from shared.services.context import ServiceContext
-from shared.services.passwords import reset_token_payload
 from shared.services.refusals import Locked, WrongPassword
 from shared.settings import Settings
-from shared.tokens import Purpose
+from shared.tokens import ChangeEmailLink, Purpose, ResetLink
 from shared.validation import PERSONAL_PASSWORD, WEAK_PASSWORD, InvalidInput
+from tests.support import reset_payload
 
 PASSWORD = "correct horse battery"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
@@ -170,7 +170,10 @@ async def test_a_reset_lifts_the_ceiling(services_ctx: ServiceContext) -> None:
     for n in range(2):
         await signin.login(ctx, "alice@example.com", "wrong", client=f"bot{n}")
     assert (await signin.login(ctx, "alice@example.com", PASSWORD, client="home")).locked_for
-    token = ctx.tokens.dumps(Purpose.RESET_PASSWORD, reset_token_payload(alice, ctx.secret))
+    token = ctx.tokens.dumps(
+        Purpose.RESET_PASSWORD,
+        reset_payload(alice, ctx.secret),
+    )
     assert await passwords.reset_password(ctx, token, "a brand new secret", client="home")
     signed_in = await signin.login(ctx, "alice@example.com", "a brand new secret", client="home")
     assert signed_in.user is not None
@@ -185,7 +188,10 @@ async def test_a_reset_link_works_once_and_lifts_the_lock(services_ctx: ServiceC
 
     alice = await user(services_ctx)
     token = services_ctx.tokens.dumps(
-        Purpose.RESET_PASSWORD, reset_token_payload(alice, services_ctx.secret)
+        Purpose.RESET_PASSWORD,
+        ResetLink.of(
+            alice.id, alice.reset_generation, alice.password_hash, services_ctx.secret
+        ).payload(),
     )
     assert await passwords.reset_link_works(services_ctx, token)
     with pytest.raises(InvalidInput):
@@ -285,7 +291,10 @@ async def test_this_wasnt_me_ends_sessions_and_sends_a_reset_link_once(
     assert outcome.user is None
     disowned = await user(services_ctx)
     token = services_ctx.tokens.dumps(
-        Purpose.RESET_PASSWORD, reset_token_payload(disowned, services_ctx.secret)
+        Purpose.RESET_PASSWORD,
+        ResetLink.of(
+            disowned.id, disowned.reset_generation, disowned.password_hash, services_ctx.secret
+        ).payload(),
     )
     assert await passwords.reset_password(services_ctx, token, "the owner's new secret")
 
@@ -371,13 +380,16 @@ async def test_links_sent_to_the_old_address_stop_working_after_a_change(
 ) -> None:
     alice = await register_alice(services_ctx, confirmed=True)
     reset = services_ctx.tokens.dumps(
-        Purpose.RESET_PASSWORD, reset_token_payload(alice, services_ctx.secret)
+        Purpose.RESET_PASSWORD,
+        ResetLink.of(
+            alice.id, alice.reset_generation, alice.password_hash, services_ctx.secret
+        ).payload(),
     )
     assert await passwords.reset_link_works(services_ctx, reset)
     await email_change.request_change(services_ctx, alice.id, "new@example.com", PASSWORD)
     await after_the_answer(services_ctx)
     link = services_ctx.tokens.dumps(
-        Purpose.CHANGE_EMAIL, email_change.link_payload(alice.id, 1, "new@example.com")
+        Purpose.CHANGE_EMAIL, ChangeEmailLink(alice.id, 1, "new@example.com").payload()
     )
     assert (
         await email_change.confirm_change(services_ctx, link) is email_change.ConfirmOutcome.CHANGED

@@ -17,7 +17,7 @@ from shared.models import Email, User
 from shared.services import accounts, email_change, passwords, signin
 from shared.services.context import ServiceContext
 from shared.settings import Settings
-from shared.tokens import Purpose
+from shared.tokens import ChangeEmailLink, Purpose
 from tests.support import committing_context
 
 PASSWORD = "correct horse battery"
@@ -106,7 +106,7 @@ async def test_simultaneous_address_changes_leave_exactly_the_latest_one_pending
     links = [
         ctx.tokens.dumps(
             Purpose.CHANGE_EMAIL,
-            email_change.link_payload(alice.id, generation, f"new{n}@example.com"),
+            ChangeEmailLink(alice.id, generation, f"new{n}@example.com").payload(),
         )
         for generation in range(1, 6)
         for n in range(5)
@@ -157,7 +157,7 @@ async def test_two_accounts_confirming_one_free_address_at_once(
             generation = await session.scalar(
                 select(User.email_change_generation).where(User.id == user_id)
             )
-        payload = email_change.link_payload(user_id, generation or 0, "free@example.com")
+        payload = ChangeEmailLink(user_id, generation or 0, "free@example.com").payload()
         tokens.append(ctx.tokens.dumps(Purpose.CHANGE_EMAIL, payload))
     await ctx.defer.drain()  # type: ignore[attr-defined]
     outcomes = await asyncio.gather(*(email_change.confirm_change(ctx, t) for t in tokens))

@@ -20,7 +20,7 @@ from devstack.mailsink import MailSink
 from shared.db import SessionMaker
 from shared.models import Email, TextPost, User
 from shared.settings import Settings
-from shared.tokens import Purpose, Tokens
+from shared.tokens import Purpose, ResetLink, Tokens
 from tests.web.browser import Browser
 from web import create_app
 
@@ -229,14 +229,21 @@ async def test_injection_strings_are_stored_and_shown_literally(
 async def test_bad_reset_tokens_get_the_same_friendly_refusal(
     browser: Browser, settings: Settings, sessionmaker: SessionMaker, make_token: Any
 ) -> None:
-    from shared.services.passwords import reset_token_payload
 
     await browser.register()
     async with sessionmaker() as session:
         user = await session.scalar(select(User))
     assert user is not None
     tokens = Tokens(settings.SECRET_KEY.get_secret_value())
-    token = make_token(tokens, reset_token_payload(user, settings.SECRET_KEY.get_secret_value()))
+    token = make_token(
+        tokens,
+        ResetLink.of(
+            user.id,
+            user.reset_generation,
+            user.password_hash,
+            settings.SECRET_KEY.get_secret_value(),
+        ).payload(),
+    )
     for method in ("get", "post"):
         if method == "get":
             page = await browser.get(f"/reset_password/{token}", follow=True)

@@ -17,10 +17,9 @@ from sqlalchemy import select
 from devstack.mailsink import MailSink
 from shared.db import SessionMaker
 from shared.models import Email, EmailStatus, User
-from shared.services.passwords import reset_token_payload
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
-from tests.support import RUNNING_APPS, run_burst_worker
+from tests.support import RUNNING_APPS, reset_payload, run_burst_worker
 from tests.web.browser import Browser
 from web import create_app
 
@@ -109,7 +108,7 @@ async def test_expired_link_is_refused(
     async with sessionmaker() as session:
         user = await session.scalar(select(User))
         assert user is not None
-    payload = reset_token_payload(user, secret)
+    payload = reset_payload(user, secret)
     late = Tokens(secret, clock=lambda: time.time() - settings.RESET_TOKEN_MAX_AGE - 1)
     page = await alice.get(f"/reset_password/{late.dumps(Purpose.RESET_PASSWORD, payload)}")
     assert (page.status, page.location) == (302, "/reset_password")
@@ -127,7 +126,10 @@ async def test_a_confirmation_token_is_not_a_reset_token(
     async with sessionmaker() as session:
         user = await session.scalar(select(User))
         assert user is not None
-    token = Tokens(secret).dumps(Purpose.CONFIRM_EMAIL, reset_token_payload(user, secret))
+    token = Tokens(secret).dumps(
+        Purpose.CONFIRM_EMAIL,
+        reset_payload(user, secret),
+    )
     page = await alice.get(f"/reset_password/{token}")
     assert (page.status, page.location) == (302, "/reset_password")
 

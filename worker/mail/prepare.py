@@ -30,10 +30,15 @@ from shared.jobs import (
     TestEmail,
     TwoFactorChanged,
 )
-from shared.services.email_change import link_payload
-from shared.services.passwords import reset_token_payload
 from shared.settings import Settings
-from shared.tokens import Purpose, Tokens, unix_microseconds
+from shared.tokens import (
+    ChangeEmailLink,
+    ConfirmLink,
+    NotMeLink,
+    ResetLink,
+    Tokens,
+    unix_microseconds,
+)
 
 
 @dataclass(slots=True)
@@ -101,14 +106,8 @@ def _not_me_token(
     """A "this wasn't me" link's token: valid while the account's session version is
     ``version``; it undoes what sign-in ``by`` added, and what was added from the moment of
     the message's cause on (the outbox row is written in the cause's transaction)."""
-    payload: dict[str, object] = {
-        "uid": user.id,
-        "sv": version,
-        "at": unix_microseconds(email.created_at),
-    }
-    if by is not None:
-        payload["sid"] = by
-    return tokens.dumps(Purpose.NOT_ME, payload)
+    since = unix_microseconds(email.created_at)
+    return tokens.mint(NotMeLink(user.id, version, since, by))
 
 
 async def prepare(
@@ -161,7 +160,7 @@ def _about_account(
                 return Skip("superseded by a newer confirmation link")
             if user.email != email.recipient:
                 return Skip("the account's address has changed")
-            token = tokens.dumps(Purpose.CONFIRM_EMAIL, {"uid": user.id, "gen": generation})
+            token = tokens.mint(ConfirmLink(user.id, generation))
             return {
                 **seen,
                 "link": links.CONFIRM_EMAIL.url(base, token),
@@ -180,7 +179,8 @@ def _about_account(
             if age >= settings.RESET_TOKEN_MAX_AGE:
                 return Skip("the reset link would have expired before it arrived")
             secret = settings.SECRET_KEY.get_secret_value()
-            token = tokens.dumps(Purpose.RESET_PASSWORD, reset_token_payload(user, secret))
+            link = ResetLink.of(user.id, generation, user.password_hash, secret)
+            token = tokens.mint(link)
             return {
                 **seen,
                 "link": links.RESET_PASSWORD.url(base, token),
@@ -189,7 +189,7 @@ def _about_account(
         case EmailChangeConfirm(generation=generation, new_email=new_email):
             if user.email_change_generation != generation or user.pending_email != new_email:
                 return Skip("superseded by a newer address change, or cancelled")
-            token = tokens.dumps(Purpose.CHANGE_EMAIL, link_payload(user.id, generation, new_email))
+            token = tokens.mint(ChangeEmailLink(user.id, generation, new_email))
             return {
                 **seen,
                 "link": links.CHANGE_EMAIL.url(base, token),
