@@ -22,7 +22,7 @@ from shared.services import (
 from shared.services.context import ServiceContext
 from shared.services.refusals import WrongPassword
 from shared.tokens import Purpose
-from tests.shared.test_services import PASSWORD, after_the_answer, register_alice
+from tests.shared.services.helpers import PASSWORD, after_the_answer, register_alice
 from tests.support import reset_payload
 
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"

@@ -10,7 +10,10 @@ from shared.models import Email, User
 from shared.services import account_data
 from shared.services.context import ServiceContext
 from shared.services.refusals import WrongConfirmation, WrongPassword
-from tests.shared.test_services import PASSWORD, register_alice
+from tests.shared.services.helpers import (
+    PASSWORD,
+    register_alice,
+)
 
 
 async def test_deleting_needs_the_username_and_the_password(services_ctx: ServiceContext) -> None:
@@ -28,3 +31,45 @@ async def test_deleting_needs_the_username_and_the_password(services_ctx: Servic
         assert await session.scalar(select(func.count()).select_from(User)) == 0
         kinds = list(await session.scalars(select(Email.kind)))
     assert kinds == ["account_deleted"]  # the goodbye; every email about the account is gone
+
+
+async def test_deleting_an_account_forgets_what_was_said_about_its_address(
+    services_ctx: ServiceContext,
+) -> None:
+    """The suppression, the bounce reports and the webhook deliveries already made about
+    the account go with it: the address's next holder gets a confirmation."""
+    from shared.models import BounceReport, Suppression, WebhookDelivery, WebhookEndpoint
+    from shared.services import account_data, bounces
+
+    ctx = services_ctx
+    alice = await register_alice(ctx, confirmed=True)
+    async with ctx.unit_of_work() as session:
+        await bounces.suppress(session, alice.email, bounces.Cause.HARD_BOUNCE, "550 5.1.1")
+        session.add(
+            BounceReport(source="smtp", kind="dsn", outcome="hard_bounce", detail="550",
+                         address_key="alice@example.com")
+        )  # fmt: skip
+        hook = WebhookEndpoint(url="https://hooks.example.com/", event_types=["*"],
+                               secret_encrypted="sealed")  # fmt: skip
+        session.add(hook)
+        await session.flush()
+        session.add_all(
+            WebhookDelivery(endpoint_id=hook.id, message_id=f"msg_{n}", event_type="user.x",
+                            body='{"data": {"email": "alice@example.com"}}', status=status,
+                            user_id=alice.id)
+            for n, status in enumerate(("sent", "failed", "pending"))
+        )  # fmt: skip
+    await account_data.delete_account(ctx, alice.id, PASSWORD, "alice")
+    async with ctx.reading() as session:
+        assert await session.scalar(select(func.count()).select_from(Suppression)) == 0
+        assert await session.scalar(select(func.count()).select_from(BounceReport)) == 0
+        left = (
+            await session.execute(
+                select(WebhookDelivery.event_type, WebhookDelivery.status, WebhookDelivery.user_id)
+            )
+        ).all()
+    # What is still owed goes out (then retention takes it); the deletion's own notice too.
+    assert sorted(left, key=str) == [
+        ("user.deleted", "pending", None),
+        ("user.x", "pending", alice.id),
+    ]

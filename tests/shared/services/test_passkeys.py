@@ -11,7 +11,7 @@ from shared.services.proof import Proof
 from shared.services.refusals import NotAccepted, NotFound, WrongPassword
 from shared.validation import InvalidInput
 from tests.authenticator import Authenticator
-from tests.shared.test_services import PASSWORD, register_alice
+from tests.shared.services.helpers import PASSWORD, register_alice
 
 
 async def test_a_passkey_is_added_after_a_proof_and_signs_in(services_ctx: ServiceContext) -> None:

@@ -11,7 +11,7 @@ import pytest
 from shared.services import two_factor
 from shared.services.context import ServiceContext
 from shared.services.refusals import Locked, NotApplicable, WrongCode, WrongPassword
-from tests.shared.test_services import PASSWORD, register_alice, user
+from tests.shared.services.helpers import PASSWORD, register_alice, user
 
 
 def code_at(secret: str, steps: int) -> str:
