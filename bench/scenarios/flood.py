@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
+from bench.harness import Bench, Sink, reset_outbox
 from bench.loadgen import LoadResult, csrf_token
 
 STRANGER = "198.51.100.7"
@@ -139,14 +139,12 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f}"
 
 
-async def owner_during_flood(
-    bench: Any, sink_class: Any, reset_outbox: Callable[..., Awaitable[None]]
-) -> None:
+async def owner_during_flood(bench: Bench) -> None:
     """Scenario 9, with the service's own limits (not the raised ones the other scenarios
     use): one web process set-up as deployed (WEB_WORKERS default), a worker and a sink."""
     import asyncpg
 
-    sink = sink_class(0.0)
+    sink = Sink(0.0)
     sink.start(bench.env)
     env = bench.with_mail(
         sink,
