@@ -263,6 +263,7 @@ async def prepare(services: Services, database: str = DATABASE) -> dict[str, str
         "POSTS_PER_MINUTE": "100000000",
         "RESET_EMAILS_PER_HOUR": "100000000",
         "REGISTRATIONS_PER_MINUTE": "100000000",
+        "WEB_CONNECTIONS_PER_CLIENT": "0",  # every client of the bench is one address
         # Several processes of each kind run side by side: no metrics listeners.
         "METRICS_PORT": "0",
         "WORKER_METRICS_PORT": "0",

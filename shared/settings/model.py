@@ -162,11 +162,12 @@ class Settings(BaseSettings):
     # What a client can make a server process hold before its request begins
     # (web/server_protocol.py): the request head's size and fields (431 beyond), the time
     # from its first byte to its end (408 beyond), connections at once per client address
-    # (0: no cap; not applied behind TRUSTED_PROXIES, where all come from the proxy).
+    # and server process (0: no cap; not applied behind TRUSTED_PROXIES, where all come from
+    # the proxy; generous, as an office's NAT is one address for many people).
     WEB_MAX_HEADER_BYTES: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
     WEB_MAX_HEADERS: int = Field(default=100, ge=16, le=1000)
     WEB_HEADER_TIMEOUT: float = Field(default=10.0, gt=0, le=300)
-    WEB_CONNECTIONS_PER_CLIENT: int = Field(default=64, ge=0, le=100_000)
+    WEB_CONNECTIONS_PER_CLIENT: int = Field(default=256, ge=0, le=100_000)
     # Work a process defers past its answers (reset links, new accounts) and has not finished
     # yet: past this many, requests that may defer more wait for room (web.after_response),
     # so what a crash can lose, and the memory it takes, stay bounded under any load.
