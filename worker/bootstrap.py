@@ -17,6 +17,8 @@ from shared.jobs import (
     SWEEP_WEBHOOKS,
     redis_settings,
 )
+from shared.ratelimit import Limits
+from shared.services.context import ServiceContext
 from shared.settings import Settings
 from shared.tokens import Tokens
 from worker import metrics
@@ -98,6 +100,7 @@ def worker_options(settings: Settings, *, freeze_after_startup: bool = False) ->
             pool_timeout=settings.DATABASE_POOL_TIMEOUT,
         )
         sessionmaker = create_sessionmaker(engine)
+        tokens = Tokens(settings.SECRET_KEY.get_secret_value())
         ctx[STATE_KEY] = WorkerState(
             settings=settings,
             redis=ctx["redis"],
@@ -112,7 +115,7 @@ def worker_options(settings: Settings, *, freeze_after_startup: bool = False) ->
             ),
             mailer=SMTPPool(smtp_config(settings), size=settings.MAIL_POOL_SIZE),
             renderer=EmailRenderer(site_name=SITE_NAME, base_url=settings.base_url),
-            tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
+            tokens=tokens,
             budget=OutboundBudget(
                 ctx["redis"],
                 key_prefix=settings.REDIS_KEY_PREFIX,
@@ -130,6 +133,14 @@ def worker_options(settings: Settings, *, freeze_after_startup: bool = False) ->
             ),
             signer=dkim_signer(settings),
             webhooks=webhook_sender(settings),
+            services=ServiceContext(
+                settings=settings,
+                engine=engine,
+                sessionmaker=sessionmaker,
+                redis=ctx["redis"],
+                tokens=tokens,
+                limits=Limits(ctx["redis"], key_prefix=settings.REDIS_KEY_PREFIX),
+            ),
         )
 
         metrics.BREAKER_OPEN.set_function(lambda: float(ctx[STATE_KEY].breaker.is_open))

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import SessionMaker
 from shared.outages import OutageLog
+from shared.services.context import ServiceContext
 from shared.settings import Settings
 from shared.tokens import Tokens
 from worker.mail.render import EmailRenderer
@@ -41,6 +42,7 @@ class WorkerState:
     budget: OutboundBudget
     breaker: CircuitBreaker
     webhooks: WebhookSender
+    services: ServiceContext  # the use cases' context, on this process's engine and Redis
     signer: DkimSigner | None = None  # DKIM, when configured
     envelope_sender: str = ""  # MAIL FROM: the address in MAIL_DEFAULT_SENDER
     # One circuit breaker per webhook endpoint (its state in Redis; these are the handles).

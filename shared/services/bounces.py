@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.alerts import alert_admins
 from shared.jobs import EmailKind
-from shared.models import BounceReport, Email, EmailStatus, Suppression, User
+from shared.models import BounceReport, Email, EmailStatus, Suppression, User, still_pending
 from shared.outbox import announce
 from shared.services.context import ServiceContext
 from shared.validation import email_key
@@ -118,6 +118,51 @@ async def record_report(ctx: ServiceContext, report: Report) -> Outcome:
         if outcome is Outcome.COMPLAINT:
             await _alert_on_complaint_spike(session, ctx)
     return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class FailedDelivery:
+    """A message refused for good at send time (or out of attempts)."""
+
+    email_id: int
+    kind: str
+    recipient: str
+    attempts: int
+    detail: str  # what the server said
+    address_refused: bool  # refused at RCPT or a 5.1.x / 5.2.1 status: about the address
+
+
+async def delivery_failed(ctx: ServiceContext, failure: FailedDelivery) -> None:
+    """A permanent failure at send time, in one transaction with what it causes: the outbox
+    row records it (if it is still the pending row the worker claimed), the address goes on
+    the suppression list when the server refused the address itself (not a message policy:
+    5.7.x keeps the address), and the admins are told (not about a failed alert to them)."""
+    async with ctx.unit_of_work() as session:
+        await session.execute(
+            update(Email)
+            .where(Email.id == failure.email_id, still_pending(Email.status.expression))
+            .values(
+                status=EmailStatus.FAILED,
+                attempts=failure.attempts,
+                last_error=failure.detail[:2000],
+                claimed_until=None,
+            )
+        )
+        if failure.address_refused:
+            await suppress(
+                session, failure.recipient, Cause.REJECTED, failure.detail, failure.email_id
+            )
+        if failure.kind != EmailKind.ADMIN_ALERT:
+            await alert_admins(
+                session,
+                ctx.redis,
+                ctx.settings,
+                key=f"delivery:{failure.kind}:{failure.detail[:40]}",
+                summary=f"Email {failure.email_id} ({failure.kind}) failed permanently",
+                details=(
+                    f"To: {failure.recipient}\nAttempts: {failure.attempts}\n{failure.detail}"
+                ),
+            )
 
 
 async def _still_the_holders(session: AsyncSession, email: Email) -> bool:

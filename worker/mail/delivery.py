@@ -19,7 +19,6 @@ from typing import Any
 from jinja2 import TemplateError
 from pydantic import ValidationError
 
-from shared.alerts import alert_admins
 from shared.jobs import (
     PRIORITY_KINDS,
     EmailKind,
@@ -29,7 +28,6 @@ from shared.jobs import (
 )
 from shared.message_ids import message_id_for
 from shared.models import EmailStatus
-from shared.outbox import transaction
 from shared.services import bounces
 from shared.services.operations import outbox_stats, purge_expired
 from shared.verp import bounce_address
@@ -39,7 +37,7 @@ from worker.mail.mime import compose
 from worker.mail.prepare import OutboxEmail, Skip, prepare
 from worker.mail.signing import DkimSigner
 from worker.mail.smtp import DeliveryError, Envelope, Outgoing, RecipientRefused
-from worker.mail.store import RecordedOutcome, record_outcome, take_overdue
+from worker.mail.store import RecordedOutcome, take_overdue
 from worker.throttle import backoff_delay
 
 log = logging.getLogger(__name__)
@@ -78,7 +76,7 @@ async def deliver_email(st: WorkerState, email_id: int) -> float | None:
     metrics.EMAILS.labels(email.kind, _metric_outcome(outcome)).inc()
     if outcome.status == EmailStatus.SENT:
         await st.store.mark_sent(email.id)
-    elif outcome.status == EmailStatus.FAILED or outcome.suppress:
+    elif outcome.status == EmailStatus.FAILED:
         await _record(st, email, outcome)
     else:
         await st.store.record(_as_recorded(email, outcome))
@@ -129,24 +127,16 @@ def _as_recorded(email: OutboxEmail, outcome: _Outcome) -> RecordedOutcome:
 
 
 async def _record(st: WorkerState, email: OutboxEmail, outcome: _Outcome) -> None:
-    """Write an outcome and release the claim in one unit of work with what it causes: the
-    suppression of a refused address, and (enqueued after commit) the admin alert of a
-    permanent failure."""
-    async with transaction(st.sessionmaker, st.redis, queue_name=st.settings.QUEUE_NAME) as session:
-        await record_outcome(session, _as_recorded(email, outcome))
-        if outcome.suppress:
-            await bounces.suppress(
-                session, email.recipient, bounces.Cause.REJECTED, outcome.detail, email.id
-            )
-        if outcome.status == EmailStatus.FAILED and email.kind != EmailKind.ADMIN_ALERT:
-            await alert_admins(
-                session,
-                st.redis,
-                st.settings,
-                key=f"delivery:{email.kind}:{outcome.detail[:40]}",
-                summary=f"Email {email.id} ({email.kind}) failed permanently",
-                details=f"To: {email.recipient}\nAttempts: {email.attempts}\n{outcome.detail}",
-            )
+    """A permanent failure, with what it causes: the bounces use case owns it."""
+    failure = bounces.FailedDelivery(
+        email_id=email.id,
+        kind=email.kind,
+        recipient=email.recipient,
+        attempts=email.attempts,
+        detail=outcome.detail,
+        address_refused=outcome.suppress,
+    )
+    await bounces.delivery_failed(st.services, failure)
 
 
 async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:

@@ -228,9 +228,3 @@ async def take_overdue(session: AsyncSession, *, after: int, limit: int = 1000) 
         .returning(EMAILS.c.id, EMAILS.c.kind)
     )
     return [tuple(row) for row in rows]
-
-
-async def record_outcome(session: AsyncSession, outcome: RecordedOutcome) -> None:
-    """Write one outcome in the caller's transaction (with what it causes), as the batched
-    record does, if the row is still pending."""
-    await session.execute(_RECORD, _record_params([outcome]))
