@@ -28,9 +28,12 @@ from shared.jobs import (
     enqueue_send_emails,
 )
 from shared.models import Email, User
+from shared.validation import email_key
 
 EMAILS = cast(Table, Email.__table__)
-_ADD_EMAIL = insert_bound(EMAILS, "kind", "recipient", "context", "user_id").returning(EMAILS.c.id)
+_ADD_EMAIL = insert_bound(
+    EMAILS, "kind", "recipient", "recipient_key", "context", "user_id"
+).returning(EMAILS.c.id)
 KINDS = {model: kind for kind, model in EMAIL_CONTEXTS.items()}  # context type -> email kind
 
 if TYPE_CHECKING:
@@ -74,6 +77,7 @@ async def add_emails(
             {
                 "kind": kind.value,
                 "recipient": recipient,
+                "recipient_key": email_key(recipient),
                 "context": context.model_dump(mode="json"),
                 "user_id": user_id,
             }

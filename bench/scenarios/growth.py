@@ -34,8 +34,9 @@ BACKLOG_CLAIM = f"claim 64 behind {BACKLOG:,} pending (statistics from before th
 
 
 BACKLOG_ROWS = """
-INSERT INTO emails (kind, recipient, context)
-SELECT 'test', 'backlog' || n || '@example.com', '{}'::jsonb FROM generate_series(1, :count) AS n
+INSERT INTO emails (kind, recipient, recipient_key, context)
+SELECT 'test', 'backlog' || n || '@example.com', 'backlog' || n || '@example.com', '{}'::jsonb
+FROM generate_series(1, :count) AS n
 """
 
 
@@ -54,9 +55,10 @@ FROM generate_series(1, $2) AS n
 # History as it accumulates: mostly sent, some skipped (superseded links), some failed, over
 # the retention window (30 days), each about an existing account.
 SEED_EMAILS = """
-INSERT INTO emails (kind, recipient, context, user_id, status, attempts, last_error,
-                    created_at, updated_at, next_attempt_at, sent_at)
-SELECT 'reset', 'old' || (n % $2 + 1) || '@example.org', '{}'::jsonb, u.first + n % $2,
+INSERT INTO emails (kind, recipient, recipient_key, context, user_id, status, attempts,
+                    last_error, created_at, updated_at, next_attempt_at, sent_at)
+SELECT 'reset', 'old' || (n % $2 + 1) || '@example.org', 'old' || (n % $2 + 1) || '@example.org',
+       '{}'::jsonb, u.first + n % $2,
        s.status, 1, CASE WHEN s.status = 'failed' THEN '550 5.1.1 no such user' END,
        t.at, t.at, t.at, CASE WHEN s.status = 'sent' THEN t.at END
 FROM generate_series(1, $1) AS n

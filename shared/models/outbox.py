@@ -67,6 +67,8 @@ class Email(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     kind: Mapped[str] = mapped_column(String(40))
     recipient: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH))
+    # The recipient as accounts and the suppression list know it (shared.validation.email_key).
+    recipient_key: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH * 4))
     context: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     status: Mapped[str] = mapped_column(

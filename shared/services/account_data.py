@@ -24,10 +24,11 @@ from shared.models import (
     WebhookDelivery,
 )
 from shared.outbox import add_email
-from shared.services import bounces, events, proof, users
+from shared.services import events, proof, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.services.refusals import WrongConfirmation
+from shared.validation import email_key
 
 EXPORT_FORMAT = 1  # bumped when the export's shape changes
 
@@ -128,7 +129,7 @@ async def forget_address(session: AsyncSession, user_id: int, address: str) -> N
             WebhookDelivery.status.in_([EmailStatus.SENT, EmailStatus.FAILED]),
         )
     )
-    key = bounces.address_key(address)
+    key = email_key(address)
     await session.execute(delete(Suppression).where(Suppression.address_key == key))
     await session.execute(delete(BounceReport).where(BounceReport.address_key == key))
 

@@ -6,8 +6,9 @@ the outbox row, and suppresses the address when the outcome says so (a hard boun
 complaint, or soft bounces past SOFT_BOUNCE_THRESHOLD within SOFT_BOUNCE_WINDOW_DAYS), in one
 transaction. Complaints past COMPLAINT_ALERT_PER_HOUR alert the admins.
 
-The suppression list is keyed by the lower-cased address, the form the worker compares a
-recipient with when it claims a message.
+The suppression list is keyed by the address's key as accounts know it
+(``shared.validation.email_key``), the key every outbox row carries as ``recipient_key``
+and the worker compares when it claims a message.
 """
 
 from __future__ import annotations
@@ -51,10 +52,6 @@ class Cause(enum.StrEnum):
     OPERATOR = "operator"
 
 
-def address_key(address: str) -> str:
-    return address.strip().lower()
-
-
 @dataclass(frozen=True, slots=True)
 class Report:
     """A report as understood: who sent it, what it says, which message it is about."""
@@ -82,7 +79,7 @@ async def record_report(ctx: ServiceContext, report: Report) -> Outcome:
                 kind=report.kind,
                 outcome=outcome,
                 email_id=email.id if email else None,
-                address_key=address_key(email.recipient) if email else None,
+                address_key=email_key(email.recipient) if email else None,
                 detail=report.detail[:4000],
                 raw=report.raw[:MAX_RAW] if keep_raw and report.raw else None,
             )
@@ -193,7 +190,7 @@ async def _soft_bounces(session: AsyncSession, ctx: ServiceContext, recipient: s
         select(func.count())
         .select_from(BounceReport)
         .where(
-            BounceReport.address_key == address_key(recipient),
+            BounceReport.address_key == email_key(recipient),
             BounceReport.outcome == Outcome.SOFT_BOUNCE,
             BounceReport.received_at > func.now() - window,
         )
@@ -237,7 +234,7 @@ async def suppress(
               "email_id": email_id}  # fmt: skip
     await session.execute(
         insert(Suppression)
-        .values(address_key=address_key(address), **values)
+        .values(address_key=email_key(address), **values)
         .on_conflict_do_update(
             index_elements=[Suppression.address_key],
             set_={**values, "updated_at": func.now(), "lifted_at": None},
@@ -255,7 +252,7 @@ async def suppress_alone(
 async def active_suppression(session: AsyncSession, address: str) -> Suppression | None:
     found: Suppression | None = await session.scalar(
         select(Suppression).where(
-            Suppression.address_key == address_key(address), Suppression.lifted_at.is_(None)
+            Suppression.address_key == email_key(address), Suppression.lifted_at.is_(None)
         )
     )
     return found
@@ -292,7 +289,7 @@ async def retry_for_owner(ctx: ServiceContext, user_id: int) -> bool:
         lifted = await session.execute(
             update(Suppression)
             .where(
-                Suppression.address_key == address_key(user.email),
+                Suppression.address_key == email_key(user.email),
                 Suppression.lifted_at.is_(None),
                 Suppression.owner_lifts == 0,
             )
@@ -304,7 +301,7 @@ async def retry_for_owner(ctx: ServiceContext, user_id: int) -> bool:
             select(Email.id)
             .where(
                 Email.user_id == user_id,
-                func.lower(Email.recipient) == address_key(user.email),
+                Email.recipient_key == user.email_key,
                 Email.status.in_([EmailStatus.SKIPPED, EmailStatus.FAILED]),
                 Email.created_at > func.now() - timedelta(days=1),
             )
@@ -337,7 +334,7 @@ async def remove_suppression(ctx: ServiceContext, address: str) -> bool:
     """An operator takes an address off the list (the row goes; the owner's lift resets)."""
     async with ctx.unit_of_work() as session:
         result = await session.execute(
-            delete(Suppression).where(Suppression.address_key == address_key(address))
+            delete(Suppression).where(Suppression.address_key == email_key(address))
         )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 

@@ -19,6 +19,7 @@ from shared.models import Email, EmailStatus
 from shared.outbox import add_email
 from shared.services import bounces
 from shared.settings import Settings
+from shared.validation import email_key
 from worker.bootstrap import claim_lease, create_worker, worker_options
 from worker.context import STATE_KEY, WorkerState, state
 from worker.mail.delivery import deliver_email, sweep_outbox
@@ -307,3 +308,23 @@ def test_a_claim_outlives_any_delivery_and_a_dead_workers_claims_end_soon_after(
     lease = claim_lease(settings)
     assert worker.job_timeout_s == settings.WORKER_JOB_TIMEOUT  # where deliveries are stopped
     assert settings.WORKER_JOB_TIMEOUT < lease <= settings.WORKER_JOB_TIMEOUT + 10
+
+
+async def test_suppression_and_accounts_agree_on_what_the_same_address_is(
+    sessionmaker: SessionMaker, store: OutboxStore
+) -> None:
+    """One key for an address (shared.validation.email_key): the domain's case does not make
+    another address, a non-ASCII letter's case in the local part does (as for accounts), so
+    the claim finds the suppression for exactly the rows that go to that address."""
+    async with sessionmaker() as session, session.begin():
+        await bounces.suppress(session, "Ülrich@exämple.com", bounces.Cause.HARD_BOUNCE, "550")
+        ids = [
+            await add_email(session, EmailKind.TEST, address, TestEmail())
+            for address in ("Ülrich@EXÄMPLE.com", "ülrich@exämple.com")
+        ]
+    same, other = [await store.claim(email_id) for email_id in ids]
+    assert same is not None and same.suppressed == "550"
+    assert other is not None and other.suppressed is None
+    async with sessionmaker() as session:
+        keys = list(await session.scalars(select(Email.recipient_key).order_by(Email.id)))
+    assert keys == [email_key("Ülrich@EXÄMPLE.com"), email_key("ülrich@exämple.com")]

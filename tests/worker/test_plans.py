@@ -23,8 +23,9 @@ BACKLOG = 3000
 
 QUIET_THEN_BACKLOG = {
     "emails": (
-        "INSERT INTO emails (kind, recipient, context, status) "
-        "SELECT 'test', 'u' || n || '@example.com', '{}', :status FROM generate_series(1, :n) n"
+        "INSERT INTO emails (kind, recipient, recipient_key, context, status) "
+        "SELECT 'test', 'u' || n || '@example.com', 'u' || n || '@example.com', '{}', :status "
+        "FROM generate_series(1, :n) n"
     ),
     "webhook_deliveries": (
         "INSERT INTO webhook_deliveries (endpoint_id, message_id, event_type, body, status) "

@@ -37,7 +37,7 @@ SUPPRESSIONS = cast(Table, Suppression.__table__)
 _SUPPRESSED = (
     select(SUPPRESSIONS.c.reason)
     .where(
-        SUPPRESSIONS.c.address_key == func.lower(EMAILS.c.recipient),
+        SUPPRESSIONS.c.address_key == EMAILS.c.recipient_key,
         SUPPRESSIONS.c.lifted_at.is_(None),
     )
     .scalar_subquery()
