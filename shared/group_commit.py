@@ -3,10 +3,10 @@
 A web process defers some writes past the answer (the reset link, the new account, the
 failed sign-in's event: see :mod:`web.after_response`). Each was a unit of work of its own:
 a session, a pool checkout, BEGIN, two or three statements, COMMIT, and a Redis call per
-email to announce. Under load those fixed costs were most of the writing's CPU (the figures,
-side by side, are in bench/RESULTS.md). :class:`GroupCommit` runs the works that arrive while a batch
-is committing as the next batch, in one transaction, and announces its emails in one call;
-an isolated work still commits at once, on its own.
+email to announce. Under load those fixed costs were most of the writing's CPU (the
+figures, side by side, are in bench/RESULTS.md). :class:`GroupCommit` runs the works that
+arrive while a batch is committing as the next batch, in one transaction, and announces its
+emails in one call; an isolated work still commits at once, on its own.
 
 What each work may assume is what it had alone: it runs in its caller's context (the
 security events' origin is a context variable), on a session whose transaction it shares

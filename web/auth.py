@@ -15,7 +15,8 @@ from quart_auth import Action, AuthUser, current_user, login_user, logout_user
 from shared.models import User
 from shared.services import sessions
 from shared.services.sessions import Current
-from shared.services.signin import DEVICE_COOKIE_MAX_AGE
+from shared.services.signin import DEVICE_COOKIE_MAX_AGE, Attempt
+from web import ratelimit
 from web.extensions import services
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
@@ -101,6 +102,17 @@ def current_session_id() -> str | None:
     """The id of this request's sign-in (what a use case rotates or remembers)."""
     auth_id = current_user.auth_id
     return auth_id if auth_id and SESSION_ID.match(auth_id) else None
+
+
+def sign_in_attempt(*, remember: bool) -> Attempt:
+    """This request as a sign-in attempt: where it comes from, its browser, whether it asked
+    to be remembered (the same for every way of signing in)."""
+    return Attempt(
+        client=ratelimit.client_address(),
+        device_cookie=device_cookie(),
+        user_agent=request.headers.get("User-Agent", ""),
+        remember=remember,
+    )
 
 
 def device_cookie() -> str | None:

@@ -264,18 +264,14 @@ async def sign_in(
     ctx: ServiceContext,
     ceremony: str,
     credential: dict[str, Any],
-    *,
-    client: str,
-    device_cookie: str | None = None,
-    user_agent: str = "",
-    remember: bool = False,
+    attempt: signin.Attempt,
 ) -> Result:
     """Sign in with a passkey: the whole sign-in, or the second step of a two-factor one.
     A passkey verified by its authenticator (UV) is two factors and completes any sign-in;
     one without user verification is one factor, and on an account with two-factor sign-in
     the second step follows (SECOND_STEP). Attempts are counted per client before they are
     checked."""
-    await _count(ctx, attempt_limit(ctx), f"client {client}")
+    await _count(ctx, attempt_limit(ctx), f"client {attempt.client}")
     facts = await _take(ctx, ceremony)
     if facts is None or facts.get("kind") not in ("sign-in", "second-step"):
         raise NotAccepted(EXPIRED)
@@ -326,10 +322,7 @@ async def sign_in(
             session,
             ctx,
             user,
-            device_cookie=device_cookie,
-            client=client,
-            user_agent=user_agent,
-            remember=remember,
+            attempt,
             method="passkey",
         )
     return Result(

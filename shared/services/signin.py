@@ -55,6 +55,19 @@ def account_limit(ctx: ServiceContext) -> Limit:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """Where a sign-in attempt comes from, the same on every path (password, second step,
+    passkey, and the next ones): the client's address (its limits), the browser's device
+    cookie (trusted browsers, new-browser emails), its user agent (the record's "Firefox on
+    Windows"), and whether it asked to be remembered (the record's lifetime)."""
+
+    client: str
+    device_cookie: str | None = None
+    user_agent: str = ""
+    remember: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class LoginOutcome:
     user: User | None = None
     locked_for: int = 0  # seconds, when this client may not try again yet
@@ -85,16 +98,7 @@ def scopes_for(
     return [(client_limit(ctx), f"{key} {client}"), (account_limit(ctx), key)]
 
 
-async def login(
-    ctx: ServiceContext,
-    email: str,
-    password: str,
-    *,
-    client: str,
-    device_cookie: str | None = None,
-    user_agent: str = "",
-    remember: bool = False,
-) -> LoginOutcome:
+async def login(ctx: ServiceContext, email: str, password: str, attempt: Attempt) -> LoginOutcome:
     """Check the credentials; when ``user`` is set, the sign-in is recorded (``session_id``,
     for the session cookie, living as long as ``remember`` chose).
 
@@ -108,7 +112,7 @@ async def login(
     account's very first sign-in; at most one such email per NEW_DEVICE_NOTICE_EVERY.
     """
     key = email_key(email)
-    scopes = scopes_for(ctx, key, client=client, device_cookie=device_cookie)
+    scopes = scopes_for(ctx, key, client=attempt.client, device_cookie=attempt.device_cookie)
     for limit, subject in scopes:
         verdict = await ctx.limits.hit(limit, subject)
         if not verdict.allowed:
@@ -121,11 +125,17 @@ async def login(
             return LoginOutcome()
         if (
             len(scopes) == 1
-            and scopes_for(ctx, key, client=client, device_cookie=device_cookie, user_id=user.id)
+            and scopes_for(
+                ctx,
+                key,
+                client=attempt.client,
+                device_cookie=attempt.device_cookie,
+                user_id=user.id,
+            )
             != scopes
         ):
             # A device cookie of the address's former account: counted as any stranger.
-            scopes = scopes_for(ctx, key, client=client, device_cookie=None)
+            scopes = scopes_for(ctx, key, client=attempt.client, device_cookie=None)
             for limit, subject in scopes:
                 verdict = await ctx.limits.hit(limit, subject)
                 if not verdict.allowed:
@@ -143,10 +153,7 @@ async def login(
                 session,
                 ctx,
                 user,
-                device_cookie=device_cookie,
-                client=client,
-                user_agent=user_agent,
-                remember=remember,
+                attempt,
             )
     if user.confirmed_at is None:
         # Signing in needs a confirmed address: registering an address and signing in with it
@@ -234,11 +241,8 @@ async def record_sign_in(
     session: AsyncSession,
     ctx: ServiceContext,
     user: User,
+    attempt: Attempt,
     *,
-    device_cookie: str | None,
-    client: str,
-    user_agent: str,
-    remember: bool,
     method: str = "password",
 ) -> str:
     """A sign-in completed (every factor checked), in one transaction: its record (living as
@@ -250,13 +254,15 @@ async def record_sign_in(
     session_id = await sessions.add(
         session,
         user,
-        lifetime=settings.REMEMBER_LIFETIME if remember else settings.SESSION_LIFETIME,
-        client=client,
-        user_agent=user_agent,
+        lifetime=settings.REMEMBER_LIFETIME if attempt.remember else settings.SESSION_LIFETIME,
+        client=attempt.client,
+        user_agent=attempt.user_agent,
     )
     await events.record(session, Kind.LOGIN_SUCCEEDED, user.id, method=method)
-    if not first and not _recent_device(ctx, user, device_cookie):
-        await _notify_new_device(session, ctx, user, client=client, user_agent=user_agent)
+    if not first and not _recent_device(ctx, user, attempt.device_cookie):
+        await _notify_new_device(
+            session, ctx, user, client=attempt.client, user_agent=attempt.user_agent
+        )
     return session_id
 
 

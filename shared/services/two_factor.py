@@ -108,11 +108,7 @@ async def complete_sign_in(
     ctx: ServiceContext,
     pending: str,
     code: str,
-    *,
-    client: str,
-    device_cookie: str | None = None,
-    user_agent: str = "",
-    remember: bool = False,
+    attempt: signin.Attempt,
 ) -> Result:
     """The second step of a sign-in: ``pending`` is what the first step handed out (it
     lapses after signin.SECOND_STEP_MAX_AGE, and with any password change). Wrong codes count
@@ -123,7 +119,7 @@ async def complete_sign_in(
         raise NotApplicable("Your sign-in has expired. Please sign in again.")
     user_id, version, key = waiting.user_id, waiting.session_version, waiting.key
     scopes = signin.scopes_for(
-        ctx, key, client=client, device_cookie=device_cookie, user_id=user_id
+        ctx, key, client=attempt.client, device_cookie=attempt.device_cookie, user_id=user_id
     )
     # As with wrong passwords, strangers' wrong codes lock strangers out, never the owner's
     # trusted browser: the per-account code limit spares it (its own device lock holds).
@@ -144,10 +140,7 @@ async def complete_sign_in(
             session,
             ctx,
             user,
-            device_cookie=device_cookie,
-            client=client,
-            user_agent=user_agent,
-            remember=remember,
+            attempt,
             method=method,
         )
     for limit, subject in [scopes[0], *account_wide]:

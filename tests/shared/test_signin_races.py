@@ -16,6 +16,7 @@ from shared.jobs import EmailKind
 from shared.models import Email, User
 from shared.services import accounts, email_change, passwords, signin
 from shared.services.context import ServiceContext
+from shared.services.signin import Attempt
 from shared.settings import Settings
 from shared.tokens import ChangeEmailLink, Purpose
 from tests.support import committing_context
@@ -48,7 +49,7 @@ async def test_simultaneous_guesses_from_many_clients_stop_at_the_ceiling(
     # the account-wide ceiling stands between them and the account.
     outcomes = await asyncio.gather(
         *(
-            signin.login(ctx, "alice@example.com", PASSWORD, client=f"10.0.0.{n}")
+            signin.login(ctx, "alice@example.com", PASSWORD, Attempt(client=f"10.0.0.{n}"))
             for n in range(BURST)
         )
     )
@@ -63,10 +64,10 @@ async def test_simultaneous_guesses_from_one_client_stop_at_its_limit(
 ) -> None:
     outcomes = await asyncio.gather(
         *(
-            signin.login(ctx, "alice@example.com", f"guess {n}", client="10.0.0.1")
+            signin.login(ctx, "alice@example.com", f"guess {n}", Attempt(client="10.0.0.1"))
             for n in range(BURST - 1)
         ),
-        signin.login(ctx, "alice@example.com", PASSWORD, client="10.0.0.1"),
+        signin.login(ctx, "alice@example.com", PASSWORD, Attempt(client="10.0.0.1")),
     )
     checked = [outcome for outcome in outcomes if not outcome.locked_for]
     assert len(checked) == ctx.settings.LOGIN_FAILURES_BEFORE_LOCK
@@ -176,7 +177,9 @@ async def test_strangers_refused_attempts_are_counted_not_listed(
 
     async def guess(n: int, round_: int) -> None:
         events.set_origin(f"10.0.0.{n}", "curl/8.0")  # as the web layer does per request
-        await signin.login(ctx, "alice@example.com", f"guess {round_}", client=f"10.0.0.{n}")
+        await signin.login(
+            ctx, "alice@example.com", f"guess {round_}", Attempt(client=f"10.0.0.{n}")
+        )
 
     for round_ in range(10):
         await asyncio.gather(*(guess(n, round_) for n in range(40)))

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from quart import request, session
+from quart import session
 from quart_schema import document_response, validate_request, validate_response
 
 from shared.services import passkeys
@@ -29,7 +29,7 @@ from web.api.models import (
     UserOut,
     user_out,
 )
-from web.auth import SECOND_STEP, continue_session, device_cookie, start_session
+from web.auth import SECOND_STEP, continue_session, sign_in_attempt, start_session
 from web.extensions import services
 from web.problems import Problem
 from web.ratelimit import limit_posts
@@ -204,10 +204,7 @@ async def passkey_sign_in(data: PasskeySignInIn) -> ApiResult:
         services(),
         data.ceremony,
         data.credential.model_dump(exclude_none=True),
-        client=ratelimit.client_address(),
-        device_cookie=device_cookie(),
-        user_agent=request.headers.get("User-Agent", ""),
-        remember=remember,
+        sign_in_attempt(remember=remember),
     )
     if result.second_step is not None:
         session[SECOND_STEP] = {"pending": result.second_step, "remember": remember}

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from quart import request, session
+from quart import session
 from quart_schema import document_response, validate_request, validate_response
 
 from shared.services import signin
-from web import ratelimit
 from web.api.base import ApiResult, blueprint
 from web.api.models import (
     EmailAddress,
@@ -18,7 +17,7 @@ from web.api.models import (
     UserOut,
     user_out,
 )
-from web.auth import SECOND_STEP, device_cookie, end_session, start_session
+from web.auth import SECOND_STEP, end_session, sign_in_attempt, start_session
 from web.extensions import services
 from web.problems import Problem, problem
 from web.ratelimit import limit_posts
@@ -44,10 +43,7 @@ async def login(data: LoginIn) -> ApiResult:
         services(),
         data.email,
         data.password,
-        client=ratelimit.client_address(),
-        device_cookie=device_cookie(),
-        user_agent=request.headers.get("User-Agent", ""),
-        remember=data.remember,
+        sign_in_attempt(remember=data.remember),
     )
     if outcome.locked_for:
         return problem(

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
-from quart import request, session
+from quart import session
 from quart_schema import document_response, validate_request, validate_response
 
 from shared.services import two_factor
 from shared.services.refusals import NotApplicable
 from shared.services.sessions import Current
-from web import ratelimit
 from web.api.base import (
     ApiResult,
     blueprint,
     signed_in,
 )
 from web.api.models import Code, CodeIn, Empty, Message, Model, Password, UserOut, user_out
-from web.auth import SECOND_STEP, continue_session, device_cookie, start_session
+from web.auth import SECOND_STEP, continue_session, sign_in_attempt, start_session
 from web.extensions import services
 from web.problems import Problem, problem
 from web.ratelimit import limit_posts
@@ -66,10 +65,7 @@ async def login_second_step(data: CodeIn) -> ApiResult:
             services(),
             state["pending"],
             data.code,
-            client=ratelimit.client_address(),
-            device_cookie=device_cookie(),
-            user_agent=request.headers.get("User-Agent", ""),
-            remember=bool(state.get("remember")),
+            sign_in_attempt(remember=bool(state.get("remember"))),
         )
     except NotApplicable:
         session.pop(SECOND_STEP, None)  # lapsed: the first step again

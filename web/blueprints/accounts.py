@@ -14,8 +14,7 @@ from shared import links
 from shared.services import accounts, bounces, signin
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.validation import INVALID_TOKEN, InvalidInput
-from web import ratelimit
-from web.auth import current_account, device_cookie, end_session, start_session
+from web.auth import current_account, end_session, sign_in_attempt, start_session
 from web.blueprints.two_factor import remember_second_step
 from web.extensions import services
 from web.flashes import flash
@@ -75,10 +74,7 @@ async def login() -> ResponseReturnValue:
             services(),
             form.email.data,
             form.password.data,
-            client=ratelimit.client_address(),
-            device_cookie=device_cookie(),
-            user_agent=request.headers.get("User-Agent", ""),
-            remember=bool(form.remember.data),
+            sign_in_attempt(remember=bool(form.remember.data)),
         )
         if outcome.second_step is not None:
             remember_second_step(

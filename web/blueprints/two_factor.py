@@ -3,19 +3,18 @@ app, recovery codes, turning it off."""
 
 from __future__ import annotations
 
-from quart import Blueprint, redirect, request, session, url_for
+from quart import Blueprint, redirect, session, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared.services import two_factor
 from shared.services.refusals import NotApplicable, WrongCode, WrongPassword
-from web import ratelimit
 from web.auth import (
     SECOND_STEP,
     continue_session,
     current_account,
     current_session_id,
-    device_cookie,
+    sign_in_attempt,
     start_session,
 )
 from web.extensions import services
@@ -47,10 +46,7 @@ async def second_step() -> ResponseReturnValue:
                 services(),
                 state["pending"],
                 form.code.data,
-                client=ratelimit.client_address(),
-                device_cookie=device_cookie(),
-                user_agent=request.headers.get("User-Agent", ""),
-                remember=bool(state.get("remember")),
+                sign_in_attempt(remember=bool(state.get("remember"))),
             )
         except NotApplicable as lapsed:
             session.pop(SECOND_STEP, None)

@@ -21,6 +21,7 @@ from shared.services import (
 )
 from shared.services.context import ServiceContext
 from shared.services.refusals import WrongPassword
+from shared.services.signin import Attempt
 from shared.tokens import Purpose
 from tests.shared.services.helpers import PASSWORD, after_the_answer, register_alice
 from tests.support import reset_payload
@@ -72,10 +73,12 @@ async def test_the_account_lifecycle_writes_its_events(services_ctx: ServiceCont
     alice = await register_alice(ctx, confirmed=True)
     assert await kinds(ctx) == ["user.registered", "user.confirmed"]
 
-    await signin.login(ctx, "alice@example.com", "wrong", client="a")
-    await signin.login(ctx, "nobody@example.com", "wrong", client="a")  # no account: nothing
+    await signin.login(ctx, "alice@example.com", "wrong", Attempt(client="a"))
+    await signin.login(
+        ctx, "nobody@example.com", "wrong", Attempt(client="a")
+    )  # no account: nothing
     await after_the_answer(ctx)
-    outcome = await signin.login(ctx, "alice@example.com", PASSWORD, client="a")
+    outcome = await signin.login(ctx, "alice@example.com", PASSWORD, Attempt(client="a"))
     assert outcome.user is not None
     assert (await kinds(ctx))[2:] == ["user.login_failed", "user.login_succeeded"]
 

@@ -9,6 +9,7 @@ from shared.services import passkeys
 from shared.services.context import ServiceContext
 from shared.services.proof import Proof
 from shared.services.refusals import NotAccepted, NotFound, WrongPassword
+from shared.services.signin import Attempt
 from shared.validation import InvalidInput
 from tests.authenticator import Authenticator
 from tests.shared.services.helpers import PASSWORD, register_alice
@@ -31,7 +32,7 @@ async def test_a_passkey_is_added_after_a_proof_and_signs_in(services_ctx: Servi
 
     options = await passkeys.sign_in_options(ctx, client="a")
     signed_in = await passkeys.sign_in(
-        ctx, options.ceremony, authenticator.get(options.options), client="a"
+        ctx, options.ceremony, authenticator.get(options.options), Attempt(client="a")
     )
     assert signed_in.user is not None and signed_in.user.id == alice.id
     assert signed_in.session_id is not None and signed_in.second_step is None

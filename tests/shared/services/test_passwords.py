@@ -10,6 +10,7 @@ from shared.jobs import EmailKind
 from shared.services import passwords, sessions, signin
 from shared.services.context import ServiceContext
 from shared.services.refusals import Locked, WrongPassword
+from shared.services.signin import Attempt
 from shared.tokens import Purpose, ResetLink
 from shared.validation import InvalidInput
 from tests.shared.services.helpers import (
@@ -27,14 +28,18 @@ async def test_a_reset_lifts_the_ceiling(services_ctx: ServiceContext) -> None:
     ctx = replace(services_ctx, settings=services_ctx.settings.with_values(LOGIN_ACCOUNT_CEILING=2))
     alice = await register_alice(ctx, confirmed=True)
     for n in range(2):
-        await signin.login(ctx, "alice@example.com", "wrong", client=f"bot{n}")
-    assert (await signin.login(ctx, "alice@example.com", PASSWORD, client="home")).locked_for
+        await signin.login(ctx, "alice@example.com", "wrong", Attempt(client=f"bot{n}"))
+    assert (
+        await signin.login(ctx, "alice@example.com", PASSWORD, Attempt(client="home"))
+    ).locked_for
     token = ctx.tokens.dumps(
         Purpose.RESET_PASSWORD,
         reset_payload(alice, ctx.secret),
     )
     assert await passwords.reset_password(ctx, token, "a brand new secret", client="home")
-    signed_in = await signin.login(ctx, "alice@example.com", "a brand new secret", client="home")
+    signed_in = await signin.login(
+        ctx, "alice@example.com", "a brand new secret", Attempt(client="home")
+    )
     assert signed_in.user is not None
 
 
@@ -59,7 +64,7 @@ async def test_a_reset_link_works_once_and_lifts_the_lock(services_ctx: ServiceC
     assert not await passwords.reset_password(services_ctx, token, "another new secret")
     assert (await emails(services_ctx))[-1] == (EmailKind.PASSWORD_CHANGED, "alice@example.com")
     signed_in = await signin.login(
-        services_ctx, "alice@example.com", "a brand new secret", client="a"
+        services_ctx, "alice@example.com", "a brand new secret", Attempt(client="a")
     )
     assert signed_in.user is not None
 
@@ -107,7 +112,7 @@ async def test_this_wasnt_me_ends_sessions_and_sends_a_reset_link_once(
     assert not await passwords.disown_change(services_ctx, token)  # used: the version moved
     assert (await emails(services_ctx))[-1] == (EmailKind.RESET, "alice@example.com")
     # Whoever changed the password knows it: it works no more until the owner sets one.
-    outcome = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="a")
+    outcome = await signin.login(services_ctx, "alice@example.com", PASSWORD, Attempt(client="a"))
     assert outcome.user is None
     disowned = await user(services_ctx)
     token = services_ctx.tokens.dumps(

@@ -14,6 +14,7 @@ from shared.jobs import EmailKind
 from shared.models import Email, User
 from shared.services import signin
 from shared.services.context import ServiceContext
+from shared.services.signin import Attempt
 from tests.shared.services.helpers import (
     FIREFOX,
     PASSWORD,
@@ -29,11 +30,11 @@ async def test_signing_in_needs_a_confirmed_address(services_ctx: ServiceContext
     address and signing in with it must not tell a stranger the address was new), and a
     fresh confirmation link for the owner, after the answer."""
     alice = await register_alice(services_ctx)
-    outcome = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="a")
+    outcome = await signin.login(services_ctx, "alice@example.com", PASSWORD, Attempt(client="a"))
     assert outcome == signin.LoginOutcome()
     async with services_ctx.unit_of_work() as session:  # the first link is old enough now
         await session.execute(update(Email).values(created_at=func.now() - timedelta(hours=1)))
-    outcome = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="a")
+    outcome = await signin.login(services_ctx, "alice@example.com", PASSWORD, Attempt(client="a"))
     await after_the_answer(services_ctx)
     assert outcome == signin.LoginOutcome()
     assert await emails(services_ctx) == [(EmailKind.CONFIRM, "alice@example.com")] * 2
@@ -44,11 +45,13 @@ async def test_failures_lock_that_client_not_the_owner(services_ctx: ServiceCont
     await register_alice(services_ctx, confirmed=True)
     limit = services_ctx.settings.LOGIN_FAILURES_BEFORE_LOCK
     for _ in range(limit):
-        outcome = await signin.login(services_ctx, "alice@example.com", "wrong", client="evil")
+        outcome = await signin.login(
+            services_ctx, "alice@example.com", "wrong", Attempt(client="evil")
+        )
         assert outcome.user is None and not outcome.locked_for
-    locked = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="evil")
+    locked = await signin.login(services_ctx, "alice@example.com", PASSWORD, Attempt(client="evil"))
     assert locked.user is None and locked.locked_for > 0  # even the right password waits
-    owner = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="home")
+    owner = await signin.login(services_ctx, "alice@example.com", PASSWORD, Attempt(client="home"))
     assert owner.user is not None and owner.device_cookie
 
 
@@ -57,17 +60,21 @@ async def test_the_account_ceiling_stops_strangers_but_not_the_owners_device(
 ) -> None:
     ctx = replace(services_ctx, settings=services_ctx.settings.with_values(LOGIN_ACCOUNT_CEILING=5))
     await register_alice(ctx, confirmed=True)
-    device = (await signin.login(ctx, "alice@example.com", PASSWORD, client="home")).device_cookie
+    device = (
+        await signin.login(ctx, "alice@example.com", PASSWORD, Attempt(client="home"))
+    ).device_cookie
     for n in range(5):  # five clients, one guess each: under their own limits
-        await signin.login(ctx, "alice@example.com", "wrong", client=f"bot{n}")
-    stranger = await signin.login(ctx, "alice@example.com", PASSWORD, client="new-client")
+        await signin.login(ctx, "alice@example.com", "wrong", Attempt(client=f"bot{n}"))
+    stranger = await signin.login(ctx, "alice@example.com", PASSWORD, Attempt(client="new-client"))
     assert stranger.locked_for > 0  # the ceiling holds every untrusted client back
     owner = await signin.login(
-        ctx, "alice@example.com", PASSWORD, client="cafe", device_cookie=device
+        ctx, "alice@example.com", PASSWORD, Attempt(client="cafe", device_cookie=device)
     )
     assert owner.user is not None  # a browser that signed in before is not a stranger
     # A device cookie is bound to its account: it does not exempt guesses at another one.
-    other = await signin.login(ctx, "bob@example.com", "x", client="bot0", device_cookie=device)
+    other = await signin.login(
+        ctx, "bob@example.com", "x", Attempt(client="bot0", device_cookie=device)
+    )
     assert other == signin.LoginOutcome()
 
 
@@ -81,9 +88,9 @@ async def test_a_lock_does_not_end_at_a_clock_boundary(
     boundary = (time.time() // window + 1) * window
     monkeypatch.setattr("time.time", lambda: boundary - 1)
     for _ in range(services_ctx.settings.LOGIN_FAILURES_BEFORE_LOCK):
-        await signin.login(services_ctx, "alice@example.com", "wrong", client="evil")
+        await signin.login(services_ctx, "alice@example.com", "wrong", Attempt(client="evil"))
     monkeypatch.setattr("time.time", lambda: boundary + 1)
-    locked = await signin.login(services_ctx, "alice@example.com", PASSWORD, client="evil")
+    locked = await signin.login(services_ctx, "alice@example.com", PASSWORD, Attempt(client="evil"))
     assert locked.locked_for >= window - 5
 
 
@@ -97,9 +104,7 @@ async def test_a_sign_in_from_a_new_browser_tells_the_owner_once(
             services_ctx,
             "alice@example.com",
             PASSWORD,
-            client="192.0.2.7",
-            device_cookie=device_cookie,
-            user_agent=FIREFOX,
+            Attempt(client="192.0.2.7", device_cookie=device_cookie, user_agent=FIREFOX),
         )
 
     async def notices() -> int:

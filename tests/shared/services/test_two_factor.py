@@ -11,6 +11,7 @@ import pytest
 from shared.services import two_factor
 from shared.services.context import ServiceContext
 from shared.services.refusals import Locked, NotApplicable, WrongCode, WrongPassword
+from shared.services.signin import Attempt
 from tests.shared.services.helpers import PASSWORD, register_alice, user
 
 
@@ -74,4 +75,6 @@ async def test_code_attempts_are_counted_before_they_are_checked(
 
 async def test_a_lapsed_second_step_is_not_applicable(services_ctx: ServiceContext) -> None:
     with pytest.raises(NotApplicable):
-        await two_factor.complete_sign_in(services_ctx, "not a token", "123456", client="a")
+        await two_factor.complete_sign_in(
+            services_ctx, "not a token", "123456", Attempt(client="a")
+        )
