@@ -13,6 +13,7 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, request
 from quart_schema import QuartSchema
 
+from shared import assurance
 from shared.devices import warm_up as warm_up_device_names
 from shared.heap import freeze_startup_objects
 from shared.outages import is_unavailable
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     instrument(app)
     add_security_headers(app, settings)
     app.jinja_env.globals["blank_form"] = blank_form
+    app.jinja_env.globals["methods_in_words"] = assurance.in_words
 
     @app.context_processor
     async def account_context() -> dict[str, object]:

@@ -17,7 +17,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from shared.db import Base
@@ -103,6 +103,13 @@ class SignInSession(Base):
     client_address: Mapped[str] = mapped_column(String(64))
     user_agent: Mapped[str] = mapped_column(String(512))
     device: Mapped[str] = mapped_column(String(120))  # the user agent in words: "Chrome on Linux"
+    # How it was made (RFC 8176 values, shared.assurance) and when its person last proved who
+    # they are: what the assurance rule and re-authentication read, and what an identity
+    # provider tells the services it signs people in to.
+    amr: Mapped[list[str]] = mapped_column(ARRAY(String(8)), server_default="{}")
+    authenticated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
 
     __table_args__ = (
         Index("ix_sessions_user_id", "user_id"),

@@ -82,6 +82,8 @@ async def export_account(ctx: ServiceContext, user_id: int) -> dict[str, Any]:
                     "user_agent": s.user_agent,
                     "created_at": _when(s.created_at),
                     "last_seen_at": _when(s.last_seen_at),
+                    "methods": s.amr,
+                    "authenticated_at": _when(s.authenticated_at),
                     "expires_at": _when(s.expires_at),
                     "ended_at": _when(s.revoked_at),
                 }

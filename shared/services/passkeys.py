@@ -37,11 +37,14 @@ from webauthn.helpers import base64url_to_bytes
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
+    CredentialDeviceType,
     PublicKeyCredentialDescriptor,
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
 
+from shared import assurance
+from shared.assurance import Method
 from shared.models import Passkey, User
 from shared.ratelimit import Limit
 from shared.services import events, factors, proof, sessions, signin, users
@@ -303,20 +306,27 @@ async def sign_in(
         user = await users.by_id(session, passkey.user_id, lock=True)
         if user is None or user.confirmed_at is None:
             raise NotAccepted("This passkey's account cannot sign in yet.")
-        if facts["kind"] == "second-step" and not _pending_is_for(ctx, facts, user):
+        earlier = _pending_for(ctx, facts, user) if facts["kind"] == "second-step" else []
+        if facts["kind"] == "second-step" and earlier is None:
             raise NotAccepted(
                 "That passkey is not this account's, or it was the first step already: "
                 "use a code from your authenticator app."
             )
         passkey.sign_count = verified.new_sign_count
         passkey.last_used_at = datetime.now(UTC)
+        shown = assurance.passkey(
+            synced=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
+            user_verified=verified.user_verified,
+        )
         if (
             facts["kind"] == "sign-in"
             and not verified.user_verified
             and user.totp_enabled_at is not None
         ):
             # Something you have, and nothing more: the second factor is still to come.
-            pending = signin.second_step_token(ctx, user, user.email_key, first="passkey")
+            pending = signin.second_step_token(
+                ctx, user, user.email_key, first="passkey", methods=shown
+            )
             return Result(second_step=pending)
         session_id = await signin.record_sign_in(
             session,
@@ -324,6 +334,7 @@ async def sign_in(
             user,
             attempt,
             method="passkey",
+            methods=assurance.combine(earlier or [], shown),
         )
     return Result(
         user=user,
@@ -332,13 +343,16 @@ async def sign_in(
     )
 
 
-def _pending_is_for(ctx: ServiceContext, facts: dict[str, Any], user: User) -> bool:
-    """Whether the second step this ceremony serves is ``user``'s, and its first step was
-    not a passkey already (the same something-you-have twice is still one factor)."""
+def _pending_for(ctx: ServiceContext, facts: dict[str, Any], user: User) -> list[Method] | None:
+    """The methods of the first step this second-step ceremony completes, if that step is
+    ``user``'s and was not a passkey already (the same something-you-have twice is still one
+    factor); None otherwise."""
     waiting = signin.pending_sign_in(ctx, str(facts.get("pending", "")))
-    return (
-        waiting is not None
-        and waiting.user_id == user.id
-        and waiting.session_version == user.session_version
-        and waiting.first != "passkey"
-    )
+    if (
+        waiting is None
+        or waiting.user_id != user.id
+        or waiting.session_version != user.session_version
+        or waiting.first == "passkey"
+    ):
+        return None
+    return waiting.methods

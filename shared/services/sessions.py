@@ -4,12 +4,14 @@ a time, all but this one, or all at once (a password change, a reset, "this wasn
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.assurance import Method
 from shared.devices import USER_AGENT_MAX, device_name
 from shared.models import SignInSession, User
 from shared.services import events
@@ -19,11 +21,20 @@ TOUCH_EVERY = timedelta(minutes=5)  # last_seen_at moves at most this often
 
 
 async def add(
-    session: AsyncSession, user: User, *, lifetime: int, client: str, user_agent: str
+    session: AsyncSession,
+    user: User,
+    *,
+    lifetime: int,
+    client: str,
+    user_agent: str,
+    methods: Sequence[Method],
 ) -> str:
     """Record a sign-in in the caller's transaction (the one that checked its factors and
-    records its event); returns its id, for the session cookie."""
+    records its event), with the methods that made it; returns its id, for the session
+    cookie."""
     record = SignInSession(
+        amr=[str(m) for m in methods],
+        authenticated_at=datetime.now(UTC),
         id=secrets.token_urlsafe(32),
         public_id=secrets.token_urlsafe(12),
         user_id=user.id,
@@ -37,12 +48,20 @@ async def add(
 
 
 async def start(
-    ctx: ServiceContext, user: User, *, lifetime: int, client: str, user_agent: str
+    ctx: ServiceContext,
+    user: User,
+    *,
+    lifetime: int,
+    client: str,
+    user_agent: str,
+    methods: Sequence[Method],
 ) -> str:
     """Record a sign-in in a transaction of its own (what the sign-in use cases do inside
     theirs, with :func:`add`); returns its id."""
     async with ctx.unit_of_work() as session:
-        return await add(session, user, lifetime=lifetime, client=client, user_agent=user_agent)
+        return await add(
+            session, user, lifetime=lifetime, client=client, user_agent=user_agent, methods=methods
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,14 @@ A password reset lifts the account-wide ceiling and the lock of the client that 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import passwords
+from shared import assurance, passwords
+from shared.assurance import Method
 from shared.devices import device_name
 from shared.group_commit import Together
 from shared.jobs import NewDevice
@@ -150,10 +152,7 @@ async def login(ctx: ServiceContext, email: str, password: str, attempt: Attempt
         session_id = None
         if user.confirmed_at is not None and user.totp_enabled_at is None:
             session_id = await record_sign_in(
-                session,
-                ctx,
-                user,
-                attempt,
+                session, ctx, user, attempt, method="password", methods=[Method.PASSWORD]
             )
     if user.confirmed_at is None:
         # Signing in needs a confirmed address: registering an address and signing in with it
@@ -162,7 +161,11 @@ async def login(ctx: ServiceContext, email: str, password: str, attempt: Attempt
         return LoginOutcome()
     if user.totp_enabled_at is not None:
         # The password was right; nothing works until the second step is, too.
-        return LoginOutcome(second_step=second_step_token(ctx, user, key, first="password"))
+        return LoginOutcome(
+            second_step=second_step_token(
+                ctx, user, key, first="password", methods=[Method.PASSWORD]
+            )
+        )
     await ctx.limits.clear(scopes[0][0], scopes[0][1])
     return LoginOutcome(
         user=user, device_cookie=new_device_cookie(ctx, key, user.id), session_id=session_id
@@ -205,12 +208,21 @@ class PendingSignIn:
     key: str  # the address key of the account
     first: str  # the factor already given: "password", or "passkey" (one without user
     # verification, which is something you have and nothing more)
+    methods: list[Method]  # the same, in RFC 8176 terms: what the sign-in will record
 
 
-def second_step_token(ctx: ServiceContext, user: User, key: str, *, first: str) -> str:
+def second_step_token(
+    ctx: ServiceContext, user: User, key: str, *, first: str, methods: Sequence[Method]
+) -> str:
     """A first factor was right on an account with two-factor sign-in: what the second step
     needs, signed (it lapses after SECOND_STEP_MAX_AGE, and with the session version)."""
-    payload = {"uid": user.id, "sv": user.session_version, "key": key, "via": first}
+    payload = {
+        "uid": user.id,
+        "sv": user.session_version,
+        "key": key,
+        "via": first,
+        "amr": [str(m) for m in methods],
+    }
     return ctx.tokens.dumps(Purpose.SECOND_STEP, payload)
 
 
@@ -226,7 +238,12 @@ def pending_sign_in(ctx: ServiceContext, token: str) -> PendingSignIn | None:
         return None
     if first not in ("password", "passkey"):
         return None
-    return PendingSignIn(user_id, version, key, first)
+    given = payload.get("amr") if payload else None
+    if isinstance(given, list) and all(isinstance(v, str) for v in given):
+        methods = assurance.parse(given)
+    else:  # handed out before sign-ins recorded their methods (minutes ago at most)
+        methods = [Method.PASSWORD if first == "password" else Method.SOFTWARE_KEY]
+    return PendingSignIn(user_id, version, key, first, methods)
 
 
 def new_device_cookie(ctx: ServiceContext, key: str, user_id: int) -> str:
@@ -243,11 +260,15 @@ async def record_sign_in(
     user: User,
     attempt: Attempt,
     *,
-    method: str = "password",
+    method: str,
+    methods: Sequence[Method],
 ) -> str:
     """A sign-in completed (every factor checked), in one transaction: its record (living as
-    long as "remember me" chose; its id, returned, goes in the session cookie), its event,
-    and the new-browser email it may cause. Nothing of it without the rest."""
+    long as "remember me" chose, with the methods that made it; its id, returned, goes in
+    the session cookie), its event, and the new-browser email it may cause. Nothing of it
+    without the rest. ``method`` names the last step in words the event has always used
+    ("password", "passkey", "totp", "recovery"); ``methods`` is every step, in RFC 8176
+    terms (shared.assurance)."""
     settings = ctx.settings
     first = user.last_sign_in_at is None
     user.last_sign_in_at = datetime.now(UTC)
@@ -257,8 +278,10 @@ async def record_sign_in(
         lifetime=settings.REMEMBER_LIFETIME if attempt.remember else settings.SESSION_LIFETIME,
         client=attempt.client,
         user_agent=attempt.user_agent,
+        methods=methods,
     )
-    await events.record(session, Kind.LOGIN_SUCCEEDED, user.id, method=method)
+    amr = [str(m) for m in methods]
+    await events.record(session, Kind.LOGIN_SUCCEEDED, user.id, method=method, amr=amr)
     if not first and not _recent_device(ctx, user, attempt.device_cookie):
         await _notify_new_device(
             session, ctx, user, client=attempt.client, user_agent=attempt.user_agent

@@ -18,6 +18,8 @@ import segno
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import assurance
+from shared.assurance import Method
 from shared.models import RecoveryCode, User
 from shared.ratelimit import Limit
 from shared.services import events, factors, proof, sessions, signin, users
@@ -142,6 +144,8 @@ async def complete_sign_in(
             user,
             attempt,
             method=method,
+            # A recovery code is a one-time code too: the event's method tells them apart.
+            methods=assurance.combine(waiting.methods, [Method.ONE_TIME_CODE]),
         )
     for limit, subject in [scopes[0], *account_wide]:
         await ctx.limits.clear(limit, subject)

@@ -40,6 +40,7 @@ async def test_the_export_holds_everything_and_no_secret(browser: Browser) -> No
     assert data["profile"]["email"] == "alice@example.com"
     assert [text["title"] for text in data["texts"]] == ["Mine"]
     assert len(data["sessions"]) == 1
+    assert data["sessions"][0]["methods"] == ["pwd"] and data["sessions"][0]["authenticated_at"]
     assert {email["kind"] for email in data["emails"]} == {"confirm"}
     raw = json.dumps(data)
     assert "argon2" not in raw and browser.cookie("QUART_AUTH") not in raw

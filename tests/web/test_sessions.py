@@ -4,6 +4,7 @@ through the pages and the API; a revoked sign-in's cookie is refused on its next
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
 
 from quart import Quart
@@ -32,6 +33,7 @@ async def test_the_list_marks_this_device_and_ends_another(app: Quart) -> None:
     page = await here.get("/account/sessions")
     assert page.status == 200
     assert page.text.count("this device") == 1
+    assert page.text.count("with password<") == 2  # how each was made
     paths = revoke_paths(page.text)
     assert len(paths) == 2
     # The other one is the row without the "this device" badge.
@@ -110,6 +112,12 @@ async def test_the_api_lists_and_ends_sessions(app: Quart) -> None:
     listed = (await (await here.get(f"{API}/sessions")).get_json())["sessions"]
     assert [entry["device"] for entry in listed] == ["Firefox on Windows"] * 2
     assert sorted(entry["current"] for entry in listed) == [False, True]
+    assert [entry["methods"] for entry in listed] == [["pwd"]] * 2
+    for entry in listed:  # made by a password just now: authenticated as it was created
+        made, proved = (
+            datetime.fromisoformat(entry[k]) for k in ("created_at", "authenticated_at")
+        )
+        assert timedelta(0) <= proved - made < timedelta(seconds=5)
     other = next(entry["id"] for entry in listed if not entry["current"])
 
     missing = await here.post(f"{API}/sessions/not-a-session/revoke", json={})

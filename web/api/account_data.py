@@ -43,6 +43,8 @@ class SessionExport(BaseModel):
     user_agent: str
     created_at: str | None
     last_seen_at: str | None
+    methods: list[str]
+    authenticated_at: str | None
     expires_at: str | None
     ended_at: str | None
 

@@ -22,6 +22,10 @@ class SessionOut(BaseModel):
     client_address: str
     created_at: datetime
     last_seen_at: datetime
+    # How the sign-in was made (RFC 8176 values: pwd, otp, hwk, swk, user, mfa) and when its
+    # person last proved who they are.
+    methods: list[str]
+    authenticated_at: datetime
     current: bool
 
 
@@ -48,6 +52,8 @@ async def list_sessions(current: Current) -> ApiResult:
                 client_address=record.client_address,
                 created_at=record.created_at,
                 last_seen_at=record.last_seen_at,
+                methods=record.amr,
+                authenticated_at=record.authenticated_at,
                 current=record.id == current.session.id,
             )
             for record in records

@@ -8,6 +8,7 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
+from shared.assurance import Method
 from shared.models import SecurityEvent, WebhookDelivery
 from shared.services import (
     account_data,
@@ -25,6 +26,8 @@ from shared.services.signin import Attempt
 from shared.tokens import Purpose
 from tests.shared.services.helpers import PASSWORD, after_the_answer, register_alice
 from tests.support import reset_payload
+
+PWD = [Method.PASSWORD]
 
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
@@ -86,8 +89,10 @@ async def test_the_account_lifecycle_writes_its_events(services_ctx: ServiceCont
     with pytest.raises(WrongPassword):  # fails: nothing recorded
         await passwords.change_password(ctx, alice.id, "wrong", "a new secret 1")
     await passwords.change_password(ctx, alice.id, PASSWORD, "a new secret 1")
-    here = await sessions.start(ctx, alice, lifetime=60, client="a", user_agent=FIREFOX)
-    other = await sessions.start(ctx, alice, lifetime=60, client="b", user_agent="")
+    here = await sessions.start(
+        ctx, alice, lifetime=60, client="a", user_agent=FIREFOX, methods=PWD
+    )
+    other = await sessions.start(ctx, alice, lifetime=60, client="b", user_agent="", methods=PWD)
     listed = {s.id: s.public_id for s in await sessions.active(ctx, alice.id)}
     await sessions.revoke(ctx, alice.id, listed[other])
     await sessions.revoke_others(ctx, alice.id, keep=here)

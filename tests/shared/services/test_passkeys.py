@@ -3,9 +3,13 @@ the proof before a ceremony, what a ceremony accepts, and the refusals."""
 
 from __future__ import annotations
 
+import time
+
+import pyotp
 import pytest
 
-from shared.services import passkeys
+from shared.models import SignInSession
+from shared.services import passkeys, signin, two_factor
 from shared.services.context import ServiceContext
 from shared.services.proof import Proof
 from shared.services.refusals import NotAccepted, NotFound, WrongPassword
@@ -49,3 +53,55 @@ async def test_removing_needs_the_password_and_an_existing_passkey(
         await passkeys.remove(ctx, alice.id, 2**70, PASSWORD)
     with pytest.raises(WrongPassword):
         await passkeys.remove(ctx, alice.id, 12345, "no")
+
+
+async def methods_of(ctx: ServiceContext, session_id: str | None) -> list[str]:
+    async with ctx.reading() as session:
+        record = await session.get(SignInSession, session_id)
+    assert record is not None
+    return record.amr
+
+
+async def test_each_path_records_the_methods_it_was_made_with(
+    services_ctx: ServiceContext,
+) -> None:
+    """The assurance matrix's recording half: password alone; a passkey that verified its
+    person; on a two-factor account, a passkey without that and then a code, or a password
+    and then that passkey. Each sign-in carries what its steps showed."""
+    ctx = services_ctx
+    alice = await register_alice(ctx, confirmed=True)
+    by_password = await signin.login(ctx, "alice@example.com", PASSWORD, Attempt(client="a"))
+    assert await methods_of(ctx, by_password.session_id) == ["pwd"]
+
+    authenticator = Authenticator(ctx.settings.base_url)
+    ceremony = await passkeys.registration_options(ctx, alice.id, Proof(password=PASSWORD))
+    await passkeys.register(
+        ctx, alice.id, ceremony.ceremony, "Key", authenticator.create(ceremony.options)
+    )
+    options = await passkeys.sign_in_options(ctx, client="a")
+    verified = await passkeys.sign_in(
+        ctx, options.ceremony, authenticator.get(options.options), Attempt(client="a")
+    )
+    assert await methods_of(ctx, verified.session_id) == ["hwk", "user", "mfa"]
+
+    enrolment = await two_factor.begin_enrolment(ctx, alice.id)
+    assert enrolment is not None
+    code = pyotp.TOTP(enrolment.secret)
+    await two_factor.confirm_enrolment(ctx, alice.id, code.now(), PASSWORD)
+    authenticator.user_verified = False
+    options = await passkeys.sign_in_options(ctx, client="a")
+    touched = await passkeys.sign_in(
+        ctx, options.ceremony, authenticator.get(options.options), Attempt(client="a")
+    )
+    assert touched.session_id is None and touched.second_step is not None
+    later = code.at(int(time.time()) + 30)  # the enrolment spent the current code
+    done = await two_factor.complete_sign_in(ctx, touched.second_step, later, Attempt(client="a"))
+    assert await methods_of(ctx, done.session_id) == ["hwk", "otp", "mfa"]
+
+    first = await signin.login(ctx, "alice@example.com", PASSWORD, Attempt(client="a"))
+    assert first.second_step is not None
+    options = await passkeys.sign_in_options(ctx, client="a", second_step=first.second_step)
+    second = await passkeys.sign_in(
+        ctx, options.ceremony, authenticator.get(options.options), Attempt(client="a")
+    )
+    assert await methods_of(ctx, second.session_id) == ["pwd", "hwk", "mfa"]

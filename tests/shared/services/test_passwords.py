@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from shared.assurance import Method
 from shared.jobs import EmailKind
 from shared.services import passwords, sessions, signin
 from shared.services.context import ServiceContext
@@ -22,6 +23,8 @@ from tests.shared.services.helpers import (
     user,
 )
 from tests.support import reset_payload
+
+PWD = [Method.PASSWORD]
 
 
 async def test_a_reset_lifts_the_ceiling(services_ctx: ServiceContext) -> None:
@@ -74,7 +77,9 @@ async def test_changing_the_password_needs_the_current_one_and_ends_other_sessio
 ) -> None:
     alice = await register_alice(services_ctx, confirmed=True)
     here, elsewhere = [
-        await sessions.start(services_ctx, alice, lifetime=3600, client="a", user_agent=agent)
+        await sessions.start(
+            services_ctx, alice, lifetime=3600, client="a", user_agent=agent, methods=PWD
+        )
         for agent in (FIREFOX, "curl/8.0")
     ]
     with pytest.raises(WrongPassword) as wrong:

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, update
 
+from shared.assurance import Method
 from shared.models import SignInSession
 from shared.services import sessions
 from shared.services.context import ServiceContext
@@ -15,6 +16,8 @@ from tests.shared.services.helpers import (
     register_alice,
 )
 
+PWD = [Method.PASSWORD]
+
 
 async def test_sign_ins_are_listed_and_ended_one_or_all_but_this(
     services_ctx: ServiceContext,
@@ -22,7 +25,7 @@ async def test_sign_ins_are_listed_and_ended_one_or_all_but_this(
     alice = await register_alice(services_ctx, confirmed=True)
     ids = [
         await sessions.start(
-            services_ctx, alice, lifetime=3600, client=f"10.0.0.{n}", user_agent=agent
+            services_ctx, alice, lifetime=3600, client=f"10.0.0.{n}", user_agent=agent, methods=PWD
         )
         for n, agent in enumerate((FIREFOX, CHROME_LINUX, "curl/8.0"))
     ]
@@ -47,7 +50,9 @@ async def test_sign_ins_are_listed_and_ended_one_or_all_but_this(
 
 async def test_an_expired_sign_in_is_refused(services_ctx: ServiceContext) -> None:
     alice = await register_alice(services_ctx, confirmed=True)
-    session_id = await sessions.start(services_ctx, alice, lifetime=60, client="a", user_agent="")
+    session_id = await sessions.start(
+        services_ctx, alice, lifetime=60, client="a", user_agent="", methods=PWD
+    )
     async with services_ctx.unit_of_work() as session:
         await session.execute(
             update(SignInSession).values(expires_at=func.now() - timedelta(seconds=1))

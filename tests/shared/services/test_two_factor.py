@@ -4,11 +4,13 @@ each refuses, with which refusal, and what a refusal leaves behind (nothing)."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pyotp
 import pytest
 
-from shared.services import two_factor
+from shared.models import SignInSession
+from shared.services import signin, two_factor
 from shared.services.context import ServiceContext
 from shared.services.refusals import Locked, NotApplicable, WrongCode, WrongPassword
 from shared.services.signin import Attempt
@@ -78,3 +80,22 @@ async def test_a_lapsed_second_step_is_not_applicable(services_ctx: ServiceConte
         await two_factor.complete_sign_in(
             services_ctx, "not a token", "123456", Attempt(client="a")
         )
+
+
+async def test_a_sign_in_records_both_steps(services_ctx: ServiceContext) -> None:
+    """Password then a code, or then a recovery code: the sign-in records both methods, in
+    RFC 8176 terms, and the time it was made (what re-authentication and an identity
+    provider read)."""
+    ctx = services_ctx
+    user_id, secret, codes = await enrolled(ctx)
+    for second in (code_at(secret, 1), codes[0]):
+        first = await signin.login(ctx, "alice@example.com", PASSWORD, Attempt(client="a"))
+        assert first.second_step is not None and first.session_id is None
+        done = await two_factor.complete_sign_in(
+            ctx, first.second_step, second, Attempt(client="a")
+        )
+        async with ctx.reading() as session:
+            record = await session.get(SignInSession, done.session_id)
+        assert record is not None and record.user_id == user_id
+        assert record.amr == ["pwd", "otp", "mfa"]
+        assert abs(record.authenticated_at - record.created_at) < timedelta(seconds=5)
