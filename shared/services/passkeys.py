@@ -324,9 +324,7 @@ async def sign_in(
             and user.totp_enabled_at is not None
         ):
             # Something you have, and nothing more: the second factor is still to come.
-            pending = signin.second_step_token(
-                ctx, user, user.email_key, first="passkey", methods=shown
-            )
+            pending = signin.second_step_token(ctx, user, user.email_key, shown)
             return Result(second_step=pending)
         session_id = await signin.record_sign_in(
             session,

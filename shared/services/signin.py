@@ -161,11 +161,7 @@ async def login(ctx: ServiceContext, email: str, password: str, attempt: Attempt
         return LoginOutcome()
     if user.totp_enabled_at is not None:
         # The password was right; nothing works until the second step is, too.
-        return LoginOutcome(
-            second_step=second_step_token(
-                ctx, user, key, first="password", methods=[Method.PASSWORD]
-            )
-        )
+        return LoginOutcome(second_step=second_step_token(ctx, user, key, [Method.PASSWORD]))
     await ctx.limits.clear(scopes[0][0], scopes[0][1])
     return LoginOutcome(
         user=user, device_cookie=new_device_cookie(ctx, key, user.id), session_id=session_id
@@ -206,22 +202,28 @@ class PendingSignIn:
     user_id: int
     session_version: int
     key: str  # the address key of the account
-    first: str  # the factor already given: "password", or "passkey" (one without user
-    # verification, which is something you have and nothing more)
-    methods: list[Method]  # the same, in RFC 8176 terms: what the sign-in will record
+    methods: list[Method]  # the first step's, in RFC 8176 terms (shared.assurance)
+
+    @property
+    def first(self) -> str:
+        """The factor already given: "password", or "passkey" (one without user
+        verification, which is something you have and nothing more)."""
+        keys = {Method.HARDWARE_KEY, Method.SOFTWARE_KEY}
+        return "passkey" if keys & set(self.methods) else "password"
 
 
-def second_step_token(
-    ctx: ServiceContext, user: User, key: str, *, first: str, methods: Sequence[Method]
-) -> str:
+def second_step_token(ctx: ServiceContext, user: User, key: str, methods: Sequence[Method]) -> str:
     """A first factor was right on an account with two-factor sign-in: what the second step
     needs, signed (it lapses after SECOND_STEP_MAX_AGE, and with the session version)."""
+    pending = PendingSignIn(user.id, user.session_version, key, list(methods))
     payload = {
         "uid": user.id,
         "sv": user.session_version,
         "key": key,
-        "via": first,
         "amr": [str(m) for m in methods],
+        # What the version before "amr" reads (a process of it may still be answering
+        # during a deployment): without it, it would take a passkey's step for a password's.
+        "via": pending.first,
     }
     return ctx.tokens.dumps(Purpose.SECOND_STEP, payload)
 
@@ -230,20 +232,22 @@ def pending_sign_in(ctx: ServiceContext, token: str) -> PendingSignIn | None:
     """What a ``LoginOutcome.second_step`` token stands for, while it is fresh (it lapses
     after SECOND_STEP_MAX_AGE; a password change makes it useless through the version)."""
     payload = ctx.tokens.loads(Purpose.SECOND_STEP, token, max_age=SECOND_STEP_MAX_AGE)
-    user_id = int_field(payload, "uid") if payload else None
-    version = int_field(payload, "sv") if payload else None
-    key = payload.get("key") if payload else None
-    first = payload.get("via", "password") if payload else None
+    if payload is None:
+        return None
+    user_id, version = int_field(payload, "uid"), int_field(payload, "sv")
+    key, given = payload.get("key"), payload.get("amr")
     if user_id is None or version is None or not isinstance(key, str):
         return None
-    if first not in ("password", "passkey"):
-        return None
-    given = payload.get("amr") if payload else None
     if isinstance(given, list) and all(isinstance(v, str) for v in given):
         methods = assurance.parse(given)
-    else:  # handed out before sign-ins recorded their methods (minutes ago at most)
-        methods = [Method.PASSWORD if first == "password" else Method.SOFTWARE_KEY]
-    return PendingSignIn(user_id, version, key, first, methods)
+    elif payload.get("via", "password") in ("password", "passkey"):
+        # Handed out before sign-ins recorded their methods (minutes ago at most).
+        methods = [Method.SOFTWARE_KEY if payload.get("via") == "passkey" else Method.PASSWORD]
+    else:
+        return None
+    if not methods:
+        return None
+    return PendingSignIn(user_id, version, key, methods)
 
 
 def new_device_cookie(ctx: ServiceContext, key: str, user_id: int) -> str:

@@ -10,11 +10,13 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, update
 
+from shared.assurance import Method
 from shared.jobs import EmailKind
 from shared.models import Email, User
 from shared.services import signin
 from shared.services.context import ServiceContext
 from shared.services.signin import Attempt
+from shared.tokens import Purpose
 from tests.shared.services.helpers import (
     FIREFOX,
     PASSWORD,
@@ -157,3 +159,24 @@ def test_device_names_show_only_what_the_parser_recognised() -> None:
     assert describe_device(lure) == "An unknown browser"
     assert describe_device("SecureYourAccount/1.0 (Windows NT 10.0; Win64; x64)") == "Windows"
     assert describe_device(FIREFOX) == "Firefox on Windows"
+
+
+def test_a_second_step_token_carries_the_first_steps_methods(
+    services_ctx: ServiceContext,
+) -> None:
+    """What the first step showed travels in its signed token; one handed out by the version
+    before methods were recorded ("via" only) still reads as what it was; one naming no
+    method this code knows is no first step at all."""
+    ctx = services_ctx
+    alice = User(id=7, session_version=3)
+    token = signin.second_step_token(ctx, alice, "k", [Method.HARDWARE_KEY])
+    pending = signin.pending_sign_in(ctx, token)
+    assert pending == signin.PendingSignIn(7, 3, "k", [Method.HARDWARE_KEY])
+    assert pending.first == "passkey"
+    older = ctx.tokens.dumps(Purpose.SECOND_STEP, {"uid": 7, "sv": 3, "key": "k", "via": "passkey"})
+    assert signin.pending_sign_in(ctx, older) == signin.PendingSignIn(
+        7, 3, "k", [Method.SOFTWARE_KEY]
+    )
+    for amr in ([], ["sms"]):
+        unknown = ctx.tokens.dumps(Purpose.SECOND_STEP, {"uid": 7, "sv": 3, "key": "k", "amr": amr})
+        assert signin.pending_sign_in(ctx, unknown) is None
