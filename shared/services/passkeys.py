@@ -306,12 +306,15 @@ async def sign_in(
         user = await users.by_id(session, passkey.user_id, lock=True)
         if user is None or user.confirmed_at is None:
             raise NotAccepted("This passkey's account cannot sign in yet.")
-        earlier = _pending_for(ctx, facts, user) if facts["kind"] == "second-step" else []
-        if facts["kind"] == "second-step" and earlier is None:
-            raise NotAccepted(
-                "That passkey is not this account's, or it was the first step already: "
-                "use a code from your authenticator app."
-            )
+        earlier: list[Method] = []  # what a first step showed, when this is the second
+        if facts["kind"] == "second-step":
+            first = _pending_for(ctx, facts, user)
+            if first is None:
+                raise NotAccepted(
+                    "That passkey is not this account's, or it was the first step already: "
+                    "use a code from your authenticator app."
+                )
+            earlier = first
         passkey.sign_count = verified.new_sign_count
         passkey.last_used_at = datetime.now(UTC)
         shown = assurance.passkey(
@@ -332,7 +335,7 @@ async def sign_in(
             user,
             attempt,
             method="passkey",
-            methods=assurance.combine(earlier or [], shown),
+            methods=assurance.combine(earlier, shown),
         )
     return Result(
         user=user,

@@ -208,14 +208,17 @@ class PendingSignIn:
     def first(self) -> str:
         """The factor already given: "password", or "passkey" (one without user
         verification, which is something you have and nothing more)."""
-        keys = {Method.HARDWARE_KEY, Method.SOFTWARE_KEY}
-        return "passkey" if keys & set(self.methods) else "password"
+        return _first_step(self.methods)
+
+
+def _first_step(methods: Sequence[Method]) -> str:
+    keys = {Method.HARDWARE_KEY, Method.SOFTWARE_KEY}
+    return "passkey" if keys & set(methods) else "password"
 
 
 def second_step_token(ctx: ServiceContext, user: User, key: str, methods: Sequence[Method]) -> str:
     """A first factor was right on an account with two-factor sign-in: what the second step
     needs, signed (it lapses after SECOND_STEP_MAX_AGE, and with the session version)."""
-    pending = PendingSignIn(user.id, user.session_version, key, list(methods))
     payload = {
         "uid": user.id,
         "sv": user.session_version,
@@ -223,7 +226,7 @@ def second_step_token(ctx: ServiceContext, user: User, key: str, methods: Sequen
         "amr": [str(m) for m in methods],
         # What the version before "amr" reads (a process of it may still be answering
         # during a deployment): without it, it would take a passkey's step for a password's.
-        "via": pending.first,
+        "via": _first_step(methods),
     }
     return ctx.tokens.dumps(Purpose.SECOND_STEP, payload)
 
