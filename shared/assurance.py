@@ -14,6 +14,10 @@ service decides and what it tells others cannot drift apart:
 - ``user``: the authenticator verified the person (PIN or biometrics: WebAuthn's UV flag). RFC
   8176 has no value for "PIN or biometrics, the service cannot tell which"; ``user`` (a test
   of the user at the device) is the nearest. With the key, that is two factors.
+- ``email``: a code or link sent to the account's address (proof of holding its mailbox).
+  RFC 8176 registers ``sms`` for a code by text message and nothing for email; ``email`` is
+  the value other providers (Okta among them) use, and a one-time code by email is not the
+  ``otp`` of an authenticator app (RFC 4226/6238): the two together are two factors.
 - ``mfa``: added, never given: two different methods were shown (:func:`is_multi_factor`).
 """
 
@@ -29,6 +33,7 @@ class Method(StrEnum):
     HARDWARE_KEY = "hwk"
     SOFTWARE_KEY = "swk"
     USER_VERIFIED = "user"
+    EMAIL = "email"
     MULTIPLE_FACTORS = "mfa"
 
 
@@ -72,6 +77,7 @@ _WORDS = {
     Method.HARDWARE_KEY: "passkey",
     Method.SOFTWARE_KEY: "passkey",
     Method.USER_VERIFIED: "PIN or biometrics",
+    Method.EMAIL: "code by email",
 }
 
 

@@ -28,15 +28,16 @@ CONFIRM_EMAIL = Link("/confirm/")
 RESET_PASSWORD = Link("/reset_password/")
 NOT_ME = Link("/account/not-me/")
 CHANGE_EMAIL = Link("/account/email/confirm/")
-TOKEN_LINKS = (CONFIRM_EMAIL, RESET_PASSWORD, NOT_ME, CHANGE_EMAIL)
+LOGIN_CODE = Link("/login/code/")
+TOKEN_LINKS = (CONFIRM_EMAIL, RESET_PASSWORD, NOT_ME, CHANGE_EMAIL, LOGIN_CODE)
 
 # Pages the emails point at without a token.
 LOGIN = "/login"
 REQUEST_RESET = "/reset_password"
 
 # Paths that are not a token although they follow a prefix above ("/confirm/resend", the
-# API's "/api/v1/confirm/request").
-NOT_TOKENS = ("resend", "request")
+# API's "/api/v1/confirm/request", the page where a sign-in code is typed).
+NOT_TOKENS = ("resend", "request", "enter")
 
 
 def token_paths() -> re.Pattern[str]:

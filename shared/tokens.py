@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TypeVar
 from itsdangerous import BadData, TimestampSigner, URLSafeTimedSerializer
 
 MAX_TOKEN_LENGTH = 512  # ours are ~100 characters; anything far longer is not one of ours
-L = TypeVar("L", "ConfirmLink", "ResetLink", "NotMeLink", "ChangeEmailLink")
+L = TypeVar("L", "ConfirmLink", "ResetLink", "NotMeLink", "ChangeEmailLink", "LoginCodeLink")
 
 
 class Purpose(enum.StrEnum):
@@ -32,6 +32,7 @@ class Purpose(enum.StrEnum):
     CHANGE_EMAIL = "change-email"
     DEVICE = "device"  # the device cookie: a browser that has signed in to an account before
     SECOND_STEP = "second-step"  # password right, the second factor still to come
+    LOGIN_CODE = "login-code"  # the link beside an emailed sign-in code
 
 
 class Tokens:
@@ -208,4 +209,34 @@ class ChangeEmailLink:
         return cls(user_id, generation, new_email)
 
 
-LinkToken = ConfirmLink | ResetLink | NotMeLink | ChangeEmailLink
+@dataclass(frozen=True, slots=True)
+class LoginCodeLink:
+    """Sign in with the code of this generation (the link in the sign-in code's email); it
+    signs in at once only in the browser that asked for the code."""
+
+    PURPOSE: ClassVar[Purpose] = Purpose.LOGIN_CODE
+    user_id: int
+    generation: int
+
+    def payload(self) -> dict[str, Any]:
+        return {"uid": self.user_id, "gen": self.generation}
+
+    @classmethod
+    def parse(cls, payload: dict[str, Any]) -> LoginCodeLink | None:
+        user_id, generation = int_field(payload, "uid"), int_field(payload, "gen")
+        return None if user_id is None or generation is None else cls(user_id, generation)
+
+
+LOGIN_CODE_DIGITS = 8
+
+
+def login_code(secret: str, user_id: int, generation: int, salt: str) -> str:
+    """An emailed sign-in code: 8 digits (a phone's number pad types them), derived, so that
+    neither the outbox nor the database ever holds one. The salt is random per request and
+    stays in the database: the secret key alone does not make a code."""
+    message = f"login-code|{user_id}|{generation}|{salt}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return str(int.from_bytes(digest) % 10**LOGIN_CODE_DIGITS).zfill(LOGIN_CODE_DIGITS)
+
+
+LinkToken = ConfirmLink | ResetLink | NotMeLink | ChangeEmailLink | LoginCodeLink

@@ -22,6 +22,7 @@ from web.extensions import services
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 DEVICE_COOKIE = "device"
 SECOND_STEP = "second_step"  # in the session cookie: a sign-in waiting for its second factor
+LOGIN_CODE = "login_code"  # in the session cookie: this browser asked for an emailed code
 
 
 class AccountUser(AuthUser):
@@ -104,14 +105,16 @@ def current_session_id() -> str | None:
     return auth_id if auth_id and SESSION_ID.match(auth_id) else None
 
 
-def sign_in_attempt(*, remember: bool) -> Attempt:
+def sign_in_attempt(*, remember: bool, trust: bool = False) -> Attempt:
     """This request as a sign-in attempt: where it comes from, its browser, whether it asked
-    to be remembered (the same for every way of signing in)."""
+    to stay signed in and (on a second step) to remember this browser (the same for every
+    way of signing in)."""
     return Attempt(
         client=ratelimit.client_address(),
         device_cookie=device_cookie(),
         user_agent=request.headers.get("User-Agent", ""),
         remember=remember,
+        trust=trust,
     )
 
 

@@ -137,6 +137,17 @@ class LoginForm(CSRFForm):
     submit = SubmitField("Login")
 
 
+class LoginCodeRequestForm(CSRFForm):
+    email = text_field("Email", EMAIL)
+    remember = BooleanField("Remember me")
+    submit = SubmitField("Email me a code")
+
+
+class LoginCodeForm(CSRFForm):
+    code = text_field("Code from the email", CODE)
+    submit = SubmitField("Sign in")
+
+
 class RequestResetForm(CSRFForm):
     email = text_field("Email", EMAIL)
     submit = SubmitField("Request Password Reset")
@@ -167,6 +178,10 @@ class PasswordOnlyForm(CSRFForm):
 class CodeForm(CSRFForm):
     code = text_field("Code", CODE)
     submit = SubmitField("Verify")
+
+
+class SecondStepForm(CodeForm):
+    trust_browser = BooleanField("Remember this browser")
 
 
 class EnrolmentForm(CSRFForm):

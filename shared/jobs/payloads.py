@@ -27,6 +27,7 @@ class EmailKind(enum.StrEnum):
     EMAIL_IN_USE = "email_in_use"
     ACCOUNT_DELETED = "account_deleted"
     ADMIN_ALERT = "admin_alert"
+    LOGIN_CODE = "login_code"
 
 
 class EmailContext(BaseModel):
@@ -140,6 +141,14 @@ class AccountDeleted(EmailContext):
     username: str
 
 
+class LoginCode(EmailContext):
+    """A sign-in code (and its link) of this generation: the worker derives the code when it
+    sends; a newer code, a use or an expiry first makes this one stale, and it is skipped."""
+
+    user_id: int
+    generation: int
+
+
 class AdminAlert(EmailContext):
     """An error the ADMINS should know about (never request data or secrets)."""
 
@@ -150,6 +159,7 @@ class AdminAlert(EmailContext):
 PRIORITY_KINDS: Final = frozenset(
     {
         EmailKind.RESET,
+        EmailKind.LOGIN_CODE,
         EmailKind.PASSWORD_CHANGED,
         EmailKind.NEW_DEVICE,
         EmailKind.TWO_FACTOR_CHANGED,
@@ -159,7 +169,7 @@ PRIORITY_KINDS: Final = frozenset(
     }
 )
 """Delivered ahead of everything else waiting: a flood of registrations (confirmations,
-notices) must not hold a reset link back until it expires."""
+notices) must not hold a reset link or a sign-in code back until it expires."""
 
 # The worker takes due emails in the order of their score (the time they are due). Priority
 # emails are announced as if due this long ago, so they pass any backlog younger than that.
@@ -180,6 +190,7 @@ EMAIL_CONTEXTS: Final[dict[EmailKind, type[EmailContext]]] = {
     EmailKind.EMAIL_IN_USE: EmailInUse,
     EmailKind.ACCOUNT_DELETED: AccountDeleted,
     EmailKind.ADMIN_ALERT: AdminAlert,
+    EmailKind.LOGIN_CODE: LoginCode,
 }
 
 

@@ -172,6 +172,44 @@ class Passkey(Base):
     __table_args__ = (Index("ix_passkeys_user_id", "user_id"),)
 
 
+class LoginCode(Base):
+    """The account's current sign-in code (one at most: a newer request replaces it). The code
+    itself is stored nowhere: it is derived from the secret key, the account, the generation
+    and the salt (``shared.tokens.login_code``), by the worker when it sends it and by the web
+    when it checks it. Using it deletes the row; so does running out of tries."""
+
+    __tablename__ = "login_codes"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    generation: Mapped[int] = mapped_column(Integer)
+    salt: Mapped[str] = mapped_column(String(32))
+    # SHA-256 of the secret the requesting browser keeps: the emailed link signs in there only.
+    browser: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class TrustedBrowser(Base):
+    """A browser its owner asked to remember on the second step of a sign-in: while it is
+    trusted, a sign-in from it to this account needs one factor. ``device_id`` is the id in the
+    browser's signed device cookie."""
+
+    __tablename__ = "trusted_browsers"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    device_id: Mapped[str] = mapped_column(String(32))
+    device: Mapped[str] = mapped_column(String(120))  # "Firefox on Windows"
+    client_address: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_trusted_browsers_user_device", "user_id", "device_id", unique=True),
+    )
+
+
 class RecoveryCode(Base):
     """A single-use two-factor recovery code, stored as a SHA-256 digest (the codes are
     random and long, so no slow hash is needed)."""

@@ -52,6 +52,9 @@ class Kind(enum.StrEnum):
     RECOVERY_CODE_USED = "two_factor.recovery_code_used"
     PASSKEY_ADDED = "passkey.added"
     PASSKEY_REMOVED = "passkey.removed"
+    LOGIN_CODE_REQUESTED = "user.login_code_requested"
+    DEVICE_TRUSTED = "device.trusted"
+    DEVICE_UNTRUSTED = "device.untrusted"
 
 
 # What the activity page says for each (it adds "from <browser>, <when>").
@@ -77,6 +80,9 @@ WORDS: dict[Kind, str] = {
     Kind.RECOVERY_CODE_USED: "A recovery code was used",
     Kind.PASSKEY_ADDED: "Passkey added",
     Kind.PASSKEY_REMOVED: "Passkey removed",
+    Kind.LOGIN_CODE_REQUESTED: "Sign-in code emailed",
+    Kind.DEVICE_TRUSTED: "Browser remembered: signing in there skips the second step",
+    Kind.DEVICE_UNTRUSTED: "A remembered browser was forgotten",
 }
 
 

@@ -321,15 +321,9 @@ async def sign_in(
             synced=verified.credential_device_type == CredentialDeviceType.MULTI_DEVICE,
             user_verified=verified.user_verified,
         )
-        if (
-            facts["kind"] == "sign-in"
-            and not verified.user_verified
-            and user.totp_enabled_at is not None
-        ):
-            # Something you have, and nothing more: the second factor is still to come.
-            pending = signin.second_step_token(ctx, user, user.email_key, shown)
-            return Result(second_step=pending)
-        session_id = await signin.record_sign_in(
+        # Without user verification, something you have and nothing more: on an account
+        # with a second factor, the rule asks for it (the passkey's use is kept all the same).
+        concluded = await signin.conclude(
             session,
             ctx,
             user,
@@ -337,11 +331,9 @@ async def sign_in(
             method="passkey",
             methods=assurance.combine(earlier, shown),
         )
-    return Result(
-        user=user,
-        device_cookie=signin.new_device_cookie(ctx, user.email_key, user.id),
-        session_id=session_id,
-    )
+    if concluded.second_step is not None:
+        return Result(second_step=concluded.second_step)
+    return Result(user=user, device_cookie=concluded.device_cookie, session_id=concluded.session_id)
 
 
 def _pending_for(ctx: ServiceContext, facts: dict[str, Any], user: User) -> list[Method] | None:

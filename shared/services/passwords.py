@@ -16,7 +16,7 @@ from shared.jobs import EmailKind, PasswordChanged, ResetEmail
 from shared.models import Passkey, User
 from shared.outbox import add_emails, email_user
 from shared.ratelimit import Limit
-from shared.services import events, factors, proof, sessions, signin, users
+from shared.services import events, factors, proof, sessions, signin, trusted_browsers, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.tokens import NotMeLink, ResetLink, from_unix_microseconds, password_fingerprint
@@ -188,6 +188,7 @@ async def _set_password(
     undoes what the changing sign-in added)."""
     user.password_hash = password_hash
     await sessions.end_all(session, user.id, keep=keep)
+    await trusted_browsers.end_all(session, user.id, why="password changed")
     rotated = await sessions.rotate(session, keep)
     user.session_version += 1
     user.reset_generation += 1
@@ -229,6 +230,7 @@ async def disown_change(ctx: ServiceContext, token: str) -> Disowned | None:
         # new one through the reset link (an argon2 hash never starts with "!").
         user.password_hash = UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(24)
         await sessions.end_all(session, user.id)
+        await trusted_browsers.end_all(session, user.id, why="not me")
         await events.record(session, Kind.NOT_ME, user.id)
         undone = await _undo_ways_in(session, user, since=link.since, by=link.sign_in)
         if user.pending_email is not None:  # an address change nobody asked for: cancelled

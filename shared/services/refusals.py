@@ -31,6 +31,15 @@ class Locked(Refused):
         self.what = what
 
 
+class CodeSpent(Locked):
+    """An emailed sign-in code has had all its tries: only a new code can work."""
+
+    def __init__(self, retry_after: int) -> None:
+        Refused.__init__(self, "That code has had too many wrong tries. Ask for a new code.")
+        self.retry_after = retry_after
+        self.what = "wrong codes"
+
+
 class WrongPassword(Refused):
     """The account's password, typed to confirm an operation, is not the right one."""
 
@@ -48,8 +57,10 @@ class WrongCode(Refused):
     title = "Wrong code"
     field = "code"
 
-    def __init__(self) -> None:
-        super().__init__("That code is not right. Check your authenticator app's current code.")
+    def __init__(
+        self, message: str = "That code is not right. Check your authenticator app's current code."
+    ) -> None:
+        super().__init__(message)
 
 
 class WrongConfirmation(Refused):

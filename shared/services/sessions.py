@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.assurance import Method
 from shared.devices import USER_AGENT_MAX, device_name
 from shared.models import SignInSession, User
-from shared.services import events
+from shared.services import events, trusted_browsers
 from shared.services.context import ServiceContext
 
 TOUCH_EVERY = timedelta(minutes=5)  # last_seen_at moves at most this often
@@ -149,6 +149,7 @@ async def revoke_others(ctx: ServiceContext, user_id: int, keep: str) -> int:
     """ "Sign out everywhere else": how many sign-ins were ended."""
     async with ctx.unit_of_work() as session:
         ended = await end_all(session, user_id, keep=keep)
+        await trusted_browsers.end_all(session, user_id, why="signed out everywhere else")
         await events.record(session, events.Kind.SESSIONS_REVOKED_ELSEWHERE, user_id, ended=ended)
     return ended
 

@@ -29,7 +29,7 @@ from shared.jobs import NewDevice
 from shared.models import User
 from shared.outbox import email_user
 from shared.ratelimit import Limit
-from shared.services import accounts, events, sessions, users
+from shared.services import accounts, events, sessions, trusted_browsers, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.tokens import Purpose, int_field
@@ -67,6 +67,7 @@ class Attempt:
     device_cookie: str | None = None
     user_agent: str = ""
     remember: bool = False
+    trust: bool = False  # "remember this browser": asked on a second step
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,60 @@ class LoginOutcome:
     device_cookie: str | None = None  # on success: the browser's device cookie, to keep
     second_step: str | None = None  # password right, two-factor on: the pending state
     session_id: str | None = None  # on success: the sign-in record, for the session cookie
+
+
+@dataclass(frozen=True, slots=True)
+class Concluded:
+    """What the assurance rule made of factors that were right: a sign-in (its record's id,
+    and the browser's device cookie to keep), or a second step still to take (its token)."""
+
+    session_id: str | None = None
+    device_cookie: str | None = None
+    second_step: str | None = None
+
+
+def needs_second_factor(user: User) -> bool:
+    """Whether the account has a second factor enrolled (an authenticator app, with its
+    recovery codes), and so needs two factors on every path."""
+    return user.totp_enabled_at is not None
+
+
+async def conclude(
+    session: AsyncSession,
+    ctx: ServiceContext,
+    user: User,
+    attempt: Attempt,
+    *,
+    method: str,
+    methods: Sequence[Method],
+) -> Concluded:
+    """The one assurance rule, which every way of signing in ends with (password, emailed
+    code or link, passkey, a second step; the identity-provider paths too), in the
+    transaction that checked ``methods``: an account with a second factor needs two
+    different ones (:func:`shared.assurance.is_multi_factor`), unless this browser is one
+    its owner asked to remember; otherwise the second step follows. A sign-in that showed
+    two factors from a browser asking to be remembered (``attempt.trust``) is trusted."""
+    browser = device_id(ctx, attempt.device_cookie)
+    two = assurance.is_multi_factor(methods)
+    remembered = False
+    if needs_second_factor(user) and not two:
+        remembered = await trusted_browsers.trusts(session, user.id, browser)
+        if not remembered:
+            return Concluded(second_step=second_step_token(ctx, user, user.email_key, methods))
+    session_id = await record_sign_in(
+        session, ctx, user, attempt, method=method, methods=methods, remembered=remembered
+    )
+    cookie = new_device_cookie(ctx, user.email_key, user.id, keep=browser)
+    if attempt.trust and two and needs_second_factor(user):
+        await trusted_browsers.trust(
+            session,
+            ctx,
+            user,
+            device_id(ctx, cookie) or "",
+            client=attempt.client,
+            user_agent=attempt.user_agent,
+        )
+    return Concluded(session_id=session_id, device_cookie=cookie)
 
 
 def scopes_for(
@@ -149,9 +204,9 @@ async def login(ctx: ServiceContext, email: str, password: str, attempt: Attempt
             return LoginOutcome()
         if needs_rehash:
             user.password_hash = await passwords.hash_password(password)
-        session_id = None
-        if user.confirmed_at is not None and user.totp_enabled_at is None:
-            session_id = await record_sign_in(
+        concluded = Concluded()
+        if user.confirmed_at is not None:
+            concluded = await conclude(
                 session, ctx, user, attempt, method="password", methods=[Method.PASSWORD]
             )
     if user.confirmed_at is None:
@@ -159,12 +214,12 @@ async def login(ctx: ServiceContext, email: str, password: str, attempt: Attempt
         # must not tell a stranger whether the address already had an account.
         ctx.defer(accounts.resend_confirmation, ctx, user.id)
         return LoginOutcome()
-    if user.totp_enabled_at is not None:
+    if concluded.second_step is not None:
         # The password was right; nothing works until the second step is, too.
-        return LoginOutcome(second_step=second_step_token(ctx, user, key, [Method.PASSWORD]))
+        return LoginOutcome(second_step=concluded.second_step)
     await ctx.limits.clear(scopes[0][0], scopes[0][1])
     return LoginOutcome(
-        user=user, device_cookie=new_device_cookie(ctx, key, user.id), session_id=session_id
+        user=user, device_cookie=concluded.device_cookie, session_id=concluded.session_id
     )
 
 
@@ -253,12 +308,21 @@ def pending_sign_in(ctx: ServiceContext, token: str) -> PendingSignIn | None:
     return PendingSignIn(user_id, version, key, methods)
 
 
-def new_device_cookie(ctx: ServiceContext, key: str, user_id: int) -> str:
+def new_device_cookie(ctx: ServiceContext, key: str, user_id: int, *, keep: str | None) -> str:
     """The browser's mark of having signed in to this account: bound to the account itself
     (``uid``), not only its address, so that after a deletion the next account of the same
-    address does not inherit the old one's browsers."""
-    payload = {"key": key, "uid": user_id, "id": secrets.token_urlsafe(12)}
+    address does not inherit the old one's browsers. The browser keeps its id (``keep``,
+    from the cookie it had): the id is what a trusted browser is remembered by."""
+    payload = {"key": key, "uid": user_id, "id": keep or secrets.token_urlsafe(12)}
     return ctx.tokens.dumps(Purpose.DEVICE, payload)
+
+
+def device_id(ctx: ServiceContext, device_cookie: str | None) -> str | None:
+    """The browser's id, from its signed device cookie (whichever account it last signed in
+    to), or None without a valid one."""
+    payload = ctx.tokens.loads(Purpose.DEVICE, device_cookie or "", max_age=DEVICE_COOKIE_MAX_AGE)
+    browser = payload.get("id") if payload is not None else None
+    return browser if isinstance(browser, str) and 0 < len(browser) <= 32 else None
 
 
 async def record_sign_in(
@@ -269,13 +333,14 @@ async def record_sign_in(
     *,
     method: str,
     methods: Sequence[Method],
+    remembered: bool = False,
 ) -> str:
     """A sign-in completed (every factor checked), in one transaction: its record (living as
     long as "remember me" chose, with the methods that made it; its id, returned, goes in
     the session cookie), its event, and the new-browser email it may cause. Nothing of it
     without the rest. ``method`` names the last step in words the event has always used
     ("password", "passkey", "totp", "recovery"); ``methods`` is every step, in RFC 8176
-    terms (shared.assurance)."""
+    terms (shared.assurance); ``remembered``: one factor was enough, from a trusted browser."""
     settings = ctx.settings
     first = user.last_sign_in_at is None
     user.last_sign_in_at = datetime.now(UTC)
@@ -288,7 +353,8 @@ async def record_sign_in(
         methods=methods,
     )
     amr = [str(m) for m in methods]
-    await events.record(session, Kind.LOGIN_SUCCEEDED, user.id, method=method, amr=amr)
+    facts = {"trusted_browser": True} if remembered else {}
+    await events.record(session, Kind.LOGIN_SUCCEEDED, user.id, method=method, amr=amr, **facts)
     if not first and not _recent_device(ctx, user, attempt.device_cookie):
         await _notify_new_device(
             session, ctx, user, client=attempt.client, user_agent=attempt.user_agent

@@ -22,7 +22,7 @@ from shared import assurance
 from shared.assurance import Method
 from shared.models import RecoveryCode, User
 from shared.ratelimit import Limit
-from shared.services import events, factors, proof, sessions, signin, users
+from shared.services import events, factors, proof, sessions, signin, trusted_browsers, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.services.refusals import Locked, NotApplicable, WrongCode
@@ -100,6 +100,7 @@ async def confirm_enrolment(
         by = rotated.public_id if rotated is not None else None
         user.totp_enabled_at = datetime.now(UTC)
         user.totp_enabled_in_session = by
+        await trusted_browsers.end_all(session, user.id, why="two-factor turned on")
         codes = await factors.issue_recovery_codes(session, user)
         await factors.tell_owner(session, user, "enabled", by=by)
         await events.record(session, Kind.TWO_FACTOR_ENABLED, user.id)
@@ -138,7 +139,7 @@ async def complete_sign_in(
         if method is None:
             ctx.defer(events.record_alone, ctx, Kind.LOGIN_FAILED, user.id, step="code")
             raise WrongCode
-        session_id = await signin.record_sign_in(
+        concluded = await signin.conclude(
             session,
             ctx,
             user,
@@ -149,11 +150,7 @@ async def complete_sign_in(
         )
     for limit, subject in [scopes[0], *account_wide]:
         await ctx.limits.clear(limit, subject)
-    return Result(
-        user=user,
-        device_cookie=signin.new_device_cookie(ctx, key, user.id),
-        session_id=session_id,
-    )
+    return Result(user=user, device_cookie=concluded.device_cookie, session_id=concluded.session_id)
 
 
 async def disable(
@@ -166,6 +163,7 @@ async def disable(
         await _second_factor(session, ctx, user, code)
         factors.turn_off(user)
         await factors.revoke_recovery_codes(session, user)
+        await trusted_browsers.end_all(session, user.id, why="two-factor turned off")
         rotated = await sessions.rotate(session, sign_in)
         await factors.tell_owner(session, user, "disabled", by=None)
         await events.record(session, Kind.TWO_FACTOR_DISABLED, user.id)

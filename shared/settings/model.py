@@ -122,6 +122,13 @@ class Settings(BaseSettings):
     RESET_TOKEN_MAX_AGE: int = Field(default=1800, ge=60)  # seconds a reset link works
     CONFIRM_RESEND_INTERVAL: int = Field(default=180, ge=0)  # one confirmation email per 3 min
     NOT_ME_TOKEN_MAX_AGE: int = Field(default=7 * 24 * 3600, ge=60)  # "this wasn't me" links
+    # Sign-in by emailed code (see README, "Ways to sign in"): how long a code and its link
+    # work, and how many wrong tries one code takes before a new one is needed.
+    LOGIN_CODE_MAX_AGE: int = Field(default=600, ge=60, le=24 * 3600)
+    LOGIN_CODE_MAX_ATTEMPTS: int = Field(default=3, ge=1, le=10)
+    LOGIN_CODES_PER_HOUR: int = Field(default=5, ge=1)  # sign-in code emails per account
+    # "Remember this browser" on a second step: days it then signs in with one factor.
+    TRUSTED_BROWSER_DAYS: int = Field(default=30, ge=1, le=365)
     # Rate limits (Redis, so they hold across web processes).
     RESET_EMAILS_PER_HOUR: int = Field(default=3, ge=1)  # per account
     POSTS_PER_MINUTE: int = Field(default=10, ge=1)  # login/reset POSTs per client address

@@ -60,6 +60,13 @@ class CodeIn(Model):
     code: Code
 
 
+class SecondStepIn(Model):
+    code: Code
+    # Remember this browser (TRUSTED_BROWSER_DAYS): its next sign-ins to this account need
+    # one factor, until trust ends (see docs/security.md).
+    trust_browser: bool = False
+
+
 class DeliveryProblemOut(BaseModel):
     """Mail to the account's address bounced or was refused, so none is sent to it."""
 

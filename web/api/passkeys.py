@@ -95,6 +95,9 @@ class PasskeyIn(Model):
 class PasskeySignInIn(Model):
     ceremony: Annotated[str, Field(min_length=1, max_length=64)]
     credential: AuthenticationCredentialIn
+    # As a second step: remember this browser (TRUSTED_BROWSER_DAYS), so that its next
+    # sign-ins to this account need one factor.
+    trust_browser: bool = False
 
 
 class PasskeyOut(BaseModel):
@@ -204,7 +207,7 @@ async def passkey_sign_in(data: PasskeySignInIn) -> ApiResult:
         services(),
         data.ceremony,
         data.credential.model_dump(exclude_none=True),
-        sign_in_attempt(remember=remember),
+        sign_in_attempt(remember=remember, trust=data.trust_browser),
     )
     if result.second_step is not None:
         session[SECOND_STEP] = {"pending": result.second_step, "remember": remember}

@@ -1,4 +1,5 @@
-"""Where the account is signed in: listed, ended one by one or all but this one."""
+"""Where the account is signed in: listed, ended one by one or all but this one; the browsers
+its owner asked to remember, listed and forgotten one by one."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from datetime import datetime
 from pydantic import BaseModel
 from quart_schema import document_response, validate_request, validate_response
 
-from shared.services import sessions
+from shared.services import sessions, signin, trusted_browsers
 from shared.services.sessions import Current
 from web.api.base import ApiResult, blueprint, signed_in
 from web.api.models import Empty, Message
-from web.auth import end_session
+from web.auth import device_cookie, end_session
 from web.extensions import services
 from web.problems import Problem, problem
 
@@ -84,3 +85,51 @@ async def revoke_other_sessions(current: Current, data: Empty) -> ApiResult:
     """Sign out everywhere else: every sign-in of this account but this one ends."""
     ended = await sessions.revoke_others(services(), current.user.id, keep=current.session.id)
     return Ended(detail="Signed out everywhere else.", ended=ended), 200
+
+
+class TrustedBrowserOut(BaseModel):
+    id: int
+    device: str
+    client_address: str
+    created_at: datetime
+    expires_at: datetime  # after this, signing in there asks for the second step again
+    current: bool  # this browser
+
+
+class TrustedBrowsersOut(BaseModel):
+    trusted_browsers: list[TrustedBrowserOut]
+
+
+@blueprint.get("/trusted-browsers")
+@validate_response(TrustedBrowsersOut, 200)
+@signed_in
+async def list_trusted_browsers(current: Current) -> ApiResult:
+    """The browsers this account's owner asked to remember on a second step: signing in from
+    one needs the first factor only, until ``expires_at``."""
+    this = signin.device_id(services(), device_cookie())
+    browsers = await trusted_browsers.listed(services(), current.user.id)
+    return TrustedBrowsersOut(
+        trusted_browsers=[
+            TrustedBrowserOut(
+                id=browser.id,
+                device=browser.device,
+                client_address=browser.client_address,
+                created_at=browser.created_at,
+                expires_at=browser.expires_at,
+                current=browser.device_id == this,
+            )
+            for browser in browsers
+        ]
+    ), 200
+
+
+@blueprint.post("/trusted-browsers/<int:browser_id>/forget")
+@validate_request(Empty)
+@validate_response(Message, 200)
+@document_response(Problem, 404)
+@signed_in
+async def forget_trusted_browser(current: Current, browser_id: int, data: Empty) -> ApiResult:
+    """Forget one remembered browser: signing in there asks for the second step again."""
+    if not await trusted_browsers.end(services(), current.user.id, browser_id):
+        return problem(404, "No such browser", "This account remembers no browser with that id.")
+    return Message(detail="That browser is forgotten."), 200

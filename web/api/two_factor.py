@@ -14,7 +14,16 @@ from web.api.base import (
     blueprint,
     signed_in,
 )
-from web.api.models import Code, CodeIn, Empty, Message, Model, Password, UserOut, user_out
+from web.api.models import (
+    Code,
+    Empty,
+    Message,
+    Model,
+    Password,
+    SecondStepIn,
+    UserOut,
+    user_out,
+)
 from web.auth import SECOND_STEP, continue_session, sign_in_attempt, start_session
 from web.extensions import services
 from web.problems import Problem, problem
@@ -50,12 +59,12 @@ class TwoFactorOut(BaseModel):
 
 @blueprint.post("/login/two-factor")
 @limit_posts("login")
-@validate_request(CodeIn)
+@validate_request(SecondStepIn)
 @validate_response(UserOut, 200)
 @document_response(Problem, 400)
 @document_response(Problem, 409)
 @document_response(Problem, 429)
-async def login_second_step(data: CodeIn) -> ApiResult:
+async def login_second_step(data: SecondStepIn) -> ApiResult:
     """The second step of signing in to an account with two-factor sign-in on."""
     state = session.get(SECOND_STEP)
     if not isinstance(state, dict) or not isinstance(state.get("pending"), str):
@@ -65,7 +74,7 @@ async def login_second_step(data: CodeIn) -> ApiResult:
             services(),
             state["pending"],
             data.code,
-            sign_in_attempt(remember=bool(state.get("remember"))),
+            sign_in_attempt(remember=bool(state.get("remember")), trust=data.trust_browser),
         )
     except NotApplicable:
         session.pop(SECOND_STEP, None)  # lapsed: the first step again

@@ -1,4 +1,5 @@
-"""Where you are signed in: the list, ending one sign-in, and "sign out everywhere else"."""
+"""Where you are signed in: the list, ending one sign-in, and "sign out everywhere else"; the
+browsers you asked to remember, and forgetting one."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from quart import Blueprint, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
-from shared.services import sessions
-from web.auth import current_sign_in, end_session
+from shared.services import sessions, signin, trusted_browsers
+from web.auth import current_sign_in, device_cookie, end_session
 from web.extensions import services
 from web.flashes import flash
 from web.forms import ActionForm
@@ -26,8 +27,24 @@ async def list_sessions() -> ResponseReturnValue:
         title="Where you are signed in",
         records=await sessions.active(services(), current.user.id),
         this=current.session.id,
+        trusted=await trusted_browsers.listed(services(), current.user.id),
+        this_browser=signin.device_id(services(), device_cookie()),
         form=await ActionForm.from_request(),
     )
+
+
+@blueprint.post("/account/trusted-browsers/<int:browser_id>/forget")
+@login_required
+async def forget_browser(browser_id: int) -> ResponseReturnValue:
+    form = await ActionForm.from_request()
+    form.validate_on_submit()  # raises on a bad CSRF token
+    current = await current_sign_in()
+    assert current is not None
+    if await trusted_browsers.end(services(), current.user.id, browser_id):
+        await flash("That browser is forgotten: signing in there takes both steps again.", "info")
+    else:
+        await flash("That browser was not remembered any more.", "warning")
+    return redirect(url_for("sessions.list_sessions"))
 
 
 @blueprint.post("/account/sessions/<public_id>/revoke")

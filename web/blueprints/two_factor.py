@@ -19,7 +19,7 @@ from web.auth import (
 )
 from web.extensions import services
 from web.flashes import flash
-from web.forms import CodeForm, EnrolmentForm, PasswordAndCodeForm
+from web.forms import EnrolmentForm, PasswordAndCodeForm, SecondStepForm
 from web.ratelimit import limit_posts
 from web.security import safe_next
 from web.templating import render_template
@@ -39,14 +39,16 @@ async def second_step() -> ResponseReturnValue:
     if not isinstance(state, dict) or not isinstance(state.get("pending"), str):
         await flash("Please sign in first.", "info")
         return redirect(url_for("accounts.login"))
-    form = await CodeForm.from_request()
+    form = await SecondStepForm.from_request()
     if form.validate_on_submit():
         try:
             result = await two_factor.complete_sign_in(
                 services(),
                 state["pending"],
                 form.code.data,
-                sign_in_attempt(remember=bool(state.get("remember"))),
+                sign_in_attempt(
+                    remember=bool(state.get("remember")), trust=bool(form.trust_browser.data)
+                ),
             )
         except NotApplicable as lapsed:
             session.pop(SECOND_STEP, None)
@@ -67,6 +69,7 @@ async def second_step() -> ResponseReturnValue:
         title="Two-factor sign-in",
         form=form,
         next_url=safe_next(state.get("next")),
+        trust_days=services().settings.TRUSTED_BROWSER_DAYS,
     )
 
 

@@ -76,7 +76,11 @@
         options.challenge = toBytes(options.challenge);
         options.allowCredentials = (options.allowCredentials || []).map((c) => ({ ...c, id: toBytes(c.id) }));
         const credential = await navigator.credentials.get({ publicKey: options });
-        const answer = await post("/api/v1/login/passkey", { ceremony, credential: credentialJSON(credential) });
+        // On a second step, the page's "remember this browser" box goes with the passkey.
+        const trust = document.querySelector("input[name=trust_browser]");
+        const answer = await post("/api/v1/login/passkey", {
+          ceremony, credential: credentialJSON(credential), trust_browser: Boolean(trust && trust.checked),
+        });
         // A passkey that did not verify the person is one factor: the second step follows.
         window.location.assign(answer.second_step ? "/login/two-factor" : (button.dataset.next || "/"));
       } catch (error) {

@@ -24,6 +24,7 @@ from shared.jobs import (
     EmailChangeRequested,
     EmailContext,
     EmailInUse,
+    LoginCode,
     NewDevice,
     PasswordChanged,
     ResetEmail,
@@ -34,9 +35,11 @@ from shared.settings import Settings
 from shared.tokens import (
     ChangeEmailLink,
     ConfirmLink,
+    LoginCodeLink,
     NotMeLink,
     ResetLink,
     Tokens,
+    login_code,
     unix_microseconds,
 )
 
@@ -95,6 +98,10 @@ class Account:
     reset_generation: int
     pending_email: str | None
     email_change_generation: int
+    # The account's current sign-in code, if it has one (worker.mail.store joins it in).
+    login_code_generation: int | None = None
+    login_code_salt: str | None = None
+    login_code_created_at: datetime | None = None
 
 
 UserLookup = Callable[[int], Awaitable[Account | None]]
@@ -185,6 +192,22 @@ def _about_account(
                 **seen,
                 "link": links.RESET_PASSWORD.url(base, token),
                 "expires_in": _hours(settings.RESET_TOKEN_MAX_AGE),
+            }
+        case LoginCode(generation=generation):
+            salt, asked_at = user.login_code_salt, user.login_code_created_at
+            if user.login_code_generation != generation or salt is None or asked_at is None:
+                return Skip("superseded by a newer code, or used")
+            age = (datetime.now(UTC) - asked_at).total_seconds()
+            if age >= settings.LOGIN_CODE_MAX_AGE:
+                return Skip("the code would have expired before it arrived")
+            secret = settings.SECRET_KEY.get_secret_value()
+            code = login_code(secret, user.id, generation, salt)
+            token = tokens.mint(LoginCodeLink(user.id, generation))
+            return {
+                **seen,
+                "code": f"{code[:4]} {code[4:]}",
+                "link": links.LOGIN_CODE.url(base, token),
+                "expires_in": _hours(settings.LOGIN_CODE_MAX_AGE),
             }
         case EmailChangeConfirm(generation=generation, new_email=new_email):
             if user.email_change_generation != generation or user.pending_email != new_email:

@@ -25,7 +25,7 @@ from sqlalchemy.sql.expression import Executable
 
 from shared.batching import Coalescer
 from shared.db import create_engine
-from shared.models import Email, EmailStatus, Suppression, User, still_pending
+from shared.models import Email, EmailStatus, LoginCode, Suppression, User, still_pending
 from worker.mail.prepare import Account, OutboxEmail
 
 T = TypeVar("T")
@@ -64,9 +64,24 @@ _MARK_SENT = (
         claimed_until=None,
     )
 )
-# The columns an Account holds, by the same names, as one Core statement per batch.
-_USERS = select(*(getattr(User, field.name) for field in fields(Account))).where(
-    User.id == any_(_IDS)
+# The columns an Account holds, by the same names, as one Core statement per batch: the
+# account's own, and its current sign-in code's (if it has one).
+_LOGIN_CODE_COLUMNS = {
+    "login_code_generation": LoginCode.generation,
+    "login_code_salt": LoginCode.salt,
+    "login_code_created_at": LoginCode.created_at,
+}
+_USERS = (
+    select(
+        *(
+            _LOGIN_CODE_COLUMNS[field.name].label(field.name)
+            if field.name in _LOGIN_CODE_COLUMNS
+            else getattr(User, field.name)
+            for field in fields(Account)
+        )
+    )
+    .outerjoin(LoginCode, LoginCode.user_id == User.id)
+    .where(User.id == any_(_IDS))
 )
 # Each row its own outcome, the claim released; a row no longer pending is left as it is
 # (IS NOT DISTINCT FROM: found by primary key, as shared.models.still_pending explains).

@@ -136,7 +136,7 @@ async def test_a_device_cookie_belongs_to_its_account_not_its_address(
     browsers are strangers to the new one: no shared lock, and a new-device notice."""
     ctx = services_ctx
     alice = await register_alice(ctx, confirmed=True)
-    cookie = signin.new_device_cookie(ctx, alice.email_key, alice.id)
+    cookie = signin.new_device_cookie(ctx, alice.email_key, alice.id, keep=None)
     mine = signin.scopes_for(
         ctx, alice.email_key, client="a", device_cookie=cookie, user_id=alice.id
     )

@@ -1,0 +1,250 @@
+"""Signing in with a code sent by email (and the link beside it).
+
+Asking for a code answers the same, in the same time, for any address: the request is counted
+(per address, LOGIN_CODES_PER_HOUR) and the rest is deferred past the answer, as for reset
+links. For an address with an account, the deferred part makes a new code (its generation
+moves on, so the newest code is the only one that works) and queues it as a priority email.
+
+The code is derived (:func:`shared.tokens.login_code`), never stored; the row keeps what
+derives it, when it was asked for, and a digest of a secret the asking browser keeps (its
+*binding*). The emailed link signs in at once only in that browser; opened anywhere else it
+asks for the code. A code works once, for LOGIN_CODE_MAX_AGE, and takes at most
+LOGIN_CODE_MAX_ATTEMPTS tries (counted per address before each check, whether the address
+has an account or not, so running out tells nothing); then a new one is needed. Tries count
+toward the sign-in limits as wrong passwords do.
+
+A right code proves the address: an unconfirmed account becomes confirmed. What it signs in
+to is decided by the one assurance rule (:func:`shared.services.signin.conclude`): an email
+code is one factor (``email``), so an account with a second factor takes its second step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.assurance import Method
+from shared.jobs import LoginCode as LoginCodeEmail
+from shared.models import LoginCode, User
+from shared.outbox import email_user
+from shared.ratelimit import Limit
+from shared.services import events, signin, users
+from shared.services.context import ServiceContext
+from shared.services.events import Kind
+from shared.services.refusals import CodeSpent, Locked, WrongCode
+from shared.tokens import LoginCodeLink, login_code
+from shared.validation import email_key
+
+HOUR = 3600
+WRONG = "That code is not right. Use the newest code we emailed you, within its time."
+
+
+def tries_limit(ctx: ServiceContext) -> Limit:
+    """Tries of one address's code: a new code (a request) starts the count again."""
+    settings = ctx.settings
+    return Limit("login-code-tries", settings.LOGIN_CODE_MAX_ATTEMPTS, settings.LOGIN_CODE_MAX_AGE)
+
+
+def emails_limit(ctx: ServiceContext) -> Limit:
+    return Limit("login-code-emails", ctx.settings.LOGIN_CODES_PER_HOUR, HOUR)
+
+
+def _digest(binding: str) -> str:
+    return hashlib.sha256(binding.encode()).hexdigest()
+
+
+async def request(ctx: ServiceContext, email: str) -> str:
+    """Ask for a code for ``email``; returns the binding for the asking browser to keep (a
+    random secret, the same kind of answer for any address). Counted per address first."""
+    key = email_key(email)
+    binding = secrets.token_urlsafe(24)
+    verdict = await ctx.limits.hit(emails_limit(ctx), key)
+    if verdict.allowed:
+        await ctx.limits.clear(tries_limit(ctx), key)
+        ctx.defer(_issue_if_known, ctx, _Request(email, _digest(binding)))
+    return binding
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    email: str
+    browser: str  # digest of the asking browser's binding
+
+
+async def _issue_if_known(ctx: ServiceContext, asked: _Request) -> None:
+    async with ctx.unit_of_work() as session:
+        user = await users.by_email(session, asked.email, lock=True)
+        if user is None:
+            return  # an unknown address leaves nothing stored
+        salt = secrets.token_hex(16)
+        generation = await session.scalar(
+            insert(LoginCode)
+            .values(user_id=user.id, generation=1, salt=salt, browser=asked.browser)
+            .on_conflict_do_update(
+                index_elements=[LoginCode.user_id],
+                set_={
+                    "generation": LoginCode.generation + 1,
+                    "salt": salt,
+                    "browser": asked.browser,
+                    "created_at": func.now(),
+                },
+            )
+            .returning(LoginCode.generation)
+        )
+        assert generation is not None
+        await email_user(session, user, LoginCodeEmail(user_id=user.id, generation=generation))
+        await events.record(session, Kind.LOGIN_CODE_REQUESTED, user.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A right code or link: signed in (``session_id``, ``device_cookie``), or, on an account
+    with a second factor, its second step to take (``second_step``)."""
+
+    user: User
+    session_id: str | None = None
+    device_cookie: str | None = None
+    second_step: str | None = None
+
+
+async def with_code(ctx: ServiceContext, email: str, code: str, attempt: signin.Attempt) -> Result:
+    """Sign in with the code emailed to ``email`` (typed in the browser that asked)."""
+    return await _sign_in(ctx, email_key(email), attempt, code=code)
+
+
+async def with_link_and_code(
+    ctx: ServiceContext, token: str, code: str, attempt: signin.Attempt
+) -> Result:
+    """Sign in with the code, in a browser that opened the link but did not ask: the link
+    names the account and the code proves the rest."""
+    link, key = await _account_of(ctx, token)
+    return await _sign_in(ctx, key, attempt, code=code, generation=link.generation)
+
+
+async def with_link(
+    ctx: ServiceContext, token: str, binding: str, attempt: signin.Attempt
+) -> Result | None:
+    """Sign in by following the link, in the browser that asked for it (``binding``: the
+    secret :func:`request` handed it); None if this is not that browser (or the link is no
+    good any more): then the code is asked for."""
+    link = ctx.tokens.read(LoginCodeLink, token, max_age=ctx.settings.LOGIN_CODE_MAX_AGE)
+    if link is None or not binding:
+        return None
+    async with ctx.unit_of_work() as session:
+        user = await users.by_id(session, link.user_id, lock=True)
+        held = await _held(session, user)
+        if (
+            user is None
+            or held is None
+            or held.generation != link.generation
+            or not hmac.compare_digest(held.browser, _digest(binding))
+            or _expired(ctx, held)
+        ):
+            return None
+        result = await _signed_in(session, ctx, user, attempt, method="email_link")
+    await _forget_counts(ctx, user.email_key, attempt)
+    return result
+
+
+def link_works(ctx: ServiceContext, token: str) -> bool:
+    """Whether a link is one of ours and fresh (the page that asks for its code says so)."""
+    max_age = ctx.settings.LOGIN_CODE_MAX_AGE
+    return ctx.tokens.read(LoginCodeLink, token, max_age=max_age) is not None
+
+
+async def _account_of(ctx: ServiceContext, token: str) -> tuple[LoginCodeLink, str]:
+    link = ctx.tokens.read(LoginCodeLink, token, max_age=ctx.settings.LOGIN_CODE_MAX_AGE)
+    if link is None:
+        raise WrongCode(WRONG)
+    async with ctx.reading() as session:
+        user = await users.by_id(session, link.user_id)
+    if user is None:
+        raise WrongCode(WRONG)
+    return link, user.email_key
+
+
+async def _sign_in(
+    ctx: ServiceContext,
+    key: str,
+    attempt: signin.Attempt,
+    *,
+    code: str,
+    generation: int | None = None,
+) -> Result:
+    """Count the try (this address's code tries, and the sign-in limits of this client or
+    browser), then check it: the same steps, and answers, whether the address has an
+    account or not."""
+    scopes = signin.scopes_for(ctx, key, client=attempt.client, device_cookie=attempt.device_cookie)
+    tries = await ctx.limits.hit(tries_limit(ctx), key)
+    if not tries.allowed:
+        raise CodeSpent(tries.retry_after)
+    verdict = await ctx.limits.hit_all(*scopes)
+    if not verdict.allowed:
+        raise Locked(verdict.retry_after)
+    typed = "".join(ch for ch in code if ch.isdigit())
+    async with ctx.unit_of_work() as session:
+        user = await session.scalar(select(User).where(User.email_key == key).with_for_update())
+        held = await _held(session, user)
+        expected = (
+            login_code(ctx.secret, held.user_id, held.generation, held.salt)
+            if held is not None
+            else login_code(ctx.secret, 0, 0, "")  # the same work for an unknown address
+        )
+        right = hmac.compare_digest(expected, typed)
+        if (
+            user is None
+            or held is None
+            or not right
+            or _expired(ctx, held)
+            or (generation is not None and held.generation != generation)
+        ):
+            if user is not None:
+                ctx.defer(events.record_alone, ctx, Kind.LOGIN_FAILED, user.id, step="email code")
+            raise WrongCode(WRONG)
+        result = await _signed_in(session, ctx, user, attempt, method="email_code")
+    await _forget_counts(ctx, key, attempt)
+    return result
+
+
+async def _held(session: AsyncSession, user: User | None) -> LoginCode | None:
+    if user is None:
+        return None
+    return await session.get(LoginCode, user.id)
+
+
+def _expired(ctx: ServiceContext, held: LoginCode) -> bool:
+    age = datetime.now(UTC) - held.created_at
+    return age >= timedelta(seconds=ctx.settings.LOGIN_CODE_MAX_AGE)
+
+
+async def _signed_in(
+    session: AsyncSession, ctx: ServiceContext, user: User, attempt: signin.Attempt, *, method: str
+) -> Result:
+    """The code (or link) was right: it is used up, the address is proven, and the
+    assurance rule decides the rest; in the caller's transaction, under its row lock."""
+    await session.execute(delete(LoginCode).where(LoginCode.user_id == user.id))
+    if user.confirmed_at is None:
+        user.confirmed_at = datetime.now(UTC)
+        await events.record(session, Kind.CONFIRMED, user.id, by="email code")
+    concluded = await signin.conclude(
+        session, ctx, user, attempt, method=method, methods=[Method.EMAIL]
+    )
+    return Result(
+        user=user,
+        session_id=concluded.session_id,
+        device_cookie=concluded.device_cookie,
+        second_step=concluded.second_step,
+    )
+
+
+async def _forget_counts(ctx: ServiceContext, key: str, attempt: signin.Attempt) -> None:
+    await ctx.limits.clear(tries_limit(ctx), key)
+    scopes = signin.scopes_for(ctx, key, client=attempt.client, device_cookie=attempt.device_cookie)
+    await ctx.limits.clear(*scopes[0])

@@ -1,0 +1,92 @@
+"""Signing in with a code from your email: ask for one (202, whatever the address), then send
+it. The session cookie remembers which address asked, and when, as on the pages."""
+
+from __future__ import annotations
+
+import time
+
+from quart import session
+from quart_schema import document_response, validate_request, validate_response
+
+from shared.services import login_codes
+from shared.services.refusals import CodeSpent
+from web.api.base import ApiResult, blueprint
+from web.api.models import (
+    CodeIn,
+    EmailAddress,
+    Message,
+    Model,
+    SecondStepOut,
+    UserOut,
+    user_out,
+)
+from web.auth import LOGIN_CODE, SECOND_STEP, sign_in_attempt, start_session
+from web.extensions import services
+from web.problems import Problem, problem
+from web.ratelimit import limit_posts
+
+
+class LoginCodeRequestIn(Model):
+    email: EmailAddress
+    remember: bool = False
+
+
+@blueprint.post("/login/code/request")
+@limit_posts("login")
+@validate_request(LoginCodeRequestIn)
+@validate_response(Message, 202)
+@document_response(Problem, 422)
+@document_response(Problem, 429)
+async def request_login_code(data: LoginCodeRequestIn) -> ApiResult:
+    """Email a sign-in code to the address, if it has an account (the answer is the same
+    either way). Then send the code to /api/v1/login/code, with this session's cookie."""
+    binding = await login_codes.request(services(), data.email)
+    session[LOGIN_CODE] = {
+        "email": data.email,
+        "binding": binding,
+        "remember": data.remember,
+        "at": int(time.time()),
+    }
+    return Message(
+        detail="If that address has an account, a sign-in code is on its way. Send it to "
+        "/api/v1/login/code."
+    ), 202
+
+
+@blueprint.post("/login/code")
+@limit_posts("login")
+@validate_request(CodeIn)
+@validate_response(UserOut, 200)
+@validate_response(SecondStepOut, 202)
+@document_response(Problem, 400)
+@document_response(Problem, 409)
+@document_response(Problem, 429)
+async def login_with_code(data: CodeIn) -> ApiResult:
+    """Sign in with the emailed code. On an account with two-factor sign-in, the answer is
+    202 and the second step follows (/api/v1/login/two-factor)."""
+    state = session.get(LOGIN_CODE)
+    if not isinstance(state, dict) or not isinstance(state.get("email"), str):
+        return problem(409, "Not applicable", "Ask for a code first: /api/v1/login/code/request.")
+    asked_at = state.get("at")
+    if not isinstance(asked_at, int) or time.time() - asked_at >= (
+        services().settings.LOGIN_CODE_MAX_AGE
+    ):
+        session.pop(LOGIN_CODE, None)
+        return problem(409, "Code expired", "That code has expired. Ask for a new one.")
+    remember = bool(state.get("remember"))
+    try:
+        result = await login_codes.with_code(
+            services(), state["email"], data.code, sign_in_attempt(remember=remember)
+        )
+    except CodeSpent:
+        session.pop(LOGIN_CODE, None)
+        raise
+    if result.second_step is not None:
+        session[SECOND_STEP] = {"pending": result.second_step, "remember": remember}
+        return SecondStepOut(
+            detail="Code accepted. Send a code from your authenticator app (or a recovery "
+            "code) to /api/v1/login/two-factor.",
+            second_step=True,
+        ), 202
+    await start_session(result.session_id, remember=remember, device_cookie=result.device_cookie)
+    return user_out(result.user), 200
