@@ -34,6 +34,7 @@ from bench.scenarios.asgi_servers import asgi_servers
 from bench.scenarios.delivery_latency import delivery_latency
 from bench.scenarios.flood import owner_during_flood
 from bench.scenarios.growth import growth
+from bench.scenarios.login_codes import code_to_inbox
 from bench.scenarios.open_loop import open_loop
 from bench.scenarios.registrations import loop_stays_free
 from bench.scenarios.resets import reset_under_load
@@ -48,7 +49,7 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--emails", type=int, default=2000, help="scenario 2's batch")
     parser.add_argument(
         "--only",
-        choices=["1", "2", "3", "4", "5", "6", "7", "8", "9"],
+        choices=["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"],
         action="append",
         help="run only these scenarios",
     )
@@ -81,8 +82,9 @@ async def main(argv: list[str]) -> int:
             "7": lambda: open_loop(bench, peaks),
             "8": lambda: growth(bench),
             "9": lambda: owner_during_flood(bench),
+            "10": lambda: code_to_inbox(bench),
         }
-        for key in args.only or sorted(scenarios):
+        for key in args.only or sorted(scenarios, key=int):
             await scenarios[key]()
     finally:
         services.stop()

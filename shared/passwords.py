@@ -16,6 +16,14 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 HASHER = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=Type.ID)
 _CONCURRENCY = max(2, os.cpu_count() or 2)
+# A stored "hash" no password matches (an argon2 hash never starts with it): the password of
+# an account that has none, or that "this wasn't me" made unusable.
+UNUSABLE_PREFIX = "!"
+
+
+def is_usable(password_hash: str) -> bool:
+    """Whether some typed password could match this stored hash."""
+    return bool(password_hash) and not password_hash.startswith(UNUSABLE_PREFIX)
 
 
 @lru_cache(maxsize=1)
@@ -35,14 +43,19 @@ async def hash_password(password: str) -> str:
 
 
 async def verify_password(password_hash: str, password: str) -> tuple[bool, bool]:
-    """(matches, needs_rehash): rehash when the stored parameters are older than HASHER's."""
+    """(matches, needs_rehash): rehash when the stored parameters are older than HASHER's.
+    An unusable hash (an account without a password) costs a real verification too, and
+    matches nothing: timing must not tell who has a password."""
+    usable = is_usable(password_hash)
+    if not usable:
+        password_hash = _dummy_hash()
 
     def verify() -> tuple[bool, bool]:
         try:
             HASHER.verify(password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False, False
-        return True, HASHER.check_needs_rehash(password_hash)
+        return usable, usable and HASHER.check_needs_rehash(password_hash)
 
     async with _semaphore():
         return await asyncio.to_thread(verify)

@@ -10,17 +10,18 @@ import sys
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 from arq.connections import ArqRedis
-from sqlalchemy import insert
+from sqlalchemy import func, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devstack.servers import free_port
 from shared.db import SessionMaker
-from shared.models import User
+from shared.models import SignInSession, User
 from shared.ratelimit import Limits
 from shared.services.context import BackgroundTasks, ServiceContext
 from shared.settings import Settings
@@ -210,3 +211,12 @@ def reset_payload(user: Any, secret: str) -> dict[str, Any]:
     from shared.tokens import ResetLink
 
     return ResetLink.of(user.id, user.reset_generation, user.password_hash, secret).payload()
+
+
+async def age_authentications(sessionmaker: SessionMaker, seconds: int = 3600) -> None:
+    """Every sign-in authenticated ``seconds`` ago: past REAUTHENTICATION_TIMEOUT, so the
+    next sensitive change asks to re-authenticate (time travel, not sleep)."""
+    async with sessionmaker() as session, session.begin():
+        await session.execute(
+            update(SignInSession).values(authenticated_at=func.now() - timedelta(seconds=seconds))
+        )

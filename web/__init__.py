@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     from web.blueprints.ops import blueprint as ops_blueprint
     from web.blueprints.passkeys import blueprint as passkeys_blueprint
     from web.blueprints.provider_hooks import blueprint as provider_hooks_blueprint
+    from web.blueprints.reauthentication import blueprint as reauthentication_blueprint
     from web.blueprints.reset import blueprint as reset_blueprint
     from web.blueprints.sessions import blueprint as sessions_blueprint
     from web.blueprints.texts import blueprint as texts_blueprint
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(email_change_blueprint)
     app.register_blueprint(two_factor_blueprint)
     app.register_blueprint(login_codes_blueprint)
+    app.register_blueprint(reauthentication_blueprint)
     app.register_blueprint(passkeys_blueprint)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(provider_hooks_blueprint)

@@ -7,6 +7,7 @@ stops working on its next request, whatever the browser keeps; quart-auth's own
 from __future__ import annotations
 
 import re
+import time
 
 from quart import after_this_request, request, session
 from quart.typing import ResponseTypes
@@ -97,6 +98,20 @@ async def continue_session(new_id: str | None) -> None:
     lifetime = (record.expires_at - record.created_at).total_seconds()
     remember = lifetime > services().settings.SESSION_LIFETIME
     login_user(AccountUser(new_id), remember=remember)
+
+
+def remember_code_request(
+    email: str, binding: str, *, remember: bool, next_url: str | None = None
+) -> None:
+    """This browser asked for an emailed sign-in code: what typing it, or following its
+    link here, needs (the address, the binding, when it asked), in its signed cookie."""
+    session[LOGIN_CODE] = {
+        "email": email,
+        "binding": binding,
+        "remember": remember,
+        "next": next_url,
+        "at": int(time.time()),
+    }
 
 
 def current_session_id() -> str | None:

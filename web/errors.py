@@ -16,11 +16,12 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from shared.outages import OutageLog, is_unavailable
 from shared.services import operations
-from shared.services.refusals import Locked, Refused
+from shared.services.refusals import Locked, ReauthenticationRequired, Refused
 from web.extensions import services
 from web.forms import CSRFError
 from web.problems import problem
 from web.ratelimit import too_many
+from web.reauth import to_reauthenticate
 from web.templating import render_template
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,12 @@ def register_error_handlers(app: Quart) -> None:
     async def locked(error: Locked) -> ResponseReturnValue:
         # Too many attempts (the API's blueprint answers its own): the 429 page.
         return await http_error(too_many(error.message, error.retry_after))
+
+    @app.errorhandler(ReauthenticationRequired)
+    async def reauthenticate_first(error: ReauthenticationRequired) -> ResponseReturnValue:
+        # A sensitive change from a sign-in that authenticated too long ago: confirm it is
+        # you, then back to the page (the API's blueprint answers its own 401).
+        return to_reauthenticate()
 
     @app.errorhandler(Refused)
     async def refused(error: Refused) -> ResponseReturnValue:

@@ -12,7 +12,14 @@ from quart import current_app, request, session
 from werkzeug.exceptions import BadRequest
 from wtforms import BooleanField, Form, PasswordField, StringField, SubmitField, TextAreaField
 from wtforms.csrf.session import SessionCSRF
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
+from wtforms.validators import (
+    DataRequired,
+    EqualTo,
+    InputRequired,
+    Length,
+    Optional,
+    ValidationError,
+)
 
 from shared.services.refusals import Refused
 from shared.validation import (
@@ -48,6 +55,11 @@ class CSRFForm(Form):  # type: ignore[misc]  # WTForms ships no type information
     async def from_request(cls, **kwargs: Any) -> Self:
         formdata = await request.form if request.method == "POST" else None
         return cls(formdata=formdata, meta=_csrf_meta(), **kwargs)
+
+    @classmethod
+    def blank(cls) -> Self:
+        """An empty one, to show beside the form that was sent."""
+        return cls(formdata=None, meta=_csrf_meta())
 
     def validate_on_submit(self) -> bool:
         """True for a valid POST. A bad CSRF token raises CSRFError (a 400 page) instead of
@@ -123,10 +135,15 @@ def repeat_field(label: str, of: str) -> Any:
 
 
 class RegistrationForm(CSRFForm):
+    """The password is optional: without one, the account signs in with a code by email
+    (the first one finishes signing up) or a passkey."""
+
     username = text_field("Username", USERNAME)
     email = text_field("Email", EMAIL)
-    password = password_field("Password", NEW_PASSWORD)
-    confirm_password = repeat_field("Confirm Password", of="password")
+    password = PasswordField(
+        "Password", validators=[Optional(), _length(NEW_PASSWORD), Check(NEW_PASSWORD)]
+    )
+    confirm_password = PasswordField("Confirm Password", validators=[EqualTo("password")])
     submit = SubmitField("Sign Up")
 
 
@@ -165,14 +182,14 @@ class ResetPasswordForm(CSRFForm):
 
 
 class ChangePasswordForm(CSRFForm):
-    current_password = password_field("Current Password", PASSWORD)
     password = password_field("Password", NEW_PASSWORD)
     confirm_password = repeat_field("Confirm Password", of="password")
     submit = SubmitField("Change Password")
 
 
-class PasswordOnlyForm(CSRFForm):
-    password = password_field("Password", PASSWORD)
+class PasswordForm(CSRFForm):
+    password = password_field("Your password", PASSWORD)
+    submit = SubmitField("Confirm")
 
 
 class CodeForm(CSRFForm):
@@ -185,28 +202,20 @@ class SecondStepForm(CodeForm):
 
 
 class EnrolmentForm(CSRFForm):
-    """Turning two-factor on: a code from the new secret, and the password (a fresh proof)."""
+    """Turning two-factor on: a code from the new secret (the page needs a recent
+    authentication, the fresh proof)."""
 
     code = text_field("Code from the app", CODE)
-    password = password_field("Your password", PASSWORD)
     submit = SubmitField("Turn on")
-
-
-class PasswordAndCodeForm(CSRFForm):
-    password = password_field("Password", PASSWORD)
-    code = text_field("Authenticator code or recovery code", CODE)
-    submit = SubmitField("Confirm")
 
 
 class ChangeEmailForm(CSRFForm):
     new_email = text_field("New email address", EMAIL)
-    password = password_field("Current Password", PASSWORD)
     submit = SubmitField("Change my address")
 
 
 class DeleteAccountForm(CSRFForm):
     aliases: ClassVar[dict[str, str]] = {"username": "confirm_username"}
-    password = password_field("Password", PASSWORD)
     confirm_username = text_field("Type your username to confirm", USERNAME)
     submit = SubmitField("Delete my account")
 

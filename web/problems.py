@@ -25,8 +25,9 @@ def problem(
     *,
     errors: dict[str, list[str]] | None = None,
     headers: dict[str, str] | None = None,
+    problem_type: str = PROBLEM_TYPE,
 ) -> Response:
-    body = Problem(title=title, status=status, detail=detail, errors=errors)
+    body = Problem(type=problem_type, title=title, status=status, detail=detail, errors=errors)
     response = Response(
         json.dumps(body.model_dump(exclude_none=True)),
         status=status,

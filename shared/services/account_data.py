@@ -24,10 +24,10 @@ from shared.models import (
     WebhookDelivery,
 )
 from shared.outbox import add_email
-from shared.services import events, proof, users
+from shared.services import events, proof, sessions, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
-from shared.services.refusals import WrongConfirmation
+from shared.services.refusals import ReauthenticationRequired, WrongConfirmation
 from shared.validation import email_key
 
 EXPORT_FORMAT = 1  # bumped when the export's shape changes
@@ -37,13 +37,20 @@ def _when(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
-async def export_account(ctx: ServiceContext, user_id: int) -> dict[str, Any]:
+async def export_account(
+    ctx: ServiceContext, user_id: int, *, sign_in: str | None
+) -> dict[str, Any]:
     """Everything stored about the account, as JSON-ready data (no secrets: no password
-    hash, no session ids)."""
+    hash, no session ids). Asked by ``sign_in``, which must have authenticated recently
+    (:class:`ReauthenticationRequired` otherwise): a stolen session must not walk off with
+    everything."""
     async with ctx.reading() as session:
         user = await users.by_id(session, user_id)
         if user is None:
             raise LookupError("no such account")
+        within = ctx.settings.REAUTHENTICATION_TIMEOUT
+        if not await sessions.recently_authenticated(session, sign_in, user_id, within=within):
+            raise ReauthenticationRequired
         texts = await session.scalars(
             select(TextPost).where(TextPost.author_id == user_id).order_by(TextPost.id)
         )
@@ -137,18 +144,25 @@ async def forget_address(session: AsyncSession, user_id: int, address: str) -> N
 
 
 async def delete_account(
-    ctx: ServiceContext, user_id: int, password: str, confirmation: str
+    ctx: ServiceContext,
+    user_id: int,
+    password: str,
+    confirmation: str,
+    *,
+    sign_in: str | None = None,
 ) -> None:
     """Delete the account and everything that is its own: profile, Texts, sign-ins, every
     outbox row about it (pending or sent: they hold its address and name), and the hold on
     its username; the username and address are free at once. The address gets one last
-    notice. Needs the username typed (:class:`WrongConfirmation`) and the password (the
-    refusals of :func:`shared.services.proof.proven`)."""
+    notice. Needs the username typed (:class:`WrongConfirmation`) and a fresh proof (a
+    recent authentication of ``sign_in``, or the password: the refusals of
+    :func:`shared.services.proof.proven`)."""
     async with ctx.reading() as session:
         user = await users.by_id(session, user_id)
     if user is None or confirmation.strip() != user.username:
         raise WrongConfirmation("username", "Type your username exactly as shown.")
-    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
+    offered = proof.Proof(sign_in=sign_in, password=password)
+    async with proof.proven(ctx, user_id, offered) as (session, user):
         await session.execute(delete(Email).where(Email.user_id == user.id))
         await forget_address(session, user.id, user.email)
         await session.execute(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -45,9 +47,24 @@ def registration_limit(ctx: ServiceContext) -> Limit:
     return Limit("registrations", ctx.settings.REGISTRATIONS_PER_MINUTE, 60)
 
 
-async def register(ctx: ServiceContext, username: str, email: str, password: str) -> None:
+# What proves the address instead of a confirmation link, for an account without a password:
+# given the transaction, the account's id and address (a sign-in code, issued by
+# shared.services.login_codes, which owns signing up without a password).
+ProveAddress = Callable[[AsyncSession, int, str], Awaitable[None]]
+
+
+async def register(
+    ctx: ServiceContext,
+    username: str,
+    email: str,
+    password: str | None,
+    *,
+    prove: ProveAddress | None = None,
+) -> None:
     """Hold the username, then, after the answer, create the account and queue its
     confirmation email or, for an address that already has an account, email its owner.
+    Without a password (``None``), the account has none (it signs in by emailed code or
+    passkey) and ``prove`` sends what proves its address instead of the link.
 
     Raises :class:`UsernameTaken`, :class:`InvalidInput` or :class:`TooManyRegistrations`.
     Otherwise nothing a stranger can observe differs between a new address and a known one:
@@ -56,31 +73,42 @@ async def register(ctx: ServiceContext, username: str, email: str, password: str
     window ends; and signing in needs a confirmed address.
     """
     username = normalize_username(username)
-    try:
-        await check_new_password(password, username, email)
-    except ValueError as error:
-        raise InvalidInput("password", str(error)) from None
+    if password is not None:
+        try:
+            await check_new_password(password, username, email)
+        except ValueError as error:
+            raise InvalidInput("password", str(error)) from None
     verdict = await ctx.limits.hit(registration_limit(ctx), "all")
     if not verdict.allowed:
         raise TooManyRegistrations(verdict.retry_after)
-    password_hash = await passwords.hash_password(password)
+    if password is None:
+        password_hash = passwords.UNUSABLE_PREFIX + secrets.token_urlsafe(24)
+    else:
+        password_hash = await passwords.hash_password(password)
     async with ctx.unit_of_work() as session:
         if not await users.hold_username(
             session, username, email, seconds=ctx.settings.CONFIRM_TOKEN_MAX_AGE
         ):
             raise UsernameTaken
-    ctx.defer(_create_account_or_notify, ctx, username, email, password_hash)
+    ctx.defer(_create_account_or_notify, ctx, username, email, password_hash, prove)
 
 
 async def _create_account_or_notify(
-    ctx: ServiceContext, username: str, email: str, password_hash: str
+    ctx: ServiceContext,
+    username: str,
+    email: str,
+    password_hash: str,
+    prove: ProveAddress | None,
 ) -> None:
     interval = ctx.settings.CONFIRM_RESEND_INTERVAL
 
     async def create_or_notify(session: AsyncSession) -> None:
         existing = await users.by_email(session, email, lock=True)
         if existing is not None and existing.confirmed_at is None:
-            await _confirm_again(session, existing, interval)  # lost the first email?
+            if prove is not None:  # the code, which confirms it too
+                await prove(session, existing.id, existing.email)
+            else:
+                await _confirm_again(session, existing, interval)  # lost the first email?
             return
         if existing is not None:
             await _notify_existing_owner(session, existing, interval)
@@ -91,6 +119,9 @@ async def _create_account_or_notify(
         if user_id is None:
             return  # a concurrent registration of the same address won; it has the email
         await events.record(session, Kind.REGISTERED, user_id, username=username, email=email)
+        if prove is not None:
+            await prove(session, user_id, email)
+            return
         link = ConfirmEmail(user_id=user_id, generation=FIRST_LINK)
         await add_email(session, EmailKind.CONFIRM, email, link, user_id=user_id)
 

@@ -29,7 +29,7 @@ async def request_change(
     ctx: ServiceContext,
     user_id: int,
     new_email: str,
-    password: str,
+    password: str = "",
     *,
     sign_in: str | None = None,
 ) -> None:
@@ -37,9 +37,11 @@ async def request_change(
     "this wasn't me" link); after the answer, the new address gets a confirmation link or,
     if it already belongs to an account, that account's owner gets a notice instead. Only
     the latest request's link works. Raises :class:`InvalidInput` for the current address,
-    and the refusals of :func:`shared.services.proof.proven` (the password is the proof).
-    ``sign_in`` is the session asking: "this wasn't me" also undoes what it added."""
-    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
+    and the refusals of :func:`shared.services.proof.proven` (a recent authentication of
+    ``sign_in``, the session asking, or the password, is the proof). "This wasn't me" also
+    undoes what ``sign_in`` added."""
+    offered = proof.Proof(sign_in=sign_in, password=password)
+    async with proof.proven(ctx, user_id, offered) as (session, user):
         if email_key(new_email) == user.email_key:
             raise InvalidInput("new_email", "That is already your address.")
         user.pending_email = new_email

@@ -55,6 +55,8 @@ class Kind(enum.StrEnum):
     LOGIN_CODE_REQUESTED = "user.login_code_requested"
     DEVICE_TRUSTED = "device.trusted"
     DEVICE_UNTRUSTED = "device.untrusted"
+    REAUTHENTICATED = "user.reauthenticated"
+    PASSWORD_REMOVED = "user.password_removed"  # noqa: S105 (an event name)
 
 
 # What the activity page says for each (it adds "from <browser>, <when>").
@@ -83,6 +85,8 @@ WORDS: dict[Kind, str] = {
     Kind.LOGIN_CODE_REQUESTED: "Sign-in code emailed",
     Kind.DEVICE_TRUSTED: "Browser remembered: signing in there skips the second step",
     Kind.DEVICE_UNTRUSTED: "A remembered browser was forgotten",
+    Kind.REAUTHENTICATED: "Confirmed it was you, for a sensitive change",
+    Kind.PASSWORD_REMOVED: "Password removed: signing in is by passkey or emailed code",
 }
 
 

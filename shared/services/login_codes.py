@@ -20,22 +20,25 @@ code is one factor (``email``), so an account with a second factor takes its sec
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import passwords
 from shared.assurance import Method
+from shared.jobs import EmailKind
 from shared.jobs import LoginCode as LoginCodeEmail
 from shared.models import LoginCode, User
-from shared.outbox import email_user
+from shared.outbox import add_email
 from shared.ratelimit import Limit
-from shared.services import events, signin, users
+from shared.services import accounts, events, reauthentication, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.services.refusals import CodeSpent, Locked, WrongCode
@@ -56,10 +59,6 @@ def emails_limit(ctx: ServiceContext) -> Limit:
     return Limit("login-code-emails", ctx.settings.LOGIN_CODES_PER_HOUR, HOUR)
 
 
-def _digest(binding: str) -> str:
-    return hashlib.sha256(binding.encode()).hexdigest()
-
-
 async def request(ctx: ServiceContext, email: str) -> str:
     """Ask for a code for ``email``; returns the binding for the asking browser to keep (a
     random secret, the same kind of answer for any address). Counted per address first."""
@@ -68,39 +67,39 @@ async def request(ctx: ServiceContext, email: str) -> str:
     verdict = await ctx.limits.hit(emails_limit(ctx), key)
     if verdict.allowed:
         await ctx.limits.clear(tries_limit(ctx), key)
-        ctx.defer(_issue_if_known, ctx, _Request(email, _digest(binding)))
+        ctx.defer(_issue_if_known, ctx, email, binding)
     return binding
 
 
-@dataclass(frozen=True, slots=True)
-class _Request:
-    email: str
-    browser: str  # digest of the asking browser's binding
-
-
-async def _issue_if_known(ctx: ServiceContext, asked: _Request) -> None:
+async def _issue_if_known(ctx: ServiceContext, email: str, binding: str) -> None:
     async with ctx.unit_of_work() as session:
-        user = await users.by_email(session, asked.email, lock=True)
+        user = await users.by_email(session, email, lock=True)
         if user is None:
             return  # an unknown address leaves nothing stored
-        salt = secrets.token_hex(16)
-        generation = await session.scalar(
-            insert(LoginCode)
-            .values(user_id=user.id, generation=1, salt=salt, browser=asked.browser)
-            .on_conflict_do_update(
-                index_elements=[LoginCode.user_id],
-                set_={
-                    "generation": LoginCode.generation + 1,
-                    "salt": salt,
-                    "browser": asked.browser,
-                    "created_at": func.now(),
-                },
-            )
-            .returning(LoginCode.generation)
-        )
-        assert generation is not None
-        await email_user(session, user, LoginCodeEmail(user_id=user.id, generation=generation))
-        await events.record(session, Kind.LOGIN_CODE_REQUESTED, user.id)
+        await issue(session, user.id, user.email, binding)
+
+
+async def register(ctx: ServiceContext, username: str, email: str) -> str:
+    """Sign up without a password: the account is made as any other (the same answers, in
+    the same time, for a known address), and its address is proven by a sign-in code bound
+    to this browser instead of a confirmation link; the binding is returned to keep. Signing
+    in with the code confirms the account."""
+    binding = secrets.token_urlsafe(24)
+    await accounts.register(ctx, username, email, None, prove=functools.partial(_prove, binding))
+    return binding
+
+
+async def _prove(binding: str, session: AsyncSession, user_id: int, email: str) -> None:
+    await issue(session, user_id, email, binding)
+
+
+async def issue(session: AsyncSession, user_id: int, email: str, binding: str) -> None:
+    """A new code for the account, in the caller's transaction: queued as a priority email,
+    recorded as an event (what registering without a password does too)."""
+    generation = await users.new_login_code(session, user_id, binding)
+    context = LoginCodeEmail(user_id=user_id, generation=generation)
+    await add_email(session, EmailKind.LOGIN_CODE, email, context, user_id=user_id)
+    await events.record(session, Kind.LOGIN_CODE_REQUESTED, user_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +111,12 @@ class Result:
     session_id: str | None = None
     device_cookie: str | None = None
     second_step: str | None = None
+    password_dropped: bool = False  # an unconfirmed account's password, dropped (above)
 
 
 async def with_code(ctx: ServiceContext, email: str, code: str, attempt: signin.Attempt) -> Result:
     """Sign in with the code emailed to ``email`` (typed in the browser that asked)."""
-    return await _sign_in(ctx, email_key(email), attempt, code=code)
+    return await _use(ctx, email_key(email), attempt, _sign_in, code=code)
 
 
 async def with_link_and_code(
@@ -125,7 +125,32 @@ async def with_link_and_code(
     """Sign in with the code, in a browser that opened the link but did not ask: the link
     names the account and the code proves the rest."""
     link, key = await _account_of(ctx, token)
-    return await _sign_in(ctx, key, attempt, code=code, generation=link.generation)
+    return await _use(ctx, key, attempt, _sign_in, code=code, generation=link.generation)
+
+
+async def request_for_account(ctx: ServiceContext, user_id: int) -> None:
+    """A code to re-authenticate with, to the signed-in account's own address."""
+    async with ctx.reading() as session:
+        user = await users.by_id(session, user_id)
+    if user is not None:
+        await request(ctx, user.email)
+
+
+async def reauthenticate(
+    ctx: ServiceContext, user_id: int, sign_in: str | None, code: str, attempt: signin.Attempt
+) -> None:
+    """Re-authenticate sign-in ``sign_in`` with the code emailed to its account's address."""
+    async with ctx.reading() as session:
+        user = await users.by_id(session, user_id)
+    if user is None:
+        raise WrongCode(WRONG)
+
+    async def renew(session: AsyncSession, ctx: ServiceContext, found: User, _: Any) -> None:
+        if found.id != user_id:
+            raise WrongCode(WRONG)
+        await reauthentication.renew(session, found, sign_in, "email_code")
+
+    await _use(ctx, user.email_key, attempt, renew, code=code)
 
 
 async def with_link(
@@ -144,10 +169,11 @@ async def with_link(
             user is None
             or held is None
             or held.generation != link.generation
-            or not hmac.compare_digest(held.browser, _digest(binding))
+            or not hmac.compare_digest(held.browser, users.binding_digest(binding))
             or _expired(ctx, held)
         ):
             return None
+        await session.execute(delete(LoginCode).where(LoginCode.user_id == user.id))
         result = await _signed_in(session, ctx, user, attempt, method="email_link")
     await _forget_counts(ctx, user.email_key, attempt)
     return result
@@ -170,17 +196,22 @@ async def _account_of(ctx: ServiceContext, token: str) -> tuple[LoginCodeLink, s
     return link, user.email_key
 
 
-async def _sign_in(
+T = TypeVar("T")
+Then = Callable[[AsyncSession, ServiceContext, User, signin.Attempt], Awaitable[T]]
+
+
+async def _use(
     ctx: ServiceContext,
     key: str,
     attempt: signin.Attempt,
+    then: Then[T],
     *,
     code: str,
     generation: int | None = None,
-) -> Result:
+) -> T:
     """Count the try (this address's code tries, and the sign-in limits of this client or
     browser), then check it: the same steps, and answers, whether the address has an
-    account or not."""
+    account or not. A right code is used up, and ``then`` runs in its transaction."""
     scopes = signin.scopes_for(ctx, key, client=attempt.client, device_cookie=attempt.device_cookie)
     tries = await ctx.limits.hit(tries_limit(ctx), key)
     if not tries.allowed:
@@ -208,7 +239,8 @@ async def _sign_in(
             if user is not None:
                 ctx.defer(events.record_alone, ctx, Kind.LOGIN_FAILED, user.id, step="email code")
             raise WrongCode(WRONG)
-        result = await _signed_in(session, ctx, user, attempt, method="email_code")
+        await session.execute(delete(LoginCode).where(LoginCode.user_id == user.id))
+        result = await then(session, ctx, user, attempt)
     await _forget_counts(ctx, key, attempt)
     return result
 
@@ -224,15 +256,31 @@ def _expired(ctx: ServiceContext, held: LoginCode) -> bool:
     return age >= timedelta(seconds=ctx.settings.LOGIN_CODE_MAX_AGE)
 
 
+async def _sign_in(
+    session: AsyncSession, ctx: ServiceContext, user: User, attempt: signin.Attempt
+) -> Result:
+    return await _signed_in(session, ctx, user, attempt, method="email_code")
+
+
 async def _signed_in(
     session: AsyncSession, ctx: ServiceContext, user: User, attempt: signin.Attempt, *, method: str
 ) -> Result:
-    """The code (or link) was right: it is used up, the address is proven, and the
-    assurance rule decides the rest; in the caller's transaction, under its row lock."""
-    await session.execute(delete(LoginCode).where(LoginCode.user_id == user.id))
+    """The code (or link) was right and is used up: the address is proven, and the
+    assurance rule decides the rest; in the caller's transaction, under its row lock.
+
+    Proving the address of an unconfirmed account drops the password it was registered
+    with: whoever registered an address they did not hold (to take over the account its
+    owner would make later: "pre-hijacking") must not keep a way in once the owner signs in
+    with the address. The page says so; the owner sets one in a click if they want one."""
+    dropped = False
     if user.confirmed_at is None:
         user.confirmed_at = datetime.now(UTC)
         await events.record(session, Kind.CONFIRMED, user.id, by="email code")
+        if passwords.is_usable(user.password_hash):
+            user.password_hash = passwords.UNUSABLE_PREFIX + secrets.token_urlsafe(24)
+            dropped = True
+            why = "set before the address was proven"
+            await events.record(session, Kind.PASSWORD_REMOVED, user.id, why=why)
     concluded = await signin.conclude(
         session, ctx, user, attempt, method=method, methods=[Method.EMAIL]
     )
@@ -241,6 +289,7 @@ async def _signed_in(
         session_id=concluded.session_id,
         device_cookie=concluded.device_cookie,
         second_step=concluded.second_step,
+        password_dropped=dropped,
     )
 
 

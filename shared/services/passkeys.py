@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from redis.exceptions import RedisError
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -33,6 +34,7 @@ from webauthn import (
     verify_authentication_response,
     verify_registration_response,
 )
+from webauthn.authentication.verify_authentication_response import VerifiedAuthentication
 from webauthn.helpers import base64url_to_bytes
 from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
@@ -47,7 +49,7 @@ from shared import assurance
 from shared.assurance import Method
 from shared.models import Passkey, User
 from shared.ratelimit import Limit
-from shared.services import events, factors, proof, sessions, signin, users
+from shared.services import events, factors, proof, reauthentication, sessions, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.services.refusals import Locked, NotAccepted, NotApplicable, NotFound
@@ -221,15 +223,16 @@ async def remove(
     ctx: ServiceContext,
     user_id: int,
     passkey_id: int,
-    password: str,
+    password: str = "",
     *,
     sign_in: str | None = None,
 ) -> Result:
-    """Remove one of the account's passkeys; needs the password. ``sign_in`` (the session
-    asking) gets a new id."""
+    """Remove one of the account's passkeys; needs a fresh proof (a recent authentication
+    of ``sign_in``, the session asking, which gets a new id; or the password)."""
     if not 0 < passkey_id <= BIGINT_MAX:
         raise NotFound("No such passkey.")
-    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
+    offered = proof.Proof(sign_in=sign_in, password=password)
+    async with proof.proven(ctx, user_id, offered) as (session, user):
         gone = await session.scalar(
             delete(Passkey)
             .where(Passkey.id == passkey_id, Passkey.user_id == user_id)
@@ -278,31 +281,8 @@ async def sign_in(
     facts = await _take(ctx, ceremony)
     if facts is None or facts.get("kind") not in ("sign-in", "second-step"):
         raise NotAccepted(EXPIRED)
-    raw_id = credential.get("rawId") if isinstance(credential, dict) else None
-    try:
-        credential_id = base64url_to_bytes(raw_id if isinstance(raw_id, str) else "")
-    except MALFORMED:
-        credential_id = b""
-    if not credential_id:
-        raise NotAccepted("The passkey was not accepted (no credential id).")
-    rp_id, origin = _relying_party(ctx)
     async with ctx.unit_of_work() as session:
-        passkey = await session.scalar(
-            select(Passkey).where(Passkey.credential_id == credential_id).with_for_update()
-        )
-        if passkey is None:
-            raise NotAccepted("This passkey is not registered here.")
-        try:
-            verified = verify_authentication_response(
-                credential=credential,
-                expected_challenge=bytes.fromhex(facts["challenge"]),
-                expected_rp_id=rp_id,
-                expected_origin=origin,
-                credential_public_key=passkey.public_key,
-                credential_current_sign_count=passkey.sign_count,
-            )
-        except MALFORMED as error:
-            raise NotAccepted(f"The passkey was not accepted ({error}).") from None
+        passkey, verified = await _assertion(session, ctx, facts, credential)
         user = await users.by_id(session, passkey.user_id, lock=True)
         if user is None or user.confirmed_at is None:
             raise NotAccepted("This passkey's account cannot sign in yet.")
@@ -334,6 +314,78 @@ async def sign_in(
     if concluded.second_step is not None:
         return Result(second_step=concluded.second_step)
     return Result(user=user, device_cookie=concluded.device_cookie, session_id=concluded.session_id)
+
+
+async def reauthentication_options(ctx: ServiceContext, user_id: int) -> Ceremony:
+    """Options for re-authenticating with one of the account's own passkeys."""
+    await _count(ctx, ceremony_limit(), f"uid {user_id}")
+    rp_id, _ = _relying_party(ctx)
+    async with ctx.reading() as session:
+        mine = list(
+            await session.scalars(select(Passkey.credential_id).where(Passkey.user_id == user_id))
+        )
+    options = generate_authentication_options(
+        rp_id=rp_id,
+        allow_credentials=[PublicKeyCredentialDescriptor(id=cid) for cid in mine],
+        user_verification=UserVerificationRequirement.PREFERRED,
+    )
+    ceremony = await _keep(ctx, options.challenge, {"kind": "reauthenticate", "uid": user_id})
+    return Ceremony(ceremony=ceremony, options=json.loads(options_to_json(options)))
+
+
+async def reauthenticate(
+    ctx: ServiceContext,
+    user_id: int,
+    sign_in: str | None,
+    ceremony: str,
+    credential: dict[str, Any],
+) -> None:
+    """Re-authenticate sign-in ``sign_in`` with one of its account's passkeys (any: the
+    person shows again that they hold it; counted, as sign-in attempts are)."""
+    await _count(ctx, attempt_limit(ctx), f"uid {user_id}")
+    facts = await _take(ctx, ceremony)
+    if facts is None or facts.get("kind") != "reauthenticate" or facts.get("uid") != user_id:
+        raise NotAccepted(EXPIRED)
+    async with ctx.unit_of_work() as session:
+        passkey, verified = await _assertion(session, ctx, facts, credential)
+        user = await users.by_id(session, user_id, lock=True)
+        if user is None or passkey.user_id != user_id:
+            raise NotAccepted("That passkey is not this account's.")
+        passkey.sign_count = verified.new_sign_count
+        passkey.last_used_at = datetime.now(UTC)
+        await reauthentication.renew(session, user, sign_in, "passkey")
+
+
+async def _assertion(
+    session: AsyncSession, ctx: ServiceContext, facts: dict[str, Any], credential: dict[str, Any]
+) -> tuple[Passkey, VerifiedAuthentication]:
+    """The registered passkey an assertion names (its row locked), and py_webauthn's
+    verification of the assertion against the ceremony's challenge; refused otherwise."""
+    raw_id = credential.get("rawId") if isinstance(credential, dict) else None
+    try:
+        credential_id = base64url_to_bytes(raw_id if isinstance(raw_id, str) else "")
+    except MALFORMED:
+        credential_id = b""
+    if not credential_id:
+        raise NotAccepted("The passkey was not accepted (no credential id).")
+    rp_id, origin = _relying_party(ctx)
+    passkey = await session.scalar(
+        select(Passkey).where(Passkey.credential_id == credential_id).with_for_update()
+    )
+    if passkey is None:
+        raise NotAccepted("This passkey is not registered here.")
+    try:
+        verified = verify_authentication_response(
+            credential=credential,
+            expected_challenge=bytes.fromhex(facts["challenge"]),
+            expected_rp_id=rp_id,
+            expected_origin=origin,
+            credential_public_key=passkey.public_key,
+            credential_current_sign_count=passkey.sign_count,
+        )
+    except MALFORMED as error:
+        raise NotAccepted(f"The passkey was not accepted ({error}).") from None
+    return passkey, verified
 
 
 def _pending_for(ctx: ServiceContext, facts: dict[str, Any], user: User) -> list[Method] | None:

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, or_
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
@@ -19,11 +19,12 @@ from shared.ratelimit import Limit
 from shared.services import events, factors, proof, sessions, signin, trusted_browsers, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
+from shared.services.refusals import NotApplicable
 from shared.tokens import NotMeLink, ResetLink, from_unix_microseconds, password_fingerprint
 from shared.validation import InvalidInput, check_new_password, email_key
 
 HOUR = 3600
-UNUSABLE_PASSWORD_PREFIX = "!"  # noqa: S105 (a stored "hash" no password matches)
+UNUSABLE_PASSWORD_PREFIX = passwords.UNUSABLE_PREFIX
 
 
 def reset_email_limit(ctx: ServiceContext) -> Limit:
@@ -170,12 +171,34 @@ async def change_password(
     counted first, under the row lock, so of two concurrent changes made with the same old
     password only one succeeds).
     """
-    offered = proof.Proof(password=current_password, field="current_password")
+    offered = proof.Proof(sign_in=keep_session, password=current_password, field="current_password")
     async with proof.proven(ctx, user_id, offered) as (session, user):
         await _check_new_password(new_password, user)
         new_hash = await passwords.hash_password(new_password)
         rotated = await _set_password(session, user, new_hash, keep=keep_session)
         await events.record(session, Kind.PASSWORD_CHANGED, user.id)
+    return Changed(user, session_id=rotated.session_id if rotated is not None else None)
+
+
+async def remove_password(ctx: ServiceContext, user_id: int, *, sign_in: str | None) -> Changed:
+    """Remove the account's password (sudo): it then signs in with a passkey or a code by
+    email, so it must have a passkey first (:class:`NotApplicable` otherwise). Like a
+    change: every other sign-in ends, remembered browsers are forgotten, the owner is told;
+    ``sign_in`` carries on under a new id."""
+    async with proof.proven(ctx, user_id, proof.Proof(sign_in=sign_in)) as (session, user):
+        if not passwords.is_usable(user.password_hash):
+            raise NotApplicable("This account has no password.")
+        keys = await session.scalar(
+            select(func.count()).select_from(Passkey).where(Passkey.user_id == user.id)
+        )
+        if not keys:
+            raise NotApplicable(
+                "Add a passkey first: without a password, you sign in with a passkey or a "
+                "code we email you."
+            )
+        unusable = UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(24)
+        rotated = await _set_password(session, user, unusable, keep=sign_in)
+        await events.record(session, Kind.PASSWORD_REMOVED, user.id, why="removed")
     return Changed(user, session_id=rotated.session_id if rotated is not None else None)
 
 

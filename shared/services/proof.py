@@ -1,12 +1,16 @@
-"""A fresh proof of who you are: what a change that adds, removes or weakens a way into the
-account asks for, on every path (pages and API alike), so that a stolen session cookie alone
-cannot add a passkey or turn two-factor on for its thief.
+"""A fresh proof of who you are: what every sensitive change asks for, on every path (pages
+and API alike), so that a stolen session cookie alone cannot change the password or the
+address, add a passkey, turn two-factor on or off, export or delete the account.
 
-The proof is the account's password, or, on an account with two-factor sign-in, a current
-authenticator code or an unused recovery code. Each check is counted before it is made (one
-per-account limit for every such check), so a stolen session is no oracle for either.
-:func:`proven` is the prologue those operations share: count, lock the account's row, check
-the proof; the operation runs in the transaction it opens.
+The proof is the sign-in itself when its person authenticated within
+REAUTHENTICATION_TIMEOUT ("sudo mode": signing in, or re-authenticating on
+``/account/reauthenticate`` with any of the account's methods, :mod:`.reauthentication`).
+Otherwise :class:`ReauthenticationRequired` is raised: the pages send the person to
+re-authenticate and back, the API answers 401. An API client may instead send the password,
+or on a two-factor account a current authenticator or recovery code, with the request itself.
+Each such check is counted before it is made (one per-account limit for every check), so a
+stolen session is no oracle for either. :func:`proven` is the prologue the operations share:
+check the proof, lock the account's row; the operation runs in the transaction it opens.
 """
 
 from __future__ import annotations
@@ -20,53 +24,69 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared import passwords
 from shared.models import User
 from shared.ratelimit import Limit
-from shared.services import factors, users
+from shared.services import factors, sessions, users
 from shared.services.context import ServiceContext
-from shared.services.refusals import Locked, NotApplicable, WrongCode, WrongPassword
+from shared.services.refusals import (
+    Locked,
+    NotApplicable,
+    ReauthenticationRequired,
+    WrongCode,
+    WrongPassword,
+)
 from shared.validation import InvalidInput
 
 
 @dataclass(frozen=True, slots=True)
 class Proof:
-    """What the person typed to prove it is them: a password, a code, or both."""
+    """What shows it is the account's person, now: the asking sign-in (``sign_in``, its
+    secret id), if recent enough; or what they typed with the request (a password, a
+    code)."""
 
+    sign_in: str | None = None
     password: str = ""
     code: str = ""
     field: str = "password"  # where a wrong password is shown ("current_password")
 
+    @property
+    def typed(self) -> bool:
+        return bool(self.password or self.code)
+
 
 def limit(ctx: ServiceContext) -> Limit:
-    """Proof checks per account, counted before each: a stolen session must not become an
-    unlimited password (or code) oracle."""
+    """Password and code checks per account, counted before each: a stolen session must not
+    become an unlimited password (or code) oracle."""
     settings = ctx.settings
     return Limit("password-check", settings.LOGIN_FAILURES_BEFORE_LOCK, settings.LOGIN_LOCK_SECONDS)
 
 
 async def count(ctx: ServiceContext, user_id: int) -> None:
-    """Count one proof check; :class:`Locked` when the account's are spent."""
+    """Count one check; :class:`Locked` when the account's are spent."""
     verdict = await ctx.limits.hit(limit(ctx), str(user_id))
     if not verdict.allowed:
         raise Locked(verdict.retry_after)
 
 
 async def forget(ctx: ServiceContext, user_id: int) -> None:
-    """A proof was accepted: the count starts again."""
+    """A check passed: the count starts again."""
     await ctx.limits.clear(limit(ctx), str(user_id))
 
 
-async def check(session: AsyncSession, ctx: ServiceContext, user: User, offered: Proof) -> None:
-    """Return if ``offered`` proves it is ``user`` (whose row the caller holds locked); raise
-    :class:`WrongPassword` or :class:`WrongCode` if not, :class:`InvalidInput` if nothing
-    was offered."""
+async def check_typed(
+    session: AsyncSession, ctx: ServiceContext, user: User, offered: Proof
+) -> str:
+    """Return the method if what ``offered`` holds proves it is ``user`` (whose row the
+    caller holds locked): "password", or "totp"/"recovery"; raise :class:`WrongPassword` or
+    :class:`WrongCode` if not."""
     if offered.password:
         matches, _ = await passwords.verify_password(user.password_hash, offered.password)
         if not matches:
             raise WrongPassword(offered.field)
-        return
+        return "password"
     if offered.code and user.totp_enabled_at is not None:
-        if await factors.check_code(session, ctx, user, offered.code) is None:
+        method = await factors.check_code(session, ctx, user, offered.code)
+        if method is None:
             raise WrongCode
-        return
+        return method
     raise InvalidInput(offered.field, "Enter your password to confirm it is you.")
 
 
@@ -74,15 +94,21 @@ async def check(session: AsyncSession, ctx: ServiceContext, user: User, offered:
 async def proven(
     ctx: ServiceContext, user_id: int, offered: Proof
 ) -> AsyncIterator[tuple[AsyncSession, User]]:
-    """``async with proven(ctx, user_id, offered) as (session, user)``: the check counted,
-    the account's row locked and the proof checked, in the unit of work the operation then
-    runs in (a refusal raised in it rolls everything back); the count starts again once the
-    operation has committed."""
-    await count(ctx, user_id)
+    """``async with proven(ctx, user_id, offered) as (session, user)``: the proof checked
+    (typed ones counted first), the account's row locked, in the unit of work the operation
+    then runs in (a refusal raised in it rolls everything back)."""
+    if offered.typed:
+        await count(ctx, user_id)
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None:
             raise NotApplicable("There is no such account.")
-        await check(session, ctx, user, offered)
+        if offered.typed:
+            await check_typed(session, ctx, user, offered)
+        elif not await sessions.recently_authenticated(
+            session, offered.sign_in, user.id, within=ctx.settings.REAUTHENTICATION_TIMEOUT
+        ):
+            raise ReauthenticationRequired
         yield session, user
-    await forget(ctx, user_id)
+    if offered.typed:
+        await forget(ctx, user_id)

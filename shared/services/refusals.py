@@ -12,6 +12,7 @@ class Refused(Exception):
 
     status = 400
     title = "Refused"
+    problem_type = "about:blank"  # RFC 9457: the title says it all; a few have their own
     field: str | None = None
 
     def __init__(self, message: str) -> None:
@@ -38,6 +39,21 @@ class CodeSpent(Locked):
         Refused.__init__(self, "That code has had too many wrong tries. Ask for a new code.")
         self.retry_after = retry_after
         self.what = "wrong codes"
+
+
+class ReauthenticationRequired(Refused):
+    """A sensitive change, and the sign-in asking authenticated too long ago (more than
+    REAUTHENTICATION_TIMEOUT): its person must show it is them again first."""
+
+    status = 401
+    title = "Re-authentication required"
+    problem_type = "/problems/reauthentication-required"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Confirm it is you first: sign in again on /account/reauthenticate (or "
+            "POST /api/v1/reauthenticate), then repeat this request."
+        )
 
 
 class WrongPassword(Refused):

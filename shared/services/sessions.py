@@ -16,6 +16,7 @@ from shared.devices import USER_AGENT_MAX, device_name
 from shared.models import SignInSession, User
 from shared.services import events, trusted_browsers
 from shared.services.context import ServiceContext
+from shared.services.refusals import ReauthenticationRequired
 
 TOUCH_EVERY = timedelta(minutes=5)  # last_seen_at moves at most this often
 
@@ -126,10 +127,12 @@ async def active(ctx: ServiceContext, user_id: int) -> list[SignInSession]:
         )
 
 
-async def revoke(ctx: ServiceContext, user_id: int, public_id: str) -> bool:
+async def revoke(ctx: ServiceContext, user_id: int, public_id: str, *, by: str | None) -> bool:
     """End one of the account's own sign-ins, named by its public id; False if that names
-    none of the account's live ones."""
+    none of the account's live ones. Asked by sign-in ``by``, which must have authenticated
+    recently (a stolen session must not sign its owner out)."""
     async with ctx.unit_of_work() as session:
+        await _recent_or_refuse(session, ctx, by, user_id)
         ended = await session.scalar(
             update(SignInSession)
             .where(
@@ -146,12 +149,22 @@ async def revoke(ctx: ServiceContext, user_id: int, public_id: str) -> bool:
 
 
 async def revoke_others(ctx: ServiceContext, user_id: int, keep: str) -> int:
-    """ "Sign out everywhere else": how many sign-ins were ended."""
+    """ "Sign out everywhere else": how many sign-ins were ended. ``keep`` must have
+    authenticated recently."""
     async with ctx.unit_of_work() as session:
+        await _recent_or_refuse(session, ctx, keep, user_id)
         ended = await end_all(session, user_id, keep=keep)
         await trusted_browsers.end_all(session, user_id, why="signed out everywhere else")
         await events.record(session, events.Kind.SESSIONS_REVOKED_ELSEWHERE, user_id, ended=ended)
     return ended
+
+
+async def _recent_or_refuse(
+    session: AsyncSession, ctx: ServiceContext, sign_in: str | None, user_id: int
+) -> None:
+    within = ctx.settings.REAUTHENTICATION_TIMEOUT
+    if not await recently_authenticated(session, sign_in, user_id, within=within):
+        raise ReauthenticationRequired
 
 
 async def end_all(session: AsyncSession, user_id: int, *, keep: str | None = None) -> int:
@@ -166,6 +179,45 @@ async def end_all(session: AsyncSession, user_id: int, *, keep: str | None = Non
     if keep is not None:
         statement = statement.where(SignInSession.id != keep)
     return len((await session.scalars(statement)).all())
+
+
+async def recently_authenticated(
+    session: AsyncSession, session_id: str | None, user_id: int, *, within: int
+) -> bool:
+    """Whether sign-in ``session_id``, live and ``user_id``'s, authenticated its person
+    (signed in, or re-authenticated) within the last ``within`` seconds."""
+    if session_id is None:
+        return False
+    found = await session.scalar(
+        select(SignInSession.id).where(
+            SignInSession.id == session_id,
+            SignInSession.user_id == user_id,
+            SignInSession.revoked_at.is_(None),
+            SignInSession.expires_at > func.now(),
+            SignInSession.authenticated_at > func.now() - timedelta(seconds=within),
+        )
+    )
+    return found is not None
+
+
+def is_recent(record: SignInSession, within: int) -> bool:
+    """The same, for a record already read (what a page checks before showing a form)."""
+    return record.authenticated_at > datetime.now(UTC) - timedelta(seconds=within)
+
+
+async def renew(session: AsyncSession, session_id: str, user_id: int) -> bool:
+    """Its person proved who they are again: the sign-in's authentication is now."""
+    renewed = await session.scalar(
+        update(SignInSession)
+        .where(
+            SignInSession.id == session_id,
+            SignInSession.user_id == user_id,
+            SignInSession.revoked_at.is_(None),
+        )
+        .values(authenticated_at=func.now())
+        .returning(SignInSession.id)
+    )
+    return renewed is not None
 
 
 @dataclass(frozen=True, slots=True)

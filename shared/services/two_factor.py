@@ -80,14 +80,21 @@ async def _count_code(ctx: ServiceContext, user_id: int) -> None:
 
 
 async def confirm_enrolment(
-    ctx: ServiceContext, user_id: int, code: str, password: str, *, sign_in: str | None = None
+    ctx: ServiceContext,
+    user_id: int,
+    code: str,
+    password: str = "",
+    *,
+    sign_in: str | None = None,
 ) -> Result:
-    """Turn two-factor sign-in on, if ``password`` is the account's and ``code`` comes from
-    the pending secret; the recovery codes are returned to show once, and the owner is
-    emailed. ``sign_in`` (the session asking) gets a new id, and is remembered: "this
-    wasn't me" about it turns two-factor off again."""
+    """Turn two-factor sign-in on, with a fresh proof (a recent authentication of
+    ``sign_in``, the session asking, or ``password``) and ``code`` from the pending secret;
+    the recovery codes are returned to show once, and the owner is emailed. ``sign_in``
+    gets a new id, and is remembered: "this wasn't me" about it turns two-factor off
+    again."""
     await _count_code(ctx, user_id)
-    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
+    offered = proof.Proof(sign_in=sign_in, password=password)
+    async with proof.proven(ctx, user_id, offered) as (session, user):
         secret = factors.unseal(ctx, user.totp_pending_secret)
         if secret is None or user.totp_enabled_at is not None:
             raise NotApplicable("Two-factor sign-in is on already, or not being set up.")
@@ -154,12 +161,20 @@ async def complete_sign_in(
 
 
 async def disable(
-    ctx: ServiceContext, user_id: int, password: str, code: str, *, sign_in: str | None = None
+    ctx: ServiceContext,
+    user_id: int,
+    password: str = "",
+    code: str = "",
+    *,
+    sign_in: str | None = None,
 ) -> Result:
-    """Turn two-factor sign-in off: needs the password and a current code or recovery code;
-    ``sign_in`` (the session asking) gets a new id."""
-    await _count_code(ctx, user_id)
-    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
+    """Turn two-factor sign-in off: needs a fresh proof (a recent authentication of
+    ``sign_in``, the session asking, which gets a new id; or the password), and ``code``,
+    if one is given, must be a current code or recovery code."""
+    if code:
+        await _count_code(ctx, user_id)
+    offered = proof.Proof(sign_in=sign_in, password=password)
+    async with proof.proven(ctx, user_id, offered) as (session, user):
         await _second_factor(session, ctx, user, code)
         factors.turn_off(user)
         await factors.revoke_recovery_codes(session, user)
@@ -170,10 +185,20 @@ async def disable(
     return Result(session_id=rotated.session_id if rotated is not None else None)
 
 
-async def regenerate_codes(ctx: ServiceContext, user_id: int, password: str, code: str) -> Result:
-    """A new set of recovery codes (the old ones stop working): password and a factor."""
-    await _count_code(ctx, user_id)
-    async with proof.proven(ctx, user_id, proof.Proof(password=password)) as (session, user):
+async def regenerate_codes(
+    ctx: ServiceContext,
+    user_id: int,
+    password: str = "",
+    code: str = "",
+    *,
+    sign_in: str | None = None,
+) -> Result:
+    """A new set of recovery codes (the old ones stop working): a fresh proof, as for
+    :func:`disable`."""
+    if code:
+        await _count_code(ctx, user_id)
+    offered = proof.Proof(sign_in=sign_in, password=password)
+    async with proof.proven(ctx, user_id, offered) as (session, user):
         await _second_factor(session, ctx, user, code)
         codes = await factors.issue_recovery_codes(session, user)
         await factors.tell_owner(session, user, "recovery codes regenerated", by=None)
@@ -182,11 +207,11 @@ async def regenerate_codes(ctx: ServiceContext, user_id: int, password: str, cod
 
 
 async def _second_factor(session: AsyncSession, ctx: ServiceContext, user: User, code: str) -> None:
-    """What a change to two-factor settings needs beside the password: it must be on, and
-    ``code`` a current code or an unused recovery code."""
+    """What a change to two-factor settings needs beside the proof: it must be on, and
+    ``code``, if given, a current code or an unused recovery code."""
     if user.totp_enabled_at is None:
         raise NotApplicable("Two-factor sign-in is not on.")
-    if await factors.check_code(session, ctx, user, code) is None:
+    if code and await factors.check_code(session, ctx, user, code) is None:
         raise WrongCode
 
 

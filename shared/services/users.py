@@ -1,8 +1,11 @@
-"""The account statements the use cases share: look-ups, creation, the username hold and the
-reset link generation (the hot ones built once, their values bound parameters)."""
+"""The account statements the use cases share: look-ups, creation, the username hold, the
+reset link generation and the sign-in code (the hot ones built once, their values bound
+parameters)."""
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from datetime import timedelta
 from typing import Any, cast
 
@@ -23,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import insert_bound
-from shared.models import User, UsernameHold
+from shared.models import LoginCode, User, UsernameHold
 from shared.validation import email_key, username_key
 
 # Built once, their values bound parameters (see shared.db.insert_bound for why).
@@ -145,3 +148,32 @@ async def hold_username(session: AsyncSession, username: str, email: str, *, sec
         return False
     values = {"key": key, "address": address, "seconds": timedelta(seconds=seconds)}
     return await session.scalar(_HOLD, values) is not None
+
+
+def binding_digest(binding: str) -> str:
+    """What the database keeps of a browser's binding to its sign-in code."""
+    return hashlib.sha256(binding.encode()).hexdigest()
+
+
+async def new_login_code(session: AsyncSession, user_id: int, binding: str) -> int:
+    """A new sign-in code for the account, bound to the browser holding ``binding``: its
+    generation moves on (every earlier code stops working), its salt is new; the generation
+    (what the email names) is returned. The caller queues the email."""
+    salt = secrets.token_hex(16)
+    browser = binding_digest(binding)
+    generation = await session.scalar(
+        insert(LoginCode)
+        .values(user_id=user_id, generation=1, salt=salt, browser=browser)
+        .on_conflict_do_update(
+            index_elements=[LoginCode.user_id],
+            set_={
+                "generation": LoginCode.generation + 1,
+                "salt": salt,
+                "browser": browser,
+                "created_at": func.now(),
+            },
+        )
+        .returning(LoginCode.generation)
+    )
+    assert generation is not None
+    return int(generation)

@@ -127,6 +127,10 @@ class Settings(BaseSettings):
     LOGIN_CODE_MAX_AGE: int = Field(default=600, ge=60, le=24 * 3600)
     LOGIN_CODE_MAX_ATTEMPTS: int = Field(default=3, ge=1, le=10)
     LOGIN_CODES_PER_HOUR: int = Field(default=5, ge=1)  # sign-in code emails per account
+    # Sensitive changes (password, address, passkeys, two-factor, export, delete, ending
+    # other sessions) need the sign-in's person to have authenticated within this many
+    # seconds; otherwise they re-authenticate first (/account/reauthenticate).
+    REAUTHENTICATION_TIMEOUT: int = Field(default=300, ge=30, le=24 * 3600)
     # "Remember this browser" on a second step: days it then signs in with one factor.
     TRUSTED_BROWSER_DAYS: int = Field(default=30, ge=1, le=365)
     # Rate limits (Redis, so they hold across web processes).

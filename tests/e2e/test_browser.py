@@ -20,7 +20,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from devstack.mailsink import MailSink
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
-from tests.support import ROOT, Stack, wait_for
+from tests.support import ROOT, Stack, age_authentications, wait_for
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENS = ROOT / "artifacts" / "screens"
@@ -315,6 +315,17 @@ async def test_pages_fit_a_phone(browser: Browser, stack: Stack, screens: Path) 
         await context.close()
 
 
+async def age_sign_ins(settings: Settings) -> None:
+    """Every sign-in of the running stack authenticated an hour ago (time travel)."""
+    from shared.db import create_engine, create_sessionmaker
+
+    engine = create_engine(settings.DATABASE_URL, application_name="tests", pool_size=1)
+    try:
+        await age_authentications(create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
 async def test_passkeys_with_a_virtual_authenticator(
     browser: Browser,
     settings: Settings,
@@ -359,16 +370,23 @@ async def test_passkeys_with_a_virtual_authenticator(
         await expect(page.get_by_role("button", name="Logout")).to_be_visible()
 
         await page.goto("/account/passkeys")
-        await page.get_by_label("Name for a new passkey").fill("Laptop")
-        # Adding a way in needs the password: refused before the authenticator is asked.
-        await page.get_by_label("Your password").fill("not my password")
+        # Adding a way in needs a recent authentication: hours later (a stolen session, say)
+        # the page sends the person to confirm it is them, before the authenticator is asked.
+        await age_sign_ins(settings)
         await page.get_by_role("button", name="Add a passkey").click()
-        await expect(page.get_by_text("Your password is not correct.")).to_be_visible()
+        await expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
+        await check(page, "reauthenticate")
         stored = await cdp.send(
             "WebAuthn.getCredentials", {"authenticatorId": authenticator["authenticatorId"]}
         )
         assert stored["credentials"] == []
+        await page.get_by_label("Your password").fill("not my password")
+        await page.get_by_role("button", name="Confirm").first.click()
+        await expect(page.get_by_text("Your password is not correct.")).to_be_visible()
         await page.get_by_label("Your password").fill(PASSWORD)
+        await page.get_by_role("button", name="Confirm").first.click()
+        await expect(page.get_by_role("heading", name="Passkeys")).to_be_visible()
+        await page.get_by_label("Name for a new passkey").fill("Laptop")
         await page.get_by_role("button", name="Add a passkey").click()
         await expect(page.get_by_role("cell", name="Laptop", exact=True)).to_be_visible()
         await check(page, "registered")
@@ -387,7 +405,6 @@ async def test_passkeys_with_a_virtual_authenticator(
         await page.goto("/account/two-factor")
         secret = await page.locator("#secret").input_value()
         await page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
-        await page.get_by_label("Your password").fill(PASSWORD)
         await page.get_by_role("button", name="Turn on").click()
         await expect(page.get_by_role("heading", name="Your recovery codes")).to_be_visible()
         await check(page, "recovery-codes")
@@ -422,7 +439,6 @@ async def test_passkeys_with_a_virtual_authenticator(
         await tab.get_by_role("button", name="Verify").click()
         await tab.goto("/account/passkeys")
         await tab.get_by_label("Name for a new passkey").fill("Phone")
-        await tab.get_by_label("Your password").fill(PASSWORD)
         await tab.get_by_role("button", name="Add a passkey").click()
         await expect(tab.get_by_role("cell", name="Phone", exact=True)).to_be_visible()
         await tab.get_by_role("button", name="Logout").click()
@@ -439,10 +455,16 @@ async def test_passkeys_with_a_virtual_authenticator(
         await expect(tab.get_by_role("button", name="Logout")).to_be_visible()
         await other.close()
 
+        # Later again: the passkey itself confirms it is you, and the page comes back.
+        await age_sign_ins(settings)
+        await page.goto("/account/two-factor")
+        await expect(page.get_by_role("heading", name="Confirm it is you")).to_be_visible()
+        await page.get_by_role("button", name="Use a passkey").click()
+        await expect(page.get_by_role("heading", name="Two-factor sign-in")).to_be_visible()
+
         await page.goto("/account/passkeys")
         await expect(page.get_by_role("cell", name="never")).to_have_count(0)  # used just now
         for name in ("Laptop", "Phone"):
-            await page.get_by_label("Password", exact=True).first.fill(PASSWORD)
             await page.get_by_role("button", name=f"Remove {name}").click()
             assert await flash(page, "info") == "The passkey has been removed."
         await expect(page.get_by_text("No passkeys yet.")).to_be_visible()

@@ -8,6 +8,7 @@ import html
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from quart import Quart
 from quart.typing import TestClientProtocol
@@ -129,6 +130,17 @@ class Browser:
             data["remember"] = "y"
         path = "/login" + (f"?next={next}" if next else "")
         return await self.submit(path, data)
+
+    async def reauthenticate(
+        self, next: str = "/account", password: str = "correct horse battery"
+    ) -> Page:
+        """Confirm it is you with the password, as the page a sensitive one sent you to
+        asks (the answer redirects to ``next``, where you were headed)."""
+        page = await self.get(f"/account/reauthenticate?next={quote(next)}")
+        return await self.post(
+            f"/account/reauthenticate/password?next={quote(next)}",
+            {"csrf_token": page.csrf_token, "password": password},
+        )
 
     async def logout(self) -> Page:
         page = await self.get("/")

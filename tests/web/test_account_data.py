@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from devstack.mailsink import MailSink
 from shared.db import SessionMaker
 from shared.models import Email, SignInSession, TextPost, User, UsernameHold
+from tests.support import age_authentications
 from tests.web.browser import Browser
 
 PASSWORD = "correct horse battery"
@@ -63,11 +64,15 @@ async def test_deleting_the_account_leaves_nothing_behind(
         "/account/delete", {"password": PASSWORD, "confirm_username": "bob"}
     )
     assert "Type your username exactly as shown." in wrong_name.text
-    wrong_password = await browser.submit(
-        "/account/delete", {"password": "not my password", "confirm_username": "alice"}
-    )
+    # Minutes later, the sign-in is no proof any more: confirm it is you first.
+    await age_authentications(sessionmaker)
+    form = {"csrf_token": page.csrf_token, "confirm_username": "alice"}  # filled in before
+    page = await browser.post("/account/delete", form)
+    assert page.location == "/account/reauthenticate?next=/account/delete"
+    wrong_password = await browser.reauthenticate("/account/delete", "not my password")
     assert "Your password is not correct." in wrong_password.text
     assert (await counts(sessionmaker))["users"] == 1
+    assert (await browser.reauthenticate("/account/delete")).location == "/account/delete"
 
     done = await browser.submit(
         "/account/delete", {"password": PASSWORD, "confirm_username": "alice"}, follow=True

@@ -15,6 +15,7 @@ from shared.db import SessionMaker
 from shared.models import User
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
+from tests.support import age_authentications
 from tests.web.browser import Browser
 
 PASSWORD = "correct horse battery"
@@ -52,8 +53,12 @@ async def test_the_new_address_confirms_and_the_old_one_is_told(
     app: Quart, sessionmaker: SessionMaker, smtp: MailSink, run_worker: Any
 ) -> None:
     browser = await alice(app)
-    wrong = await ask(browser, "new@example.com", "not my password")
+    await age_authentications(sessionmaker)  # later: confirm it is you first
+    page = await browser.get("/account/email")
+    assert page.location == "/account/reauthenticate?next=/account/email"
+    wrong = await browser.reauthenticate("/account/email", "not my password")
     assert "Your password is not correct." in wrong.text
+    assert (await browser.reauthenticate("/account/email")).location == "/account/email"
     page = await ask(browser, "new@example.com")
     assert ("info", REQUESTED) in page.flashes
     await run_worker()

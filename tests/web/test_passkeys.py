@@ -18,6 +18,7 @@ from shared.db import SessionMaker
 from shared.models import Passkey, User
 from shared.settings import Settings
 from tests.authenticator import Authenticator, b64url
+from tests.support import age_authentications
 from tests.web.test_api import ALICE, API, assert_problem, register
 
 PASSWORD = ALICE["password"]
@@ -98,9 +99,10 @@ async def test_adding_a_passkey_needs_a_fresh_proof(
     app: Quart, sessionmaker: SessionMaker, authenticator: Authenticator
 ) -> None:
     await register(app.test_client(), sessionmaker)
-    thief = await signed_in(app)  # a session alone, as a stolen cookie gives
-    body = await assert_problem(await add_passkey(thief, authenticator, proof={}), 422)
-    assert body["errors"] == {"password": ["Enter your password to confirm it is you."]}
+    thief = await signed_in(app)  # a session alone, as a stolen cookie gives, hours later
+    await age_authentications(sessionmaker)
+    body = await assert_problem(await add_passkey(thief, authenticator, proof={}), 401)
+    assert body["type"] == "/problems/reauthentication-required"
     body = await assert_problem(
         await add_passkey(thief, authenticator, proof={"password": "not it"}), 400
     )
@@ -202,17 +204,18 @@ async def test_this_wasnt_me_turns_off_two_factor_that_a_disowned_sign_in_turned
     assert response.status_code == 200
 
 
-async def test_turning_two_factor_on_needs_the_password(
+async def test_turning_two_factor_on_needs_a_fresh_proof(
     app: Quart, sessionmaker: SessionMaker
 ) -> None:
     await register(app.test_client(), sessionmaker)
     thief = await signed_in(app)
+    await age_authentications(sessionmaker)  # a stolen session, hours old
     secret = (await (await thief.post(f"{API}/two-factor/enrol", json={})).get_json())["secret"]
     code = pyotp.TOTP(secret).now()
     body = await assert_problem(
-        await thief.post(f"{API}/two-factor/confirm", json={"code": code}), 422
+        await thief.post(f"{API}/two-factor/confirm", json={"code": code}), 401
     )
-    assert "password" in body["errors"]
+    assert body["type"].endswith("reauthentication-required")
     body = await assert_problem(
         await thief.post(f"{API}/two-factor/confirm", json={"code": code, "password": "no"}), 400
     )

@@ -19,7 +19,7 @@ from shared.db import SessionMaker
 from shared.models import Email, EmailStatus, User
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
-from tests.support import RUNNING_APPS, reset_payload, run_burst_worker
+from tests.support import RUNNING_APPS, age_authentications, reset_payload, run_burst_worker
 from tests.web.browser import Browser
 from web import create_app
 
@@ -256,11 +256,14 @@ async def test_change_password_keeps_this_session_and_ends_the_others(
     elsewhere = Browser(app)
     await elsewhere.login(remember=True)
 
-    page = await alice.submit(
-        "/account/password",
-        {"current_password": "wrong wrong wrong", "password": NEW, "confirm_password": NEW},
+    # Later: the sign-in is no proof any more, the person confirms it is them first.
+    await age_authentications(sessionmaker)
+    assert (await alice.get("/account/password")).location == (
+        "/account/reauthenticate?next=/account/password"
     )
-    assert "Your current password is not correct." in page.text
+    page = await alice.reauthenticate("/account/password", "wrong wrong wrong")
+    assert "Your password is not correct." in page.text
+    assert (await alice.reauthenticate("/account/password")).location == "/account/password"
 
     page = await alice.submit(
         "/account/password",

@@ -13,6 +13,8 @@ import pyotp
 from quart import Quart
 
 from devstack.mailsink import MailSink
+from shared.db import SessionMaker
+from tests.support import age_authentications
 from tests.web.browser import Browser
 
 PASSWORD = "correct horse battery"
@@ -52,18 +54,22 @@ async def second_step(browser: Browser, code: str) -> Any:
     return await browser.submit("/login/two-factor", {"code": code})
 
 
-async def test_enrolment_needs_a_right_code(browser: Browser) -> None:
+async def test_enrolment_needs_a_right_code_and_a_fresh_proof(
+    browser: Browser, sessionmaker: SessionMaker
+) -> None:
     await browser.register()
     await browser.login()
-    page = await browser.submit("/account/two-factor", {"code": "000000", "password": PASSWORD})
+    page = await browser.submit("/account/two-factor", {"code": "000000"})
     assert WRONG_CODE in page.text
-    # The right code without the password: a stolen session alone cannot turn it on.
+    # The right code from a session alone, hours old (a stolen one): confirm it is you first.
     secret = re.search(r'id="secret" class="input" readonly value="([A-Z2-7]+)"', page.text)
     assert secret
-    page = await browser.submit(
-        "/account/two-factor", {"code": code_at(secret.group(1), 0), "password": "not it"}
-    )
-    assert "Your password is not correct." in page.text
+    await age_authentications(sessionmaker)
+    form = {"csrf_token": page.csrf_token, "code": code_at(secret.group(1), 0)}
+    page = await browser.post("/account/two-factor", form)
+    assert page.location == "/account/reauthenticate?next=/account/two-factor"
+    assert (await browser.reauthenticate("/account/two-factor", "not it")).status == 200
+    await browser.reauthenticate("/account/two-factor")
     await enrol(browser)
     page = await browser.get("/account/two-factor")
     assert "Recovery codes left: <strong>10</strong>" in page.text
@@ -121,24 +127,27 @@ async def test_a_password_reset_does_not_bypass_the_second_factor(
     assert (await browser.login(password=new)).location == "/login/two-factor"
 
 
-async def test_turning_it_off_needs_the_password_and_a_factor(app: Quart) -> None:
+async def test_turning_it_off_needs_a_fresh_proof(app: Quart, sessionmaker: SessionMaker) -> None:
     browser, secret, codes = await signed_in_with_two_factor(app)
     await browser.login()
     await second_step(browser, code_at(secret, 1))
+    await age_authentications(sessionmaker)
+    page = await browser.get("/account/two-factor")
+    assert page.location == "/account/reauthenticate?next=/account/two-factor"
+    # Re-authenticating with a code: a wrong one is refused, a recovery code works.
     page = await browser.submit(
-        "/account/two-factor/disable", {"password": "wrong one", "code": codes[1]},
-        form_page="/account/two-factor",
-    )  # fmt: skip
-    assert "Your password is not correct." in page.text
-    page = await browser.submit(
-        "/account/two-factor/disable", {"password": PASSWORD, "code": "999999"},
-        form_page="/account/two-factor",
+        "/account/reauthenticate/code?next=/account/two-factor", {"code": "999999"},
+        form_page="/account/reauthenticate?next=/account/two-factor",
     )  # fmt: skip
     assert WRONG_CODE in page.text
-    done = await browser.submit(
-        "/account/two-factor/disable", {"password": PASSWORD, "code": codes[1]},
-        form_page="/account/two-factor", follow=True,
+    page = await browser.submit(
+        "/account/reauthenticate/code?next=/account/two-factor", {"code": codes[1]},
+        form_page="/account/reauthenticate?next=/account/two-factor",
     )  # fmt: skip
+    assert page.location == "/account/two-factor"
+    done = await browser.submit(
+        "/account/two-factor/disable", {}, form_page="/account/two-factor", follow=True
+    )
     assert ("info", "Two-factor sign-in is off.") in done.flashes
     await browser.logout()
     assert (await browser.login()).location == "/"

@@ -16,6 +16,7 @@ from web.api import (  # noqa: F401 (each registers its routes on the blueprint)
     email_change,
     login_codes,
     passkeys,
+    reauthentication,
     reset,
     sessions,
     signin,

@@ -11,14 +11,13 @@ from shared.services import account_data
 from shared.services.sessions import Current
 from shared.validation import USERNAME
 from web.api.base import ApiResult, blueprint, signed_in
-from web.api.models import Message, Model, Password
+from web.api.models import Message, ProofIn
 from web.auth import end_session
 from web.extensions import services
 from web.problems import Problem
 
 
-class DeleteIn(Model):
-    password: Password
+class DeleteIn(ProofIn):
     username: Annotated[str, Field(min_length=1, max_length=USERNAME.max_length)]
 
 
@@ -86,7 +85,9 @@ class AccountExport(BaseModel):
 @signed_in
 async def export_account(current: Current) -> ApiResult:
     """Everything stored about this account (profile, Texts, sign-ins, emails), as JSON."""
-    data = await account_data.export_account(services(), current.user.id)
+    data = await account_data.export_account(
+        services(), current.user.id, sign_in=current.session.id
+    )
     return AccountExport.model_validate(data), 200
 
 
@@ -98,8 +99,14 @@ async def export_account(current: Current) -> ApiResult:
 @document_response(Problem, 429)
 @signed_in
 async def delete_account(current: Current, data: DeleteIn) -> ApiResult:
-    """Delete this account and everything that is its own; signs out. Needs the password
-    and the username typed as confirmation."""
-    await account_data.delete_account(services(), current.user.id, data.password, data.username)
+    """Delete this account and everything that is its own; signs out. Needs a fresh proof
+    (see ProofIn) and the username typed as confirmation."""
+    await account_data.delete_account(
+        services(),
+        current.user.id,
+        data.password or "",
+        data.username,
+        sign_in=current.session.id,
+    )
     await end_session()
     return Message(detail="Your account has been deleted."), 200

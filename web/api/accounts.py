@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart_schema import document_response, validate_request, validate_response
 
-from shared.services import accounts, bounces
+from shared.services import accounts, bounces, login_codes
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.services.sessions import Current
 from web.api.base import ApiResult, blueprint, invalid_token, signed_in
@@ -20,6 +20,7 @@ from web.api.models import (
     UserOut,
     user_out,
 )
+from web.auth import remember_code_request
 from web.extensions import services
 from web.problems import Problem, problem
 from web.ratelimit import limit_posts
@@ -28,7 +29,9 @@ from web.ratelimit import limit_posts
 class RegisterIn(Model):
     username: Username
     email: EmailAddress
-    password: NewPassword
+    # Without one, the account signs in with a code by email (the first one, emailed now,
+    # finishes signing up: send it to /api/v1/login/code) or a passkey.
+    password: NewPassword | None = None
 
 
 @blueprint.post("/register")
@@ -42,7 +45,11 @@ async def register(data: RegisterIn) -> ApiResult:
     """Create an account; a confirmation email follows. The same answer for an address that
     already has an account (its owner is emailed instead), to prevent account enumeration."""
     try:
-        await accounts.register(services(), data.username, data.email, data.password)
+        if data.password is None:
+            binding = await login_codes.register(services(), data.username, data.email)
+            remember_code_request(data.email, binding, remember=False)
+        else:
+            await accounts.register(services(), data.username, data.email, data.password)
     except UsernameTaken:
         return problem(
             409,
@@ -57,6 +64,10 @@ async def register(data: RegisterIn) -> ApiResult:
             f"Many people are registering right now. Try again in {error.retry_after} s.",
             headers={"Retry-After": str(error.retry_after)},
         )
+    if data.password is None:
+        return Message(
+            detail="Check your email: send the code in it to /api/v1/login/code to finish."
+        ), 202
     return Message(detail="Check your email to confirm your address."), 202
 
 

@@ -74,7 +74,14 @@ async def refused(error: Refused) -> ResponseReturnValue:
     field it is about, and how long to wait after too many attempts."""
     headers = {"Retry-After": str(error.retry_after)} if isinstance(error, Locked) else None
     errors = {error.field: [error.message]} if error.field else None
-    return problem(error.status, error.title, error.message, errors=errors, headers=headers)
+    return problem(
+        error.status,
+        error.title,
+        error.message,
+        errors=errors,
+        headers=headers,
+        problem_type=error.problem_type,
+    )
 
 
 def not_logged_in() -> ResponseReturnValue:

@@ -13,14 +13,13 @@ from web.api.base import (
     invalid_token,
     signed_in,
 )
-from web.api.models import EmailAddress, Empty, Message, Model, Password, TokenIn
+from web.api.models import EmailAddress, Empty, Message, ProofIn, TokenIn
 from web.extensions import services
 from web.problems import Problem, problem
 
 
-class ChangeEmailIn(Model):
+class ChangeEmailIn(ProofIn):
     new_email: EmailAddress
-    password: Password
 
 
 @blueprint.post("/account/email")
@@ -34,7 +33,11 @@ async def change_email(current: Current, data: ChangeEmailIn) -> ApiResult:
     """Ask to move the account to a new address: it receives a link, the current address a
     notice. The same answer whether or not the new address has an account."""
     await email_change.request_change(
-        services(), current.user.id, data.new_email, data.password, sign_in=current.session.id
+        services(),
+        current.user.id,
+        data.new_email,
+        data.password or "",
+        sign_in=current.session.id,
     )
     return Message(detail="Check the new address for a link to confirm the change."), 202
 

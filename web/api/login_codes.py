@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from pydantic import StrictBool
 from quart import session
 from quart_schema import document_response, validate_request, validate_response
 
@@ -20,7 +21,13 @@ from web.api.models import (
     UserOut,
     user_out,
 )
-from web.auth import LOGIN_CODE, SECOND_STEP, sign_in_attempt, start_session
+from web.auth import (
+    LOGIN_CODE,
+    SECOND_STEP,
+    remember_code_request,
+    sign_in_attempt,
+    start_session,
+)
 from web.extensions import services
 from web.problems import Problem, problem
 from web.ratelimit import limit_posts
@@ -28,7 +35,7 @@ from web.ratelimit import limit_posts
 
 class LoginCodeRequestIn(Model):
     email: EmailAddress
-    remember: bool = False
+    remember: StrictBool = False
 
 
 @blueprint.post("/login/code/request")
@@ -41,12 +48,7 @@ async def request_login_code(data: LoginCodeRequestIn) -> ApiResult:
     """Email a sign-in code to the address, if it has an account (the answer is the same
     either way). Then send the code to /api/v1/login/code, with this session's cookie."""
     binding = await login_codes.request(services(), data.email)
-    session[LOGIN_CODE] = {
-        "email": data.email,
-        "binding": binding,
-        "remember": data.remember,
-        "at": int(time.time()),
-    }
+    remember_code_request(data.email, binding, remember=data.remember)
     return Message(
         detail="If that address has an account, a sign-in code is on its way. Send it to "
         "/api/v1/login/code."

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 
 from shared.models import User
 from shared.validation import CODE, EMAIL, NEW_PASSWORD, PASSWORD, TOKEN, USERNAME
@@ -64,7 +64,7 @@ class SecondStepIn(Model):
     code: Code
     # Remember this browser (TRUSTED_BROWSER_DAYS): its next sign-ins to this account need
     # one factor, until trust ends (see docs/security.md).
-    trust_browser: bool = False
+    trust_browser: StrictBool = False
 
 
 class DeliveryProblemOut(BaseModel):
@@ -95,5 +95,11 @@ def user_out(user: User) -> UserOut:
     )
 
 
-class PasswordIn(Model):
-    password: Password
+class ProofIn(Model):
+    """For a sensitive change: a sign-in that authenticated within REAUTHENTICATION_TIMEOUT
+    needs nothing more; otherwise the answer is 401 with the problem type
+    ``/problems/reauthentication-required``: re-authenticate (``/api/v1/reauthenticate``),
+    or send the password (or, with two-factor sign-in on, a current code) here."""
+
+    password: Password | None = None
+    code: Code | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from quart import session
 from quart_schema import document_response, validate_request, validate_response
 
@@ -19,12 +19,10 @@ from web.api.base import (
     signed_in,
 )
 from web.api.models import (
-    Code,
     Empty,
     Message,
     Model,
-    Password,
-    PasswordIn,
+    ProofIn,
     SecondStepOut,
     UserOut,
     user_out,
@@ -78,14 +76,6 @@ class AuthenticationCredentialIn(WebAuthnModel):
     response: AssertionResponseIn
 
 
-class ProofIn(Model):
-    """A fresh proof that it is the owner: the password, or (with two-factor sign-in on) a
-    current authenticator code or an unused recovery code."""
-
-    password: Password | None = None
-    code: Code | None = None
-
-
 class PasskeyIn(Model):
     ceremony: Annotated[str, Field(min_length=1, max_length=64)]
     name: Annotated[str, Field(min_length=1, max_length=60)] = "Passkey"
@@ -97,7 +87,7 @@ class PasskeySignInIn(Model):
     credential: AuthenticationCredentialIn
     # As a second step: remember this browser (TRUSTED_BROWSER_DAYS), so that its next
     # sign-ins to this account need one factor.
-    trust_browser: bool = False
+    trust_browser: StrictBool = False
 
 
 class PasskeyOut(BaseModel):
@@ -134,7 +124,7 @@ async def list_passkeys(current: Current) -> ApiResult:
 async def passkey_registration_options(current: Current, data: ProofIn) -> ApiResult:
     """Options for navigator.credentials.create(), once the password (or a current
     authenticator code) proves it is the owner; answer with /passkeys/register."""
-    offered = Proof(password=data.password or "", code=data.code or "")
+    offered = Proof(sign_in=current.session.id, password=data.password or "", code=data.code or "")
     ceremony = await passkeys.registration_options(services(), current.user.id, offered)
     return CeremonyOut(ceremony=ceremony.ceremony, options=ceremony.options), 200
 
@@ -158,15 +148,15 @@ async def passkey_register(current: Current, data: PasskeyIn) -> ApiResult:
 
 
 @blueprint.post("/passkeys/<int:passkey_id>/remove")
-@validate_request(PasswordIn)
+@validate_request(ProofIn)
 @validate_response(Message, 200)
 @document_response(Problem, 400)
 @document_response(Problem, 404)
 @document_response(Problem, 429)
 @signed_in
-async def passkey_remove(current: Current, passkey_id: int, data: PasswordIn) -> ApiResult:
+async def passkey_remove(current: Current, passkey_id: int, data: ProofIn) -> ApiResult:
     result = await passkeys.remove(
-        services(), current.user.id, passkey_id, data.password, sign_in=current.session.id
+        services(), current.user.id, passkey_id, data.password or "", sign_in=current.session.id
     )
     await continue_session(result.session_id)
     return Message(detail="Passkey removed."), 200

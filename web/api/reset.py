@@ -13,7 +13,7 @@ from web.api.base import (
     invalid_token,
     signed_in,
 )
-from web.api.models import EmailIn, Message, Model, NewPassword, Password, Token
+from web.api.models import EmailIn, Empty, Message, Model, NewPassword, Password, Token
 from web.auth import continue_session
 from web.extensions import services
 from web.problems import Problem
@@ -26,8 +26,9 @@ class ResetIn(Model):
 
 
 class ChangePasswordIn(Model):
-    current_password: Password
     password: NewPassword
+    # Optional: a recent sign-in is the proof (see ProofIn).
+    current_password: Password | None = None
 
 
 @blueprint.post("/password-reset/request")
@@ -58,6 +59,21 @@ async def password_reset_confirm(data: ResetIn) -> ApiResult:
     return Message(detail="Your password has been updated! You are now able to log in"), 200
 
 
+@blueprint.post("/password/remove")
+@validate_request(Empty)
+@validate_response(Message, 200)
+@document_response(Problem, 409)
+@signed_in
+async def password_remove(current: Current, data: Empty) -> ApiResult:
+    """(sudo) Sign in without a password from now on: with a passkey (one is needed first:
+    409 otherwise) or a code by email. Other sessions end, this one stays."""
+    result = await passwords.remove_password(
+        services(), current.user.id, sign_in=current.session.id
+    )
+    await continue_session(result.session_id)
+    return Message(detail="Your password is removed."), 200
+
+
 @blueprint.post("/password/change")
 @validate_request(ChangePasswordIn)
 @validate_response(Message, 200)
@@ -70,7 +86,7 @@ async def password_change(current: Current, data: ChangePasswordIn) -> ApiResult
     result = await passwords.change_password(
         services(),
         current.user.id,
-        data.current_password,
+        data.current_password or "",
         data.password,
         keep_session=current.session.id,
     )

@@ -72,7 +72,7 @@ async def revoke_session(current: Current, public_id: str, data: Empty) -> ApiRe
     if public_id == current.session.public_id:
         await end_session()
         return Message(detail="Signed out."), 200
-    if not await sessions.revoke(services(), current.user.id, public_id):
+    if not await sessions.revoke(services(), current.user.id, public_id, by=current.session.id):
         return problem(404, "No such session", "This account has no live session with that id.")
     return Message(detail="That session has been ended."), 200
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import StrictBool
 from quart import session
 from quart_schema import document_response, validate_request, validate_response
 
@@ -26,7 +27,7 @@ from web.ratelimit import limit_posts
 class LoginIn(Model):
     email: EmailAddress
     password: Password
-    remember: bool = False
+    remember: StrictBool = False
 
 
 @blueprint.post("/login")

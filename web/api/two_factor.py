@@ -20,6 +20,7 @@ from web.api.models import (
     Message,
     Model,
     Password,
+    ProofIn,
     SecondStepIn,
     UserOut,
     user_out,
@@ -30,17 +31,12 @@ from web.problems import Problem, problem
 from web.ratelimit import limit_posts
 
 
-class PasswordAndCodeIn(Model):
-    password: Password
-    code: Code
-
-
 class EnrolmentConfirmIn(Model):
-    """A code from the new secret, and the password: turning two-factor on needs a fresh
-    proof that it is the owner, not only their session."""
+    """A code from the new secret; turning two-factor on also needs a fresh proof that it
+    is the owner (a recent sign-in, or the password: see ProofIn)."""
 
     code: Code
-    password: Password
+    password: Password | None = None
 
 
 class EnrolmentOut(BaseModel):
@@ -119,37 +115,45 @@ async def two_factor_confirm(current: Current, data: EnrolmentConfirmIn) -> ApiR
     """Turn two-factor sign-in on (with the account's password and a code from the new
     secret); the recovery codes are in the answer, once. The session's cookie is renewed."""
     result = await two_factor.confirm_enrolment(
-        services(), current.user.id, data.code, data.password, sign_in=current.session.id
+        services(), current.user.id, data.code, data.password or "", sign_in=current.session.id
     )
     await continue_session(result.session_id)
     return RecoveryCodesOut(recovery_codes=result.recovery_codes), 200
 
 
 @blueprint.post("/two-factor/recovery-codes")
-@validate_request(PasswordAndCodeIn)
+@validate_request(ProofIn)
 @validate_response(RecoveryCodesOut, 200)
 @document_response(Problem, 400)
 @document_response(Problem, 409)
 @document_response(Problem, 429)
 @signed_in
-async def two_factor_recovery_codes(current: Current, data: PasswordAndCodeIn) -> ApiResult:
+async def two_factor_recovery_codes(current: Current, data: ProofIn) -> ApiResult:
     """New recovery codes (the old ones stop working)."""
     result = await two_factor.regenerate_codes(
-        services(), current.user.id, data.password, data.code
+        services(),
+        current.user.id,
+        data.password or "",
+        data.code or "",
+        sign_in=current.session.id,
     )
     return RecoveryCodesOut(recovery_codes=result.recovery_codes), 200
 
 
 @blueprint.post("/two-factor/disable")
-@validate_request(PasswordAndCodeIn)
+@validate_request(ProofIn)
 @validate_response(Message, 200)
 @document_response(Problem, 400)
 @document_response(Problem, 409)
 @document_response(Problem, 429)
 @signed_in
-async def two_factor_disable(current: Current, data: PasswordAndCodeIn) -> ApiResult:
+async def two_factor_disable(current: Current, data: ProofIn) -> ApiResult:
     result = await two_factor.disable(
-        services(), current.user.id, data.password, data.code, sign_in=current.session.id
+        services(),
+        current.user.id,
+        data.password or "",
+        data.code or "",
+        sign_in=current.session.id,
     )
     await continue_session(result.session_id)
     return Message(detail="Two-factor sign-in is off."), 200

@@ -9,11 +9,12 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared.services import account_data
-from shared.services.refusals import WrongConfirmation, WrongPassword
-from web.auth import current_account, end_session
+from shared.services.refusals import WrongConfirmation
+from web.auth import current_account, current_session_id, end_session
 from web.extensions import services
 from web.flashes import flash
 from web.forms import DeleteAccountForm
+from web.reauth import fresh_authentication
 from web.templating import render_template
 
 blueprint = Blueprint("account_data", __name__)
@@ -21,10 +22,11 @@ blueprint = Blueprint("account_data", __name__)
 
 @blueprint.get("/account/export")
 @login_required
+@fresh_authentication
 async def export() -> ResponseReturnValue:
     user = await current_account()
     assert user is not None
-    data = await account_data.export_account(services(), user.id)
+    data = await account_data.export_account(services(), user.id, sign_in=current_session_id())
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
         content_type="application/json; charset=utf-8",
@@ -34,6 +36,7 @@ async def export() -> ResponseReturnValue:
 
 @blueprint.route("/account/delete", methods=["GET", "POST"])
 @login_required
+@fresh_authentication
 async def delete() -> ResponseReturnValue:
     user = await current_account()
     assert user is not None
@@ -41,9 +44,9 @@ async def delete() -> ResponseReturnValue:
     if form.validate_on_submit():
         try:
             await account_data.delete_account(
-                services(), user.id, form.password.data, form.confirm_username.data
+                services(), user.id, "", form.confirm_username.data, sign_in=current_session_id()
             )
-        except (WrongConfirmation, WrongPassword) as refusal:
+        except WrongConfirmation as refusal:
             form.show(refusal)
         else:
             await end_session()

@@ -11,10 +11,16 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared import links
-from shared.services import accounts, bounces, signin
+from shared.services import accounts, bounces, login_codes, signin
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.validation import INVALID_TOKEN, InvalidInput
-from web.auth import current_account, end_session, sign_in_attempt, start_session
+from web.auth import (
+    current_account,
+    end_session,
+    remember_code_request,
+    sign_in_attempt,
+    start_session,
+)
 from web.blueprints.two_factor import remember_second_step
 from web.extensions import services
 from web.flashes import flash
@@ -30,6 +36,10 @@ LOGIN_FAILED = (
     "your address first with the link we emailed you."
 )
 CREATED = "Your account has been created! Check your email to confirm your address."
+CREATED_FINISH_BY_CODE = (
+    "Your account has been created! Enter the code we emailed you to finish: you sign in "
+    "with a code by email (or a passkey, once you add one)."
+)
 RESENT = "If an account with that address is waiting for confirmation, a new link is on its way."
 
 
@@ -40,10 +50,16 @@ async def register() -> ResponseReturnValue:
         return redirect(url_for("main.home"))
     form = await RegistrationForm.from_request()
     if form.validate_on_submit():
+        passwordless = not form.password.data
         try:
-            await accounts.register(
-                services(), form.username.data, form.email.data, form.password.data
-            )
+            if passwordless:
+                binding = await login_codes.register(
+                    services(), form.username.data, form.email.data
+                )
+            else:
+                await accounts.register(
+                    services(), form.username.data, form.email.data, form.password.data
+                )
         except UsernameTaken:
             form.username.errors = ["That username is taken."]
         except InvalidInput as error:
@@ -57,6 +73,10 @@ async def register() -> ResponseReturnValue:
         else:
             # Same message and redirect whether the address was new or already registered,
             # to prevent account enumeration; the owner of a known address gets a notice.
+            if passwordless:  # the emailed code finishes it, typed in this browser
+                remember_code_request(form.email.data, binding, remember=False, next_url="/")
+                await flash(CREATED_FINISH_BY_CODE, "success")
+                return redirect(url_for("login_codes.enter_code"))
             await flash(CREATED, "success")
             return redirect(url_for("accounts.login"))
     return await render_template("accounts/register.html", title="Register", form=form)

@@ -10,12 +10,12 @@ from quart_auth import login_required
 from shared import links
 from shared.services import bounces, email_change
 from shared.services.email_change import ConfirmOutcome
-from shared.services.refusals import WrongPassword
 from shared.validation import INVALID_TOKEN, InvalidInput
 from web.auth import current_account, current_session_id
 from web.extensions import services
 from web.flashes import flash
 from web.forms import ActionForm, ChangeEmailForm
+from web.reauth import fresh_authentication
 from web.templating import render_template
 
 blueprint = Blueprint("email_change", __name__)
@@ -34,6 +34,7 @@ async def no_referrer(response: Response) -> Response:
 
 @blueprint.route("/account/email", methods=["GET", "POST"])
 @login_required
+@fresh_authentication
 async def change() -> ResponseReturnValue:
     user = await current_account()
     assert user is not None
@@ -44,10 +45,9 @@ async def change() -> ResponseReturnValue:
                 services(),
                 user.id,
                 form.new_email.data,
-                form.password.data,
                 sign_in=current_session_id(),
             )
-        except (InvalidInput, WrongPassword) as error:
+        except InvalidInput as error:
             form.show(error)
         else:
             # The same answer whether or not the new address has an account.

@@ -13,7 +13,13 @@ from quart.typing import ResponseReturnValue
 from shared import links
 from shared.services import login_codes
 from shared.services.refusals import CodeSpent, WrongCode
-from web.auth import LOGIN_CODE, current_account, sign_in_attempt, start_session
+from web.auth import (
+    LOGIN_CODE,
+    current_account,
+    remember_code_request,
+    sign_in_attempt,
+    start_session,
+)
 from web.blueprints.two_factor import remember_second_step
 from web.extensions import services
 from web.flashes import flash
@@ -25,6 +31,10 @@ from web.templating import render_template
 blueprint = Blueprint("login_codes", __name__)
 
 EXPIRED = "That code has expired. Ask for a new one."
+ADDRESS_PROVEN_NOTICE = (
+    "Your address is confirmed. The password this account was made with is not kept (nobody "
+    "had proven the address when it was set): set one on your account page if you want one."
+)
 
 
 @blueprint.route("/login/code", methods=["GET", "POST"])
@@ -37,13 +47,9 @@ async def request_code() -> ResponseReturnValue:
     if form.validate_on_submit():
         binding = await login_codes.request(services(), form.email.data)
         # The same answer for any address: whether it has an account is the email's business.
-        session[LOGIN_CODE] = {
-            "email": form.email.data,
-            "binding": binding,
-            "remember": bool(form.remember.data),
-            "next": next_url,
-            "at": int(time.time()),
-        }
+        remember_code_request(
+            form.email.data, binding, remember=bool(form.remember.data), next_url=next_url
+        )
         return redirect(url_for("login_codes.enter_code"))
     return await render_template(
         "accounts/login_code_request.html", title="Sign in with a code", form=form
@@ -147,4 +153,6 @@ async def _signed_in(
         remember_second_step(result.second_step, remember=remember, next_url=target)
         return redirect(url_for("two_factor.second_step"))
     await start_session(result.session_id, remember=remember, device_cookie=result.device_cookie)
+    if result.password_dropped:  # after the session starts afresh, or it would be lost
+        await flash(ADDRESS_PROVEN_NOTICE, "info")
     return redirect(target)

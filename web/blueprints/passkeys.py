@@ -1,6 +1,6 @@
 """Passkeys (HTML): the list with "Add a passkey" (the ceremony runs in
-/static/passkeys.js against the JSON API, and starts with the password) and removal, which
-needs the password too."""
+/static/passkeys.js against the JSON API) and removal; both need a recent authentication
+(without one, the person confirms it is them first)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared.services import passkeys
-from shared.services.refusals import NotFound, WrongPassword
+from shared.services.refusals import NotFound
 from web.auth import continue_session, current_account, current_session_id
 from web.extensions import services
 from web.flashes import flash
-from web.forms import PasswordOnlyForm
+from web.forms import ActionForm
 from web.templating import render_template
 
 blueprint = Blueprint("passkeys", __name__)
@@ -28,7 +28,7 @@ async def list_passkeys() -> ResponseReturnValue:
         "accounts/passkeys.html",
         title="Passkeys",
         items=await passkeys.listed(services(), user.id),
-        form=await PasswordOnlyForm.from_request(),
+        form=await ActionForm.from_request(),
     )
 
 
@@ -37,19 +37,15 @@ async def list_passkeys() -> ResponseReturnValue:
 async def remove(passkey_id: int) -> ResponseReturnValue:
     user = await current_account()
     assert user is not None
-    form = await PasswordOnlyForm.from_request()
-    if form.validate_on_submit():
-        try:
-            result = await passkeys.remove(
-                services(), user.id, passkey_id, form.password.data, sign_in=current_session_id()
-            )
-        except WrongPassword as refusal:
-            await flash(refusal.message, "danger")
-        except NotFound:
-            await flash("That passkey had already been removed.", "warning")
-        else:
-            await continue_session(result.session_id)
-            await flash("The passkey has been removed.", "info")
+    form = await ActionForm.from_request()
+    form.validate_on_submit()  # raises on a bad CSRF token
+    try:
+        result = await passkeys.remove(
+            services(), user.id, passkey_id, sign_in=current_session_id()
+        )
+    except NotFound:
+        await flash("That passkey had already been removed.", "warning")
     else:
-        await flash("Enter your password to remove a passkey.", "danger")
+        await continue_session(result.session_id)
+        await flash("The passkey has been removed.", "info")
     return redirect(url_for("passkeys.list_passkeys"))

@@ -7,8 +7,8 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared import links
-from shared.services import passwords
-from shared.services.refusals import WrongPassword
+from shared.services import passwords, reauthentication
+from shared.services.refusals import NotApplicable
 from shared.validation import INVALID_TOKEN, InvalidInput
 from web import ratelimit
 from web.auth import continue_session, current_account, current_sign_in, end_session
@@ -16,6 +16,7 @@ from web.extensions import services
 from web.flashes import flash
 from web.forms import ActionForm, ChangePasswordForm, RequestResetForm, ResetPasswordForm
 from web.ratelimit import limit_posts
+from web.reauth import fresh_authentication
 from web.templating import render_template
 
 blueprint = Blueprint("reset", __name__)
@@ -74,6 +75,7 @@ async def reset_with_token(token: str) -> ResponseReturnValue:
 
 @blueprint.route("/account/password", methods=["GET", "POST"])
 @login_required
+@fresh_authentication
 async def change_password() -> ResponseReturnValue:
     current = await current_sign_in()
     assert current is not None
@@ -83,17 +85,46 @@ async def change_password() -> ResponseReturnValue:
             result = await passwords.change_password(
                 services(),
                 current.user.id,
-                form.current_password.data,
+                "",  # the proof is this sign-in's recent authentication
                 form.password.data,
                 keep_session=current.session.id,
             )
-        except (InvalidInput, WrongPassword) as error:
+        except InvalidInput as error:
             form.show(error)
         else:
             await continue_session(result.session_id)
             await flash("Your password has been updated!", "success")
             return redirect(url_for("accounts.account"))
-    return await render_template("reset/change.html", title="Change Password", form=form)
+    methods = await reauthentication.methods(services(), current.user.id)
+    return await render_template(
+        "reset/change.html",
+        title="Change Password" if methods.password else "Set a password",
+        form=form,
+        methods=methods,
+        remove_form=await ActionForm.from_request(),
+    )
+
+
+@blueprint.post("/account/password/remove")
+@login_required
+async def remove_password() -> ResponseReturnValue:
+    """Sign in without a password from now on (with a passkey, or a code by email)."""
+    form = await ActionForm.from_request()
+    form.validate_on_submit()  # raises on a bad CSRF token
+    current = await current_sign_in()
+    assert current is not None
+    try:
+        result = await passwords.remove_password(
+            services(), current.user.id, sign_in=current.session.id
+        )
+    except NotApplicable as refusal:
+        await flash(refusal.message, "warning")
+        return redirect(url_for("reset.change_password"))
+    await continue_session(result.session_id)
+    await flash(
+        "Your password is removed: sign in with your passkey or a code we email you.", "success"
+    )
+    return redirect(url_for("accounts.account"))
 
 
 @blueprint.route(links.NOT_ME.route, methods=["GET", "POST"])

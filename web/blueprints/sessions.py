@@ -58,7 +58,7 @@ async def revoke(public_id: str) -> ResponseReturnValue:
         await end_session()
         await flash("You have been signed out on this device.", "info")
         return redirect(url_for("accounts.login"))
-    if await sessions.revoke(services(), current.user.id, public_id):
+    if await sessions.revoke(services(), current.user.id, public_id, by=current.session.id):
         await flash("That session has been ended: it is signed out on its next request.", "info")
     else:
         await flash("That session had already ended.", "warning")

@@ -8,7 +8,7 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared.services import two_factor
-from shared.services.refusals import NotApplicable, WrongCode, WrongPassword
+from shared.services.refusals import NotApplicable, WrongCode
 from web.auth import (
     SECOND_STEP,
     continue_session,
@@ -19,8 +19,9 @@ from web.auth import (
 )
 from web.extensions import services
 from web.flashes import flash
-from web.forms import EnrolmentForm, PasswordAndCodeForm, SecondStepForm
+from web.forms import ActionForm, EnrolmentForm, SecondStepForm
 from web.ratelimit import limit_posts
+from web.reauth import fresh_authentication
 from web.security import safe_next
 from web.templating import render_template
 
@@ -75,6 +76,7 @@ async def second_step() -> ResponseReturnValue:
 
 @blueprint.route("/account/two-factor", methods=["GET", "POST"])
 @login_required
+@fresh_authentication
 async def settings() -> ResponseReturnValue:
     user = await current_account()
     assert user is not None
@@ -85,15 +87,15 @@ async def settings() -> ResponseReturnValue:
             "accounts/two_factor.html",
             title="Two-factor sign-in",
             status=state,
-            form=await PasswordAndCodeForm.from_request(),
+            form=await ActionForm.from_request(),
         )
     form = await EnrolmentForm.from_request()
     if form.validate_on_submit():
         try:
             result = await two_factor.confirm_enrolment(
-                context, user.id, form.code.data, form.password.data, sign_in=current_session_id()
+                context, user.id, form.code.data, sign_in=current_session_id()
             )
-        except (WrongPassword, WrongCode) as refusal:
+        except WrongCode as refusal:
             form.show(refusal)
         else:
             await continue_session(result.session_id)
@@ -116,43 +118,37 @@ async def settings() -> ResponseReturnValue:
 @blueprint.post("/account/two-factor/recovery-codes")
 @login_required
 async def regenerate() -> ResponseReturnValue:
-    return await _password_and_code_change("regenerate")
+    form = await ActionForm.from_request()
+    form.validate_on_submit()  # raises on a bad CSRF token
+    user = await current_account()
+    assert user is not None
+    try:
+        result = await two_factor.regenerate_codes(
+            services(), user.id, sign_in=current_session_id()
+        )
+    except NotApplicable as refusal:
+        await flash(refusal.message, "warning")
+        return redirect(url_for("two_factor.settings"))
+    return await render_template(
+        "accounts/recovery_codes.html",
+        title="Your recovery codes",
+        codes=result.recovery_codes,
+        just_enabled=False,
+    )
 
 
 @blueprint.post("/account/two-factor/disable")
 @login_required
 async def disable() -> ResponseReturnValue:
-    return await _password_and_code_change("disable")
-
-
-async def _password_and_code_change(action: str) -> ResponseReturnValue:
+    form = await ActionForm.from_request()
+    form.validate_on_submit()
     user = await current_account()
     assert user is not None
-    form = await PasswordAndCodeForm.from_request()
-    if form.validate_on_submit():
-        password, code = form.password.data, form.code.data
-        try:
-            if action == "regenerate":
-                result = await two_factor.regenerate_codes(services(), user.id, password, code)
-                return await render_template(
-                    "accounts/recovery_codes.html",
-                    title="Your recovery codes",
-                    codes=result.recovery_codes,
-                    just_enabled=False,
-                )
-            result = await two_factor.disable(
-                services(), user.id, password, code, sign_in=current_session_id()
-            )
-        except (WrongPassword, WrongCode, NotApplicable) as refusal:
-            if refusal.field is None:
-                await flash(refusal.message, "warning")
-                return redirect(url_for("two_factor.settings"))
-            form.show(refusal)
-        else:
-            await continue_session(result.session_id)
-            await flash("Two-factor sign-in is off.", "info")
-            return redirect(url_for("accounts.account"))
-    state = await two_factor.status(services(), user.id)
-    return await render_template(
-        "accounts/two_factor.html", title="Two-factor sign-in", status=state, form=form
-    )
+    try:
+        result = await two_factor.disable(services(), user.id, sign_in=current_session_id())
+    except NotApplicable as refusal:
+        await flash(refusal.message, "warning")
+        return redirect(url_for("two_factor.settings"))
+    await continue_session(result.session_id)
+    await flash("Two-factor sign-in is off.", "info")
+    return redirect(url_for("accounts.account"))

@@ -20,6 +20,12 @@
       body: JSON.stringify(body),
     });
     const data = await response.json().catch(() => ({}));
+    if (response.status === 401 && String(data.type || "").endsWith("reauthentication-required")) {
+      // Adding a way in needs a recent sign-in: confirm it is you, then back here.
+      const back = window.location.pathname + window.location.search;
+      window.location.assign("/account/reauthenticate?next=" + encodeURIComponent(back));
+      throw new Error("Confirm it is you first.");
+    }
     if (!response.ok) throw new Error(data.detail || "The passkey was not accepted.");
     return data;
   };
@@ -53,8 +59,7 @@
     button.hidden = false;
     button.addEventListener("click", async () => {
       try {
-        const password = document.getElementById("passkey-password").value;
-        const { ceremony, options } = await post("/api/v1/passkeys/register/options", { password });
+        const { ceremony, options } = await post("/api/v1/passkeys/register/options", {});
         options.challenge = toBytes(options.challenge);
         options.user.id = toBytes(options.user.id);
         options.excludeCredentials = (options.excludeCredentials || []).map((c) => ({ ...c, id: toBytes(c.id) }));
@@ -83,6 +88,21 @@
         });
         // A passkey that did not verify the person is one factor: the second step follows.
         window.location.assign(answer.second_step ? "/login/two-factor" : (button.dataset.next || "/"));
+      } catch (error) {
+        say(button, error.message);
+      }
+    });
+  });
+  document.querySelectorAll("[data-passkey-reauthenticate]").forEach((button) => {
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      try {
+        const { ceremony, options } = await post("/api/v1/reauthenticate/passkey/options", {});
+        options.challenge = toBytes(options.challenge);
+        options.allowCredentials = (options.allowCredentials || []).map((c) => ({ ...c, id: toBytes(c.id) }));
+        const credential = await navigator.credentials.get({ publicKey: options });
+        await post("/api/v1/reauthenticate/passkey", { ceremony, credential: credentialJSON(credential) });
+        window.location.assign(button.dataset.next || "/account");
       } catch (error) {
         say(button, error.message);
       }

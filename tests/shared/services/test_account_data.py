@@ -7,9 +7,13 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.models import Email, User
-from shared.services import account_data
+from shared.services import account_data, sessions
 from shared.services.context import ServiceContext
-from shared.services.refusals import WrongConfirmation, WrongPassword
+from shared.services.refusals import (
+    ReauthenticationRequired,
+    WrongConfirmation,
+    WrongPassword,
+)
 from tests.shared.services.helpers import (
     PASSWORD,
     register_alice,
@@ -19,8 +23,11 @@ from tests.shared.services.helpers import (
 async def test_deleting_needs_the_username_and_the_password(services_ctx: ServiceContext) -> None:
     ctx = services_ctx
     alice = await register_alice(ctx, confirmed=True)
-    exported = await account_data.export_account(ctx, alice.id)
+    here = await sessions.start(ctx, alice, lifetime=60, client="a", user_agent="", methods=[])
+    exported = await account_data.export_account(ctx, alice.id, sign_in=here)
     assert exported["profile"]["username"] == "alice"
+    with pytest.raises(ReauthenticationRequired):  # no sign-in, or an old one: no export
+        await account_data.export_account(ctx, alice.id, sign_in=None)
     with pytest.raises(WrongConfirmation) as refused:
         await account_data.delete_account(ctx, alice.id, PASSWORD, "Alice ")
     assert refused.value.field == "username"

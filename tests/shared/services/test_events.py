@@ -94,7 +94,7 @@ async def test_the_account_lifecycle_writes_its_events(services_ctx: ServiceCont
     )
     other = await sessions.start(ctx, alice, lifetime=60, client="b", user_agent="", methods=PWD)
     listed = {s.id: s.public_id for s in await sessions.active(ctx, alice.id)}
-    await sessions.revoke(ctx, alice.id, listed[other])
+    await sessions.revoke(ctx, alice.id, listed[other], by=here)
     await sessions.revoke_others(ctx, alice.id, keep=here)
     await passwords.request_reset(ctx, "alice@example.com")
     await passwords.request_reset(ctx, "nobody@example.com")

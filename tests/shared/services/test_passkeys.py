@@ -4,26 +4,32 @@ the proof before a ceremony, what a ceremony accepts, and the refusals."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pyotp
 import pytest
+from sqlalchemy import func, select, update
 
-from shared.models import SignInSession
-from shared.services import passkeys, signin, two_factor
+from shared.models import SignInSession, User
+from shared.services import accounts, passkeys, sessions, signin, two_factor
 from shared.services.context import ServiceContext
 from shared.services.proof import Proof
-from shared.services.refusals import NotAccepted, NotFound, WrongPassword
+from shared.services.refusals import (
+    NotAccepted,
+    NotFound,
+    ReauthenticationRequired,
+    WrongPassword,
+)
 from shared.services.signin import Attempt
-from shared.validation import InvalidInput
 from tests.authenticator import Authenticator
-from tests.shared.services.helpers import PASSWORD, register_alice
+from tests.shared.services.helpers import PASSWORD, after_the_answer, register_alice
 
 
 async def test_a_passkey_is_added_after_a_proof_and_signs_in(services_ctx: ServiceContext) -> None:
     ctx = services_ctx
     alice = await register_alice(ctx, confirmed=True)
     authenticator = Authenticator(ctx.settings.base_url)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(ReauthenticationRequired):  # no recent sign-in, nothing typed
         await passkeys.registration_options(ctx, alice.id, Proof())
     with pytest.raises(WrongPassword):
         await passkeys.registration_options(ctx, alice.id, Proof(password="no"))
@@ -40,6 +46,43 @@ async def test_a_passkey_is_added_after_a_proof_and_signs_in(services_ctx: Servi
     )
     assert signed_in.user is not None and signed_in.user.id == alice.id
     assert signed_in.session_id is not None and signed_in.second_step is None
+
+
+async def test_a_passkey_reauthenticates_its_own_accounts_sign_in(
+    services_ctx: ServiceContext,
+) -> None:
+    ctx = services_ctx
+    alice = await register_alice(ctx, confirmed=True)
+    await accounts.register(ctx, "bob", "bob@example.com", PASSWORD)
+    await after_the_answer(ctx)
+    async with ctx.reading() as session:
+        bob_id = await session.scalar(select(User.id).where(User.username == "bob"))
+    assert bob_id is not None
+    authenticator = Authenticator(ctx.settings.base_url)
+    ceremony = await passkeys.registration_options(ctx, alice.id, Proof(password=PASSWORD))
+    await passkeys.register(
+        ctx, alice.id, ceremony.ceremony, "Laptop", authenticator.create(ceremony.options)
+    )
+    here = await sessions.start(ctx, alice, lifetime=60, client="a", user_agent="", methods=[])
+    async with ctx.unit_of_work() as session:
+        await session.execute(
+            update(SignInSession).values(authenticated_at=func.now() - timedelta(hours=1))
+        )
+    with pytest.raises(ReauthenticationRequired):
+        await passkeys.registration_options(ctx, alice.id, Proof(sign_in=here))
+    # Bob's ceremony cannot take Alice's passkey, nor the other way round.
+    theirs = await passkeys.reauthentication_options(ctx, bob_id)
+    with pytest.raises(NotAccepted):
+        await passkeys.reauthenticate(
+            ctx, alice.id, here, theirs.ceremony, authenticator.get(theirs.options)
+        )
+    options = await passkeys.reauthentication_options(ctx, alice.id)
+    assert [c["id"] for c in options.options["allowCredentials"]] != []
+    await passkeys.reauthenticate(
+        ctx, alice.id, here, options.ceremony, authenticator.get(options.options)
+    )
+    # Sudo mode: the sign-in alone is the proof now.
+    await passkeys.registration_options(ctx, alice.id, Proof(sign_in=here))
 
 
 async def test_removing_needs_the_password_and_an_existing_passkey(
