@@ -3,6 +3,7 @@ and its connection reuse."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 from typing import Any
@@ -158,6 +159,24 @@ async def test_connections_are_reused_not_opened_per_message(
         await pool.send(message())
     assert len(sink.messages) == 20
     assert pool.connects == 1
+    await pool.close()
+
+
+async def test_a_priority_message_takes_the_next_free_connection(
+    settings: Settings, server: tuple[MailSink, int]
+) -> None:
+    """Ten ordinary messages wait for two connections to a slow server; a priority one (a
+    sign-in code) asked for after them goes out as soon as one is free, not last."""
+    sink, port = server
+    sink.delay = 0.05
+    pool = configured(settings, port)
+    ordinary = [asyncio.create_task(pool.send(message(f"n{n}@example.com"))) for n in range(10)]
+    await asyncio.sleep(0.01)  # every ordinary one is waiting or being sent
+    await pool.send(message("code@example.com"), priority=True)
+    await asyncio.gather(*ordinary)
+    order = [m.message["To"] for m in sink.messages]
+    assert order.index("code@example.com") <= 2, order  # after the two already in flight
+    assert len(order) == 11
     await pool.close()
 
 

@@ -155,7 +155,9 @@ async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:
     email.attempts += 1
     try:
         with metrics.SMTP_SECONDS.time():
-            reply = await st.mailer.send(message, envelope=envelope)
+            reply = await st.mailer.send(
+                message, envelope=envelope, priority=email.kind in PRIORITY_KINDS
+            )
     except DeliveryError as error:
         return await _classify_failure(st, email, error)
     await st.breaker.success()
