@@ -146,15 +146,15 @@ class AfterTheAnswer:
     the test calls :meth:`run`, one piece at a time (all on the test's one connection)."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[Any, tuple[Any, ...]]] = []
+        self.calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]]] = []
 
-    def __call__(self, func: Any, *args: Any) -> None:
-        self.calls.append((func, args))
+    def __call__(self, func: Any, *args: Any, **kwargs: Any) -> None:
+        self.calls.append((func, args, kwargs))
 
     async def run(self) -> None:
         while self.calls:
-            func, args = self.calls.pop(0)
-            await func(*args)
+            func, args, kwargs = self.calls.pop(0)
+            await func(*args, **kwargs)
 
 
 @pytest.fixture

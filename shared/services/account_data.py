@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import passwords
 from shared.jobs import AccountDeleted, EmailKind
 from shared.models import (
     BounceReport,
@@ -19,6 +20,7 @@ from shared.models import (
     SignInSession,
     Suppression,
     TextPost,
+    TrustedBrowser,
     User,
     UsernameHold,
     WebhookDelivery,
@@ -62,6 +64,11 @@ async def export_account(
         keys = await session.scalars(
             select(Passkey).where(Passkey.user_id == user_id).order_by(Passkey.id)
         )
+        remembered = await session.scalars(
+            select(TrustedBrowser)
+            .where(TrustedBrowser.user_id == user_id)
+            .order_by(TrustedBrowser.id)
+        )
         history = await session.scalars(
             select(SecurityEvent).where(SecurityEvent.user_id == user_id).order_by(SecurityEvent.id)
         )
@@ -77,6 +84,7 @@ async def export_account(
                 "created_at": _when(user.created_at),
                 "last_sign_in_at": _when(user.last_sign_in_at),
                 "two_factor_enabled_at": _when(user.totp_enabled_at),
+                "has_password": passwords.is_usable(user.password_hash),
             },
             "texts": [
                 {"title": t.title, "content": t.content, "created_at": _when(t.created_at)}
@@ -103,6 +111,15 @@ async def export_account(
                     "last_used_at": _when(k.last_used_at),
                 }
                 for k in keys
+            ],
+            "trusted_browsers": [
+                {
+                    "device": b.device,
+                    "client_address": b.client_address,
+                    "created_at": _when(b.created_at),
+                    "expires_at": _when(b.expires_at),
+                }
+                for b in remembered
             ],
             "events": [
                 {

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 PING_TIMEOUT = 3.0  # seconds a backing service has to answer a start-up check
 
 Defer = Callable[..., None]
-"""Run ``func(*args)`` after the answer has gone out (Quart's ``add_background_task``)."""
+"""Run ``func(*args, **kwargs)`` after the answer has gone out (Quart's
+``add_background_task``)."""
 
 
 class BackgroundTasks:
@@ -37,8 +38,8 @@ class BackgroundTasks:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def __call__(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        task = asyncio.ensure_future(func(*args))
+    def __call__(self, func: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> None:
+        task = asyncio.ensure_future(func(*args, **kwargs))
         self._tasks.add(task)
         task.add_done_callback(self._done)
 

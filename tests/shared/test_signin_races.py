@@ -13,12 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import SessionMaker
 from shared.jobs import EmailKind
-from shared.models import Email, User
-from shared.services import accounts, email_change, passwords, signin
+from shared.models import Email, LoginCode, User
+from shared.services import accounts, email_change, login_codes, passwords, signin
 from shared.services.context import ServiceContext
 from shared.services.signin import Attempt
 from shared.settings import Settings
-from shared.tokens import ChangeEmailLink, Purpose
+from shared.tokens import ChangeEmailLink, Purpose, login_code
 from tests.support import committing_context
 
 PASSWORD = "correct horse battery"
@@ -199,3 +199,22 @@ async def test_strangers_refused_attempts_are_counted_not_listed(
     ]
     assert owed == 2
     assert events.in_words(rows[0]).startswith("390 sign-in attempts held back from 40 addresses")
+
+
+async def test_one_emailed_code_signs_in_once_whatever_the_burst(ctx: ServiceContext) -> None:
+    await login_codes.request(ctx, "alice@example.com")
+    await ctx.defer.drain()  # type: ignore[attr-defined]
+    async with ctx.reading() as session:
+        held = await session.scalar(select(LoginCode))
+    assert held is not None
+    code = login_code(ctx.secret, held.user_id, held.generation, held.salt)
+    outcomes = await asyncio.gather(
+        *(
+            login_codes.with_code(ctx, "alice@example.com", code, Attempt(client=f"10.0.1.{n}"))
+            for n in range(BURST)
+        ),
+        return_exceptions=True,
+    )
+    kinds = [type(outcome).__name__ for outcome in outcomes]
+    assert kinds.count("Result") == 1, kinds
+    assert set(kinds) <= {"Result", "WrongCode", "CodeSpent"}

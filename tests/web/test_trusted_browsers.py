@@ -4,6 +4,7 @@ that say the account may be in other hands, or its factors changed, forget every
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,6 +56,9 @@ async def test_a_remembered_browser_skips_the_second_step_and_no_other_does(
     sessions_page = await browser.get("/account/sessions")
     assert "Browsers that skip the second step" in sessions_page.text
     assert "this browser" in sessions_page.text
+    exported = json.loads((await browser.get("/account/export")).text)
+    assert [b["device"] for b in exported["trusted_browsers"]] == ["An unknown browser"]
+    assert exported["profile"]["has_password"] is True
     await browser.logout()
 
     assert (await browser.login()).location == "/"  # the password alone, here

@@ -28,6 +28,14 @@ class ProfileExport(BaseModel):
     created_at: str | None
     last_sign_in_at: str | None
     two_factor_enabled_at: str | None
+    has_password: bool  # False: it signs in by passkey or emailed code
+
+
+class TrustedBrowserExport(BaseModel):
+    device: str
+    client_address: str
+    created_at: str | None
+    expires_at: str | None
 
 
 class TextExport(BaseModel):
@@ -76,6 +84,7 @@ class AccountExport(BaseModel):
     texts: list[TextExport]
     sessions: list[SessionExport]
     passkeys: list[PasskeyExport]
+    trusted_browsers: list[TrustedBrowserExport]
     events: list[EventExport]
     emails: list[EmailExport]
 
