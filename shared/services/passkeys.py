@@ -1,14 +1,10 @@
 """Passkeys (WebAuthn, with py_webauthn): register one, list and remove them, sign in with
-one (a discoverable credential: no username typed), or use one as the second step of a
-two-factor sign-in.
+one (a discoverable credential: no username typed), use one as the second step of a
+two-factor sign-in, or re-authenticate with one. Each ceremony's challenge is kept and taken
+once by :mod:`shared.services.ceremonies`.
 
-Every ceremony's challenge is kept server-side, in Redis, under a random ceremony id, and
-taken (read and deleted at once) when the answer comes: a challenge is answered once; how
-many a session or a client may start is limited. The relying party is the host of BASE_URL,
-the origin BASE_URL itself.
-
-Adding a passkey adds a way in, so it needs a fresh proof (the password, or a current
-authenticator code: :mod:`shared.services.proof`), and the passkey remembers the sign-in
+Adding a passkey adds a way in, so it needs a fresh proof (a recent authentication:
+:mod:`shared.services.proof`), and the passkey remembers the sign-in
 that added it ("this wasn't me" about that sign-in removes it). A passkey whose
 authenticator verified the person (PIN, biometrics: the UV flag) is two factors; one that
 only saw someone present is one, and on a two-factor account the second step follows it.
@@ -17,13 +13,10 @@ only saw someone present is one, and on a two-factor account the second step fol
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from redis.exceptions import RedisError
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -49,13 +42,21 @@ from shared import assurance
 from shared.assurance import Method
 from shared.models import Passkey, User
 from shared.ratelimit import Limit
-from shared.services import events, factors, proof, reauthentication, sessions, signin, users
+from shared.services import (
+    ceremonies,
+    events,
+    factors,
+    proof,
+    reauthentication,
+    second_step,
+    sessions,
+    signin,
+    users,
+)
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.services.refusals import Locked, NotAccepted, NotApplicable, NotFound
 
-CEREMONY_SECONDS = 300
-CEREMONIES_PER_WINDOW = 20  # per account (adding) or per client (signing in), in CEREMONY_SECONDS
 SITE_NAME = "Accounts"
 BIGINT_MAX = 2**63 - 1
 # What a malformed answer from a browser or an API client can raise inside py_webauthn's
@@ -66,46 +67,6 @@ MALFORMED = (WebAuthnException, ValueError, KeyError, TypeError, AttributeError,
 def attempt_limit(ctx: ServiceContext) -> Limit:
     settings = ctx.settings
     return Limit("passkey", settings.LOGIN_FAILURES_BEFORE_LOCK, settings.LOGIN_LOCK_SECONDS)
-
-
-def ceremony_limit() -> Limit:
-    return Limit("passkey-ceremony", CEREMONIES_PER_WINDOW, CEREMONY_SECONDS)
-
-
-def _relying_party(ctx: ServiceContext) -> tuple[str, str]:
-    base = ctx.settings.base_url
-    return urlsplit(base).hostname or "localhost", base
-
-
-def _ceremony_key(ctx: ServiceContext, ceremony: str) -> str:
-    return f"{ctx.settings.REDIS_KEY_PREFIX}webauthn:{ceremony}"
-
-
-async def _keep(ctx: ServiceContext, challenge: bytes, about: dict[str, Any]) -> str:
-    ceremony = secrets.token_urlsafe(18)
-    value = json.dumps({"challenge": challenge.hex(), **about})
-    await ctx.redis.set(_ceremony_key(ctx, ceremony), value, ex=CEREMONY_SECONDS)
-    return ceremony
-
-
-async def _take(ctx: ServiceContext, ceremony: str) -> dict[str, Any] | None:
-    """The ceremony's challenge and facts, once: reading deletes it."""
-    if not ceremony or len(ceremony) > 64:
-        return None
-    try:
-        raw = await ctx.redis.getdel(_ceremony_key(ctx, ceremony))
-    except (RedisError, OSError):
-        return None
-    if raw is None:
-        return None
-    data: dict[str, Any] = json.loads(raw)
-    return data
-
-
-@dataclass(frozen=True, slots=True)
-class Ceremony:
-    ceremony: str  # the id the answer must come back with
-    options: dict[str, Any]  # for navigator.credentials.create/get (base64url, as JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +90,12 @@ async def _count(ctx: ServiceContext, limit: Limit, subject: str) -> None:
         raise Locked(verdict.retry_after, "attempts")
 
 
-async def registration_options(ctx: ServiceContext, user_id: int, offered: proof.Proof) -> Ceremony:
+async def registration_options(
+    ctx: ServiceContext, user_id: int, offered: proof.Proof
+) -> ceremonies.Ceremony:
     """Options for adding a passkey, once ``offered`` proves it is the owner."""
-    await _count(ctx, ceremony_limit(), f"uid {user_id}")
-    rp_id, _ = _relying_party(ctx)
+    await _count(ctx, ceremonies.limit(), f"uid {user_id}")
+    rp_id, _ = ceremonies.relying_party(ctx)
     async with proof.proven(ctx, user_id, offered) as (session, user):
         existing = list(
             await session.scalars(select(Passkey.credential_id).where(Passkey.user_id == user_id))
@@ -150,8 +113,8 @@ async def registration_options(ctx: ServiceContext, user_id: int, offered: proof
         ),
     )
     about = {"uid": user_id, "kind": "register"}
-    ceremony = await _keep(ctx, options.challenge, about)
-    return Ceremony(ceremony=ceremony, options=json.loads(options_to_json(options)))
+    ceremony = await ceremonies.keep(ctx, options.challenge, about)
+    return ceremonies.Ceremony(ceremony=ceremony, options=json.loads(options_to_json(options)))
 
 
 async def register(
@@ -166,10 +129,10 @@ async def register(
     """Add the passkey a registration ceremony created. ``sign_in`` (the session asking)
     gets a new id and is remembered with the passkey: "this wasn't me" about it removes the
     passkey."""
-    facts = await _take(ctx, ceremony)
+    facts = await ceremonies.take(ctx, ceremony)
     if facts is None or facts.get("kind") != "register" or facts.get("uid") != user_id:
         raise NotAccepted(EXPIRED)
-    rp_id, origin = _relying_party(ctx)
+    rp_id, origin = ceremonies.relying_party(ctx)
     try:
         verified = verify_registration_response(
             credential=credential,
@@ -248,11 +211,11 @@ async def remove(
 
 async def sign_in_options(
     ctx: ServiceContext, *, client: str, second_step: str | None = None
-) -> Ceremony:
+) -> ceremonies.Ceremony:
     """Options for signing in with a passkey: any of the site's (discoverable credentials),
     or, as the second step of a two-factor sign-in, one of that account's."""
-    await _count(ctx, ceremony_limit(), f"client {client}")
-    rp_id, _ = _relying_party(ctx)
+    await _count(ctx, ceremonies.limit(), f"client {client}")
+    rp_id, _ = ceremonies.relying_party(ctx)
     allowed: list[PublicKeyCredentialDescriptor] = []
     about: dict[str, Any] = {"kind": "sign-in"}
     if second_step is not None:
@@ -262,8 +225,8 @@ async def sign_in_options(
         allow_credentials=allowed,
         user_verification=UserVerificationRequirement.PREFERRED,
     )
-    ceremony = await _keep(ctx, options.challenge, about)
-    return Ceremony(ceremony=ceremony, options=json.loads(options_to_json(options)))
+    ceremony = await ceremonies.keep(ctx, options.challenge, about)
+    return ceremonies.Ceremony(ceremony=ceremony, options=json.loads(options_to_json(options)))
 
 
 async def sign_in(
@@ -278,7 +241,7 @@ async def sign_in(
     the second step follows (SECOND_STEP). Attempts are counted per client before they are
     checked."""
     await _count(ctx, attempt_limit(ctx), f"client {attempt.client}")
-    facts = await _take(ctx, ceremony)
+    facts = await ceremonies.take(ctx, ceremony)
     if facts is None or facts.get("kind") not in ("sign-in", "second-step"):
         raise NotAccepted(EXPIRED)
     async with ctx.unit_of_work() as session:
@@ -316,10 +279,10 @@ async def sign_in(
     return Result(user=user, device_cookie=concluded.device_cookie, session_id=concluded.session_id)
 
 
-async def reauthentication_options(ctx: ServiceContext, user_id: int) -> Ceremony:
+async def reauthentication_options(ctx: ServiceContext, user_id: int) -> ceremonies.Ceremony:
     """Options for re-authenticating with one of the account's own passkeys."""
-    await _count(ctx, ceremony_limit(), f"uid {user_id}")
-    rp_id, _ = _relying_party(ctx)
+    await _count(ctx, ceremonies.limit(), f"uid {user_id}")
+    rp_id, _ = ceremonies.relying_party(ctx)
     async with ctx.reading() as session:
         mine = list(
             await session.scalars(select(Passkey.credential_id).where(Passkey.user_id == user_id))
@@ -329,8 +292,10 @@ async def reauthentication_options(ctx: ServiceContext, user_id: int) -> Ceremon
         allow_credentials=[PublicKeyCredentialDescriptor(id=cid) for cid in mine],
         user_verification=UserVerificationRequirement.PREFERRED,
     )
-    ceremony = await _keep(ctx, options.challenge, {"kind": "reauthenticate", "uid": user_id})
-    return Ceremony(ceremony=ceremony, options=json.loads(options_to_json(options)))
+    ceremony = await ceremonies.keep(
+        ctx, options.challenge, {"kind": "reauthenticate", "uid": user_id}
+    )
+    return ceremonies.Ceremony(ceremony=ceremony, options=json.loads(options_to_json(options)))
 
 
 async def reauthenticate(
@@ -343,7 +308,7 @@ async def reauthenticate(
     """Re-authenticate sign-in ``sign_in`` with one of its account's passkeys (any: the
     person shows again that they hold it; counted, as sign-in attempts are)."""
     await _count(ctx, attempt_limit(ctx), f"uid {user_id}")
-    facts = await _take(ctx, ceremony)
+    facts = await ceremonies.take(ctx, ceremony)
     if facts is None or facts.get("kind") != "reauthenticate" or facts.get("uid") != user_id:
         raise NotAccepted(EXPIRED)
     async with ctx.unit_of_work() as session:
@@ -368,7 +333,7 @@ async def _assertion(
         credential_id = b""
     if not credential_id:
         raise NotAccepted("The passkey was not accepted (no credential id).")
-    rp_id, origin = _relying_party(ctx)
+    rp_id, origin = ceremonies.relying_party(ctx)
     passkey = await session.scalar(
         select(Passkey).where(Passkey.credential_id == credential_id).with_for_update()
     )
@@ -392,7 +357,7 @@ def _pending_for(ctx: ServiceContext, facts: dict[str, Any], user: User) -> list
     """The methods of the first step this second-step ceremony completes, if that step is
     ``user``'s and was not a passkey already (the same something-you-have twice is still one
     factor); None otherwise."""
-    waiting = signin.pending_sign_in(ctx, str(facts.get("pending", "")))
+    waiting = second_step.pending(ctx, str(facts.get("pending", "")))
     if (
         waiting is None
         or waiting.user_id != user.id

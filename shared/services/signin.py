@@ -29,7 +29,7 @@ from shared.jobs import NewDevice
 from shared.models import User
 from shared.outbox import email_user
 from shared.ratelimit import Limit
-from shared.services import accounts, events, sessions, trusted_browsers, users
+from shared.services import accounts, events, second_step, sessions, trusted_browsers, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.tokens import Purpose, int_field
@@ -38,7 +38,6 @@ from shared.validation import email_key
 DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600
 RECENT_DEVICE = 90 * 24 * 3600  # a browser unseen for longer is "new" again
 NEW_DEVICE_NOTICE_EVERY = 15 * 60  # seconds: at most one new-device email per account
-SECOND_STEP_MAX_AGE = 300  # seconds to complete the second factor after the password
 
 
 def client_limit(ctx: ServiceContext) -> Limit:
@@ -116,7 +115,7 @@ async def conclude(
     if needs_second_factor(user) and not two:
         remembered = await trusted_browsers.trusts(session, user.id, browser)
         if not remembered:
-            return Concluded(second_step=second_step_token(ctx, user, user.email_key, methods))
+            return Concluded(second_step=second_step.token(ctx, user, user.email_key, methods))
     session_id = await record_sign_in(
         session, ctx, user, attempt, method=method, methods=methods, remembered=remembered
     )
@@ -248,64 +247,6 @@ async def _record_for_known(session: AsyncSession, attempts: list[_Attempt]) -> 
             if attempt.key in accounts
         ],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class PendingSignIn:
-    """A sign-in whose password was right and whose second factor is still to come."""
-
-    user_id: int
-    session_version: int
-    key: str  # the address key of the account
-    methods: list[Method]  # the first step's, in RFC 8176 terms (shared.assurance)
-
-    @property
-    def first(self) -> str:
-        """The factor already given: "password", or "passkey" (one without user
-        verification, which is something you have and nothing more)."""
-        return _first_step(self.methods)
-
-
-def _first_step(methods: Sequence[Method]) -> str:
-    keys = {Method.HARDWARE_KEY, Method.SOFTWARE_KEY}
-    return "passkey" if keys & set(methods) else "password"
-
-
-def second_step_token(ctx: ServiceContext, user: User, key: str, methods: Sequence[Method]) -> str:
-    """A first factor was right on an account with two-factor sign-in: what the second step
-    needs, signed (it lapses after SECOND_STEP_MAX_AGE, and with the session version)."""
-    payload = {
-        "uid": user.id,
-        "sv": user.session_version,
-        "key": key,
-        "amr": [str(m) for m in methods],
-        # What the version before "amr" reads (a process of it may still be answering
-        # during a deployment): without it, it would take a passkey's step for a password's.
-        "via": _first_step(methods),
-    }
-    return ctx.tokens.dumps(Purpose.SECOND_STEP, payload)
-
-
-def pending_sign_in(ctx: ServiceContext, token: str) -> PendingSignIn | None:
-    """What a ``LoginOutcome.second_step`` token stands for, while it is fresh (it lapses
-    after SECOND_STEP_MAX_AGE; a password change makes it useless through the version)."""
-    payload = ctx.tokens.loads(Purpose.SECOND_STEP, token, max_age=SECOND_STEP_MAX_AGE)
-    if payload is None:
-        return None
-    user_id, version = int_field(payload, "uid"), int_field(payload, "sv")
-    key, given = payload.get("key"), payload.get("amr")
-    if user_id is None or version is None or not isinstance(key, str):
-        return None
-    if isinstance(given, list) and all(isinstance(v, str) for v in given):
-        methods = assurance.parse(given)
-    elif payload.get("via", "password") in ("password", "passkey"):
-        # Handed out before sign-ins recorded their methods (minutes ago at most).
-        methods = [Method.SOFTWARE_KEY if payload.get("via") == "passkey" else Method.PASSWORD]
-    else:
-        return None
-    if not methods:
-        return None
-    return PendingSignIn(user_id, version, key, methods)
 
 
 def new_device_cookie(ctx: ServiceContext, key: str, user_id: int, *, keep: str | None) -> str:

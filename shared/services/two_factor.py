@@ -22,7 +22,16 @@ from shared import assurance
 from shared.assurance import Method
 from shared.models import RecoveryCode, User
 from shared.ratelimit import Limit
-from shared.services import events, factors, proof, sessions, signin, trusted_browsers, users
+from shared.services import (
+    events,
+    factors,
+    proof,
+    second_step,
+    sessions,
+    signin,
+    trusted_browsers,
+    users,
+)
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.services.refusals import Locked, NotApplicable, WrongCode
@@ -121,10 +130,10 @@ async def complete_sign_in(
     attempt: signin.Attempt,
 ) -> Result:
     """The second step of a sign-in: ``pending`` is what the first step handed out (it
-    lapses after signin.SECOND_STEP_MAX_AGE, and with any password change). Wrong codes count
+    lapses after second_step.SECOND_STEP_MAX_AGE, and with any password change). Wrong codes count
     toward the same locks as wrong passwords. :class:`NotApplicable` when the sign-in it
     completes has lapsed."""
-    waiting = signin.pending_sign_in(ctx, pending)
+    waiting = second_step.pending(ctx, pending)
     if waiting is None:
         raise NotApplicable("Your sign-in has expired. Please sign in again.")
     user_id, version, key = waiting.user_id, waiting.session_version, waiting.key

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from shared.models import LoginCode, TrustedBrowser
-from shared.services import login_codes, passkeys, signin, two_factor
+from shared.services import login_codes, passkeys, second_step, signin, two_factor
 from shared.services.context import ServiceContext
 from shared.services.proof import Proof
 from shared.services.signin import Attempt
@@ -99,13 +99,13 @@ async def test_the_rule(
         cookie = await remembered_browser(ctx, alice.id, alice.email_key)
     attempt = Attempt(client="192.0.2.1", device_cookie=cookie)
 
-    session_id, second_step = await first_step(ctx, factor, attempt, keys)
+    session_id, waiting = await first_step(ctx, factor, attempt, keys)
 
     needs_second = (
         enrolled == "authenticator app" and factor in ONE_FACTOR and browser == "unknown browser"
     )
-    assert (second_step is not None) is needs_second, (factor, enrolled, browser)
+    assert (waiting is not None) is needs_second, (factor, enrolled, browser)
     assert (session_id is None) is needs_second
     if needs_second:
-        pending = signin.pending_sign_in(ctx, second_step or "")
+        pending = second_step.pending(ctx, waiting or "")
         assert pending is not None and pending.user_id == alice.id

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from shared.assurance import Method
 from shared.jobs import EmailKind
 from shared.models import Email, User
-from shared.services import signin
+from shared.services import second_step, signin
 from shared.services.context import ServiceContext
 from shared.services.signin import Attempt
 from shared.tokens import Purpose
@@ -169,14 +169,14 @@ def test_a_second_step_token_carries_the_first_steps_methods(
     method this code knows is no first step at all."""
     ctx = services_ctx
     alice = User(id=7, session_version=3)
-    token = signin.second_step_token(ctx, alice, "k", [Method.HARDWARE_KEY])
-    pending = signin.pending_sign_in(ctx, token)
-    assert pending == signin.PendingSignIn(7, 3, "k", [Method.HARDWARE_KEY])
+    token = second_step.token(ctx, alice, "k", [Method.HARDWARE_KEY])
+    pending = second_step.pending(ctx, token)
+    assert pending == second_step.PendingSignIn(7, 3, "k", [Method.HARDWARE_KEY])
     assert pending.first == "passkey"
     older = ctx.tokens.dumps(Purpose.SECOND_STEP, {"uid": 7, "sv": 3, "key": "k", "via": "passkey"})
-    assert signin.pending_sign_in(ctx, older) == signin.PendingSignIn(
+    assert second_step.pending(ctx, older) == second_step.PendingSignIn(
         7, 3, "k", [Method.SOFTWARE_KEY]
     )
     for amr in ([], ["sms"]):
         unknown = ctx.tokens.dumps(Purpose.SECOND_STEP, {"uid": 7, "sv": 3, "key": "k", "amr": amr})
-        assert signin.pending_sign_in(ctx, unknown) is None
+        assert second_step.pending(ctx, unknown) is None
