@@ -282,6 +282,55 @@ async def test_error_paths(page: Page, stack: Stack, smtp: MailSink, screens: Pa
     await check(page, "not-found")
 
 
+async def test_signing_in_with_a_code_from_the_email(
+    browser: Browser, stack: Stack, smtp: MailSink, screens: Path
+) -> None:
+    """Sign up without a password, finish with the emailed code; later, sign in with the
+    email's link in the browser that asked (at once) and in another one (it asks for the
+    code): in Chromium, as a person would."""
+    check = Checker("code", screens)
+    context = await browser.new_context(base_url=stack.base_url, bypass_csp=True)
+    page = await context.new_page()
+    await page.goto("/register")
+    await page.get_by_label("Username").fill("alice")
+    await page.get_by_label("Email").fill("alice@example.com")
+    await page.get_by_role("button", name="Sign Up").click()
+    await expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
+    await check(page, "enter-code")
+    await wait_for(lambda: len(smtp.messages) == 1, timeout=30)
+    code = re.search(r"(\d{4} \d{4})", smtp.messages[-1].message["Subject"])
+    assert code, smtp.messages[-1].message["Subject"]
+    await page.get_by_label("Code from the email").fill(code.group(1))
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+    await page.get_by_role("button", name="Logout").click()
+
+    # Later: "email me a sign-in code" from the sign-in page, then the link, here.
+    await page.goto("/login")
+    await page.get_by_role("link", name="Email me a sign-in code instead").click()
+    await check(page, "ask-for-code")
+    await page.get_by_label("Email").fill("alice@example.com")
+    await page.get_by_role("button", name="Email me a code").click()
+    await expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
+    await wait_for(lambda: len(smtp.messages) == 2, timeout=30)
+    subject = smtp.messages[-1].message["Subject"]
+    link = link_in(smtp, "alice@example.com", subject, "/login/code/")
+    # Opened in another browser (a phone's mail app, a forwarded email): it asks for the code.
+    other = await browser.new_context(base_url=stack.base_url, bypass_csp=True)
+    phone = await other.new_page()
+    await phone.goto(link)
+    await expect(phone.get_by_text("signs in at once only in the browser")).to_be_visible()
+    await expect(phone.get_by_role("button", name="Logout")).to_have_count(0)
+    await check(phone, "link-elsewhere")
+    await other.close()
+    # In the browser that asked, the link signs in.
+    await page.goto(link)
+    await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+    await page.goto("/account/sessions")
+    await expect(page.get_by_text("with code by email").first).to_be_visible()
+    await context.close()
+
+
 async def test_form_attributes_mirror_the_server_rules(page: Page, stack: Stack) -> None:
     await page.goto("/register")
     username = page.get_by_label("Username")
@@ -451,8 +500,16 @@ async def test_passkeys_with_a_virtual_authenticator(
         await expect(tab.get_by_role("heading", name="Two-factor sign-in")).to_be_visible()
         await expect(tab.get_by_role("button", name="Logout")).to_have_count(0)
         await tab.get_by_label("Code").fill(recovery[1])
+        await tab.get_by_label("Remember this browser").check()
         await tab.get_by_role("button", name="Verify").click()
         await expect(tab.get_by_role("button", name="Logout")).to_be_visible()
+        # Remembered: the same one-factor passkey now signs in here without the second step.
+        await tab.get_by_role("button", name="Logout").click()
+        await tab.goto("/login")
+        await tab.get_by_role("button", name="Sign in with a passkey").click()
+        await expect(tab.get_by_role("button", name="Logout")).to_be_visible()
+        await tab.goto("/account/sessions")
+        await expect(tab.get_by_text("Browsers that skip the second step")).to_be_visible()
         await other.close()
 
         # Later again: the passkey itself confirms it is you, and the page comes back.
