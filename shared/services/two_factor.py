@@ -10,6 +10,8 @@ checked, like a password. Refusals are raised (:mod:`shared.services.refusals`).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -180,11 +182,7 @@ async def disable(
     """Turn two-factor sign-in off: needs a fresh proof (a recent authentication of
     ``sign_in``, the session asking, which gets a new id; or the password), and ``code``,
     if one is given, must be a current code or recovery code."""
-    if code:
-        await _count_code(ctx, user_id)
-    offered = proof.Proof(sign_in=sign_in, password=password)
-    async with proof.proven(ctx, user_id, offered) as (session, user):
-        await _second_factor(session, ctx, user, code)
+    async with _changing(ctx, user_id, password, code, sign_in) as (session, user):
         factors.turn_off(user)
         await factors.revoke_recovery_codes(session, user)
         await trusted_browsers.end_all(session, user.id, why="two-factor turned off")
@@ -204,24 +202,29 @@ async def regenerate_codes(
 ) -> Result:
     """A new set of recovery codes (the old ones stop working): a fresh proof, as for
     :func:`disable`."""
-    if code:
-        await _count_code(ctx, user_id)
-    offered = proof.Proof(sign_in=sign_in, password=password)
-    async with proof.proven(ctx, user_id, offered) as (session, user):
-        await _second_factor(session, ctx, user, code)
+    async with _changing(ctx, user_id, password, code, sign_in) as (session, user):
         codes = await factors.issue_recovery_codes(session, user)
         await factors.tell_owner(session, user, "recovery codes regenerated", by=None)
         await events.record(session, Kind.RECOVERY_CODES_REGENERATED, user.id)
     return Result(recovery_codes=codes)
 
 
-async def _second_factor(session: AsyncSession, ctx: ServiceContext, user: User, code: str) -> None:
-    """What a change to two-factor settings needs beside the proof: it must be on, and
-    ``code``, if given, a current code or an unused recovery code."""
-    if user.totp_enabled_at is None:
-        raise NotApplicable("Two-factor sign-in is not on.")
-    if code and await factors.check_code(session, ctx, user, code) is None:
-        raise WrongCode
+@asynccontextmanager
+async def _changing(
+    ctx: ServiceContext, user_id: int, password: str, code: str, sign_in: str | None
+) -> AsyncIterator[tuple[AsyncSession, User]]:
+    """What a change to two-factor settings needs, in the transaction it runs in: a fresh
+    proof (:func:`shared.services.proof.proven`), two-factor on, and ``code``, if one is
+    given, a current code or an unused recovery code (counted first)."""
+    if code:
+        await _count_code(ctx, user_id)
+    offered = proof.Proof(sign_in=sign_in, password=password)
+    async with proof.proven(ctx, user_id, offered) as (session, user):
+        if user.totp_enabled_at is None:
+            raise NotApplicable("Two-factor sign-in is not on.")
+        if code and await factors.check_code(session, ctx, user, code) is None:
+            raise WrongCode
+        yield session, user
 
 
 @dataclass(frozen=True, slots=True)

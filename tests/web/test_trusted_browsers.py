@@ -18,19 +18,10 @@ from shared.db import SessionMaker
 from shared.models import SecurityEvent, TrustedBrowser, User
 from tests.web.browser import Browser
 from tests.web.test_reset import last_link
-from tests.web.test_two_factor import code_at, enrol
+from tests.web.test_two_factor import code_at, enrol, signed_in_with_two_factor
 
 PASSWORD = "correct horse battery"
 NEW = "new staple battery horse"
-
-
-async def two_factor_account(app: Quart) -> tuple[Browser, str, list[str]]:
-    browser = Browser(app)
-    await browser.register()
-    await browser.login()
-    secret, codes = await enrol(browser)
-    await browser.logout()
-    return browser, secret, codes
 
 
 async def sign_in_trusting(browser: Browser, code: str, *, trust: bool = True) -> None:
@@ -48,7 +39,7 @@ async def trusted(sessionmaker: SessionMaker) -> int:
 async def test_a_remembered_browser_skips_the_second_step_and_no_other_does(
     app: Quart, sessionmaker: SessionMaker
 ) -> None:
-    browser, secret, codes = await two_factor_account(app)
+    browser, secret, codes = await signed_in_with_two_factor(app)
     page = await browser.login()
     second = await browser.get(page.location or "")
     assert "Remember this browser" in second.text and "For 30 days" in second.text
@@ -81,7 +72,7 @@ async def test_a_remembered_browser_skips_the_second_step_and_no_other_does(
 async def test_forgetting_one_browser_on_the_sessions_page(
     app: Quart, sessionmaker: SessionMaker
 ) -> None:
-    browser, secret, _ = await two_factor_account(app)
+    browser, secret, _ = await signed_in_with_two_factor(app)
     await sign_in_trusting(browser, code_at(secret, 1))
     async with sessionmaker() as session:
         (browser_id,) = (await session.scalars(select(TrustedBrowser.id))).all()
@@ -97,7 +88,7 @@ async def test_forgetting_one_browser_on_the_sessions_page(
 async def test_the_api_lists_and_forgets_remembered_browsers(
     app: Quart, sessionmaker: SessionMaker
 ) -> None:
-    browser, secret, _ = await two_factor_account(app)
+    browser, secret, _ = await signed_in_with_two_factor(app)
     client = browser.client
     answer = await client.post(
         "/api/v1/login", json={"email": "alice@example.com", "password": PASSWORD}
@@ -173,7 +164,7 @@ async def test_each_of_the_five_ends_all_trust(
     run_worker: Any,
     action: Action,
 ) -> None:
-    browser, secret, codes = await two_factor_account(app)
+    browser, secret, codes = await signed_in_with_two_factor(app)
     await sign_in_trusting(browser, code_at(secret, 1))
     assert await trusted(sessionmaker) == 1
     await action(browser, secret, smtp=smtp, run_worker=run_worker, codes=codes)

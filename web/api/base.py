@@ -11,13 +11,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel
-from quart import Blueprint, request
+from quart import Blueprint, request, session
 from quart.typing import ResponseReturnValue
 from quart_schema import RequestSchemaValidationError, document_response
 
 from shared.services.refusals import Locked, Refused
 from shared.validation import INVALID_TOKEN, InvalidInput
-from web.auth import current_sign_in
+from web.api.models import SecondStepOut
+from web.auth import SECOND_STEP, current_sign_in
 from web.extensions import services
 from web.problems import Problem, problem
 
@@ -108,3 +109,14 @@ def signed_in(handler: Handler) -> Handler:
 
     documented: Handler = document_response(Problem, 401)(run)
     return documented
+
+
+def second_step_follows(pending: str, *, remember: bool, accepted: str) -> ApiResult:
+    """A first factor was right on an account that needs a second (the assurance rule): keep
+    what the second step needs in the session cookie, and say where it goes (202)."""
+    session[SECOND_STEP] = {"pending": pending, "remember": remember}
+    return SecondStepOut(
+        detail=f"{accepted} accepted. Send a code from your authenticator app (or a recovery "
+        "code) to /api/v1/login/two-factor, or use a passkey (/api/v1/login/passkey).",
+        second_step=True,
+    ), 202

@@ -11,7 +11,7 @@ from quart_schema import document_response, validate_request, validate_response
 
 from shared.services import login_codes
 from shared.services.refusals import CodeSpent
-from web.api.base import ApiResult, blueprint
+from web.api.base import ApiResult, blueprint, second_step_follows
 from web.api.models import (
     CodeIn,
     EmailAddress,
@@ -23,7 +23,6 @@ from web.api.models import (
 )
 from web.auth import (
     LOGIN_CODE,
-    SECOND_STEP,
     remember_code_request,
     sign_in_attempt,
     start_session,
@@ -84,11 +83,6 @@ async def login_with_code(data: CodeIn) -> ApiResult:
         session.pop(LOGIN_CODE, None)
         raise
     if result.second_step is not None:
-        session[SECOND_STEP] = {"pending": result.second_step, "remember": remember}
-        return SecondStepOut(
-            detail="Code accepted. Send a code from your authenticator app (or a recovery "
-            "code) to /api/v1/login/two-factor.",
-            second_step=True,
-        ), 202
+        return second_step_follows(result.second_step, remember=remember, accepted="Code")
     await start_session(result.session_id, remember=remember, device_cookie=result.device_cookie)
     return user_out(result.user), 200

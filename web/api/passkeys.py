@@ -16,6 +16,7 @@ from web import ratelimit
 from web.api.base import (
     ApiResult,
     blueprint,
+    second_step_follows,
     signed_in,
 )
 from web.api.models import (
@@ -200,12 +201,7 @@ async def passkey_sign_in(data: PasskeySignInIn) -> ApiResult:
         sign_in_attempt(remember=remember, trust=data.trust_browser),
     )
     if result.second_step is not None:
-        session[SECOND_STEP] = {"pending": result.second_step, "remember": remember}
-        return SecondStepOut(
-            detail="Passkey accepted. Send a code from your authenticator app (or a recovery "
-            "code) to /api/v1/login/two-factor.",
-            second_step=True,
-        ), 202
+        return second_step_follows(result.second_step, remember=remember, accepted="Passkey")
     assert result.user is not None
     await start_session(result.session_id, remember=remember, device_cookie=result.device_cookie)
     return user_out(result.user), 200

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pydantic import StrictBool
-from quart import session
 from quart_schema import document_response, validate_request, validate_response
 
 from shared.services import signin
-from web.api.base import ApiResult, blueprint
+from web.api.base import ApiResult, blueprint, second_step_follows
 from web.api.models import (
     EmailAddress,
     Empty,
@@ -18,7 +17,7 @@ from web.api.models import (
     UserOut,
     user_out,
 )
-from web.auth import SECOND_STEP, end_session, sign_in_attempt, start_session
+from web.auth import end_session, sign_in_attempt, start_session
 from web.extensions import services
 from web.problems import Problem, problem
 from web.ratelimit import limit_posts
@@ -54,12 +53,7 @@ async def login(data: LoginIn) -> ApiResult:
             headers={"Retry-After": str(outcome.locked_for)},
         )  # fmt: skip
     if outcome.second_step is not None:
-        session[SECOND_STEP] = {"pending": outcome.second_step, "remember": data.remember}
-        return SecondStepOut(
-            detail="Password accepted. Send a code from your authenticator app (or a recovery "
-            "code) to /api/v1/login/two-factor.",
-            second_step=True,
-        ), 202
+        return second_step_follows(outcome.second_step, remember=data.remember, accepted="Password")
     if outcome.user is None:
         return problem(
             401,
