@@ -85,12 +85,10 @@ async def register(ctx: ServiceContext, username: str, email: str) -> str:
     to this browser instead of a confirmation link; the binding is returned to keep. Signing
     in with the code confirms the account."""
     binding = secrets.token_urlsafe(24)
-    await accounts.register(ctx, username, email, None, prove=functools.partial(_prove, binding))
+    await accounts.register(
+        ctx, username, email, None, prove=functools.partial(issue, binding=binding)
+    )
     return binding
-
-
-async def _prove(binding: str, session: AsyncSession, user_id: int, email: str) -> None:
-    await issue(session, user_id, email, binding)
 
 
 async def issue(session: AsyncSession, user_id: int, email: str, binding: str) -> None:

@@ -119,16 +119,12 @@ async def conclude(
     session_id = await record_sign_in(
         session, ctx, user, attempt, method=method, methods=methods, remembered=remembered
     )
-    cookie = new_device_cookie(ctx, user.email_key, user.id, keep=browser)
+    browser = browser or secrets.token_urlsafe(12)  # a browser's first sign-in: its id
     if attempt.trust and two and needs_second_factor(user):
         await trusted_browsers.trust(
-            session,
-            ctx,
-            user,
-            device_id(ctx, cookie) or "",
-            client=attempt.client,
-            user_agent=attempt.user_agent,
+            session, ctx, user, browser, client=attempt.client, user_agent=attempt.user_agent
         )
+    cookie = new_device_cookie(ctx, user.email_key, user.id, keep=browser)
     return Concluded(session_id=session_id, device_cookie=cookie)
 
 
