@@ -28,6 +28,7 @@ class EmailKind(enum.StrEnum):
     ACCOUNT_DELETED = "account_deleted"
     ADMIN_ALERT = "admin_alert"
     LOGIN_CODE = "login_code"
+    REAUTHENTICATION_CODE = "reauthentication_code"
 
 
 class EmailContext(BaseModel):
@@ -149,6 +150,11 @@ class LoginCode(EmailContext):
     generation: int
 
 
+class ReauthenticationCode(LoginCode):
+    """The same code, asked for by a signed-in person to confirm it is them before a
+    sensitive change: the email says so (and has no link: the code goes on the page)."""
+
+
 class AdminAlert(EmailContext):
     """An error the ADMINS should know about (never request data or secrets)."""
 
@@ -160,6 +166,7 @@ PRIORITY_KINDS: Final = frozenset(
     {
         EmailKind.RESET,
         EmailKind.LOGIN_CODE,
+        EmailKind.REAUTHENTICATION_CODE,
         EmailKind.PASSWORD_CHANGED,
         EmailKind.NEW_DEVICE,
         EmailKind.TWO_FACTOR_CHANGED,
@@ -191,6 +198,7 @@ EMAIL_CONTEXTS: Final[dict[EmailKind, type[EmailContext]]] = {
     EmailKind.ACCOUNT_DELETED: AccountDeleted,
     EmailKind.ADMIN_ALERT: AdminAlert,
     EmailKind.LOGIN_CODE: LoginCode,
+    EmailKind.REAUTHENTICATION_CODE: ReauthenticationCode,
 }
 
 

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
 from shared.assurance import Method
-from shared.jobs import EmailKind
+from shared.jobs import EmailKind, ReauthenticationCode
 from shared.jobs import LoginCode as LoginCodeEmail
 from shared.models import LoginCode, User
 from shared.outbox import add_email
@@ -59,24 +59,27 @@ def emails_limit(ctx: ServiceContext) -> Limit:
     return Limit("login-code-emails", ctx.settings.LOGIN_CODES_PER_HOUR, HOUR)
 
 
-async def request(ctx: ServiceContext, email: str) -> str:
+async def request(ctx: ServiceContext, email: str, *, to_reauthenticate: bool = False) -> str:
     """Ask for a code for ``email``; returns the binding for the asking browser to keep (a
-    random secret, the same kind of answer for any address). Counted per address first."""
+    random secret, the same kind of answer for any address). Counted per address first.
+    ``to_reauthenticate``: the email says it is to confirm it is you, not to sign in."""
     key = email_key(email)
     binding = secrets.token_urlsafe(24)
     verdict = await ctx.limits.hit(emails_limit(ctx), key)
     if verdict.allowed:
         await ctx.limits.clear(tries_limit(ctx), key)
-        ctx.defer(_issue_if_known, ctx, email, binding)
+        ctx.defer(_issue_if_known, ctx, email, binding, to_reauthenticate)
     return binding
 
 
-async def _issue_if_known(ctx: ServiceContext, email: str, binding: str) -> None:
+async def _issue_if_known(
+    ctx: ServiceContext, email: str, binding: str, to_reauthenticate: bool
+) -> None:
     async with ctx.unit_of_work() as session:
         user = await users.by_email(session, email, lock=True)
         if user is None:
             return  # an unknown address leaves nothing stored
-        await issue(session, user.id, user.email, binding)
+        await issue(session, user.id, user.email, binding, to_reauthenticate=to_reauthenticate)
 
 
 async def register(ctx: ServiceContext, username: str, email: str) -> str:
@@ -91,12 +94,23 @@ async def register(ctx: ServiceContext, username: str, email: str) -> str:
     return binding
 
 
-async def issue(session: AsyncSession, user_id: int, email: str, binding: str) -> None:
+async def issue(
+    session: AsyncSession,
+    user_id: int,
+    email: str,
+    binding: str,
+    *,
+    to_reauthenticate: bool = False,
+) -> None:
     """A new code for the account, in the caller's transaction: queued as a priority email,
     recorded as an event (what registering without a password does too)."""
     generation = await users.new_login_code(session, user_id, binding)
-    context = LoginCodeEmail(user_id=user_id, generation=generation)
-    await add_email(session, EmailKind.LOGIN_CODE, email, context, user_id=user_id)
+    if to_reauthenticate:
+        context: LoginCodeEmail = ReauthenticationCode(user_id=user_id, generation=generation)
+        kind = EmailKind.REAUTHENTICATION_CODE
+    else:
+        context, kind = LoginCodeEmail(user_id=user_id, generation=generation), EmailKind.LOGIN_CODE
+    await add_email(session, kind, email, context, user_id=user_id)
     await events.record(session, Kind.LOGIN_CODE_REQUESTED, user_id)
 
 
@@ -131,7 +145,7 @@ async def request_for_account(ctx: ServiceContext, user_id: int) -> None:
     async with ctx.reading() as session:
         user = await users.by_id(session, user_id)
     if user is not None:
-        await request(ctx, user.email)
+        await request(ctx, user.email, to_reauthenticate=True)
 
 
 async def reauthenticate(
