@@ -39,7 +39,7 @@ from tests.support import (  # noqa: F401 (settings_env re-exported)
 TABLES = (
     "emails", "texts", "sessions", "recovery_codes", "passkeys", "security_events", "users",
     "username_holds", "webhook_deliveries", "webhook_endpoints", "suppressions",
-    "bounce_reports", "login_codes", "trusted_browsers",
+    "bounce_reports", "login_codes", "trusted_browsers", "oidc_signing_keys",
 )  # fmt: skip
 
 

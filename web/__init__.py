@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     from web.blueprints.accounts import blueprint as accounts_blueprint
     from web.blueprints.activity import blueprint as activity_blueprint
     from web.blueprints.email_change import blueprint as email_change_blueprint
+    from web.blueprints.identity import blueprint as identity_blueprint
     from web.blueprints.login_codes import blueprint as login_codes_blueprint
     from web.blueprints.main import blueprint as main_blueprint
     from web.blueprints.ops import blueprint as ops_blueprint
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(two_factor_blueprint)
     app.register_blueprint(login_codes_blueprint)
     app.register_blueprint(reauthentication_blueprint)
+    app.register_blueprint(identity_blueprint)
     app.register_blueprint(passkeys_blueprint)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(provider_hooks_blueprint)

@@ -153,6 +153,16 @@ class Settings(BaseSettings):
     SESSION_LIFETIME: int = Field(default=12 * 3600, ge=60)  # without "remember me"
     REMEMBER_LIFETIME: int = Field(default=30 * 24 * 3600, ge=60)  # with "remember me"
 
+    # --- the identity provider (OpenID Connect) ----------------------------------------------
+    # Lifetimes of the tokens it issues (seconds); a retired signing key stays published
+    # until the longest of them has passed.
+    OIDC_ID_TOKEN_LIFETIME: int = Field(default=600, ge=60, le=24 * 3600)
+    OIDC_ACCESS_TOKEN_LIFETIME: int = Field(default=600, ge=60, le=24 * 3600)
+    # A new signing key is published this long before it signs (longer than relying parties
+    # keep the JWKS: it says max-age OIDC_JWKS_MAX_AGE), so none meets a key it has not seen.
+    OIDC_KEY_PUBLISH_AHEAD: int = Field(default=3600, ge=0, le=7 * 24 * 3600)
+    OIDC_JWKS_MAX_AGE: int = Field(default=600, ge=0, le=24 * 3600)
+
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # --- the database's connection budget (see README, "Running more than one process") ---

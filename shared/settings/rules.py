@@ -40,7 +40,7 @@ MIN_DISTINCT_CHARACTERS = 10  # "aaaa..." or "12341234..." is long but not secre
 
 TOGETHER = (
     "MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_USERNAME", "MAIL_PASSWORD", "DKIM_DOMAIN",
-    "DKIM_SELECTOR", "DKIM_PRIVATE_KEY",
+    "DKIM_SELECTOR", "DKIM_PRIVATE_KEY", "OIDC_KEY_PUBLISH_AHEAD", "OIDC_JWKS_MAX_AGE",
 )  # fmt: skip
 
 
@@ -62,7 +62,23 @@ def conflicts(values: Mapping[str, Any]) -> list[str]:
     dkim = [values.get(name) for name in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY")]
     if any(dkim) and not all(dkim):
         found.append("DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY (or _FILE) go together")
+    ahead, kept = (
+        _number(values.get("OIDC_KEY_PUBLISH_AHEAD")),
+        _number(values.get("OIDC_JWKS_MAX_AGE")),
+    )
+    if ahead is not None and kept is not None and ahead < kept:
+        found.append(
+            "OIDC_KEY_PUBLISH_AHEAD must be at least OIDC_JWKS_MAX_AGE: a relying party "
+            "must see a new key in the JWKS before a token signed with it"
+        )
     return found
+
+
+def _number(value: object) -> int | None:
+    try:
+        return int(str(value)) if value is not None else None
+    except ValueError:
+        return None  # the field's own check reports it
 
 
 def split_addresses(value: object) -> object:

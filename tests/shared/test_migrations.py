@@ -16,7 +16,7 @@ from tests.conftest import alembic_config, create_database
 ALL_TABLES = {
     "users", "texts", "emails", "username_holds", "sessions", "recovery_codes", "passkeys",
     "security_events", "webhook_endpoints", "webhook_deliveries", "suppressions",
-    "bounce_reports", "login_codes", "trusted_browsers",
+    "bounce_reports", "login_codes", "trusted_browsers", "oidc_signing_keys",
 }  # fmt: skip
 
 

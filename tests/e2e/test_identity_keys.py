@@ -1,0 +1,72 @@
+"""The identity provider's keys as outsiders use them: the operator's command line rotates
+them, and PyJWT's ``PyJWKClient`` (what many resource servers verify tokens with) fetches
+the live JWKS over HTTP and verifies tokens signed with the current key, before and after
+a rotation, while it still holds the key set it fetched first."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jwt as pyjwt
+import pytest
+from joserfc import jwt
+
+from shared.db import SessionMaker
+from shared.services import signing_keys
+from shared.settings import Settings
+from tests.support import ROOT, Stack, committing_context, settings_env, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_db")]
+
+
+def cli(settings: Settings, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "web", "oidc", "keys", *args],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+async def test_resource_servers_verify_tokens_with_the_published_keys(
+    settings: Settings,
+    engine: Any,
+    sessionmaker: SessionMaker,
+    queue: Any,
+    tmp_path: Path,
+) -> None:
+    ctx = committing_context(settings, engine, sessionmaker, queue)
+    first = cli(settings, "rotate").split("\n")
+    assert [line.split()[0] for line in first if line] == ["RS256", "ES256"]
+    stack = Stack(settings, tmp_path)
+    try:
+        await wait_for(stack.up, timeout=60, every=0.2)
+        client = pyjwt.PyJWKClient(f"{stack.base_url}/.well-known/jwks.json", lifespan=600)
+
+        async def verified(alg: str) -> dict[str, Any]:
+            signer = await signing_keys.signer(ctx, alg)
+            token = jwt.encode({"alg": alg, "kid": signer.kid}, {"sub": "42"}, signer.key)
+            key = await asyncio.to_thread(client.get_signing_key_from_jwt, token)
+            claims: dict[str, Any] = pyjwt.decode(token, key, algorithms=[alg])
+            return claims
+
+        assert await verified("RS256") == {"sub": "42"}
+        assert await verified("ES256") == {"sub": "42"}
+        # A rotation publishes the new keys at once; the old ones keep signing for now, so the
+        # client's cached set still verifies what is signed.
+        second = cli(settings, "rotate")
+        assert await verified("RS256") == {"sub": "42"}
+        listing = cli(settings, "list")
+        for line in (*first, *second.split("\n")):
+            if line:
+                assert line.split()[1] in listing
+    finally:
+        stack.stop()
