@@ -15,6 +15,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import idna
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
@@ -229,3 +230,33 @@ def check_code(value: str) -> str:
 CODE = TextRule(6, 32, check_code, {"examples": ["123456"]})
 TEXT_TITLE = TextRule(1, TEXT_TITLE_MAX_LENGTH, check_plain_text)
 TEXT_CONTENT = TextRule(1, TEXT_CONTENT_MAX_LENGTH, check_plain_text)
+
+
+# --- OpenID Connect clients (the operator's command line registers them) ---------------------
+REDIRECT_URI_MAX_LENGTH = 2000
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+def check_redirect_uri(value: str, *, public: bool) -> str:
+    """A client's redirect URI, matched exactly later, so taken exactly now (RFC 9700 §2.1):
+    absolute, no fragment, no wildcard; https, or http on a loopback host (a developer's
+    machine, a native app's local listener); a public (native) client may also use a
+    private-use scheme with a dot in it (``com.example.app:/callback``, RFC 8252 §7.1)."""
+    if not value or len(value) > REDIRECT_URI_MAX_LENGTH or value != value.strip():
+        raise ValueError("A redirect URI is an absolute URI of at most 2000 characters.")
+    if any(ord(char) < 33 or ord(char) == 127 for char in value) or "*" in value:
+        raise ValueError("A redirect URI has no spaces, control characters or wildcards.")
+    parts = urlsplit(value)
+    if parts.fragment or "#" in value:
+        raise ValueError("A redirect URI has no fragment (#...).")
+    scheme = parts.scheme.lower()
+    if scheme == "https" and parts.hostname:
+        return value
+    if scheme == "http" and parts.hostname and f"{parts.hostname}" in LOOPBACK_HOSTS:
+        return value
+    if public and "." in scheme and scheme not in ("http", "https") and parts.path:
+        return value
+    raise ValueError(
+        "A redirect URI must be https:// (http:// only on localhost, 127.0.0.1 or [::1]; a "
+        "public app may use its own scheme, like com.example.app:/callback)."
+    )

@@ -40,6 +40,7 @@ TABLES = (
     "emails", "texts", "sessions", "recovery_codes", "passkeys", "security_events", "users",
     "username_holds", "webhook_deliveries", "webhook_endpoints", "suppressions",
     "bounce_reports", "login_codes", "trusted_browsers", "oidc_signing_keys",
+    "oidc_clients",
 )  # fmt: skip
 
 

@@ -4,10 +4,9 @@ Sub-commands:
   serve                     serve on HOST:PORT (default 127.0.0.1:8000) in WEB_WORKERS processes
   send-test-email ADDRESS   queue a test message to ADDRESS and print the job id
   generate-secret           print a fresh random SECRET_KEY
-  oidc keys rotate          new signing keys (RS256, ES256): published now, signing after
-                            OIDC_KEY_PUBLISH_AHEAD; the old ones stay published until their
-                            tokens have expired
-  oidc keys list            the published keys: id, algorithm, when each signs and stops
+  oidc keys rotate|list     the identity provider's signing keys (web/cli/oidc.py)
+  oidc clients add|list|remove|rotate-secret
+                            the applications that sign people in through it
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import sys
 
 from shared.logs import logging_config, start_process
 from shared.settings import Settings
+from web.cli import oidc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,14 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     test_email = commands.add_parser("send-test-email", help="queue a test message")
     test_email.add_argument("address", help="where to send it")
     commands.add_parser("generate-secret", help="print a new random SECRET_KEY")
-    oidc = commands.add_parser("oidc", help="the identity provider").add_subparsers(
-        dest="area", required=True
-    )
-    keys = oidc.add_parser("keys", help="its signing keys").add_subparsers(
-        dest="action", required=True
-    )
-    keys.add_parser("rotate", help="make new signing keys")
-    keys.add_parser("list", help="list the published signing keys")
+    oidc.add_parser(commands)
     args = parser.parse_args(argv)
 
     if args.command == "generate-secret":
@@ -52,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "send-test-email":
         return asyncio.run(send_test_email(settings, args.address))
     if args.command == "oidc":
-        return asyncio.run(signing_keys(settings, args.action))
+        return asyncio.run(oidc.run(settings, args))
     return serve(settings)
 
 
@@ -128,29 +121,6 @@ async def send_test_email(settings: Settings, address: str) -> int:
         await context.close()
     print(email_job_id(email_id, settings.QUEUE_NAME))
     return 0
-
-
-async def signing_keys(settings: Settings, action: str) -> int:
-    from shared.services import signing_keys as keys
-    from shared.services.context import ServiceContext
-
-    context = ServiceContext.open(settings, application_name="cli", pool_size=1)
-    try:
-        if action == "rotate":
-            for key in await keys.rotate(context):
-                print(f"{key.alg} {key.kid} signs from {key.signs_from:%Y-%m-%d %H:%M:%S} UTC")
-            return 0
-        for key in await keys.listed(context):
-            until = (
-                f"until {key.retired_at:%Y-%m-%d %H:%M:%S} UTC, published until "
-                f"{key.published_until:%Y-%m-%d %H:%M:%S} UTC"
-                if key.retired_at is not None and key.published_until is not None
-                else "until the next rotation"
-            )
-            print(f"{key.alg} {key.kid} signs from {key.signs_from:%Y-%m-%d %H:%M:%S} UTC {until}")
-        return 0
-    finally:
-        await context.close()
 
 
 if __name__ == "__main__":

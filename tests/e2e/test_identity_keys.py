@@ -70,3 +70,42 @@ async def test_resource_servers_verify_tokens_with_the_published_keys(
                 assert line.split()[1] in listing
     finally:
         stack.stop()
+
+
+def clients(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "web", "oidc", "clients", *args],
+        cwd=ROOT,
+        env=settings_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
+def test_the_operator_registers_lists_rotates_and_removes_clients(settings: Settings) -> None:
+    added = clients(
+        settings, "add", "--name", "Grafana",
+        "--redirect-uri", "https://grafana.example.com/login/generic_oauth",
+        "--redirect-uri", "https://grafana.example.com/other",
+        "--backchannel-logout-uri", "https://grafana.example.com/logout",
+    ).stdout  # fmt: skip
+    lines = dict(line.split(": ", 1) for line in added.splitlines() if ": " in line)
+    client_id, secret = lines["client_id"], lines["client_secret"]
+    public = clients(
+        settings, "add", "--name", "SPA", "--public", "--redirect-uri", "http://localhost:5173/cb"
+    ).stdout
+    assert "client_secret" not in public
+    listing = clients(settings, "list").stdout
+    assert client_id in listing and "'Grafana'  confidential" in listing and "public" in listing
+    assert secret not in listing  # shown once
+    rotated = clients(settings, "rotate-secret", client_id).stdout
+    assert rotated.startswith("client_secret: ") and secret not in rotated
+    refused = clients(
+        settings, "add", "--name", "Bad", "--redirect-uri", "http://evil.example.com/cb",
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "must be https://" in refused.stderr
+    assert clients(settings, "remove", client_id).stdout == f"client {client_id} removed\n"
+    assert clients(settings, "remove", client_id, check=False).returncode == 1

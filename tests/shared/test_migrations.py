@@ -17,6 +17,7 @@ ALL_TABLES = {
     "users", "texts", "emails", "username_holds", "sessions", "recovery_codes", "passkeys",
     "security_events", "webhook_endpoints", "webhook_deliveries", "suppressions",
     "bounce_reports", "login_codes", "trusted_browsers", "oidc_signing_keys",
+    "oidc_clients",
 }  # fmt: skip
 
 

@@ -1,0 +1,1 @@
+"""The web side's operator commands (``python -m web ...``), one module per area."""
