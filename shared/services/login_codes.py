@@ -55,17 +55,32 @@ def tries_limit(ctx: ServiceContext) -> Limit:
     return Limit("login-code-tries", settings.LOGIN_CODE_MAX_ATTEMPTS, settings.LOGIN_CODE_MAX_AGE)
 
 
-def emails_limit(ctx: ServiceContext) -> Limit:
-    return Limit("login-code-emails", ctx.settings.LOGIN_CODES_PER_HOUR, HOUR)
+def emails_limit(ctx: ServiceContext, scope: str = "address") -> Limit:
+    """Code emails per address, or per browser that has signed in to it before."""
+    name = "login-code-emails" if scope == "address" else f"login-code-emails-{scope}"
+    return Limit(name, ctx.settings.LOGIN_CODES_PER_HOUR, HOUR)
 
 
-async def request(ctx: ServiceContext, email: str, *, to_reauthenticate: bool = False) -> str:
+async def request(
+    ctx: ServiceContext,
+    email: str,
+    *,
+    device_cookie: str | None = None,
+    to_reauthenticate: bool = False,
+) -> str:
     """Ask for a code for ``email``; returns the binding for the asking browser to keep (a
-    random secret, the same kind of answer for any address). Counted per address first.
-    ``to_reauthenticate``: the email says it is to confirm it is you, not to sign in."""
+    random secret, the same kind of answer for any address). Counted first: per address,
+    or, from a browser that has signed in to this address's account before (its device
+    cookie), per that browser, so that strangers spending the address's budget cannot keep
+    its owner out (an account without a password signs in by code). ``to_reauthenticate``:
+    the email says it is to confirm it is you, not to sign in."""
     key = email_key(email)
     binding = secrets.token_urlsafe(24)
-    verdict = await ctx.limits.hit(emails_limit(ctx), key)
+    browser = signin.known_browser(ctx, key, device_cookie)
+    if browser is not None:
+        verdict = await ctx.limits.hit(emails_limit(ctx, "device"), f"{key} {browser}")
+    else:
+        verdict = await ctx.limits.hit(emails_limit(ctx), key)
     if verdict.allowed:
         await ctx.limits.clear(tries_limit(ctx), key)
         ctx.defer(_issue_if_known, ctx, email, binding, to_reauthenticate)
@@ -140,12 +155,14 @@ async def with_link_and_code(
     return await _use(ctx, key, attempt, _sign_in, code=code, generation=link.generation)
 
 
-async def request_for_account(ctx: ServiceContext, user_id: int) -> None:
+async def request_for_account(
+    ctx: ServiceContext, user_id: int, *, device_cookie: str | None = None
+) -> None:
     """A code to re-authenticate with, to the signed-in account's own address."""
     async with ctx.reading() as session:
         user = await users.by_id(session, user_id)
     if user is not None:
-        await request(ctx, user.email, to_reauthenticate=True)
+        await request(ctx, user.email, device_cookie=device_cookie, to_reauthenticate=True)
 
 
 async def reauthenticate(

@@ -128,6 +128,22 @@ async def conclude(
     return Concluded(session_id=session_id, device_cookie=cookie)
 
 
+def known_browser(
+    ctx: ServiceContext, key: str, device_cookie: str | None, *, user_id: int | None = None
+) -> str | None:
+    """The browser's id if its device cookie says it signed in to this address's account
+    (with ``user_id``: to that very account), else None."""
+    payload = ctx.tokens.loads(Purpose.DEVICE, device_cookie or "", max_age=DEVICE_COOKIE_MAX_AGE)
+    if (
+        payload is not None
+        and payload.get("key") == key
+        and isinstance(payload.get("id"), str)
+        and (user_id is None or int_field(payload, "uid") == user_id)
+    ):
+        return str(payload["id"])
+    return None
+
+
 def scopes_for(
     ctx: ServiceContext,
     key: str,
@@ -139,14 +155,9 @@ def scopes_for(
     """The limits one attempt counts against: the device's own, or the client's and the
     account-wide ceiling. With ``user_id``, the device cookie must be that account's (not
     only of its address: an account deleted and registered again is another account)."""
-    payload = ctx.tokens.loads(Purpose.DEVICE, device_cookie or "", max_age=DEVICE_COOKIE_MAX_AGE)
-    if (
-        payload is not None
-        and payload.get("key") == key
-        and isinstance(payload.get("id"), str)
-        and (user_id is None or int_field(payload, "uid") == user_id)
-    ):
-        return [(device_limit(ctx), f"{key} {payload['id']}")]
+    browser = known_browser(ctx, key, device_cookie, user_id=user_id)
+    if browser is not None:
+        return [(device_limit(ctx), f"{key} {browser}")]
     return [(client_limit(ctx), f"{key} {client}"), (account_limit(ctx), key)]
 
 

@@ -299,3 +299,28 @@ async def test_the_api_refuses_a_code_without_a_request(app: Quart) -> None:
     client = app.test_client()
     response = await client.post("/api/v1/login/code", json={"code": "12345678"})
     assert response.status_code == 409
+
+
+async def test_strangers_spending_the_budget_do_not_keep_the_owners_browser_out(
+    app: Quart, smtp: MailSink, run_worker: Any
+) -> None:
+    """LOGIN_CODES_PER_HOUR counts per address for strangers, and per browser for one that
+    has signed in to the account before: a stranger asking for the owner's address over and
+    over spends the address's budget, not the owner's browser's."""
+    owner = Browser(app)
+    await owner.register()
+    await owner.login()  # this browser now has the account's device cookie
+    await owner.logout()
+    stranger = Browser(app)
+    for _ in range(5):  # the address's budget (LOGIN_CODES_PER_HOUR), spent
+        await ask(stranger)
+        await run_worker()  # each sent before the next supersedes it
+    assert len(code_emails(smtp)) == 5
+    await ask(stranger)  # over budget: the same answer, and nothing sent
+    await run_worker()
+    assert len(code_emails(smtp)) == 5
+    await ask(owner)  # the owner's browser: its own budget
+    await run_worker()
+    assert len(code_emails(smtp)) == 6
+    code, _ = code_and_link(code_emails(smtp)[-1])
+    assert (await owner.submit("/login/code/enter", {"code": code})).location == "/"

@@ -23,6 +23,7 @@ from web.api.models import (
 )
 from web.auth import (
     LOGIN_CODE,
+    device_cookie,
     remember_code_request,
     sign_in_attempt,
     start_session,
@@ -46,7 +47,7 @@ class LoginCodeRequestIn(Model):
 async def request_login_code(data: LoginCodeRequestIn) -> ApiResult:
     """Email a sign-in code to the address, if it has an account (the answer is the same
     either way). Then send the code to /api/v1/login/code, with this session's cookie."""
-    binding = await login_codes.request(services(), data.email)
+    binding = await login_codes.request(services(), data.email, device_cookie=device_cookie())
     remember_code_request(data.email, binding, remember=data.remember)
     return Message(
         detail="If that address has an account, a sign-in code is on its way. Send it to "

@@ -14,7 +14,7 @@ from shared.services.sessions import Current
 from web.api.base import ApiResult, blueprint, signed_in
 from web.api.models import CodeIn, Empty, Message, Model, ProofIn
 from web.api.passkeys import AuthenticationCredentialIn, CeremonyOut
-from web.auth import sign_in_attempt
+from web.auth import device_cookie, sign_in_attempt
 from web.extensions import services
 from web.problems import Problem
 from web.ratelimit import limit_posts
@@ -55,7 +55,9 @@ async def reauthenticate(current: Current, data: ProofIn) -> ApiResult:
 @signed_in
 async def reauthentication_email(current: Current, data: Empty) -> ApiResult:
     """Email a code to this account's address; send it to /reauthenticate/email-code."""
-    await login_codes.request_for_account(services(), current.user.id)
+    await login_codes.request_for_account(
+        services(), current.user.id, device_cookie=device_cookie()
+    )
     return Message(detail="A code is on its way to your email address."), 202
 
 

@@ -16,6 +16,7 @@ from shared.services.refusals import CodeSpent, WrongCode
 from web.auth import (
     LOGIN_CODE,
     current_account,
+    device_cookie,
     remember_code_request,
     sign_in_attempt,
     start_session,
@@ -45,7 +46,9 @@ async def request_code() -> ResponseReturnValue:
         return redirect(next_url)
     form = await LoginCodeRequestForm.from_request()
     if form.validate_on_submit():
-        binding = await login_codes.request(services(), form.email.data)
+        binding = await login_codes.request(
+            services(), form.email.data, device_cookie=device_cookie()
+        )
         # The same answer for any address: whether it has an account is the email's business.
         remember_code_request(
             form.email.data, binding, remember=bool(form.remember.data), next_url=next_url

@@ -15,7 +15,7 @@ from quart_auth import login_required
 from shared.services import login_codes, proof, reauthentication
 from shared.services.refusals import CodeSpent, WrongCode, WrongPassword
 from shared.validation import InvalidInput
-from web.auth import current_sign_in, sign_in_attempt
+from web.auth import current_sign_in, device_cookie, sign_in_attempt
 from web.extensions import services
 from web.flashes import flash
 from web.forms import ActionForm, CodeForm, LoginCodeForm, PasswordForm
@@ -107,7 +107,9 @@ async def send_code() -> ResponseReturnValue:
     form.validate_on_submit()  # raises on a bad CSRF token
     current = await current_sign_in()
     assert current is not None
-    await login_codes.request_for_account(services(), current.user.id)
+    await login_codes.request_for_account(
+        services(), current.user.id, device_cookie=device_cookie()
+    )
     session[EMAILED] = True
     await flash("A code is on its way to your email address.", "info")
     return redirect(url_for("reauthentication.reauthenticate", next=_next()))
