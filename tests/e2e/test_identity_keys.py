@@ -23,17 +23,21 @@ from tests.support import ROOT, Stack, committing_context, settings_env, wait_fo
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_db")]
 
 
-def cli(settings: Settings, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "web", "oidc", "keys", *args],
+def oidc(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m web oidc ARGS`` as an operator runs it, on the test database."""
+    return subprocess.run(
+        [sys.executable, "-m", "web", "oidc", *args],
         cwd=ROOT,
         env=settings_env(settings),
         capture_output=True,
         text=True,
         timeout=60,
-        check=True,
+        check=check,
     )
-    return result.stdout
+
+
+def cli(settings: Settings, *args: str) -> str:
+    return oidc(settings, "keys", *args).stdout
 
 
 async def test_resource_servers_verify_tokens_with_the_published_keys(
@@ -73,15 +77,7 @@ async def test_resource_servers_verify_tokens_with_the_published_keys(
 
 
 def clients(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "web", "oidc", "clients", *args],
-        cwd=ROOT,
-        env=settings_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=check,
-    )
+    return oidc(settings, "clients", *args, check=check)
 
 
 def test_the_operator_registers_lists_rotates_and_removes_clients(settings: Settings) -> None:
