@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 from quart import after_this_request, request, session
 from quart.typing import ResponseTypes
@@ -112,6 +113,21 @@ def remember_code_request(
         "next": next_url,
         "at": int(time.time()),
     }
+
+
+def code_request() -> dict[str, Any] | None:
+    """What :func:`remember_code_request` kept, if this browser asked for a code."""
+    state = session.get(LOGIN_CODE)
+    if isinstance(state, dict) and isinstance(state.get("email"), str):
+        return state
+    return None
+
+
+def code_request_expired(state: dict[str, Any]) -> bool:
+    """Judged from the browser's own record of when it asked: the same for any address."""
+    asked_at = state.get("at")
+    max_age = services().settings.LOGIN_CODE_MAX_AGE
+    return not isinstance(asked_at, int) or time.time() - asked_at >= max_age
 
 
 def current_session_id() -> str | None:

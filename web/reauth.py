@@ -40,8 +40,8 @@ def back_here() -> str:
     return "/account"
 
 
-def to_reauthenticate() -> ResponseReturnValue:
-    return redirect(url_for("reauthentication.reauthenticate", next=back_here()))
+def to_reauthenticate(back: str | None = None) -> ResponseReturnValue:
+    return redirect(url_for("reauthentication.reauthenticate", next=back or back_here()))
 
 
 def fresh_authentication(view: View) -> View:
@@ -51,8 +51,8 @@ def fresh_authentication(view: View) -> View:
     @functools.wraps(view)
     async def run(*args: Any, **kwargs: Any) -> ResponseReturnValue:
         if not await recently_authenticated():
-            back = request.full_path.rstrip("?") if request.method == "GET" else request.path
-            return redirect(url_for("reauthentication.reauthenticate", next=back))
+            # A form posts to its own page: back to that page, not the Referer.
+            return to_reauthenticate(None if request.method == "GET" else request.path)
         return await view(*args, **kwargs)
 
     return run

@@ -188,7 +188,7 @@ async def with_link(
     """Sign in by following the link, in the browser that asked for it (``binding``: the
     secret :func:`request` handed it); None if this is not that browser (or the link is no
     good any more): then the code is asked for."""
-    link = ctx.tokens.read(LoginCodeLink, token, max_age=ctx.settings.LOGIN_CODE_MAX_AGE)
+    link = _link(ctx, token)
     if link is None or not binding:
         return None
     async with ctx.unit_of_work() as session:
@@ -210,12 +210,15 @@ async def with_link(
 
 def link_works(ctx: ServiceContext, token: str) -> bool:
     """Whether a link is one of ours and fresh (the page that asks for its code says so)."""
-    max_age = ctx.settings.LOGIN_CODE_MAX_AGE
-    return ctx.tokens.read(LoginCodeLink, token, max_age=max_age) is not None
+    return _link(ctx, token) is not None
+
+
+def _link(ctx: ServiceContext, token: str) -> LoginCodeLink | None:
+    return ctx.tokens.read(LoginCodeLink, token, max_age=ctx.settings.LOGIN_CODE_MAX_AGE)
 
 
 async def _account_of(ctx: ServiceContext, token: str) -> tuple[LoginCodeLink, str]:
-    link = ctx.tokens.read(LoginCodeLink, token, max_age=ctx.settings.LOGIN_CODE_MAX_AGE)
+    link = _link(ctx, token)
     if link is None:
         raise WrongCode(WRONG)
     async with ctx.reading() as session:

@@ -3,8 +3,6 @@ it. The session cookie remembers which address asked, and when, as on the pages.
 
 from __future__ import annotations
 
-import time
-
 from pydantic import StrictBool
 from quart import session
 from quart_schema import document_response, validate_request, validate_response
@@ -23,6 +21,8 @@ from web.api.models import (
 )
 from web.auth import (
     LOGIN_CODE,
+    code_request,
+    code_request_expired,
     device_cookie,
     remember_code_request,
     sign_in_attempt,
@@ -66,13 +66,10 @@ async def request_login_code(data: LoginCodeRequestIn) -> ApiResult:
 async def login_with_code(data: CodeIn) -> ApiResult:
     """Sign in with the emailed code. On an account with two-factor sign-in, the answer is
     202 and the second step follows (/api/v1/login/two-factor)."""
-    state = session.get(LOGIN_CODE)
-    if not isinstance(state, dict) or not isinstance(state.get("email"), str):
+    state = code_request()
+    if state is None:
         return problem(409, "Not applicable", "Ask for a code first: /api/v1/login/code/request.")
-    asked_at = state.get("at")
-    if not isinstance(asked_at, int) or time.time() - asked_at >= (
-        services().settings.LOGIN_CODE_MAX_AGE
-    ):
+    if code_request_expired(state):
         session.pop(LOGIN_CODE, None)
         return problem(409, "Code expired", "That code has expired. Ask for a new one.")
     remember = bool(state.get("remember"))

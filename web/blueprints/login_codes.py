@@ -4,9 +4,6 @@ address, when it asked, and the binding that makes the link work there at once."
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from quart import Blueprint, redirect, request, session, url_for
 from quart.typing import ResponseReturnValue
 
@@ -15,6 +12,8 @@ from shared.services import login_codes
 from shared.services.refusals import CodeSpent, WrongCode
 from web.auth import (
     LOGIN_CODE,
+    code_request,
+    code_request_expired,
     current_account,
     device_cookie,
     remember_code_request,
@@ -59,28 +58,17 @@ async def request_code() -> ResponseReturnValue:
     )
 
 
-def _asked() -> dict[str, Any] | None:
-    state = session.get(LOGIN_CODE)
-    if isinstance(state, dict) and isinstance(state.get("email"), str):
-        return state
-    return None
-
-
-def _expired(state: dict[str, Any]) -> bool:
-    asked_at = state.get("at")
-    max_age = services().settings.LOGIN_CODE_MAX_AGE
-    return not isinstance(asked_at, int) or time.time() - asked_at >= max_age
-
-
 @blueprint.route("/login/code/enter", methods=["GET", "POST"])
 @limit_posts("login")
 async def enter_code() -> ResponseReturnValue:
-    state = _asked()
+    state = code_request()
     if state is None:
         return redirect(url_for("login_codes.request_code"))
     form = await LoginCodeForm.from_request()
     if form.validate_on_submit():
-        if _expired(state):  # said from the browser's own record: the same for any address
+        if code_request_expired(
+            state
+        ):  # said from the browser's own record: the same for any address
             await flash(EXPIRED, "warning")
             return redirect(url_for("login_codes.request_code"))
         remember = bool(state.get("remember"))
@@ -110,7 +98,7 @@ async def enter_code() -> ResponseReturnValue:
 async def follow_link(token: str) -> ResponseReturnValue:
     """The emailed link: in the browser that asked, it signs in; anywhere else (a phone's
     mail app, a mail scanner, someone the email was forwarded to) it asks for the code."""
-    state = _asked()
+    state = code_request()
     remember = bool(state.get("remember")) if state else False
     context = services()
     if request.method == "GET" and state is not None:
