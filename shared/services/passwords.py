@@ -16,7 +16,7 @@ from shared.jobs import EmailKind, PasswordChanged, ResetEmail
 from shared.models import Passkey, User
 from shared.outbox import add_emails, email_user
 from shared.ratelimit import Limit
-from shared.services import events, factors, proof, sessions, signin, trusted_browsers, users
+from shared.services import events, factors, proof, sessions, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
 from shared.services.refusals import NotApplicable
@@ -210,8 +210,7 @@ async def _set_password(
     wasn't me" link, which works while the account's session version is unchanged and
     undoes what the changing sign-in added)."""
     user.password_hash = password_hash
-    await sessions.end_all(session, user.id, keep=keep)
-    await trusted_browsers.end_all(session, user.id, why="password changed")
+    await sessions.end_all(session, user.id, keep=keep, why="password changed")
     rotated = await sessions.rotate(session, keep)
     user.session_version += 1
     user.reset_generation += 1
@@ -252,8 +251,7 @@ async def disown_change(ctx: ServiceContext, token: str) -> Disowned | None:
         # Whoever changed the password knows it: it stops working until the owner sets a
         # new one through the reset link (an argon2 hash never starts with "!").
         user.password_hash = UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(24)
-        await sessions.end_all(session, user.id)
-        await trusted_browsers.end_all(session, user.id, why="not me")
+        await sessions.end_all(session, user.id, why="not me")
         await events.record(session, Kind.NOT_ME, user.id)
         undone = await _undo_ways_in(session, user, since=link.since, by=link.sign_in)
         if user.pending_email is not None:  # an address change nobody asked for: cancelled

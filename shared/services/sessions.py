@@ -153,8 +153,7 @@ async def revoke_others(ctx: ServiceContext, user_id: int, keep: str) -> int:
     authenticated recently."""
     async with ctx.unit_of_work() as session:
         await _recent_or_refuse(session, ctx, keep, user_id)
-        ended = await end_all(session, user_id, keep=keep)
-        await trusted_browsers.end_all(session, user_id, why="signed out everywhere else")
+        ended = await end_all(session, user_id, keep=keep, why="signed out everywhere else")
         await events.record(session, events.Kind.SESSIONS_REVOKED_ELSEWHERE, user_id, ended=ended)
     return ended
 
@@ -167,9 +166,12 @@ async def _recent_or_refuse(
         raise ReauthenticationRequired
 
 
-async def end_all(session: AsyncSession, user_id: int, *, keep: str | None = None) -> int:
+async def end_all(session: AsyncSession, user_id: int, *, why: str, keep: str | None = None) -> int:
     """End every live sign-in of the account (but ``keep``), in the caller's transaction:
-    what a password change, a reset and "this wasn't me" do."""
+    what a password change, a reset, "this wasn't me" and "sign out everywhere else" do.
+    Whatever says the account may be in other hands says it of its remembered browsers
+    too: they are forgotten with the sign-ins (``why`` goes in their event)."""
+    await trusted_browsers.end_all(session, user_id, why=why)
     statement = (
         update(SignInSession)
         .where(SignInSession.user_id == user_id, SignInSession.revoked_at.is_(None))

@@ -6,7 +6,8 @@ TRUSTED_BROWSER_DAYS. A browser is named by the id in its signed device cookie
 Trust is the weakening of a second factor, so it is ended wholesale by whatever says the
 account may be in someone else's hands, or that its factors changed: "sign out everywhere
 else", a password change or reset, "this wasn't me", and turning two-factor sign-in on or off
-(each calls :func:`end_all` in its own transaction). Its owner can end it one browser at a
+(``sessions.end_all`` forgets them with the sign-ins; two-factor calls :func:`end_all`
+itself). Its owner can end it one browser at a
 time on the sessions page.
 """
 
