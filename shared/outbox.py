@@ -24,6 +24,7 @@ from shared.jobs import (
     PRIORITY_KINDS,
     EmailContext,
     EmailKind,
+    enqueue_deliver_logout,
     enqueue_deliver_webhook,
     enqueue_send_emails,
 )
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 _UNANNOUNCED = "outbox.unannounced_ids"
 _UNANNOUNCED_WEBHOOKS = "outbox.unannounced_webhook_ids"
+_UNANNOUNCED_LOGOUTS = "outbox.unannounced_logout_ids"
 
 
 async def add_email(
@@ -103,10 +105,16 @@ def announce_webhooks(session: AsyncSession, delivery_ids: list[int]) -> None:
     session.info.setdefault(_UNANNOUNCED_WEBHOOKS, []).extend(delivery_ids)
 
 
+def announce_logouts(session: AsyncSession, delivery_ids: list[int]) -> None:
+    """Enqueue these back-channel logout deliveries once the transaction has committed."""
+    session.info.setdefault(_UNANNOUNCED_LOGOUTS, []).extend(delivery_ids)
+
+
 def take_unannounced(session: AsyncSession) -> list[tuple[int, bool]]:
     """(id, priority) of the outbox rows added through this session since the last call
-    (the webhook deliveries' announcements go with them)."""
+    (the webhook and logout deliveries' announcements go with them)."""
     session.info.pop(_UNANNOUNCED_WEBHOOKS, None)
+    session.info.pop(_UNANNOUNCED_LOGOUTS, None)
     rows: list[tuple[int, bool]] = session.info.pop(_UNANNOUNCED, [])
     return rows
 
@@ -120,6 +128,7 @@ async def enqueue_committed(
     Never raises for Redis trouble: the rows are committed, so the sweeper will find them.
     """
     webhook_ids: list[int] = session.info.get(_UNANNOUNCED_WEBHOOKS, [])
+    logout_ids: list[int] = session.info.get(_UNANNOUNCED_LOGOUTS, [])
     rows = take_unannounced(session)
     if redis is None:
         return []
@@ -134,6 +143,11 @@ async def enqueue_committed(
             _enqueue_webhook, redis, delivery_id, queue_name=queue_name))
         for delivery_id in webhook_ids
     ]  # fmt: skip
+    jobs += [
+        (f"logout delivery {delivery_id}", functools.partial(
+            _enqueue_logout, redis, delivery_id, queue_name=queue_name))
+        for delivery_id in logout_ids
+    ]  # fmt: skip
     job_ids: list[str] = []
     for what, enqueue in jobs:
         try:
@@ -145,6 +159,11 @@ async def enqueue_committed(
                 type(error).__name__,
             )
     return job_ids
+
+
+async def _enqueue_logout(redis: ArqRedis, delivery_id: int, *, queue_name: str) -> list[str]:
+    job_id = await enqueue_deliver_logout(redis, delivery_id, queue_name=queue_name)
+    return [] if job_id is None else [job_id]
 
 
 async def _enqueue_webhook(redis: ArqRedis, delivery_id: int, *, queue_name: str) -> list[str]:

@@ -40,7 +40,8 @@ TABLES = (
     "emails", "texts", "sessions", "recovery_codes", "passkeys", "security_events", "users",
     "username_holds", "webhook_deliveries", "webhook_endpoints", "suppressions",
     "bounce_reports", "login_codes", "trusted_browsers", "oidc_signing_keys",
-    "oidc_clients",
+    "oidc_clients", "oidc_consents", "oidc_grants", "oidc_refresh_tokens",
+    "oidc_logout_deliveries",
 )  # fmt: skip
 
 

@@ -67,10 +67,12 @@ def create_app(settings: Settings | None = None) -> Quart:
     from web.blueprints.account_data import blueprint as account_data_blueprint
     from web.blueprints.accounts import blueprint as accounts_blueprint
     from web.blueprints.activity import blueprint as activity_blueprint
+    from web.blueprints.apps import blueprint as apps_blueprint
     from web.blueprints.email_change import blueprint as email_change_blueprint
     from web.blueprints.identity import blueprint as identity_blueprint
     from web.blueprints.login_codes import blueprint as login_codes_blueprint
     from web.blueprints.main import blueprint as main_blueprint
+    from web.blueprints.oauth import blueprint as oauth_blueprint
     from web.blueprints.ops import blueprint as ops_blueprint
     from web.blueprints.passkeys import blueprint as passkeys_blueprint
     from web.blueprints.provider_hooks import blueprint as provider_hooks_blueprint
@@ -93,6 +95,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(login_codes_blueprint)
     app.register_blueprint(reauthentication_blueprint)
     app.register_blueprint(identity_blueprint)
+    app.register_blueprint(oauth_blueprint)
+    app.register_blueprint(apps_blueprint)
     app.register_blueprint(passkeys_blueprint)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(provider_hooks_blueprint)

@@ -38,3 +38,13 @@ def add_security_headers(app: Quart, settings: Settings) -> None:
         if settings.secure_cookies:  # BASE_URL is https
             headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
         return response
+
+
+def form_action_to(response: Response, *origins: str) -> None:
+    """Let this page's forms lead to ``origins`` too: a consent or sign-out page whose form
+    ends in a redirect to an application (browsers apply ``form-action`` to the redirects
+    after a form is sent, too)."""
+    allowed = " ".join(["'self'", *origins])
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'", f"form-action {allowed}"
+    )

@@ -10,9 +10,11 @@ from arq import cron, func
 from shared.db import create_engine, create_sessionmaker
 from shared.heap import freeze_startup_objects
 from shared.jobs import (
+    DELIVER_LOGOUT,
     DELIVER_WEBHOOK,
     PURGE,
     SEND_EMAIL,
+    SWEEP_LOGOUTS,
     SWEEP_OUTBOX,
     SWEEP_WEBHOOKS,
     redis_settings,
@@ -24,6 +26,7 @@ from shared.tokens import Tokens
 from worker import metrics
 from worker.context import STATE_KEY, WorkerState, state
 from worker.dispatch import DeliveryWorker
+from worker.identity import deliver_logout, sweep_logouts
 from worker.mail.delivery import deliver_email, purge, send_email, sweep_outbox
 from worker.mail.render import EmailRenderer
 from worker.mail.signing import DkimSigner
@@ -167,6 +170,12 @@ def worker_options(settings: Settings, *, freeze_after_startup: bool = False) ->
                 keep_result=0,
                 max_tries=settings.WEBHOOK_MAX_ATTEMPTS * 4,
             ),
+            func(
+                deliver_logout,
+                name=DELIVER_LOGOUT,
+                keep_result=0,
+                max_tries=settings.WEBHOOK_MAX_ATTEMPTS * 2,
+            ),
         ],
         "cron_jobs": [
             # Each domain sweeps its own outbox, every OUTBOX_SWEEP_EVERY seconds.
@@ -182,7 +191,11 @@ def worker_options(settings: Settings, *, freeze_after_startup: bool = False) ->
                     timeout=settings.WORKER_JOB_TIMEOUT,
                     keep_result=0,
                 )
-                for sweep, name in ((sweep_outbox, SWEEP_OUTBOX), (sweep_webhooks, SWEEP_WEBHOOKS))
+                for sweep, name in (
+                    (sweep_outbox, SWEEP_OUTBOX),
+                    (sweep_webhooks, SWEEP_WEBHOOKS),
+                    (sweep_logouts, SWEEP_LOGOUTS),
+                )
             ),
             # Hourly, at a minute of its own; batched deletes, each a short transaction.
             cron(

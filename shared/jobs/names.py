@@ -28,7 +28,24 @@ DELIVER_WEBHOOK: Final = "deliver_webhook"
 """POST one webhook delivery row to its endpoint. Argument: the ``webhook_deliveries.id``.
 Idempotent like ``send_email``: a delivered row is left alone."""
 
-JOB_NAMES: Final = frozenset({SEND_EMAIL, SWEEP_OUTBOX, SWEEP_WEBHOOKS, PURGE, DELIVER_WEBHOOK})
+DELIVER_LOGOUT: Final = "deliver_logout"
+"""Sign and POST one back-channel logout (argument: the ``oidc_logout_deliveries.id``);
+idempotent like the others."""
+
+SWEEP_LOGOUTS: Final = "sweep_logouts"
+"""Cron: re-enqueue overdue pending back-channel logout deliveries."""
+
+JOB_NAMES: Final = frozenset(
+    {
+        SEND_EMAIL,
+        SWEEP_OUTBOX,
+        SWEEP_WEBHOOKS,
+        PURGE,
+        DELIVER_WEBHOOK,
+        DELIVER_LOGOUT,
+        SWEEP_LOGOUTS,
+    }
+)
 
 
 def email_job_id(email_id: int, queue_name: str) -> str:
@@ -45,3 +62,8 @@ def emails_due_key(queue_name: str) -> str:
 def webhook_job_id(delivery_id: int, queue_name: str) -> str:
     """arq job id for a webhook delivery row (enqueueing it twice is a no-op, as for emails)."""
     return f"{queue_name}:webhook:{delivery_id}"
+
+
+def logout_job_id(delivery_id: int, queue_name: str) -> str:
+    """arq job id for a back-channel logout delivery row."""
+    return f"{queue_name}:logout:{delivery_id}"

@@ -7,7 +7,14 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from shared.jobs.names import DELIVER_WEBHOOK, email_job_id, emails_due_key, webhook_job_id
+from shared.jobs.names import (
+    DELIVER_LOGOUT,
+    DELIVER_WEBHOOK,
+    email_job_id,
+    emails_due_key,
+    logout_job_id,
+    webhook_job_id,
+)
 from shared.jobs.payloads import PRIORITY_HEAD_START
 
 if TYPE_CHECKING:
@@ -143,6 +150,19 @@ async def enqueue_deliver_webhook(
         DELIVER_WEBHOOK,
         delivery_id,
         job_id=webhook_job_id(delivery_id, queue_name),
+        queue_name=queue_name,
+    )
+
+
+async def enqueue_deliver_logout(
+    redis: ArqRedis, delivery_id: int, *, queue_name: str
+) -> str | None:
+    """Put a back-channel logout delivery job on the queue (None if already queued)."""
+    return await enqueue(
+        redis,
+        DELIVER_LOGOUT,
+        delivery_id,
+        job_id=logout_job_id(delivery_id, queue_name),
         queue_name=queue_name,
     )
 

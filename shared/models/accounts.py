@@ -3,6 +3,7 @@ username holds, and the Texts they write."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Uuid,
     func,
     text,
 )
@@ -65,6 +67,14 @@ class User(Base):
         Integer, default=0, server_default=text("0")
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Who the account is to the applications it signs in to (the ID token's "sub"): random,
+    # so it says nothing (not how many accounts there are), and never reused or changed.
+    subject: Mapped[str] = mapped_column(
+        Uuid(as_uuid=False),
+        unique=True,
+        default=lambda: str(uuid.uuid4()),
+        server_default=text("gen_random_uuid()"),
+    )
 
     texts: Mapped[list[TextPost]] = relationship(back_populates="author")
 

@@ -1,18 +1,32 @@
-"""The identity provider's tables (OpenID Connect): the keys it signs tokens with, and the
-applications (clients) that sign people in through it."""
+"""The identity provider's tables (OpenID Connect): the keys it signs tokens with, the
+applications (clients) that sign people in through it, what each person let each application
+have (consents), what each sign-in through an application issued (grants, with their
+authorization code and refresh tokens), and the back-channel logout outbox."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, String, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
 
-__all__ = ["Client", "SigningKey"]
+__all__ = ["Client", "Consent", "Grant", "LogoutDelivery", "RefreshToken", "SigningKey"]
 
 
 class SigningKey(Base):
@@ -49,5 +63,107 @@ class Client(Base):
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
     grants: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
     backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    # Where RP-initiated logout may send the browser afterwards (matched exactly, too).
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), default=list, server_default="{}"
+    )
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)  # skips the consent page
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Consent(Base):
+    """What a person let an application have: the scopes, remembered so that the consent page
+    is shown again only for more (or when the application asks with ``prompt=consent``)."""
+
+    __tablename__ = "oidc_consents"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oidc_clients.client_id", ondelete="CASCADE"), primary_key=True
+    )
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    granted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Grant(Base):
+    """One sign-in to an application through this service: its authorization code (stored as
+    a SHA-256, single use, short-lived) and, once the code is exchanged, the family of tokens
+    issued from it. It lives while its sign-in does: ending the sign-in (signing out, a
+    password change, "this wasn't me" ...) ends the grant. With ``offline_access`` it may
+    outlive the sign-in's expiry, never its revocation. A code used twice, or a refresh token
+    used after its successor was issued, revokes it (RFC 9700 §2.2.2, §4.14)."""
+
+    __tablename__ = "oidc_grants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random; the tokens' "gid"
+    client_id: Mapped[str] = mapped_column(ForeignKey("oidc_clients.client_id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(String(512))
+    code_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    code_challenge: Mapped[str | None] = mapped_column(String(43))
+    code_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    code_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_why: Mapped[str | None] = mapped_column(String(60))
+
+    __table_args__ = (
+        Index("ix_oidc_grants_user_id", "user_id"),
+        Index("ix_oidc_grants_session_id", "session_id"),
+        Index("ix_oidc_grants_client_id", "client_id"),
+    )
+
+
+class RefreshToken(Base):
+    """A refresh token, as its SHA-256. Using it marks it used and issues its successor; a
+    used one presented again is a stolen copy (or the thief's), and revokes its grant."""
+
+    __tablename__ = "oidc_refresh_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(ForeignKey("oidc_grants.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_oidc_refresh_tokens_grant_id", "grant_id"),)
+
+
+class LogoutDelivery(Base):
+    """The back-channel logout outbox (OpenID Connect Back-Channel Logout 1.0): one row per
+    ended sign-in and application that asked to hear of it, written in the transaction that
+    ended it; the worker signs the logout token and POSTs it, with the webhooks' guarantees
+    (a lease, retries with backoff, failed with the reason)."""
+
+    __tablename__ = "oidc_logout_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("oidc_clients.client_id", ondelete="CASCADE"))
+    uri: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(String(36))
+    sid: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(10), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    next_attempt_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+        Index(
+            "ix_oidc_logout_deliveries_pending_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )

@@ -185,7 +185,10 @@ async def delete_account(
         await session.execute(
             delete(UsernameHold).where(UsernameHold.username_key == user.username_key)
         )
-        # Texts and sign-ins go with it (ON DELETE CASCADE in the schema).
+        # The applications it signed in to hear that its sign-ins ended (the delivery rows
+        # hold the subject, not the account); then Texts, sign-ins and grants go with it
+        # (ON DELETE CASCADE in the schema).
+        await sessions.end_all(session, user.id, why="account deleted")
         await session.execute(delete(User).where(User.id == user.id))
         await add_email(
             session, EmailKind.ACCOUNT_DELETED, user.email, AccountDeleted(username=user.username)

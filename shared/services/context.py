@@ -65,6 +65,9 @@ class ServiceContext:
     tokens: Tokens
     limits: Limits
     defer: Defer = field(default_factory=BackgroundTasks)
+    # What a process may keep between requests for a few seconds (the identity provider's
+    # unsealed signing keys, shared.services.identity.signed); keyed by its owner module.
+    memo: dict[str, Any] = field(default_factory=dict, repr=False)
     _group_commit: GroupCommit = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

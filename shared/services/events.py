@@ -57,6 +57,8 @@ class Kind(enum.StrEnum):
     DEVICE_UNTRUSTED = "device.untrusted"
     REAUTHENTICATED = "user.reauthenticated"
     PASSWORD_REMOVED = "user.password_removed"  # noqa: S105 (an event name)
+    APP_AUTHORIZED = "app.authorized"
+    APP_ACCESS_REMOVED = "app.access_removed"
 
 
 # What the activity page says for each (it adds "from <browser>, <when>").
@@ -87,6 +89,8 @@ WORDS: dict[Kind, str] = {
     Kind.DEVICE_UNTRUSTED: "A remembered browser was forgotten",
     Kind.REAUTHENTICATED: "Confirmed it was you, for a sensitive change",
     Kind.PASSWORD_REMOVED: "Password removed: signing in is by passkey or emailed code",
+    Kind.APP_AUTHORIZED: "An application was allowed to sign you in",
+    Kind.APP_ACCESS_REMOVED: "An application's access was removed",
 }
 
 

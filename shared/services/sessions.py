@@ -16,6 +16,7 @@ from shared.devices import USER_AGENT_MAX, device_name
 from shared.models import SignInSession, User
 from shared.services import events, trusted_browsers
 from shared.services.context import ServiceContext
+from shared.services.identity import logout
 from shared.services.refusals import ReauthenticationRequired
 
 TOUCH_EVERY = timedelta(minutes=5)  # last_seen_at moves at most this often
@@ -104,11 +105,14 @@ async def resolve(ctx: ServiceContext, session_id: str) -> Current | None:
 async def end(ctx: ServiceContext, session_id: str) -> None:
     """Sign-out: this sign-in ends on the server (a copy of its cookie stops working)."""
     async with ctx.unit_of_work() as session:
-        await session.execute(
+        ended = await session.scalar(
             update(SignInSession)
             .where(SignInSession.id == session_id, SignInSession.revoked_at.is_(None))
             .values(revoked_at=func.now())
+            .returning(SignInSession.id)
         )
+        if ended is not None:
+            await logout.sign_ins_ended(session, [ended], why="signed out")
 
 
 async def active(ctx: ServiceContext, user_id: int) -> list[SignInSession]:
@@ -144,6 +148,7 @@ async def revoke(ctx: ServiceContext, user_id: int, public_id: str, *, by: str |
             .returning(SignInSession.id)
         )
         if ended is not None:
+            await logout.sign_ins_ended(session, [ended], why="session ended")
             await events.record(session, events.Kind.SESSION_REVOKED, user_id)
     return ended is not None
 
@@ -180,7 +185,9 @@ async def end_all(session: AsyncSession, user_id: int, *, why: str, keep: str | 
     )
     if keep is not None:
         statement = statement.where(SignInSession.id != keep)
-    return len((await session.scalars(statement)).all())
+    ended = list((await session.scalars(statement)).all())
+    await logout.sign_ins_ended(session, ended, why=why)
+    return len(ended)
 
 
 async def recently_authenticated(

@@ -158,6 +158,13 @@ class Settings(BaseSettings):
     # until the longest of them has passed.
     OIDC_ID_TOKEN_LIFETIME: int = Field(default=600, ge=60, le=24 * 3600)
     OIDC_ACCESS_TOKEN_LIFETIME: int = Field(default=600, ge=60, le=24 * 3600)
+    # An authorization code is exchanged by the application's server at once (RFC 6749
+    # §4.1.2 says at most ten minutes; a minute is plenty).
+    OIDC_CODE_LIFETIME: int = Field(default=60, ge=10, le=600)
+    # How long a family of refresh tokens may be used at most, however often it rotates.
+    OIDC_REFRESH_TOKEN_LIFETIME: int = Field(default=30 * 24 * 3600, ge=300, le=365 * 24 * 3600)
+    # Dynamic client registration (RFC 7591): off, or on for anyone who can reach the service.
+    OIDC_DYNAMIC_REGISTRATION: bool = False
     # A new signing key is published this long before it signs (longer than relying parties
     # keep the JWKS: it says max-age OIDC_JWKS_MAX_AGE), so none meets a key it has not seen.
     OIDC_KEY_PUBLISH_AHEAD: int = Field(default=3600, ge=0, le=7 * 24 * 3600)

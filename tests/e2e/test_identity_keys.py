@@ -16,7 +16,7 @@ import pytest
 from joserfc import jwt
 
 from shared.db import SessionMaker
-from shared.services import signing_keys
+from shared.services.identity import keys as signing_keys
 from shared.settings import Settings
 from tests.support import ROOT, Stack, committing_context, settings_env, wait_for
 

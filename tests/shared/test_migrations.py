@@ -17,7 +17,8 @@ ALL_TABLES = {
     "users", "texts", "emails", "username_holds", "sessions", "recovery_codes", "passkeys",
     "security_events", "webhook_endpoints", "webhook_deliveries", "suppressions",
     "bounce_reports", "login_codes", "trusted_browsers", "oidc_signing_keys",
-    "oidc_clients",
+    "oidc_clients", "oidc_consents", "oidc_grants", "oidc_refresh_tokens",
+    "oidc_logout_deliveries",
 }  # fmt: skip
 
 

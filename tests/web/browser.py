@@ -128,7 +128,7 @@ class Browser:
         data = {"email": email, "password": password}
         if remember:
             data["remember"] = "y"
-        path = "/login" + (f"?next={next}" if next else "")
+        path = "/login" + (f"?next={quote(next)}" if next else "")
         return await self.submit(path, data)
 
     async def reauthenticate(

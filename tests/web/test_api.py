@@ -229,7 +229,7 @@ async def test_errors_are_problems_never_html(api: Any) -> None:
     assert response.headers["Content-Type"] == "application/problem+json"
 
 
-async def test_openapi_describes_the_api_only(api: Any) -> None:
+async def test_openapi_describes_the_api_and_oauth_endpoints_only(api: Any) -> None:
     spec = await (await api.get(f"{API}/openapi.json")).get_json()
     validate(spec)  # a valid OpenAPI 3.1 document, every $ref resolving
     assert get_spec_version(spec) == OpenAPIV31
@@ -237,9 +237,14 @@ async def test_openapi_describes_the_api_only(api: Any) -> None:
     assert spec["info"]["title"] == "Accounts API"
     paths = set(spec["paths"])
     assert f"{API}/register" in paths and f"{API}/password-reset/confirm" in paths
-    assert all(path.startswith(API) for path in paths)
+    oauth = {"/oauth/token", "/oauth/userinfo", "/oauth/introspect", "/oauth/revoke"}
+    assert {path for path in paths if not path.startswith(API)} == oauth  # no HTML pages
     responses = spec["paths"][f"{API}/login"]["post"]["responses"]
     assert "application/problem+json" in responses["401"]["content"]
+    # The OAuth endpoints answer OAuth errors, and take forms.
+    token = spec["paths"]["/oauth/token"]["post"]
+    assert "application/json" in token["responses"]["400"]["content"]
+    assert "application/x-www-form-urlencoded" in token["requestBody"]["content"]
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from quart import Quart
 
-from shared.services import signing_keys
+from shared.services.identity import keys as signing_keys
 from shared.settings import Settings, SettingsError
 from web.extensions import SERVICES_KEY
 

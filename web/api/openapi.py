@@ -10,14 +10,20 @@ from werkzeug.routing import Rule
 from web.api.base import PREFIX, UNSAFE_METHODS
 from web.problems import Problem
 
+# The identity provider's JSON endpoints, which answer OAuth errors ({"error": ...}), not
+# problems, and take forms, not JSON.
+OAUTH_PATHS = ("/oauth/token", "/oauth/userinfo", "/oauth/introspect", "/oauth/revoke")
+
 
 class ApiOnlyProvider(OpenAPIProvider):
-    """The spec describes the API only (not the HTML pages), and says that errors are
-    application/problem+json."""
+    """The spec describes the API and the OAuth endpoints (not the HTML pages), and says that
+    the API's errors are application/problem+json."""
 
     def generate_rules(self) -> Any:
         for rule in super().generate_rules():
-            if isinstance(rule, Rule) and rule.rule.startswith(PREFIX):
+            if isinstance(rule, Rule) and (
+                rule.rule.startswith(PREFIX) or rule.rule in OAUTH_PATHS
+            ):
                 yield rule
 
     # What any state-changing call can answer before its handler runs.
@@ -35,7 +41,9 @@ class ApiOnlyProvider(OpenAPIProvider):
         spec.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
             Problem.model_json_schema(ref_template="#/components/schemas/{model}")
         )
-        for methods in spec.get("paths", {}).values():
+        for path, methods in spec.get("paths", {}).items():
+            if path in OAUTH_PATHS:
+                continue
             for method, operation in methods.items():
                 responses = operation.setdefault("responses", {})
                 if method.upper() in UNSAFE_METHODS:

@@ -11,6 +11,7 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared import links
+from shared.models import EMAIL_MAX_LENGTH
 from shared.services import accounts, bounces, login_codes, signin
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.validation import INVALID_TOKEN, InvalidInput
@@ -89,6 +90,9 @@ async def login() -> ResponseReturnValue:
     if await current_account() is not None:
         return redirect(next_url)
     form = await LoginForm.from_request()
+    if request.method == "GET" and request.args.get("login_hint"):
+        # An application's hint (OpenID Connect login_hint): who it believes is signing in.
+        form.email.data = request.args["login_hint"][:EMAIL_MAX_LENGTH]
     if form.validate_on_submit():
         outcome = await signin.login(
             services(),

@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from shared.services.oidc_clients import DEFAULT_SCOPES, GRANTS, SCOPES
+from shared.services.identity.clients import DEFAULT_SCOPES, GRANTS, SCOPES
 
 if TYPE_CHECKING:
     from shared.services.context import ServiceContext
@@ -56,7 +56,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _keys(context: ServiceContext, action: str) -> int:
-    from shared.services import signing_keys
+    from shared.services.identity import keys as signing_keys
 
     when = "%Y-%m-%d %H:%M:%S UTC"
     if action == "rotate":
@@ -72,7 +72,7 @@ async def _keys(context: ServiceContext, action: str) -> int:
 
 
 async def _clients(context: ServiceContext, args: argparse.Namespace) -> int:
-    from shared.services import oidc_clients
+    from shared.services.identity import clients as oidc_clients
     from shared.validation import InvalidInput
 
     if args.action == "add":

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from shared.models import Client
-from shared.services.authorization_requests import (
+from shared.services.identity.requests import (
     Refusal,
     Unredirectable,
     judge,

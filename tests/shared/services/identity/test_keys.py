@@ -12,8 +12,8 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select, update
 
 from shared.models import SigningKey
-from shared.services import signing_keys
 from shared.services.context import ServiceContext
+from shared.services.identity import keys as signing_keys
 
 
 async def published(ctx: ServiceContext) -> list[str]:

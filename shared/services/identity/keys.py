@@ -28,6 +28,7 @@ ALGORITHMS = ("RS256", "ES256")
 RSA_BITS = 2048
 
 Key = RSAKey | ECKey
+MEMO = "identity.keys"  # the process's copy of the keys (shared.services.identity.signed)
 
 
 def _sealer(ctx: ServiceContext) -> Sealer:
@@ -50,7 +51,9 @@ def _lifetime(ctx: ServiceContext) -> timedelta:
 async def rotate(ctx: ServiceContext) -> list[SigningKey]:
     """A new key for each algorithm (see the module's description); the new keys."""
     async with ctx.unit_of_work() as session:
-        return await _rotate(session, ctx)
+        made = await _rotate(session, ctx)
+    ctx.memo.pop(MEMO, None)  # this process signs with the new keys as soon as they may
+    return made
 
 
 async def _rotate(session: AsyncSession, ctx: ServiceContext) -> list[SigningKey]:

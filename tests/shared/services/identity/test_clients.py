@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from shared.models import Client
-from shared.services import oidc_clients
 from shared.services.context import ServiceContext
-from shared.services.oidc_clients import ClientSpec
+from shared.services.identity import clients as oidc_clients
+from shared.services.identity.clients import ClientSpec
 from shared.validation import InvalidInput, check_redirect_uri
 
 

@@ -1,0 +1,73 @@
+"""What the OpenAPI description says the OAuth endpoints take and answer (documentation
+only: the handlers read the form themselves, so that a bad request gets an OAuth error, not
+a validation problem)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class TokenIn(BaseModel):
+    grant_type: Literal["authorization_code", "refresh_token", "client_credentials"]
+    code: str | None = Field(None, description="authorization_code: the code")
+    redirect_uri: str | None = Field(None, description="authorization_code: as in the request")
+    code_verifier: str | None = Field(None, description="authorization_code: PKCE (RFC 7636)")
+    refresh_token: str | None = Field(None, description="refresh_token: the token")
+    scope: str | None = Field(None, description="refresh_token, client_credentials: fewer scopes")
+    client_id: str | None = Field(None, description="when not in HTTP Basic")
+    client_secret: str | None = Field(None, description="when not in HTTP Basic")
+
+
+class TokenOut(BaseModel):
+    access_token: str = Field(description="a JWT (RFC 9068), typ at+jwt")
+    token_type: Literal["Bearer"]
+    expires_in: int
+    scope: str
+    id_token: str | None = None
+    refresh_token: str | None = Field(None, description="rotates at each use")
+
+
+class OAuthError(BaseModel):
+    error: str = Field(description="invalid_request, invalid_client, invalid_grant, ...")
+    error_description: str
+
+
+class UserinfoOut(BaseModel):
+    sub: str
+    email: str | None = None
+    email_verified: bool | None = None
+    preferred_username: str | None = None
+    name: str | None = None
+
+
+class IntrospectionIn(BaseModel):
+    token: str
+    token_type_hint: Literal["access_token", "refresh_token"] | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+class IntrospectionOut(BaseModel):
+    active: bool
+    token_type: str | None = None
+    scope: str | None = None
+    client_id: str | None = None
+    sub: str | None = None
+    aud: str | None = None
+    iss: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    jti: str | None = None
+    auth_time: int | None = None
+    acr: str | None = None
+    amr: list[str] | None = None
+    sid: str | None = None
+
+
+class RevocationIn(BaseModel):
+    token: str
+    token_type_hint: Literal["access_token", "refresh_token"] | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
