@@ -18,3 +18,9 @@ fi
 
 # --locked: fail instead of silently re-resolving when pyproject.toml and uv.lock disagree.
 "$UV" sync --locked --quiet "$@"
+
+# The tests' npm peers (certified OpenID Connect implementations), from their lock file,
+# when npm is here and they are not installed yet (the tests that need them say so if not).
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/peers/node_modules/openid-client ]; then
+  npm ci --prefix tests/peers --no-audit --no-fund --loglevel=error >/dev/null
+fi

@@ -2,7 +2,7 @@
 
 ``keys rotate`` and ``keys list`` (the signing keys); ``clients add --name NAME
 --redirect-uri URI [--redirect-uri URI ...] [--public] [--scopes ...] [--grant ...]
-[--backchannel-logout-uri URI] [--first-party]`` (prints ``client_id:`` and, for a
+[--backchannel-logout-uri URI] [--post-logout-redirect-uri URI ...] [--first-party]`` (prints ``client_id:`` and, for a
 confidential client, ``client_secret:``, shown once), ``clients list``, ``clients remove
 ID``, ``clients rotate-secret ID``.
 """
@@ -37,6 +37,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.add_argument("--scopes", nargs="+", choices=SCOPES, default=list(DEFAULT_SCOPES))
     add.add_argument("--grant", action="append", choices=GRANTS, dest="grants", help="repeatable")
     add.add_argument("--backchannel-logout-uri")
+    add.add_argument(
+        "--post-logout-redirect-uri", action="append", default=[], dest="post_logout_uris",
+        help="where RP-initiated logout may return (repeatable)",
+    )  # fmt: skip
     add.add_argument("--first-party", action="store_true", help="no consent page")
     actions.add_parser("list", help="the registered clients")
     for name, what in (("remove", "remove one"), ("rotate-secret", "a new secret, printed once")):
@@ -83,6 +87,7 @@ async def _clients(context: ServiceContext, args: argparse.Namespace) -> int:
             scopes=args.scopes,
             grants=args.grants or list(oidc_clients.DEFAULT_GRANTS),
             backchannel_logout_uri=args.backchannel_logout_uri,
+            post_logout_redirect_uris=args.post_logout_uris,
             first_party=args.first_party,
         )
         try:

@@ -45,6 +45,7 @@ class ClientSpec:
     grants: Sequence[str] = DEFAULT_GRANTS
     backchannel_logout_uri: str | None = None
     first_party: bool = False
+    post_logout_redirect_uris: Sequence[str] = ()
 
 
 def _checked(spec: ClientSpec) -> ClientSpec:
@@ -70,6 +71,12 @@ def _checked(spec: ClientSpec) -> ClientSpec:
             check_redirect_uri(spec.backchannel_logout_uri, public=False)
         except ValueError as error:
             problems.append(f"back-channel logout URI: {error}")
+    after_logout = []
+    for uri in spec.post_logout_redirect_uris:
+        try:
+            after_logout.append(check_redirect_uri(uri, public=spec.public))
+        except ValueError as error:
+            problems.append(f"post-logout redirect URI {uri!r}: {error}")
     if problems:
         raise InvalidInput("client", "; ".join(problems))
     return ClientSpec(
@@ -80,6 +87,7 @@ def _checked(spec: ClientSpec) -> ClientSpec:
         grants=list(dict.fromkeys(spec.grants)),
         backchannel_logout_uri=spec.backchannel_logout_uri,
         first_party=spec.first_party,
+        post_logout_redirect_uris=list(dict.fromkeys(after_logout)),
     )
 
 
@@ -96,6 +104,7 @@ async def add(ctx: ServiceContext, spec: ClientSpec) -> Registered:
         grants=list(checked.grants),
         backchannel_logout_uri=checked.backchannel_logout_uri,
         first_party=checked.first_party,
+        post_logout_redirect_uris=list(checked.post_logout_redirect_uris),
     )
     async with ctx.unit_of_work() as session:
         session.add(client)
