@@ -212,6 +212,23 @@ async def test_a_first_party_app_skips_consent(app: Quart, browser: Browser) -> 
     assert "code" in answer(page.location)
 
 
+async def test_after_one_of_its_own_forms_a_page_takes_the_person_on(
+    app: Quart, browser: Browser
+) -> None:
+    """Browsers hold a redirect chain that began with a form to the form's form-action
+    ('self'); so when the answer ends such a chain, it is a page that navigates itself."""
+    client = await register_app(app, first_party=True)
+    await signed_in(browser)
+    response = await browser.client.get(
+        authorize_path(client), headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    text = await response.get_data(as_text=True)
+    assert response.status_code == 200 and 'http-equiv="refresh"' in text
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    location = re.search(r'<a href="([^"]+)">Continue</a>', text)
+    assert location is not None and "code" in answer(html.unescape(location.group(1)))
+
+
 async def test_denying_consent_tells_the_app(app: Quart, browser: Browser) -> None:
     client = await register_app(app)
     await signed_in(browser)

@@ -107,10 +107,10 @@ async def authorize_endpoint() -> ResponseReturnValue:
     except Unredirectable as error:
         return await _unredirectable(error.message)
     except Refusal as refusal:
-        return redirect(refusal.location(issuer))
+        return await _to_application(refusal.location(issuer))
     if step.step is authorize.Step.CODE:
         assert step.code is not None
-        return redirect(judged.answer(issuer, step.code))
+        return await _to_application(judged.answer(issuer, step.code))
     back = _come_back(values, judged.client.client_id)
     if step.step is authorize.Step.SIGN_IN:
         if judged.login_hint:
@@ -119,6 +119,20 @@ async def authorize_endpoint() -> ResponseReturnValue:
     if step.step is authorize.Step.REAUTHENTICATE:
         return redirect(url_for("reauthentication.reauthenticate", next=back))
     return await _consent_page(judged, values)
+
+
+async def _to_application(location: str) -> ResponseReturnValue:
+    """Back to the application. Usually a redirect; but when this request is the end of a
+    chain that began with one of this site's own forms (signing in, the second step,
+    re-authenticating: ``Sec-Fetch-Site: same-origin``), browsers hold the redirect to the
+    form's ``form-action 'self'`` and refuse it. Then a page takes the person on instead (a
+    meta refresh, and a link), which is a navigation of its own."""
+    if request.headers.get("Sec-Fetch-Site") != "same-origin":
+        return redirect(location)
+    page = await render_template(
+        "identity/continue.html", title="Signed in", location=location, origin=_origin(location)
+    )
+    return page, 200, {"Referrer-Policy": "no-referrer"}
 
 
 async def _consent_page(judged: AuthorizationRequest, values: dict[str, str]) -> Response:

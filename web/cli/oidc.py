@@ -2,9 +2,9 @@
 
 ``keys rotate`` and ``keys list`` (the signing keys); ``clients add --name NAME
 --redirect-uri URI [--redirect-uri URI ...] [--public] [--scopes ...] [--grant ...]
-[--backchannel-logout-uri URI] [--post-logout-redirect-uri URI ...] [--first-party]`` (prints ``client_id:`` and, for a
-confidential client, ``client_secret:``, shown once), ``clients list``, ``clients remove
-ID``, ``clients rotate-secret ID``.
+[--backchannel-logout-uri URI] [--post-logout-redirect-uri URI ...] [--first-party]``
+(prints ``client_id:`` and, for a confidential client, ``client_secret:``, shown once),
+``clients list``, ``clients remove ID``, ``clients rotate-secret ID``.
 """
 
 from __future__ import annotations
