@@ -6,11 +6,13 @@ nothing."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -20,6 +22,8 @@ from shared import passwords
 from shared.db import SessionMaker
 from shared.models import User
 from shared.settings import Settings
+from tests.e2e.identity_peers import Person
+from tests.e2e.test_identity_provider import registered
 from tests.support import ROOT, Stack, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("clean_db")]
@@ -53,13 +57,21 @@ async def test_schemathesis_finds_nothing(
         # gives it a new id, signing out and deleting the account end it) each run on their
         # own, after the others, with the password put back before each sign-in.
         ending = "password/change|logout|account/delete"
-        for selection in (
-            ["--exclude-path-regex", f"^/api/v1/({ending})$"],
-            ["--include-path", "/api/v1/password/change"],
-            ["--include-path", "/api/v1/logout"],
-            ["--include-path", "/api/v1/account/delete"],
+        # The identity provider's endpoints run with an application's credentials instead:
+        # a confidential client's (token, introspection, revocation) and a person's access
+        # token (userinfo).
+        basic, bearer = await oauth_credentials(stack, settings, sessionmaker)
+        # (First: the runs after them may end the sign-in the access token came from.)
+        for selection, credentials in (
+            (["--include-path-regex", "^/oauth/(token|introspect|revoke)$"], basic),
+            (["--include-path", "/oauth/userinfo"], bearer),
+            (["--exclude-path-regex", f"^(/api/v1/({ending})|/oauth/.*)$"], None),
+            (["--include-path", "/api/v1/password/change"], None),
+            (["--include-path", "/api/v1/logout"], None),
+            (["--include-path", "/api/v1/account/delete"], None),
         ):
             cookie = await sign_in(stack.base_url, sessionmaker, account)
+            header = credentials or f"Cookie: QUART_AUTH={cookie}"
             command = [
                 SCHEMATHESIS,
                 "--config-file", str(ROOT / "schemathesis.toml"),
@@ -71,7 +83,7 @@ async def test_schemathesis_finds_nothing(
                 "--max-examples", "15",
                 "--seed", "20261123",
                 "--request-timeout", "20",
-                "--header", f"Cookie: QUART_AUTH={cookie}",
+                "--header", header,
                 "--no-color",
             ]  # fmt: skip
             result = await asyncio.to_thread(
@@ -91,6 +103,39 @@ async def test_schemathesis_finds_nothing(
             assert unauthorized(report) <= {"POST /api/v1/login"}, report[-3000:]
     finally:
         stack.stop()
+
+
+async def oauth_credentials(
+    stack: Stack, settings: Settings, sessionmaker: SessionMaker
+) -> tuple[str, str]:
+    """An ``Authorization`` header for a confidential client (Basic), and one with a
+    signed-in person's access token (Bearer)."""
+    client_id, secret = registered(
+        settings, "--name", "Fuzzed", "--redirect-uri", f"{stack.base_url}/cb", "--first-party",
+        "--grant", "authorization_code", "--grant", "refresh_token",
+        "--grant", "client_credentials",
+    )  # fmt: skip
+    assert secret is not None
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    person = Person(stack.base_url)
+    try:
+        await person.sign_in()
+        query = urlencode({
+            "response_type": "code", "client_id": client_id, "redirect_uri": f"{stack.base_url}/cb",
+            "scope": "openid email profile",
+        })  # fmt: skip
+        back = await person.authorize(f"/oauth/authorize?{query}", f"{stack.base_url}/cb")
+        code = parse_qs(urlsplit(back).query)["code"][0]
+        answer = await person.http.post(
+            "/oauth/token",
+            data={"grant_type": "authorization_code", "code": code,
+                  "redirect_uri": f"{stack.base_url}/cb"},
+            auth=(client_id, secret),
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.text
+    finally:
+        await person.close()
+    return f"Authorization: Basic {basic}", f"Authorization: Bearer {answer.json()['access_token']}"
 
 
 async def count_users(sessionmaker: SessionMaker) -> bool:

@@ -29,6 +29,7 @@ from web.blueprints.oauth_models import (
     IntrospectionOut,
     OAuthError,
     RevocationIn,
+    Revoked,
     TokenIn,
     TokenOut,
     UserinfoOut,
@@ -192,6 +193,7 @@ async def introspect() -> ResponseReturnValue:
 
 @blueprint.post("/oauth/revoke")
 @document_request(RevocationIn, source=DataSource.FORM)
+@document_response(Revoked, 200)
 @document_response(OAuthError, 400)
 @document_response(OAuthError, 401)
 async def revoke() -> ResponseReturnValue:
@@ -205,4 +207,4 @@ async def revoke() -> ResponseReturnValue:
     except TokenError as error:
         return _error(error)
     await access.revoke(services(), client, token, form.values.get("token_type_hint"))
-    return Response("", 200)
+    return jsonify({})  # RFC 7009 §2.2: the body is not read; an empty object is still JSON

@@ -71,3 +71,7 @@ class RevocationIn(BaseModel):
     token_type_hint: Literal["access_token", "refresh_token"] | None = None
     client_id: str | None = None
     client_secret: str | None = None
+
+
+class Revoked(BaseModel):
+    """Nothing: 200 says the token is no longer valid, whether or not it ever was."""
