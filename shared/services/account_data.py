@@ -13,8 +13,10 @@ from shared import passwords
 from shared.jobs import AccountDeleted, EmailKind
 from shared.models import (
     BounceReport,
+    Client,
     Email,
     EmailStatus,
+    Grant,
     Passkey,
     SecurityEvent,
     SignInSession,
@@ -29,10 +31,11 @@ from shared.outbox import add_email
 from shared.services import events, proof, sessions, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
+from shared.services.identity import apps
 from shared.services.refusals import ReauthenticationRequired, WrongConfirmation
 from shared.validation import email_key
 
-EXPORT_FORMAT = 1  # bumped when the export's shape changes
+EXPORT_FORMAT = 2  # bumped when the export's shape changes (2: applications and grants)
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -74,6 +77,13 @@ async def export_account(
         )
         emails = await session.scalars(
             select(Email).where(Email.user_id == user_id).order_by(Email.id)
+        )
+        applications = await apps.listed(ctx, user_id)
+        grants = await session.execute(
+            select(Grant, Client.name)
+            .join(Client, Client.client_id == Grant.client_id)
+            .where(Grant.user_id == user_id, Grant.code_used_at.is_not(None))
+            .order_by(Grant.created_at)
         )
         return {
             "format": EXPORT_FORMAT,
@@ -140,6 +150,28 @@ async def export_account(
                     "sent_at": _when(e.sent_at),
                 }
                 for e in emails
+            ],
+            "subject": str(user.subject),  # who the account is to applications ("sub")
+            "applications": [
+                {
+                    "name": a.name,
+                    "client_id": a.client_id,
+                    "scopes": a.scopes,
+                    "since": _when(a.since),
+                    "last_used_at": _when(a.last_used_at),
+                }
+                for a in applications
+            ],
+            "grants": [
+                {
+                    "application": name,
+                    "scopes": g.scopes,
+                    "created_at": _when(g.created_at),
+                    "last_used_at": _when(g.last_used_at),
+                    "ended_at": _when(g.revoked_at),
+                    "ended_because": g.revoked_why,
+                }
+                for g, name in grants
             ],
         }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -23,8 +24,10 @@ from sqlalchemy import select
 from shared.models import LogoutDelivery
 from shared.services.identity import clients
 from shared.services.identity.clients import ClientSpec
+from shared.settings import Settings
 from tests.support import age_authentications
 from tests.web.browser import CSRF, Browser
+from web import create_app
 from web.extensions import SERVICES_KEY
 
 CALLBACK = "https://app.example.com/callback"
@@ -203,6 +206,11 @@ async def test_code_flow_with_sign_in_consent_and_tokens(app: Quart, browser: Br
     # The consent is remembered: the next request answers at once.
     again = await browser.get(authorize_path(client))
     assert "code" in answer(again.location)
+    # The export says who the account is to applications, and what each was given.
+    export = json.loads((await browser.get("/account/export")).text)
+    assert export["subject"] == claims["sub"]
+    assert [a["name"] for a in export["applications"]] == ["Example app"]
+    assert export["grants"][0]["scopes"] == ["openid", "email", "profile"]
 
 
 async def test_a_first_party_app_skips_consent(app: Quart, browser: Browser) -> None:
@@ -494,3 +502,39 @@ async def test_rp_initiated_logout(app: Quart, browser: Browser) -> None:
     assert done.location == "https://app.example.com/bye?state=s2"
     assert (await browser.get("/account")).status == 302  # signed out
     assert (await introspect(browser, client, body["access_token"]))["active"] is False
+
+
+# --- dynamic registration (RFC 7591) ------------------------------------------------------------
+async def test_registration_is_closed_unless_opened(browser: Browser) -> None:
+    response = await browser.client.post("/oauth/register", json={"redirect_uris": [CALLBACK]})
+    assert response.status_code == 404
+
+
+async def test_an_application_registers_itself_and_signs_people_in(
+    app: Quart, settings: Settings
+) -> None:
+    opened = create_app(settings.with_values(OIDC_DYNAMIC_REGISTRATION=True))
+    async with opened.test_app():
+        await _register_and_sign_in(Browser(opened))
+
+
+async def _register_and_sign_in(browser: Browser) -> None:
+    meta = await (await browser.client.get("/.well-known/openid-configuration")).get_json()
+    assert meta["registration_endpoint"] == "http://localhost:8000/oauth/register"
+    bad = await browser.client.post(
+        "/oauth/register", json={"redirect_uris": ["http://evil.example/cb"]}
+    )
+    assert bad.status_code == 400
+    assert (await bad.get_json())["error"] == "invalid_redirect_uri"
+    garbage = await browser.client.post("/oauth/register", json={"redirect_uris": "x"})
+    assert (await garbage.get_json())["error"] == "invalid_client_metadata"
+    made = await browser.client.post(
+        "/oauth/register", json={"redirect_uris": [CALLBACK], "client_name": "Self-made"}
+    )
+    assert made.status_code == 201
+    body = await made.get_json()
+    assert body["client_secret"] and body["client_secret_expires_at"] == 0
+    client = App(body["client_id"], body["client_secret"])
+    await signed_in(browser)
+    page = await browser.get(authorize_path(client))
+    assert "Self-made" in page.text and "Allow" in page.text  # never first-party

@@ -12,7 +12,9 @@ from web.problems import Problem
 
 # The identity provider's JSON endpoints, which answer OAuth errors ({"error": ...}), not
 # problems, and take forms, not JSON.
-OAUTH_PATHS = ("/oauth/token", "/oauth/userinfo", "/oauth/introspect", "/oauth/revoke")
+OAUTH_PATHS = (
+    "/oauth/token", "/oauth/userinfo", "/oauth/introspect", "/oauth/revoke", "/oauth/register",
+)  # fmt: skip
 
 
 class ApiOnlyProvider(OpenAPIProvider):

@@ -16,18 +16,21 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from pydantic import ValidationError
 from quart import Blueprint, Response, jsonify, request
 from quart.typing import ResponseReturnValue
 from quart_schema import DataSource, document_request, document_response
 from werkzeug.datastructures import MultiDict
 
 from shared.models import Client
-from shared.services.identity import access, tokens
+from shared.services.identity import access, registration, tokens
 from shared.services.identity.tokens import TokenError
 from web.blueprints.oauth_models import (
     IntrospectionIn,
     IntrospectionOut,
     OAuthError,
+    RegistrationIn,
+    RegistrationOut,
     RevocationIn,
     Revoked,
     TokenIn,
@@ -35,6 +38,7 @@ from web.blueprints.oauth_models import (
     UserinfoOut,
 )
 from web.extensions import services
+from web.ratelimit import limit_posts
 
 blueprint = Blueprint("oauth", __name__)
 CORS_HEADERS = {
@@ -208,3 +212,33 @@ async def revoke() -> ResponseReturnValue:
         return _error(error)
     await access.revoke(services(), client, token, form.values.get("token_type_hint"))
     return jsonify({})  # RFC 7009 §2.2: the body is not read; an empty object is still JSON
+
+
+@blueprint.post("/oauth/register")
+@limit_posts("register-client")
+@document_request(RegistrationIn)
+@document_response(RegistrationOut, 201)
+@document_response(OAuthError, 400)
+@document_response(OAuthError, 404)
+async def register_client() -> ResponseReturnValue:
+    """Dynamic client registration (RFC 7591), when OIDC_DYNAMIC_REGISTRATION is on (404
+    otherwise). A confidential client's secret is in the answer, once."""
+    if not services().settings.OIDC_DYNAMIC_REGISTRATION:
+        answer = {"error": "not_found", "error_description": "registration is not open here"}
+        return jsonify(answer), 404
+    body = await request.get_json(silent=True) if request.is_json else None
+    try:
+        metadata = RegistrationIn.model_validate(body)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in error.errors()
+        )
+        described = problems if body is not None else "send the metadata as a JSON object"
+        return jsonify({"error": "invalid_client_metadata", "error_description": described}), 400
+    try:
+        answer = await registration.register(
+            services(), registration.Metadata(**metadata.model_dump())
+        )
+    except registration.RegistrationError as error:
+        return jsonify({"error": error.error, "error_description": error.description}), 400
+    return jsonify(answer), 201

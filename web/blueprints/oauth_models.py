@@ -75,3 +75,35 @@ class RevocationIn(BaseModel):
 
 class Revoked(BaseModel):
     """Nothing: 200 says the token is no longer valid, whether or not it ever was."""
+
+
+class RegistrationIn(BaseModel):
+    """RFC 7591 §2 client metadata (the ones this provider uses)."""
+
+    redirect_uris: list[str] = Field(max_length=20)
+    client_name: str = Field("", max_length=100)
+    token_endpoint_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] = (
+        "client_secret_basic"  # noqa: S105 (a method's name)
+    )
+    grant_types: (
+        list[Literal["authorization_code", "refresh_token", "client_credentials"]] | None
+    ) = None
+    response_types: list[Literal["code"]] | None = None
+    scope: str | None = Field(None, max_length=200)
+    backchannel_logout_uri: str | None = Field(None, max_length=2000)
+    post_logout_redirect_uris: list[str] | None = Field(None, max_length=20)
+
+
+class RegistrationOut(BaseModel):
+    client_id: str
+    client_secret: str | None = Field(None, description="shown once; none for a public client")
+    client_id_issued_at: int
+    client_secret_expires_at: int | None = None
+    client_name: str
+    redirect_uris: list[str]
+    grant_types: list[str]
+    response_types: list[str]
+    scope: str
+    token_endpoint_auth_method: str
+    post_logout_redirect_uris: list[str]
+    backchannel_logout_uri: str | None = None
