@@ -38,6 +38,7 @@ from bench.scenarios.login_codes import code_to_inbox
 from bench.scenarios.open_loop import open_loop
 from bench.scenarios.registrations import loop_stays_free
 from bench.scenarios.resets import reset_under_load
+from bench.scenarios.tokens import tokens_under_load
 from bench.scenarios.worker_scaling import worker_scaling
 from bench.scenarios.worker_throughput import worker_throughput
 from devstack.servers import discover_services
@@ -49,7 +50,7 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--emails", type=int, default=2000, help="scenario 2's batch")
     parser.add_argument(
         "--only",
-        choices=["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"],
+        choices=[str(n) for n in range(1, 12)],
         action="append",
         help="run only these scenarios",
     )
@@ -83,6 +84,7 @@ async def main(argv: list[str]) -> int:
             "8": lambda: growth(bench),
             "9": lambda: owner_during_flood(bench),
             "10": lambda: code_to_inbox(bench),
+            "11": lambda: tokens_under_load(bench),
         }
         for key in args.only or sorted(scenarios, key=int):
             await scenarios[key]()

@@ -11,6 +11,7 @@ REFETCH_EVERY seconds, so tokens with made-up key ids cannot hammer the database
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,9 @@ class _Kept:
     key_set: KeySet | None = None
     kids: frozenset[str] = frozenset()
     fetched: float = 0.0
+    # One fetch at a time: the first burst of requests after a start (or after KEEP) would
+    # otherwise each unseal the key, a database round trip and an import apiece.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 def _kept(ctx: ServiceContext) -> _Kept:
@@ -45,12 +49,15 @@ def _kept(ctx: ServiceContext) -> _Kept:
 
 async def signer(ctx: ServiceContext, alg: str = "RS256") -> Signer:
     kept = _kept(ctx)
-    now = time.monotonic()
     found = kept.signers.get(alg)
-    if found is not None and found[0] > now:
+    if found is not None and found[0] > time.monotonic():
         return found[1]
-    fresh = await keys.signer(ctx, alg)
-    kept.signers[alg] = (now + KEEP, fresh)
+    async with kept.lock:
+        found = kept.signers.get(alg)
+        if found is not None and found[0] > time.monotonic():
+            return found[1]  # fetched while this one waited
+        fresh = await keys.signer(ctx, alg)
+        kept.signers[alg] = (time.monotonic() + KEEP, fresh)
     return fresh
 
 
@@ -67,14 +74,19 @@ class NotOurs(Exception):
 
 async def _key_set(ctx: ServiceContext, kid: str | None) -> KeySet:
     kept = _kept(ctx)
-    now = time.monotonic()
-    stale = kept.key_set is None or now - kept.fetched > KEEP
-    missing = kid is not None and kid not in kept.kids and now - kept.fetched > REFETCH_EVERY
-    if stale or missing:
-        published = await keys.key_set(ctx)
-        kept.key_set = KeySet.import_key_set(published)  # type: ignore[arg-type]
-        kept.kids = frozenset(key["kid"] for key in published["keys"])
-        kept.fetched = now
+
+    def due() -> bool:
+        age = time.monotonic() - kept.fetched
+        stale = kept.key_set is None or age > KEEP
+        return stale or (kid is not None and kid not in kept.kids and age > REFETCH_EVERY)
+
+    if due():
+        async with kept.lock:
+            if due():
+                published = await keys.key_set(ctx)
+                kept.key_set = KeySet.import_key_set(published)  # type: ignore[arg-type]
+                kept.kids = frozenset(key["kid"] for key in published["keys"])
+                kept.fetched = time.monotonic()
     assert kept.key_set is not None
     return kept.key_set
 
