@@ -22,7 +22,7 @@ from quart import Quart
 from sqlalchemy import select
 
 from shared.models import LogoutDelivery
-from shared.services.identity import clients
+from shared.services.identity import clients, signed
 from shared.services.identity.clients import ClientSpec
 from shared.settings import Settings
 from tests.support import age_authentications
@@ -418,6 +418,25 @@ async def test_introspection_and_revocation(app: Quart, browser: Browser) -> Non
         form={"token": body["refresh_token"], "token_type_hint": "refresh_token"},
     )  # fmt: skip
     assert (await introspect(browser, client, body["refresh_token"]))["active"] is False
+
+
+async def test_an_expired_or_forged_access_token_is_inactive(app: Quart, browser: Browser) -> None:
+    client = await register_app(app, first_party=True)
+    await signed_in(browser)
+    body = await exchange(browser, client, await code_for(browser, client))
+    claims = pyjwt.decode(body["access_token"], options={"verify_signature": False})
+    ctx = app.extensions[SERVICES_KEY]
+    expired = await signed.sign(ctx, {**claims, "exp": claims["iat"] - 1}, typ="at+jwt")
+    assert (await introspect(browser, client, expired))["active"] is False
+    # Signed by us, but an ID token (typ JWT), not an access token: not accepted as one.
+    assert (await introspect(browser, client, body["id_token"]))["active"] is False
+    # The same claims under another key.
+    other = pyjwt.encode(claims, "not our key" * 4, algorithm="HS256", headers={"typ": "at+jwt"})
+    assert (await introspect(browser, client, other))["active"] is False
+    info = await browser.client.get(
+        "/oauth/userinfo", headers={"Authorization": f"Bearer {expired}"}
+    )
+    assert info.status_code == 401
 
 
 async def test_client_credentials_for_a_service(app: Quart, browser: Browser) -> None:
