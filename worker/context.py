@@ -26,7 +26,9 @@ from worker.webhooks.sender import WebhookSender
 STATE_KEY = "state"
 # One line when PostgreSQL (or Redis) stops answering this worker, one when it is back,
 # instead of a traceback at every sweep and delivery meanwhile.
-OUTAGES = OutageLog(logging.getLogger("worker"), "emails and webhooks wait in the outbox")
+OUTAGES = OutageLog(
+    logging.getLogger("worker"), "emails, webhooks and back-channel logouts wait in the outbox"
+)
 
 
 @dataclass(slots=True)

@@ -27,7 +27,7 @@ from shared.jobs import enqueue_deliver_logout
 from shared.models import EmailStatus, LogoutDelivery, still_pending
 from shared.services.identity import signed
 from shared.services.identity.logout import logout_token
-from worker.context import WorkerState, state
+from worker.context import OUTAGES, WorkerState, state
 from worker.throttle import backoff_delay
 from worker.webhooks.sender import Reply
 
@@ -123,6 +123,7 @@ async def _record(st: WorkerState, delivery_id: int, values: dict[str, Any]) -> 
         )
 
 
+@OUTAGES.quiet
 async def sweep_logouts(ctx: dict[str, Any], *, limit: int = 1000) -> int:
     """Cron: re-enqueue pending deliveries overdue by OUTBOX_SWEEP_AFTER."""
     st = state(ctx)

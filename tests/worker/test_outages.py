@@ -39,7 +39,7 @@ async def test_sweeps_during_an_outage_are_two_lines(
         assert await purge(ctx) is None
         said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(said) == 1 and said[0].startswith("PostgreSQL is unavailable"), said
-        assert "emails and webhooks wait in the outbox" in said[0]
+        assert "emails, webhooks and back-channel logouts wait in the outbox" in said[0]
         assert not [r for r in caplog.records if r.exc_info]
 
         await relay.mend()
