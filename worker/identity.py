@@ -21,20 +21,21 @@ from datetime import timedelta
 from typing import Any, cast
 
 from arq import Retry
-from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy import Table, func, update
 
 from shared.jobs import enqueue_deliver_logout
 from shared.models import EmailStatus, LogoutDelivery, still_pending
 from shared.services.identity import signed
 from shared.services.identity.logout import logout_token
 from worker.context import OUTAGES, WorkerState, state
+from worker.sweeps import sweep_overdue, unclaimed
 from worker.throttle import backoff_delay
 from worker.webhooks.sender import Reply
 
 log = logging.getLogger(__name__)
 
 DELIVERIES = cast(Table, LogoutDelivery.__table__)
-UNCLAIMED = or_(DELIVERIES.c.claimed_until.is_(None), DELIVERIES.c.claimed_until < func.now())
+UNCLAIMED = unclaimed(DELIVERIES)
 
 
 @dataclass(slots=True)
@@ -125,33 +126,12 @@ async def _record(st: WorkerState, delivery_id: int, values: dict[str, Any]) -> 
 
 @OUTAGES.quiet
 async def sweep_logouts(ctx: dict[str, Any], *, limit: int = 1000) -> int:
-    """Cron: re-enqueue pending deliveries overdue by OUTBOX_SWEEP_AFTER."""
+    """Cron: re-enqueue overdue pending deliveries (worker/sweeps.py)."""
     st = state(ctx)
-    cutoff = func.now() - timedelta(seconds=st.settings.OUTBOX_SWEEP_AFTER)
-    due = (
-        select(DELIVERIES.c.id)
-        .where(
-            DELIVERIES.c.status == EmailStatus.PENDING,
-            DELIVERIES.c.next_attempt_at <= cutoff,
-            UNCLAIMED,
+
+    async def enqueue(delivery_id: int) -> str | None:
+        return await enqueue_deliver_logout(
+            st.redis, delivery_id, queue_name=st.settings.QUEUE_NAME
         )
-        .order_by(DELIVERIES.c.next_attempt_at)
-        .limit(limit)
-        .scalar_subquery()
-    )
-    async with st.sessionmaker() as session, session.begin():
-        ids = list(
-            await session.scalars(
-                update(DELIVERIES)
-                .where(DELIVERIES.c.id.in_(due))
-                .values(next_attempt_at=func.now())
-                .returning(DELIVERIES.c.id)
-            )
-        )
-    enqueued = 0
-    for delivery_id in ids:
-        if await enqueue_deliver_logout(st.redis, delivery_id, queue_name=st.settings.QUEUE_NAME):
-            enqueued += 1
-    if ids:
-        log.info("sweeper: %s overdue back-channel logouts, %s enqueued", len(ids), enqueued)
-    return enqueued
+
+    return await sweep_overdue(st, DELIVERIES, enqueue, "back-channel logouts", limit=limit)

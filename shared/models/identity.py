@@ -100,7 +100,10 @@ class Grant(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random; the tokens' "gid"
     client_id: Mapped[str] = mapped_column(ForeignKey("oidc_clients.client_id", ondelete="CASCADE"))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    # A sign-in's id changes when its credentials do (sessions.rotate): its grants follow it.
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE", onupdate="CASCADE")
+    )
     scopes: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
     redirect_uri: Mapped[str] = mapped_column(Text)
     nonce: Mapped[str | None] = mapped_column(String(512))

@@ -19,6 +19,7 @@ from shared.ratelimit import Limit
 from shared.services import events, factors, proof, sessions, signin, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
+from shared.services.identity import logout
 from shared.services.refusals import NotApplicable
 from shared.tokens import NotMeLink, ResetLink, from_unix_microseconds, password_fingerprint
 from shared.validation import InvalidInput, check_new_password, email_key
@@ -211,6 +212,10 @@ async def _set_password(
     undoes what the changing sign-in added)."""
     user.password_hash = password_hash
     await sessions.end_all(session, user.id, keep=keep, why="password changed")
+    # What applications got through the sign-in that changed it ends too: whoever knew the
+    # old password may have been the one signed in to them.
+    if keep is not None:
+        await logout.sign_ins_ended(session, [keep], why="password changed")
     rotated = await sessions.rotate(session, keep)
     user.session_version += 1
     user.reset_generation += 1

@@ -453,7 +453,10 @@ async def test_client_credentials_for_a_service(app: Quart, browser: Browser) ->
 
 
 # --- the lifecycle ------------------------------------------------------------------------------
-@pytest.mark.parametrize("how", ["sign out", "sign out everywhere else", "remove access"])
+@pytest.mark.parametrize(
+    "how",
+    ["sign out", "sign out everywhere else", "remove access", "password change", "client removed"],
+)
 async def test_ending_the_sign_in_ends_its_tokens(app: Quart, browser: Browser, how: str) -> None:
     client = await register_app(app, backchannel_logout_uri="https://app.example.com/bcl")
     await signed_in(browser)
@@ -465,6 +468,17 @@ async def test_ending_the_sign_in_ends_its_tokens(app: Quart, browser: Browser, 
         await other.login()
         page = await other.get("/account/sessions")
         await other.post("/account/sessions/revoke-others", {"csrf_token": page.csrf_token})
+    elif how == "password change":
+        done = await browser.submit(
+            "/account/password",
+            {
+                "password": "a brand new passphrase 42",
+                "confirm_password": "a brand new passphrase 42",
+            },
+        )
+        assert done.status == 302, done.text[:300]  # this browser stays signed in ...
+    elif how == "client removed":
+        assert await clients.remove(app.extensions[SERVICES_KEY], client.client_id)
     else:
         page = await browser.get("/account/apps")
         assert "Example app" in page.text and "email" in page.text
@@ -473,6 +487,10 @@ async def test_ending_the_sign_in_ends_its_tokens(app: Quart, browser: Browser, 
         )
         assert done.status == 302
         assert "Example app" not in (await browser.get("/account/apps")).text
+    if how == "client removed":  # it can no longer ask; what it held is gone with it
+        observer = await register_app(app, name="Resource server")
+        assert (await introspect(browser, observer, body["access_token"]))["active"] is False
+        return
     assert (await introspect(browser, client, body["access_token"]))["active"] is False
     status, _ = await token(
         browser, client, grant_type="refresh_token", refresh_token=body["refresh_token"]

@@ -176,6 +176,16 @@ async def userinfo() -> ResponseReturnValue:
     return jsonify(claims)
 
 
+async def _about_a_token(*, need_secret: bool) -> tuple[Client, str, str | None]:
+    """Introspection's and revocation's request: the client, the token, the type hint."""
+    form = await _form()
+    client = await _client(form, need_secret=need_secret)
+    token = form.values.get("token")
+    if not token:
+        raise TokenError("invalid_request", "token is required")
+    return client, token, form.values.get("token_type_hint")
+
+
 @blueprint.post("/oauth/introspect")
 @document_request(IntrospectionIn, source=DataSource.FORM)
 @document_response(IntrospectionOut, 200)
@@ -184,14 +194,9 @@ async def userinfo() -> ResponseReturnValue:
 async def introspect() -> ResponseReturnValue:
     """Whether a token is active, and what it says (confidential clients only)."""
     try:
-        form = await _form()
-        client = await _client(form, need_secret=True)
-        token = form.values.get("token")
-        if not token:
-            raise TokenError("invalid_request", "token is required")
+        client, token, hint = await _about_a_token(need_secret=True)
     except TokenError as error:
         return _error(error)
-    hint = form.values.get("token_type_hint")
     return jsonify(await access.introspect(services(), client, token, hint))
 
 
@@ -203,14 +208,10 @@ async def introspect() -> ResponseReturnValue:
 async def revoke() -> ResponseReturnValue:
     """Revoke a token; the answer is 200 whether or not it was valid (RFC 7009 §2.2)."""
     try:
-        form = await _form()
-        client = await _client(form)
-        token = form.values.get("token")
-        if not token:
-            raise TokenError("invalid_request", "token is required")
+        client, token, hint = await _about_a_token(need_secret=False)
     except TokenError as error:
         return _error(error)
-    await access.revoke(services(), client, token, form.values.get("token_type_hint"))
+    await access.revoke(services(), client, token, hint)
     return jsonify({})  # RFC 7009 §2.2: the body is not read; an empty object is still JSON
 
 

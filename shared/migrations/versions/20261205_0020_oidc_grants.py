@@ -83,7 +83,9 @@ def upgrade() -> None:
         sa.Column(
             "session_id",
             sa.String(64),
-            sa.ForeignKey("sessions.id", ondelete="CASCADE"),
+            # A sign-in's id changes when its credentials do (sessions.rotate): its grants
+            # follow it.
+            sa.ForeignKey("sessions.id", ondelete="CASCADE", onupdate="CASCADE"),
             nullable=False,
         ),
         sa.Column("scopes", postgresql.ARRAY(sa.String(40)), nullable=False),

@@ -107,16 +107,8 @@ def access_token(
     with ``scope``, ``auth_time``, ``acr`` and ``amr``. The audience is the client (this
     provider has no resource indicators, RFC 8707); resource servers check ``client_id``
     and ``scope`` too."""
-    now = int(time.time())
     return {
-        "iss": ctx.settings.base_url,
-        "sub": subject.subject,
-        "aud": client.client_id,
-        "client_id": client.client_id,
-        "iat": now,
-        "exp": now + ctx.settings.OIDC_ACCESS_TOKEN_LIFETIME,
-        "jti": secrets.token_urlsafe(16),
-        "scope": " ".join(scopes),
+        **_access(ctx, client, subject.subject, scopes),
         "auth_time": int(subject.auth_time.timestamp()),
         "acr": subject.acr,
         "amr": list(subject.amr),
@@ -128,10 +120,15 @@ def access_token(
 def service_access_token(ctx: ServiceContext, client: Client, scopes: list[str]) -> dict[str, Any]:
     """A ``client_credentials`` token: about the client itself (``sub`` is its id, RFC
     9068 §2.2)."""
+    return _access(ctx, client, client.client_id, scopes)
+
+
+def _access(ctx: ServiceContext, client: Client, sub: str, scopes: list[str]) -> dict[str, Any]:
+    """What every access token says (RFC 9068 §2.2's required claims, and the scope)."""
     now = int(time.time())
     return {
         "iss": ctx.settings.base_url,
-        "sub": client.client_id,
+        "sub": sub,
         "aud": client.client_id,
         "client_id": client.client_id,
         "iat": now,
