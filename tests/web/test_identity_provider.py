@@ -575,3 +575,18 @@ async def _register_and_sign_in(browser: Browser) -> None:
     await signed_in(browser)
     page = await browser.get(authorize_path(client))
     assert "Self-made" in page.text and "Allow" in page.text  # never first-party
+
+
+async def test_apps_with_access_through_the_api(app: Quart, browser: Browser) -> None:
+    client = await register_app(app)
+    await signed_in(browser)
+    await exchange(browser, client, await code_for(browser, client))
+    listed = await (await browser.client.get("/api/v1/apps")).get_json()
+    (only,) = listed["apps"]
+    assert only["name"] == "Example app" and only["last_used_at"] is not None
+    assert only["scopes"] == ["email", "openid", "profile"]
+    gone = await browser.client.post(f"/api/v1/apps/{client.client_id}/remove", json={})
+    assert gone.status_code == 200
+    again = await browser.client.post(f"/api/v1/apps/{client.client_id}/remove", json={})
+    assert again.status_code == 404
+    assert (await (await browser.client.get("/api/v1/apps")).get_json())["apps"] == []

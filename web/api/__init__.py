@@ -13,6 +13,7 @@ from web.api import (  # noqa: F401 (each registers its routes on the blueprint)
     account_data,
     accounts,
     activity,
+    apps,
     email_change,
     login_codes,
     passkeys,
