@@ -34,6 +34,7 @@ class Method(StrEnum):
     SOFTWARE_KEY = "swk"
     USER_VERIFIED = "user"
     EMAIL = "email"
+    FEDERATED = "fed"  # another identity provider vouched (no RFC 8176 value says so)
     MULTIPLE_FACTORS = "mfa"
 
 
@@ -78,6 +79,7 @@ _WORDS = {
     Method.SOFTWARE_KEY: "passkey",
     Method.USER_VERIFIED: "PIN or biometrics",
     Method.EMAIL: "code by email",
+    Method.FEDERATED: "another provider",
 }
 
 

@@ -33,6 +33,7 @@ class Purpose(enum.StrEnum):
     DEVICE = "device"  # the device cookie: a browser that has signed in to an account before
     SECOND_STEP = "second-step"  # password right, the second factor still to come
     LOGIN_CODE = "login-code"  # the link beside an emailed sign-in code
+    FEDERATION_PENDING = "federation-pending"  # an outside identity waiting to be linked
     OIDC_ASKED = "oidc-asked"  # when an application's request sent the person to sign in again
 
 

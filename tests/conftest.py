@@ -41,7 +41,7 @@ TABLES = (
     "username_holds", "webhook_deliveries", "webhook_endpoints", "suppressions",
     "bounce_reports", "login_codes", "trusted_browsers", "oidc_signing_keys",
     "oidc_clients", "oidc_consents", "oidc_grants", "oidc_refresh_tokens",
-    "oidc_logout_deliveries",
+    "oidc_logout_deliveries", "federated_identities",
 )  # fmt: skip
 
 

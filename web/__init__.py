@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     from web.blueprints.activity import blueprint as activity_blueprint
     from web.blueprints.apps import blueprint as apps_blueprint
     from web.blueprints.email_change import blueprint as email_change_blueprint
+    from web.blueprints.federation import blueprint as federation_blueprint
     from web.blueprints.identity import blueprint as identity_blueprint
     from web.blueprints.login_codes import blueprint as login_codes_blueprint
     from web.blueprints.main import blueprint as main_blueprint
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.register_blueprint(identity_blueprint)
     app.register_blueprint(oauth_blueprint)
     app.register_blueprint(apps_blueprint)
+    app.register_blueprint(federation_blueprint)
     app.register_blueprint(passkeys_blueprint)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(provider_hooks_blueprint)
@@ -116,6 +118,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     add_security_headers(app, settings)
     app.jinja_env.globals["blank_form"] = blank_form
     app.jinja_env.globals["methods_in_words"] = assurance.in_words
+    # "Continue with …" on the sign-in and sign-up pages (shared/federation.py).
+    app.jinja_env.globals["federation_providers"] = settings.federation_providers
 
     @app.context_processor
     async def account_context() -> dict[str, object]:

@@ -147,6 +147,14 @@ class RegistrationForm(CSRFForm):
     submit = SubmitField("Sign Up")
 
 
+class FederatedSignUpForm(CSRFForm):
+    """A new account for an identity from another provider: only the username is asked (the
+    address is the provider's, verified there)."""
+
+    username = text_field("Username", USERNAME)
+    submit = SubmitField("Create my account")
+
+
 class LoginForm(CSRFForm):
     email = text_field("Email", EMAIL)
     password = password_field("Password", PASSWORD)

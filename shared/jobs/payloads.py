@@ -29,6 +29,7 @@ class EmailKind(enum.StrEnum):
     ADMIN_ALERT = "admin_alert"
     LOGIN_CODE = "login_code"
     REAUTHENTICATION_CODE = "reauthentication_code"
+    IDENTITY_LINKED = "identity_linked"
 
 
 class EmailContext(BaseModel):
@@ -102,6 +103,17 @@ class TwoFactorChanged(EmailContext):
     session: str | None = None  # the sign-in that made the change (a public id)
 
 
+class IdentityLinked(EmailContext):
+    """An account at another identity provider was connected (it can sign in now): which,
+    with a "this wasn't me" link that also disconnects what sign-in ``session`` linked."""
+
+    user_id: int
+    session_version: int
+    provider_name: str
+    identity_email: str
+    session: str | None = None
+
+
 class EmailChangeConfirm(EmailContext):
     """To the new address: the link that makes it the account's address (this request's
     generation only; a newer request supersedes it)."""
@@ -170,6 +182,7 @@ PRIORITY_KINDS: Final = frozenset(
         EmailKind.PASSWORD_CHANGED,
         EmailKind.NEW_DEVICE,
         EmailKind.TWO_FACTOR_CHANGED,
+        EmailKind.IDENTITY_LINKED,
         EmailKind.EMAIL_CHANGE_REQUESTED,
         EmailKind.EMAIL_CHANGED,
         EmailKind.ADMIN_ALERT,
@@ -191,6 +204,7 @@ EMAIL_CONTEXTS: Final[dict[EmailKind, type[EmailContext]]] = {
     EmailKind.PASSWORD_CHANGED: PasswordChanged,
     EmailKind.NEW_DEVICE: NewDevice,
     EmailKind.TWO_FACTOR_CHANGED: TwoFactorChanged,
+    EmailKind.IDENTITY_LINKED: IdentityLinked,
     EmailKind.EMAIL_CHANGE_CONFIRM: EmailChangeConfirm,
     EmailKind.EMAIL_CHANGE_REQUESTED: EmailChangeRequested,
     EmailKind.EMAIL_CHANGED: EmailChanged,

@@ -26,7 +26,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
 
-__all__ = ["Client", "Consent", "Grant", "LogoutDelivery", "RefreshToken", "SigningKey"]
+__all__ = [
+    "Client", "Consent", "FederatedIdentity", "Grant", "LogoutDelivery", "RefreshToken",
+    "SigningKey",
+]  # fmt: skip
 
 
 class SigningKey(Base):
@@ -169,4 +172,29 @@ class LogoutDelivery(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
         ),
+    )
+
+
+class FederatedIdentity(Base):
+    """An account at another identity provider, linked to an account here: (issuer, subject)
+    is who the person is there, never their email. Linked only by the owner of the account
+    here, proven in the same flow (shared/services/federation.py)."""
+
+    __tablename__ = "federated_identities"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    provider: Mapped[str] = mapped_column(String(32))  # the configured provider's id
+    issuer: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(Text)  # what it said when linked, to show
+    # The public id of the sign-in that linked it: "this wasn't me" about that sign-in
+    # unlinks it again.
+    linked_in_session: Mapped[str | None] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("uq_federated_identities_issuer_subject", "issuer", "subject", unique=True),
+        Index("ix_federated_identities_user_id", "user_id"),
     )

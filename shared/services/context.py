@@ -106,6 +106,9 @@ class ServiceContext:
     async def close(self) -> None:
         if isinstance(self.defer, BackgroundTasks):
             await self.defer.drain()
+        for kept in self.memo.values():  # what the process kept that holds connections
+            if hasattr(kept, "aclose"):
+                await kept.aclose()
         await self.redis.aclose()
         await self.engine.dispose()
 

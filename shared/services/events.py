@@ -59,6 +59,8 @@ class Kind(enum.StrEnum):
     PASSWORD_REMOVED = "user.password_removed"  # noqa: S105 (an event name)
     APP_AUTHORIZED = "app.authorized"
     APP_ACCESS_REMOVED = "app.access_removed"
+    IDENTITY_LINKED = "identity.linked"
+    IDENTITY_UNLINKED = "identity.unlinked"
 
 
 # What the activity page says for each (it adds "from <browser>, <when>").
@@ -91,6 +93,8 @@ WORDS: dict[Kind, str] = {
     Kind.PASSWORD_REMOVED: "Password removed: signing in is by passkey or emailed code",
     Kind.APP_AUTHORIZED: "An application was allowed to sign you in",
     Kind.APP_ACCESS_REMOVED: "An application's access was removed",
+    Kind.IDENTITY_LINKED: "An account at another provider was connected",
+    Kind.IDENTITY_UNLINKED: "An account at another provider was disconnected",
 }
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared import passwords
 from shared.group_commit import Together
 from shared.jobs import EmailKind, PasswordChanged, ResetEmail
-from shared.models import Passkey, User
+from shared.models import FederatedIdentity, Passkey, User
 from shared.outbox import add_emails, email_user
 from shared.ratelimit import Limit
 from shared.services import events, factors, proof, sessions, signin, users
@@ -297,4 +297,16 @@ async def _undo_ways_in(
         factors.turn_off(user)
         await factors.revoke_recovery_codes(session, user)
         await events.record(session, Kind.TWO_FACTOR_DISABLED, user.id)
+    # Accounts at other providers connected by that sign-in, or since: disconnected.
+    connected = [FederatedIdentity.linked_in_session == by] if by is not None else []
+    if since_at is not None:
+        connected.append(FederatedIdentity.created_at >= since_at)
+    if connected:
+        gone = await session.scalars(
+            delete(FederatedIdentity)
+            .where(FederatedIdentity.user_id == user.id, or_(*connected))
+            .returning(FederatedIdentity.provider)
+        )
+        for provider in gone:
+            await events.record(session, Kind.IDENTITY_UNLINKED, user.id, provider=provider)
     return Disowned(passkeys_removed=removed, two_factor_turned_off=turned_on_then)

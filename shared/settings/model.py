@@ -165,6 +165,12 @@ class Settings(BaseSettings):
     OIDC_REFRESH_TOKEN_LIFETIME: int = Field(default=30 * 24 * 3600, ge=300, le=365 * 24 * 3600)
     # Dynamic client registration (RFC 7591): off, or on for anyone who can reach the service.
     OIDC_DYNAMIC_REGISTRATION: bool = False
+
+    # --- signing in with other identity providers (shared/federation.py) ---------------------
+    # A JSON list of providers (or FEDERATION_PROVIDERS_FILE); parsed into
+    # `federation_providers` once, with one clear error for a mistake.
+    FEDERATION_PROVIDERS: SecretStr = SecretStr("[]")  # it holds the client secrets
+    FEDERATION_TIMEOUT: float = Field(default=10.0, gt=0, le=60)  # seconds per call to one
     # A new signing key is published this long before it signs (longer than relying parties
     # keep the JWKS: it says max-age OIDC_JWKS_MAX_AGE), so none meets a key it has not seen.
     OIDC_KEY_PUBLISH_AHEAD: int = Field(default=3600, ge=0, le=7 * 24 * 3600)
@@ -310,6 +316,24 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @field_validator("FEDERATION_PROVIDERS")
+    @classmethod
+    def _providers_parse(cls, value: SecretStr) -> SecretStr:
+        from shared.federation import ProviderConfigError, parse
+
+        try:
+            parse(value.get_secret_value())
+        except ProviderConfigError as error:
+            raise ValueError(str(error)) from None
+        return value
+
+    @property
+    def federation_providers(self) -> tuple[Any, ...]:
+        """The configured providers (shared.federation.Provider), in their order."""
+        from shared.federation import parse
+
+        return parse(self.FEDERATION_PROVIDERS.get_secret_value())
 
     @field_validator("BASE_URL")
     @classmethod

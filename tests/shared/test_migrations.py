@@ -18,7 +18,7 @@ ALL_TABLES = {
     "security_events", "webhook_endpoints", "webhook_deliveries", "suppressions",
     "bounce_reports", "login_codes", "trusted_browsers", "oidc_signing_keys",
     "oidc_clients", "oidc_consents", "oidc_grants", "oidc_refresh_tokens",
-    "oidc_logout_deliveries",
+    "oidc_logout_deliveries", "federated_identities",
 }  # fmt: skip
 
 

@@ -24,6 +24,7 @@ from shared.jobs import (
     EmailChangeRequested,
     EmailContext,
     EmailInUse,
+    IdentityLinked,
     LoginCode,
     NewDevice,
     PasswordChanged,
@@ -233,4 +234,7 @@ def _about_account(
             return {**not_me(version, by), "new_email": new}
         case TwoFactorChanged(session_version=version, change=change, session=by):
             return {**not_me(version, by), "change": change}
+        case IdentityLinked(session_version=version, provider_name=name, session=by):
+            return {**not_me(version, by), "provider_name": name,
+                    "identity_email": context.identity_email}  # fmt: skip
     raise LookupError(f"no preparation for {type(context).__name__}")
