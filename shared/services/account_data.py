@@ -31,11 +31,12 @@ from shared.outbox import add_email
 from shared.services import events, proof, sessions, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
+from shared.services.federation import flows
 from shared.services.identity import apps
 from shared.services.refusals import ReauthenticationRequired, WrongConfirmation
 from shared.validation import email_key
 
-EXPORT_FORMAT = 2  # bumped when the export's shape changes (2: applications and grants)
+EXPORT_FORMAT = 3  # bumped when the export's shape changes (2: applications, 3: connected)
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -79,6 +80,7 @@ async def export_account(
             select(Email).where(Email.user_id == user_id).order_by(Email.id)
         )
         applications = await apps.listed(ctx, user_id)
+        connected = await flows.listed(ctx, user_id)
         grants = await session.execute(
             select(Grant, Client.name)
             .join(Client, Client.client_id == Grant.client_id)
@@ -161,6 +163,15 @@ async def export_account(
                     "last_used_at": _when(a.last_used_at),
                 }
                 for a in applications
+            ],
+            "connected_accounts": [
+                {
+                    "provider": c.name,
+                    "email": c.email,
+                    "connected_at": _when(c.created_at),
+                    "last_used_at": _when(c.last_used_at),
+                }
+                for c in connected
             ],
             "grants": [
                 {
