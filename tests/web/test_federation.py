@@ -261,3 +261,18 @@ async def test_the_last_way_in_cannot_be_unlinked(fed_app: Quart, browser: Brows
     assert await rows(fed_app, FederatedIdentity) == []
     kinds = [e.kind for e in await rows(fed_app, SecurityEvent)]
     assert "identity.unlinked" in kinds
+
+
+async def test_connected_accounts_through_the_api(fed_app: Quart, browser: Browser) -> None:
+    await through_provider(browser, "ivy@example.com")
+    form = await browser.get("/login/federated/sign-up")
+    await browser.post(
+        "/login/federated/sign-up", {"csrf_token": form.csrf_token, "username": "ivy"}
+    )
+    listed = await (await browser.client.get("/api/v1/connected-accounts")).get_json()
+    (only,) = listed["connected_accounts"]
+    assert only["name"] == "Test IdP" and only["email"] == "ivy@example.com"
+    last = await browser.client.post(f"/api/v1/connected-accounts/{only['id']}/unlink", json={})
+    assert last.status_code == 409  # the only way in
+    gone = await browser.client.post("/api/v1/connected-accounts/999999/unlink", json={})
+    assert gone.status_code == 404

@@ -14,6 +14,7 @@ from web.api import (  # noqa: F401 (each registers its routes on the blueprint)
     accounts,
     activity,
     apps,
+    connected,
     email_change,
     login_codes,
     passkeys,
