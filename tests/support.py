@@ -62,9 +62,15 @@ class Stack:
     """``python -m web`` and ``python -m worker`` as subprocesses on the test services."""
 
     def __init__(
-        self, settings: Settings, logs: Path, *, host: str = "127.0.0.1", **overrides: object
+        self,
+        settings: Settings,
+        logs: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        **overrides: object,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.base_url = f"http://{host}:{self.port}"
         self.settings = settings.with_values(
             **{

@@ -19,6 +19,7 @@ import pytest
 from quart import Quart
 from sqlalchemy import select
 
+from devstack.mailsink import MailSink
 from devstack.servers import free_port
 from shared.models import Email, FederatedIdentity, SecurityEvent, User
 from shared.services import two_factor
@@ -276,3 +277,20 @@ async def test_connected_accounts_through_the_api(fed_app: Quart, browser: Brows
     assert last.status_code == 409  # the only way in
     gone = await browser.client.post("/api/v1/connected-accounts/999999/unlink", json={})
     assert gone.status_code == 404
+
+
+async def test_this_was_not_me_disconnects_what_was_connected(
+    fed_app: Quart, browser: Browser, smtp: MailSink, run_worker: Any
+) -> None:
+    await browser.register()
+    await through_provider(browser, "alice@example.com")
+    await browser.login(next="/login/federated/connect")
+    confirm = await browser.get("/login/federated/connect")
+    await browser.post("/login/federated/connect", {"csrf_token": confirm.csrf_token})
+    await run_worker()
+    notice = [m for m in smtp.messages if m.message["Subject"] == "Test IdP account connected"]
+    assert len(notice) == 1 and "alice@example.com" in notice[0].part("text/plain")
+    (not_me,) = [url for url in notice[0].links if "/account/not-me/" in url]
+    page = await Browser(fed_app).submit(not_me.removeprefix("http://localhost:8000"), {})
+    assert page.status in (200, 302)
+    assert await rows(fed_app, FederatedIdentity) == []

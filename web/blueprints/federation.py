@@ -19,6 +19,7 @@ from quart_auth import login_required
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from shared.federation import Provider
+from shared.ratelimit import Limit
 from shared.services import proof
 from shared.services.accounts import TooManyRegistrations, UsernameTaken
 from shared.services.federation import client, flows
@@ -29,7 +30,7 @@ from web.blueprints.two_factor import remember_second_step
 from web.extensions import services
 from web.flashes import flash
 from web.forms import ActionForm, FederatedSignUpForm
-from web.ratelimit import limit_posts
+from web.ratelimit import client_address, limit_posts, too_many
 from web.reauth import fresh_authentication
 from web.security import safe_next
 from web.templating import render_template
@@ -84,9 +85,19 @@ async def _go(
 async def begin(provider_id: str) -> ResponseReturnValue:
     """Leave for the provider (a link, not a form: browsers would hold the redirect to
     another site to the form's ``form-action 'self'``)."""
-    provider = flows.provider_named(services(), provider_id)
+    ctx = services()
+    provider = flows.provider_named(ctx, provider_id)
     if provider is None:
         return await _problem("There is no such way to sign in here.", 404)
+    # Each start keeps a state in Redis for a while: as many a minute per client address as
+    # the forms' POSTs, so that a loop of requests cannot fill it.
+    limit = Limit("federation-start", ctx.settings.POSTS_PER_MINUTE, 60)
+    verdict = await ctx.limits.hit(limit, client_address())
+    if not verdict.allowed:
+        raise too_many(
+            f"Too many attempts from your network. Please wait {verdict.retry_after} seconds.",
+            verdict.retry_after,
+        )
     return await _go(provider, intent="sign_in", next_url=safe_next(request.args.get("next")))
 
 
