@@ -68,3 +68,22 @@ def test_github_answers_read_as_an_identity() -> None:
     assert not unverified.email_verified
     with pytest.raises(ProviderRefused):
         github_identity(github, {"login": "no id"}, emails)
+
+
+def test_only_a_trusted_amr_counts_as_a_second_factor() -> None:
+    from shared.assurance import is_multi_factor
+    from shared.services.federation.client import Identity
+    from shared.services.federation.flows import methods_of
+
+    (corp,) = parse(json.dumps([
+        {"id": "corp", "issuer": "https://sso.example", "client_id": "a", "client_secret": "b",
+         "trusted_amr": ["hwk"]}
+    ]))  # fmt: skip
+    with_key = Identity("https://sso.example", "s", "a@example.com", True, amr=("hwk", "pin"))
+    with_password = Identity("https://sso.example", "s", "a@example.com", True, amr=("pwd",))
+    assert is_multi_factor(methods_of(corp, with_key))
+    assert not is_multi_factor(methods_of(corp, with_password))
+    (plain,) = parse(json.dumps([
+        {"id": "plain", "issuer": "https://sso.example", "client_id": "a", "client_secret": "b"}
+    ]))  # fmt: skip
+    assert not is_multi_factor(methods_of(plain, with_key))  # not trusted: one factor

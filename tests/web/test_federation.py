@@ -78,6 +78,8 @@ async def test_a_new_identity_signs_up_then_signs_in(fed_app: Quart, browser: Br
     )
     assert done.location == "/account"
     assert "carol" in (await browser.get("/account")).text
+    export = json.loads((await browser.get("/account/export")).text)
+    assert export["connected_accounts"][0]["email"] == "carol@example.com"
     (user,) = await rows(fed_app, User)
     assert user.confirmed_at is not None and user.email == "carol@example.com"
     (identity,) = await rows(fed_app, FederatedIdentity)

@@ -235,6 +235,7 @@ def _about_account(
         case TwoFactorChanged(session_version=version, change=change, session=by):
             return {**not_me(version, by), "change": change}
         case IdentityLinked(session_version=version, provider_name=name, session=by):
-            return {**not_me(version, by), "provider_name": name,
-                    "identity_email": context.identity_email}  # fmt: skip
+            address = context.identity_email  # (``email`` is the outbox row)
+            label = f"{name} account ({address})" if address else f"{name} account"
+            return {**not_me(version, by), "provider_name": name, "identity_label": label}
     raise LookupError(f"no preparation for {type(context).__name__}")
