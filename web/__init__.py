@@ -33,6 +33,7 @@ from web.metrics import DEFERRED, instrument
 from web.requests import Request
 from web.server_protocol import GuardedHttpTools
 from web.templating import Environment as JinjaEnvironment
+from web.templating import breakable
 from web.widgets import install as install_fast_widgets
 
 
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     instrument(app)
     add_security_headers(app, settings)
     app.jinja_env.globals["blank_form"] = blank_form
+    app.jinja_env.filters["breakable"] = breakable
     app.jinja_env.globals["methods_in_words"] = assurance.in_words
     # "Continue with …" on the sign-in and sign-up pages (shared/federation.py).
     app.jinja_env.globals["federation_providers"] = settings.federation_providers

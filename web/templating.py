@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import Environment as JinjaEnvironment
 from jinja2 import Template
+from markupsafe import Markup, escape
 from quart import current_app
 from quart.signals import before_render_template, template_rendered
 from quart.templating import Environment as QuartEnvironment
@@ -61,3 +62,10 @@ async def _render(app: Quart, template: Template, context: dict[str, Any]) -> st
         context=context,
     )
     return rendered
+
+
+def breakable(address: str) -> Markup:
+    """An email address that may wrap after its "@" and its dots, and nowhere else (on a
+    phone, a long address otherwise breaks mid-word, or spills out of its card)."""
+    escaped = str(escape(address))
+    return Markup(escaped.replace("@", "@<wbr>").replace(".", ".<wbr>"))  # noqa: S704 (escaped)

@@ -63,7 +63,8 @@ class Browser:
             await asyncio.gather(*self.app.background_tasks, return_exceptions=True)
         return Page(
             status=response.status_code,
-            text=await response.get_data(as_text=True),
+            # <wbr> (where a long address may wrap) is no text: read the page as it reads.
+            text=(await response.get_data(as_text=True)).replace("<wbr>", ""),
             location=response.headers.get("Location"),
             headers=response.headers,
         )

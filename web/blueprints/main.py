@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, request
+from quart import Blueprint, current_app, request, send_from_directory
 from quart.typing import ResponseReturnValue
 
 from shared.services import texts
@@ -18,3 +18,12 @@ async def home() -> ResponseReturnValue:
     return await render_template(
         "main/home.html", texts=page.texts, page=page.page, pages=page.pages
     )
+
+
+@blueprint.get("/favicon.ico")
+async def favicon() -> ResponseReturnValue:
+    """Browsers ask for /favicon.ico whatever the page says: the same icon, not a 404 in
+    every log."""
+    response = await send_from_directory(current_app.static_folder or "static", "favicon.svg")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
