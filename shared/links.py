@@ -34,6 +34,7 @@ TOKEN_LINKS = (CONFIRM_EMAIL, RESET_PASSWORD, NOT_ME, CHANGE_EMAIL, LOGIN_CODE)
 # Pages the emails point at without a token.
 LOGIN = "/login"
 REQUEST_RESET = "/reset_password"
+RESEND_CONFIRMATION = "/confirm/resend"
 
 # Paths that are not a token although they follow a prefix above ("/confirm/resend", the
 # API's "/api/v1/confirm/request", the page where a sign-in code is typed).

@@ -45,7 +45,27 @@ PERSONAL_PASSWORD = "Your password must not be your username or email address." 
 WEAK_PASSWORD = "This password is too easy to guess."  # noqa: S105 (a message)
 PASSWORD_MIN_STRENGTH = 3  # zxcvbn score: about 10^8 guesses or more
 ZXCVBN_MAX_LENGTH = 72  # zxcvbn refuses longer input; past it a password is long enough
-INVALID_TOKEN = "the token is invalid or has already expired"  # noqa: S105 (a message)
+# What a link that no longer works says, for each kind of link: why it may not work, in words
+# a person uses, and what to do next.
+CONFIRM_LINK_DEAD = (
+    "This confirmation link does not work: it is incomplete, a newer one replaced it, or it "
+    'has expired. On the sign-in page, choose "send it again" for a new one.'
+)
+RESET_LINK_DEAD = (
+    "This password reset link does not work: it was already used, a newer one replaced it, "
+    "or it has expired. Ask for a new one here."
+)
+NOT_ME_LINK_DEAD = (
+    "This link does not work any more: it was already used, or it has expired. If you think "
+    "someone else is in your account, reset your password here."
+)
+EMAIL_CHANGE_LINK_DEAD = (
+    "This link does not work: a newer request replaced it, or it has expired. Ask for the "
+    "change again from your account page."
+)
+LINK_DEAD = (
+    "The link is incomplete, already used, replaced by a newer one, or expired: ask for a new one."
+)
 CONTROL_CHARACTERS = "This field contains characters that are not allowed."
 
 

@@ -162,6 +162,15 @@ class ConfirmOutcome(enum.Enum):
     INVALID = "invalid"  # forged, expired, superseded, or its account is gone
 
 
+def confirmation_link_genuine(ctx: ServiceContext, token: str) -> bool:
+    """Whether ``token`` is a confirmation link this service made and still in its time (the
+    signature and age only: whether it is still the newest is for :func:`confirm`). What
+    the page checks before it offers "confirm my address"."""
+    return (
+        ctx.tokens.read(ConfirmLink, token, max_age=ctx.settings.CONFIRM_TOKEN_MAX_AGE) is not None
+    )
+
+
 async def confirm(ctx: ServiceContext, token: str) -> ConfirmOutcome:
     settings = ctx.settings
     link = ctx.tokens.read(ConfirmLink, token, max_age=settings.CONFIRM_TOKEN_MAX_AGE)

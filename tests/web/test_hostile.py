@@ -21,10 +21,11 @@ from shared.db import SessionMaker
 from shared.models import Email, TextPost, User
 from shared.settings import Settings
 from shared.tokens import Purpose, ResetLink, Tokens
+from shared.validation import NOT_ME_LINK_DEAD, RESET_LINK_DEAD
 from tests.web.browser import Browser
 from web import create_app
 
-INVALID = "the token is invalid or has already expired"
+INVALID = RESET_LINK_DEAD
 PASSWORD = "correct horse battery"
 
 
@@ -257,7 +258,7 @@ async def test_bad_reset_tokens_get_the_same_friendly_refusal(
         assert page.status == 200
         assert ("warning", INVALID) in page.flashes
     page = await browser.submit(f"/account/not-me/{token}", {}, follow=True)
-    assert ("warning", INVALID) in page.flashes
+    assert ("warning", NOT_ME_LINK_DEAD) in page.flashes
 
 
 # --- properties over every form ------------------------------------------------------------------

@@ -19,6 +19,7 @@ from shared.db import SessionMaker
 from shared.models import Email, EmailStatus, User
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
+from shared.validation import NOT_ME_LINK_DEAD, RESET_LINK_DEAD
 from tests.support import RUNNING_APPS, age_authentications, reset_payload, run_burst_worker
 from tests.web.browser import Browser
 from web import create_app
@@ -27,7 +28,7 @@ REQUESTED = (
     "If an account exists for that email, you will receive instructions to reset your password."
 )
 UPDATED = "Your password has been updated! You are now able to log in"
-INVALID = "the token is invalid or has already expired"
+INVALID = RESET_LINK_DEAD
 LOGIN_FAILED = (
     "Login unsuccessful. Please check email and password. Registered recently? Confirm "
     "your address first with the link we emailed you."
@@ -294,7 +295,7 @@ async def test_change_password_keeps_this_session_and_ends_the_others(
     assert last_link(smtp, "/reset_password/", "Password Reset Request")
     # The link was for that one change: used once, it is spent.
     page = await alice.submit(not_me, {}, follow=True)
-    assert ("warning", INVALID) in page.flashes
+    assert ("warning", NOT_ME_LINK_DEAD) in page.flashes
 
 
 async def test_change_password_needs_login(browser: Browser) -> None:

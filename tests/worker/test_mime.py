@@ -31,6 +31,7 @@ def rendered() -> RenderedEmail:
         {
             "username": "zoë",
             "expires_in": "24 hours",
+            "resend_link": "https://accounts.test/confirm/resend",
             "link": "https://accounts.test/confirm/" + "x" * 120,
         },
     )

@@ -16,7 +16,7 @@ from quart.typing import ResponseReturnValue
 from quart_schema import RequestSchemaValidationError, document_response
 
 from shared.services.refusals import Locked, Refused
-from shared.validation import INVALID_TOKEN, InvalidInput
+from shared.validation import LINK_DEAD, InvalidInput
 from web.api.models import SecondStepOut
 from web.auth import SECOND_STEP, current_sign_in
 from web.extensions import services
@@ -90,7 +90,7 @@ def not_logged_in() -> ResponseReturnValue:
 
 
 def invalid_token() -> ResponseReturnValue:
-    return problem(400, "Invalid token", INVALID_TOKEN)
+    return problem(400, "This link does not work", LINK_DEAD)
 
 
 Handler = Callable[..., Awaitable[ApiResult]]

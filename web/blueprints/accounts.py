@@ -14,7 +14,7 @@ from shared import links
 from shared.models import EMAIL_MAX_LENGTH
 from shared.services import accounts, bounces, login_codes, signin
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
-from shared.validation import INVALID_TOKEN, InvalidInput
+from shared.validation import CONFIRM_LINK_DEAD, InvalidInput
 from web.auth import (
     current_account,
     end_session,
@@ -175,6 +175,10 @@ def duration(seconds: int) -> str:
 async def confirm(token: str) -> ResponseReturnValue:
     """GET shows a button; only the POST confirms, so mail scanners that fetch links
     confirm nothing."""
+    if not accounts.confirmation_link_genuine(services(), token):
+        # Not one we made, or past its time: say so at once, not "one more click".
+        await flash(CONFIRM_LINK_DEAD, "warning")
+        return redirect(url_for("accounts.login"))
     form = await ActionForm.from_request()
     if request.method == "GET":
         return await render_template("accounts/confirm.html", title="Confirm", form=form)
@@ -185,6 +189,6 @@ async def confirm(token: str) -> ResponseReturnValue:
     elif outcome is ConfirmOutcome.ALREADY_CONFIRMED:
         await flash("Your email address is already confirmed.", "info")
     else:
-        await flash(INVALID_TOKEN, "warning")
+        await flash(CONFIRM_LINK_DEAD, "warning")
     target = "accounts.account" if await current_account() else "accounts.login"
     return redirect(url_for(target))

@@ -10,7 +10,7 @@ from quart_auth import login_required
 from shared import links
 from shared.services import bounces, email_change
 from shared.services.email_change import ConfirmOutcome
-from shared.validation import INVALID_TOKEN, InvalidInput
+from shared.validation import EMAIL_CHANGE_LINK_DEAD, InvalidInput
 from web.auth import current_account, current_session_id
 from web.extensions import services
 from web.flashes import flash
@@ -70,7 +70,7 @@ async def confirm(token: str) -> ResponseReturnValue:
     if await email_change.confirm_change(services(), token) is ConfirmOutcome.CHANGED:
         await flash("Your email address has been changed.", "success")
     else:
-        await flash(INVALID_TOKEN, "warning")
+        await flash(EMAIL_CHANGE_LINK_DEAD, "warning")
     target = "accounts.account" if await current_account() else "accounts.login"
     return redirect(url_for(target))
 

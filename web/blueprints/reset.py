@@ -9,7 +9,7 @@ from quart_auth import login_required
 from shared import links
 from shared.services import passwords, reauthentication
 from shared.services.refusals import NotApplicable
-from shared.validation import INVALID_TOKEN, InvalidInput
+from shared.validation import NOT_ME_LINK_DEAD, RESET_LINK_DEAD, InvalidInput
 from web import ratelimit
 from web.auth import continue_session, current_account, current_sign_in, end_session
 from web.extensions import services
@@ -54,7 +54,7 @@ async def reset_with_token(token: str) -> ResponseReturnValue:
     if await current_account() is not None:
         return redirect(url_for("main.home"))
     if not await passwords.reset_link_works(services(), token):
-        await flash(INVALID_TOKEN, "warning")
+        await flash(RESET_LINK_DEAD, "warning")
         return redirect(url_for("reset.request_reset"))
     form = await ResetPasswordForm.from_request()
     if form.validate_on_submit():
@@ -66,7 +66,7 @@ async def reset_with_token(token: str) -> ResponseReturnValue:
             form.show(error)
         else:
             if not done:  # used or superseded since the check above
-                await flash(INVALID_TOKEN, "warning")
+                await flash(RESET_LINK_DEAD, "warning")
                 return redirect(url_for("reset.request_reset"))
             await flash(UPDATED, "success")
             return redirect(url_for("accounts.login"))
@@ -137,7 +137,7 @@ async def not_me(token: str) -> ResponseReturnValue:
     form.validate_on_submit()
     undone = await passwords.disown_change(services(), token)
     if undone is None:
-        await flash(INVALID_TOKEN, "warning")
+        await flash(NOT_ME_LINK_DEAD, "warning")
         return redirect(url_for("reset.request_reset"))
     await end_session()
     await flash(

@@ -173,6 +173,7 @@ def _about_account(
                 **seen,
                 "link": links.CONFIRM_EMAIL.url(base, token),
                 "expires_in": _hours(settings.CONFIRM_TOKEN_MAX_AGE),
+                "resend_link": f"{base}{links.RESEND_CONFIRMATION}",
             }
         case AlreadyRegistered():
             return {
