@@ -30,7 +30,8 @@ def link(smtp: MailSink, subject: str) -> str:
     (found,) = [
         url
         for url in message.links
-        if "/confirm/" in url or "/reset_password/" in url or "/not-me/" in url
+        if ("/confirm/" in url or "/reset_password/" in url or "/not-me/" in url)
+        and not url.endswith("/resend")  # the confirmation email's "ask for a new one"
     ]
     return found
 
