@@ -31,7 +31,7 @@ from shared.outbox import add_email
 from shared.services import events, proof, sessions, users
 from shared.services.context import ServiceContext
 from shared.services.events import Kind
-from shared.services.federation import flows
+from shared.services.federation import connected as connected_accounts
 from shared.services.identity import apps
 from shared.services.refusals import ReauthenticationRequired, WrongConfirmation
 from shared.validation import email_key
@@ -80,7 +80,7 @@ async def export_account(
             select(Email).where(Email.user_id == user_id).order_by(Email.id)
         )
         applications = await apps.listed(ctx, user_id)
-        connected = await flows.listed(ctx, user_id)
+        linked = await connected_accounts.listed(ctx, user_id)
         grants = await session.execute(
             select(Grant, Client.name)
             .join(Client, Client.client_id == Grant.client_id)
@@ -171,7 +171,7 @@ async def export_account(
                     "connected_at": _when(c.created_at),
                     "last_used_at": _when(c.last_used_at),
                 }
-                for c in connected
+                for c in linked
             ],
             "grants": [
                 {

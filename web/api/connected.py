@@ -9,7 +9,7 @@ from datetime import datetime
 from pydantic import BaseModel
 from quart_schema import document_response, validate_request, validate_response
 
-from shared.services.federation import flows
+from shared.services.federation import connected
 from shared.services.proof import Proof
 from shared.services.sessions import Current
 from web.api.base import ApiResult, blueprint, signed_in
@@ -35,7 +35,7 @@ class ConnectedListOut(BaseModel):
 @validate_response(ConnectedListOut, 200)
 @signed_in
 async def list_connected(current: Current) -> ApiResult:
-    listed = await flows.listed(services(), current.user.id)
+    listed = await connected.listed(services(), current.user.id)
     return ConnectedListOut(
         connected_accounts=[
             ConnectedOut(id=c.id, provider=c.provider, name=c.name, email=c.email,
@@ -56,6 +56,6 @@ async def list_connected(current: Current) -> ApiResult:
 async def unlink_connected(current: Current, identity_id: int, data: ProofIn) -> ApiResult:
     """(sudo) Disconnect one; never the account's only way to sign in (409)."""
     offered = Proof(sign_in=current.session.id, password=data.password or "", code=data.code or "")
-    if not await flows.unlink(services(), current.user.id, identity_id, offered):
+    if not await connected.unlink(services(), current.user.id, identity_id, offered):
         return problem(404, "No such connected account", "This account has none with that id.")
     return Message(detail="Disconnected."), 200

@@ -23,6 +23,7 @@ from shared.ratelimit import Limit
 from shared.services import proof
 from shared.services.accounts import TooManyRegistrations, UsernameTaken
 from shared.services.federation import client, flows
+from shared.services.federation import connected as connected_accounts
 from shared.services.refusals import NotApplicable
 from shared.validation import InvalidInput
 from web.auth import current_sign_in, sign_in_attempt, start_session
@@ -251,7 +252,7 @@ async def connected() -> ResponseReturnValue:
     current = await current_sign_in()
     assert current is not None
     ctx = services()
-    identities = await flows.listed(ctx, current.user.id)
+    identities = await connected_accounts.listed(ctx, current.user.id)
     return await render_template(
         "federation/connected.html", title="Connected accounts", identities=identities,
         providers=ctx.settings.federation_providers, form=await ActionForm.from_request(),
@@ -281,7 +282,7 @@ async def unlink(identity_id: int) -> ResponseReturnValue:
     current = await current_sign_in()
     assert current is not None
     try:
-        done = await flows.unlink(
+        done = await connected_accounts.unlink(
             services(), current.user.id, identity_id, proof.Proof(sign_in=current.session.id)
         )
     except NotApplicable as error:
