@@ -212,7 +212,11 @@ def _provide_services(env: dict[str, str], stack: ExitStack) -> Watch:
         env["SECRET_KEY"] = _dev_secret_key()
     # Bounces come back to the local receiver (python -m worker bounces) on BOUNCE_LISTEN.
     env.setdefault("BOUNCE_DOMAIN", DEV_BOUNCE_DOMAIN)
-    env.setdefault("BASE_URL", f"http://{env.get('HOST', '127.0.0.1')}:{env.get('PORT', '8000')}")
+    # "localhost", not 127.0.0.1, for the loopback: browsers refuse passkeys on an IP address
+    # (a WebAuthn relying party is a domain), and localhost counts as a secure context.
+    host = env.get("HOST", "127.0.0.1")
+    shown = "localhost" if host in ("127.0.0.1", "::1", "localhost") else host
+    env.setdefault("BASE_URL", f"http://{shown}:{env.get('PORT', '8000')}")
     return watch
 
 

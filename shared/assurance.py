@@ -26,6 +26,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
+from shared import i18n
+from shared.i18n import N_
+
 
 class Method(StrEnum):
     PASSWORD = "pwd"  # noqa: S105 (a method's name, not a password)
@@ -73,18 +76,23 @@ def parse(values: Iterable[str]) -> list[Method]:
 
 
 _WORDS = {
-    Method.PASSWORD: "password",
-    Method.ONE_TIME_CODE: "one-time code",
-    Method.HARDWARE_KEY: "passkey",
-    Method.SOFTWARE_KEY: "passkey",
-    Method.USER_VERIFIED: "PIN or biometrics",
-    Method.EMAIL: "code by email",
-    Method.FEDERATED: "another provider",
+    Method.PASSWORD: N_("password"),
+    Method.ONE_TIME_CODE: N_("one-time code"),
+    Method.HARDWARE_KEY: N_("passkey"),
+    Method.SOFTWARE_KEY: N_("passkey"),
+    Method.USER_VERIFIED: N_("PIN or biometrics"),
+    Method.EMAIL: N_("code by email"),
+    Method.FEDERATED: N_("another provider"),
 }
 
 
 def in_words(values: Iterable[str]) -> str:
     """What the sessions page says a sign-in was made with: "password and one-time code".
     Empty for sign-ins recorded before methods were (nothing is known of them)."""
-    words = [_WORDS[m] for m in parse(values) if m in _WORDS]
-    return " and ".join(dict.fromkeys(words))
+    words = list(dict.fromkeys(i18n.gettext(_WORDS[m]) for m in parse(values) if m in _WORDS))
+    if len(words) < 2:
+        return "".join(words)
+    return i18n.gettext("%(first)s and %(last)s") % {
+        "first": ", ".join(words[:-1]),
+        "last": words[-1],
+    }

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import i18n
 from shared.db import SessionMaker, insert_bound
 from shared.jobs import (
     EMAIL_CONTEXTS,
@@ -33,7 +34,7 @@ from shared.validation import email_key
 
 EMAILS = cast(Table, Email.__table__)
 _ADD_EMAIL = insert_bound(
-    EMAILS, "kind", "recipient", "recipient_key", "context", "user_id"
+    EMAILS, "kind", "recipient", "recipient_key", "context", "user_id", "locale"
 ).returning(EMAILS.c.id)
 KINDS = {model: kind for kind, model in EMAIL_CONTEXTS.items()}  # context type -> email kind
 
@@ -82,6 +83,8 @@ async def add_emails(
                 "recipient_key": email_key(recipient),
                 "context": context.model_dump(mode="json"),
                 "user_id": user_id,
+                # The cause's language (a request's, or the default where none speaks).
+                "locale": i18n.current(),
             }
         )
     # SQLAlchemy sends the rows as one multi-row INSERT ... RETURNING, ids in their order.

@@ -22,6 +22,9 @@ from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, valida
 from pydantic import AfterValidator, Field
 from zxcvbn import zxcvbn
 
+from shared import i18n
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.models import (
     EMAIL_MAX_LENGTH,
     TEXT_CONTENT_MAX_LENGTH,
@@ -40,33 +43,33 @@ PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 128  # also keeps a megabyte "password" away from argon2
 USERNAME_MIN_LENGTH = 2
 USERNAME_PATTERN = rf"^[A-Za-z0-9_.-]{{{USERNAME_MIN_LENGTH},{USERNAME_MAX_LENGTH}}}$"
-USERNAME_RULE = "Use 2 to 25 characters: letters, digits, underscores, dots or hyphens."
-PERSONAL_PASSWORD = "Your password must not be your username or email address."  # noqa: S105
-WEAK_PASSWORD = "This password is too easy to guess."  # noqa: S105 (a message)
+USERNAME_RULE = N_("Use 2 to 25 characters: letters, digits, underscores, dots or hyphens.")
+PERSONAL_PASSWORD = N_("Your password must not be your username or email address.")
+WEAK_PASSWORD = N_("This password is too easy to guess.")
 PASSWORD_MIN_STRENGTH = 3  # zxcvbn score: about 10^8 guesses or more
 ZXCVBN_MAX_LENGTH = 72  # zxcvbn refuses longer input; past it a password is long enough
 # What a link that no longer works says, for each kind of link: why it may not work, in words
 # a person uses, and what to do next.
-CONFIRM_LINK_DEAD = (
+CONFIRM_LINK_DEAD = N_(
     "This confirmation link does not work: it is incomplete, a newer one replaced it, or it "
     'has expired. On the sign-in page, choose "send it again" for a new one.'
 )
-RESET_LINK_DEAD = (
+RESET_LINK_DEAD = N_(
     "This password reset link does not work: it was already used, a newer one replaced it, "
     "or it has expired. Ask for a new one here."
 )
-NOT_ME_LINK_DEAD = (
+NOT_ME_LINK_DEAD = N_(
     "This link does not work any more: it was already used, or it has expired. If you think "
     "someone else is in your account, reset your password here."
 )
-EMAIL_CHANGE_LINK_DEAD = (
+EMAIL_CHANGE_LINK_DEAD = N_(
     "This link does not work: a newer request replaced it, or it has expired. Ask for the "
     "change again from your account page."
 )
-LINK_DEAD = (
+LINK_DEAD = N_(
     "The link is incomplete, already used, replaced by a newer one, or expired: ask for a new one."
 )
-CONTROL_CHARACTERS = "This field contains characters that are not allowed."
+CONTROL_CHARACTERS = N_("This field contains characters that are not allowed.")
 
 
 class InvalidInput(ValueError):
@@ -74,6 +77,7 @@ class InvalidInput(ValueError):
     Forms show ``message`` under the field; the API answers 422 with it."""
 
     def __init__(self, field: str, message: str) -> None:
+        message = i18n.gettext(message)  # the asker's language (shared.i18n)
         super().__init__(message)
         self.field = field
         self.message = message
@@ -137,7 +141,7 @@ def email_key(email: str) -> str:
 def check_username(value: str) -> str:
     username = normalize_username(value)
     if not re.match(USERNAME_PATTERN, username):
-        raise ValueError(USERNAME_RULE)
+        raise ValueError(_(USERNAME_RULE))
     return username
 
 
@@ -145,18 +149,23 @@ def check_email(value: str) -> str:
     """Syntax only (no DNS lookups), normalised as email-validator does."""
     value = value.strip()
     if len(value) > EMAIL_MAX_LENGTH:
-        raise ValueError(f"An email address cannot be longer than {EMAIL_MAX_LENGTH} characters.")
+        raise ValueError(
+            _("An email address cannot be longer than %(max)d characters.")
+            % {"max": EMAIL_MAX_LENGTH}
+        )
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as error:
-        raise ValueError(str(error)) from None
+        if i18n.current() == i18n.DEFAULT:  # email-validator's precise reason, in English
+            raise ValueError(str(error)) from None
+        raise ValueError(_("This is not a valid email address (name@example.com).")) from None
 
 
 def check_password_length(password: str) -> str:
     if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
         raise ValueError(
-            f"Field must be between {PASSWORD_MIN_LENGTH} and {PASSWORD_MAX_LENGTH} "
-            "characters long."
+            _("Field must be between %(min)d and %(max)d characters long.")
+            % {"min": PASSWORD_MIN_LENGTH, "max": PASSWORD_MAX_LENGTH}
         )
     return password
 
@@ -170,13 +179,14 @@ def check_password(password: str, *personal: str | None) -> str:
     lowered = password.casefold()
     names = [value for value in personal if value]
     if any(lowered == value.casefold() for value in names):
-        raise ValueError(PERSONAL_PASSWORD)
+        raise ValueError(_(PERSONAL_PASSWORD))
     estimate = zxcvbn(password[:ZXCVBN_MAX_LENGTH], user_inputs=names)
     if estimate["score"] < PASSWORD_MIN_STRENGTH:
         feedback = estimate.get("feedback") or {}
         hints = [feedback.get("warning") or "", *(feedback.get("suggestions") or [])]
+        hints = [_(hint) for hint in hints]  # zxcvbn's fixed sentences, in our catalogs
         detail = " ".join(hint.strip() for hint in hints if hint and hint.strip())
-        raise ValueError(f"{WEAK_PASSWORD} {detail}".strip())
+        raise ValueError(f"{_(WEAK_PASSWORD)} {detail}".strip())
     return password
 
 
@@ -188,7 +198,7 @@ def check_plain_text(value: str) -> str:
     """No control characters (NUL and the like; tabs and line breaks are fine): they have no
     business in a title or a text, and PostgreSQL cannot even store NUL."""
     if any((ord(char) < 32 and char not in "\t\r\n") or ord(char) == 127 for char in value):
-        raise ValueError(CONTROL_CHARACTERS)
+        raise ValueError(_(CONTROL_CHARACTERS))
     return value
 
 
@@ -242,7 +252,7 @@ def check_code(value: str) -> str:
         for ch in unicodedata.normalize("NFKC", value)
     )
     if not re.fullmatch(r"[A-Za-z0-9 -]+", typed):
-        raise ValueError("Enter the code as it is shown: digits, or letters and digits.")
+        raise ValueError(_("Enter the code as it is shown: digits, or letters and digits."))
     return typed
 
 

@@ -7,13 +7,14 @@ import functools
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart, request
 from quart_schema import QuartSchema
 
-from shared import assurance
+from shared import assurance, i18n
 from shared.devices import warm_up as warm_up_device_names
 from shared.heap import freeze_startup_objects
 from shared.outages import is_unavailable
@@ -29,6 +30,7 @@ from web.errors import register_error_handlers
 from web.extensions import SERVICES_KEY, auth_manager
 from web.forms import blank_form
 from web.headers import add_security_headers
+from web.languages import install as install_languages
 from web.metrics import DEFERRED, instrument
 from web.requests import Request
 from web.server_protocol import GuardedHttpTools
@@ -77,14 +79,18 @@ def create_app(settings: Settings | None = None) -> Quart:
     from web.blueprints.oauth import blueprint as oauth_blueprint
     from web.blueprints.ops import blueprint as ops_blueprint
     from web.blueprints.passkeys import blueprint as passkeys_blueprint
+    from web.blueprints.preferences import blueprint as preferences_blueprint
     from web.blueprints.provider_hooks import blueprint as provider_hooks_blueprint
     from web.blueprints.reauthentication import blueprint as reauthentication_blueprint
     from web.blueprints.reset import blueprint as reset_blueprint
     from web.blueprints.sessions import blueprint as sessions_blueprint
     from web.blueprints.texts import blueprint as texts_blueprint
     from web.blueprints.two_factor import blueprint as two_factor_blueprint
+    from web.locale import blueprint as locale_blueprint
 
     app.register_blueprint(ops_blueprint)
+    app.register_blueprint(locale_blueprint)
+    app.register_blueprint(preferences_blueprint)
     app.register_blueprint(main_blueprint)
     app.register_blueprint(accounts_blueprint)
     app.register_blueprint(texts_blueprint)
@@ -117,6 +123,8 @@ def create_app(settings: Settings | None = None) -> Quart:
     register_error_handlers(app)
     instrument(app)
     add_security_headers(app, settings)
+    i18n.configure(Path(settings.LOCALES_DIR) if settings.LOCALES_DIR else None)
+    install_languages(app)
     app.jinja_env.globals["blank_form"] = blank_form
     app.jinja_env.filters["breakable"] = breakable
     app.jinja_env.globals["methods_in_words"] = assurance.in_words

@@ -14,6 +14,7 @@ from quart.typing import ResponseReturnValue
 from quart_auth import Unauthorized
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from shared.i18n import N_
 from shared.outages import OutageLog, is_unavailable
 from shared.services import operations
 from shared.services.refusals import Locked, ReauthenticationRequired, Refused
@@ -27,16 +28,22 @@ from web.templating import render_template
 log = logging.getLogger(__name__)
 
 MESSAGES = {
-    400: ("Bad request", "The request could not be understood. Please go back and try again."),
-    403: ("Forbidden", "You do not have access to this page."),
-    404: ("Page not found", "There is no page at this address."),
-    405: ("Method not allowed", "This page cannot be used that way."),
-    413: ("Too large", "What you sent is larger than this site accepts. Please shorten it."),
-    429: ("Too many requests", "You are going a bit fast. Please wait and try again."),
-    500: ("Something went wrong", "An unexpected error occurred. It has been logged."),
+    400: (
+        N_("Bad request"),
+        N_("The request could not be understood. Please go back and try again."),
+    ),
+    403: (N_("Forbidden"), N_("You do not have access to this page.")),
+    404: (N_("Page not found"), N_("There is no page at this address.")),
+    405: (N_("Method not allowed"), N_("This page cannot be used that way.")),
+    413: (
+        N_("Too large"),
+        N_("What you sent is larger than this site accepts. Please shorten it."),
+    ),
+    429: (N_("Too many requests"), N_("You are going a bit fast. Please wait and try again.")),
+    500: (N_("Something went wrong"), N_("An unexpected error occurred. It has been logged.")),
     503: (
-        "Temporarily unavailable",
-        "The service is briefly unavailable. Please try again in a moment.",
+        N_("Temporarily unavailable"),
+        N_("The service is briefly unavailable. Please try again in a moment."),
     ),
 }
 RETRY_UNAVAILABLE = 5  # seconds a client is asked to wait while a backing service is down

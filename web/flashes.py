@@ -17,11 +17,16 @@ from __future__ import annotations
 from quart import flash as quart_flash  # noqa: TID251 (the one place that may)
 from quart import session
 
+from shared import i18n
+
 MAX_WAITING = 8  # more than any page flashes before the next one shows them
 
 
 async def flash(message: str, category: str = "message") -> None:
-    """Show ``message`` on the next page, once however many times it was flashed."""
+    """Show ``message`` on the next page, once however many times it was flashed: in the
+    language of this request (a catalog's message id is translated here; the pages show
+    what was stored)."""
+    message = i18n.gettext(message)
     waiting = session.get("_flashes", [])
     if any(tuple(entry) == (category, message) for entry in waiting):
         return

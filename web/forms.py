@@ -10,7 +10,15 @@ from typing import Any, ClassVar, Self
 
 from quart import current_app, request, session
 from werkzeug.exceptions import BadRequest
-from wtforms import BooleanField, Form, PasswordField, StringField, SubmitField, TextAreaField
+from wtforms import (
+    BooleanField,
+    Form,
+    PasswordField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
 from wtforms.csrf.session import SessionCSRF
 from wtforms.validators import (
     DataRequired,
@@ -21,6 +29,9 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from shared import i18n
+from shared.i18n import N_
+from shared.i18n import lazy_gettext as L_
 from shared.services.refusals import Refused
 from shared.validation import (
     CODE,
@@ -35,12 +46,13 @@ from shared.validation import (
 )
 
 CSRF_TIME_LIMIT = timedelta(hours=2)
+NO_MATCH = L_("The two passwords are not the same.")
 
 
 class CSRFError(BadRequest):
     """Missing, wrong or expired CSRF token: shown as "this form expired, try again"."""
 
-    description = "This form has expired or was sent from another site. Please try again."
+    description = N_("This form has expired or was sent from another site. Please try again.")
 
 
 class CSRFForm(Form):  # type: ignore[misc]  # WTForms ships no type information
@@ -82,7 +94,12 @@ class CSRFForm(Form):  # type: ignore[misc]  # WTForms ships no type information
 
 
 def _csrf_meta() -> dict[str, Any]:
-    return {"csrf_secret": str(current_app.secret_key).encode(), "csrf_context": session}
+    return {
+        "csrf_secret": str(current_app.secret_key).encode(),
+        "csrf_context": session,
+        # WTForms' own messages ("This field is required.") in its own catalogs.
+        "locales": [i18n.current().replace("-", "_"), "en"],
+    }
 
 
 def blank_form() -> ActionForm:
@@ -113,7 +130,7 @@ def _length(rule: TextRule) -> Length:
     return Length(min=rule.min_length if rule.min_length > 1 else -1, max=rule.max_length)
 
 
-def text_field(label: str, rule: TextRule, *, kind: type[StringField] = StringField) -> Any:
+def text_field(label: Any, rule: TextRule, *, kind: type[StringField] = StringField) -> Any:
     """A text field under ``rule``: required, within its lengths, passing its check."""
     return kind(
         label,
@@ -122,7 +139,7 @@ def text_field(label: str, rule: TextRule, *, kind: type[StringField] = StringFi
     )
 
 
-def password_field(label: str, rule: TextRule) -> Any:
+def password_field(label: Any, rule: TextRule) -> Any:
     """Passwords are taken as typed (no stripping); ``rule`` bounds their length."""
     return PasswordField(
         label,
@@ -130,111 +147,121 @@ def password_field(label: str, rule: TextRule) -> Any:
     )
 
 
-def repeat_field(label: str, of: str) -> Any:
-    return PasswordField(label, validators=[InputRequired(), EqualTo(of)])
+def repeat_field(label: Any, of: str) -> Any:
+    return PasswordField(label, validators=[InputRequired(), EqualTo(of, message=NO_MATCH)])
 
 
 class RegistrationForm(CSRFForm):
     """The password is optional: without one, the account signs in with a code by email
     (the first one finishes signing up) or a passkey."""
 
-    username = text_field("Username", USERNAME)
-    email = text_field("Email", EMAIL)
+    username = text_field(L_("Username"), USERNAME)
+    email = text_field(L_("Email"), EMAIL)
     password = PasswordField(
-        "Password", validators=[Optional(), _length(NEW_PASSWORD), Check(NEW_PASSWORD)]
+        L_("Password"), validators=[Optional(), _length(NEW_PASSWORD), Check(NEW_PASSWORD)]
     )
-    confirm_password = PasswordField("Confirm Password", validators=[EqualTo("password")])
-    submit = SubmitField("Sign Up")
+    confirm_password = PasswordField(
+        L_("Repeat the password"), validators=[EqualTo("password", message=NO_MATCH)]
+    )
+    submit = SubmitField(L_("Sign up"))
 
 
 class FederatedSignUpForm(CSRFForm):
     """A new account for an identity from another provider: only the username is asked (the
     address is the provider's, verified there)."""
 
-    username = text_field("Username", USERNAME)
-    submit = SubmitField("Create my account")
+    username = text_field(L_("Username"), USERNAME)
+    submit = SubmitField(L_("Create my account"))
 
 
 class LoginForm(CSRFForm):
-    email = text_field("Email", EMAIL)
-    password = password_field("Password", PASSWORD)
-    remember = BooleanField("Remember me")
-    submit = SubmitField("Login")
+    email = text_field(L_("Email"), EMAIL)
+    password = password_field(L_("Password"), PASSWORD)
+    remember = BooleanField(L_("Remember me"))
+    submit = SubmitField(L_("Sign in"))
 
 
 class LoginCodeRequestForm(CSRFForm):
-    email = text_field("Email", EMAIL)
-    remember = BooleanField("Remember me")
-    submit = SubmitField("Email me a code")
+    email = text_field(L_("Email"), EMAIL)
+    remember = BooleanField(L_("Remember me"))
+    submit = SubmitField(L_("Email me a code"))
 
 
 class LoginCodeForm(CSRFForm):
-    code = text_field("Code from the email", CODE)
-    submit = SubmitField("Sign in")
+    code = text_field(L_("Code from the email"), CODE)
+    submit = SubmitField(L_("Sign in"))
 
 
 class RequestResetForm(CSRFForm):
-    email = text_field("Email", EMAIL)
-    submit = SubmitField("Request Password Reset")
+    email = text_field(L_("Email"), EMAIL)
+    submit = SubmitField(L_("Send me a reset link"))
 
 
 class ResendConfirmationForm(CSRFForm):
-    email = text_field("Email", EMAIL)
-    submit = SubmitField("Send the link again")
+    email = text_field(L_("Email"), EMAIL)
+    submit = SubmitField(L_("Send the link again"))
 
 
 class ResetPasswordForm(CSRFForm):
-    password = password_field("Password", NEW_PASSWORD)
-    confirm_password = repeat_field("Confirm Password", of="password")
-    submit = SubmitField("Reset Password")
+    password = password_field(L_("Password"), NEW_PASSWORD)
+    confirm_password = repeat_field(L_("Repeat the password"), of="password")
+    submit = SubmitField(L_("Set my new password"))
 
 
 class ChangePasswordForm(CSRFForm):
-    password = password_field("Password", NEW_PASSWORD)
-    confirm_password = repeat_field("Confirm Password", of="password")
-    submit = SubmitField("Change Password")
+    password = password_field(L_("Password"), NEW_PASSWORD)
+    confirm_password = repeat_field(L_("Repeat the password"), of="password")
+    submit = SubmitField(L_("Change my password"))
 
 
 class PasswordForm(CSRFForm):
-    password = password_field("Your password", PASSWORD)
-    submit = SubmitField("Confirm")
+    password = password_field(L_("Your password"), PASSWORD)
+    submit = SubmitField(L_("Confirm"))
 
 
 class CodeForm(CSRFForm):
-    code = text_field("Code", CODE)
-    submit = SubmitField("Verify")
+    code = text_field(L_("Code"), CODE)
+    submit = SubmitField(L_("Verify"))
 
 
 class SecondStepForm(CodeForm):
-    trust_browser = BooleanField("Remember this browser")
+    trust_browser = BooleanField(L_("Remember this browser"))
 
 
 class EnrolmentForm(CSRFForm):
     """Turning two-factor on: a code from the new secret (the page needs a recent
     authentication, the fresh proof)."""
 
-    code = text_field("Code from the app", CODE)
-    submit = SubmitField("Turn on")
+    code = text_field(L_("Code from the app"), CODE)
+    submit = SubmitField(L_("Turn on"))
 
 
 class ChangeEmailForm(CSRFForm):
-    new_email = text_field("New email address", EMAIL)
-    submit = SubmitField("Change my address")
+    new_email = text_field(L_("New email address"), EMAIL)
+    submit = SubmitField(L_("Change my address"))
 
 
 class DeleteAccountForm(CSRFForm):
     aliases: ClassVar[dict[str, str]] = {"username": "confirm_username"}
-    confirm_username = text_field("Type your username to confirm", USERNAME)
-    submit = SubmitField("Delete my account")
+    confirm_username = text_field(L_("Type your username to confirm"), USERNAME)
+    submit = SubmitField(L_("Delete my account"))
 
 
 class ActionForm(CSRFForm):
     """A form that is only a button: logout, resend confirmation, confirm my address."""
 
-    submit = SubmitField("Submit")
+    submit = SubmitField(L_("Submit"))
+
+
+class PreferencesForm(CSRFForm):
+    """Choices are set per request: the deployment's languages, this machine's zones."""
+
+    language = SelectField(L_("Language"), validate_choice=True)
+    time_zone = SelectField(L_("Time zone"), validate_choice=True)
+    submit = SubmitField(L_("Save"))
 
 
 class TextForm(CSRFForm):
-    title = text_field("Title", TEXT_TITLE)
-    content = text_field("Content", TEXT_CONTENT, kind=TextAreaField)
-    submit = SubmitField("Post")
+    title = text_field(L_("Title"), TEXT_TITLE)
+    content = text_field(L_("Content"), TEXT_CONTENT, kind=TextAreaField)
+    submit = SubmitField(L_("Post"))

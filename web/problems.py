@@ -7,6 +7,8 @@ import json
 from pydantic import BaseModel
 from quart import Response
 
+from shared import i18n
+
 PROBLEM_TYPE = "about:blank"  # RFC 9457: the title is the HTTP status phrase's meaning
 
 
@@ -27,7 +29,17 @@ def problem(
     headers: dict[str, str] | None = None,
     problem_type: str = PROBLEM_TYPE,
 ) -> Response:
-    body = Problem(type=problem_type, title=title, status=status, detail=detail, errors=errors)
+    # Titles and details are message ids where they are fixed (shared.i18n.N_): they go out
+    # in the request's language (Accept-Language), as every field error does.
+    if errors is not None:
+        errors = {name: [i18n.gettext(text) for text in texts] for name, texts in errors.items()}
+    body = Problem(
+        type=problem_type,
+        title=i18n.gettext(title),
+        status=status,
+        detail=i18n.gettext(detail),
+        errors=errors,
+    )
     response = Response(
         json.dumps(body.model_dump(exclude_none=True)),
         status=status,

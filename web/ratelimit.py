@@ -9,6 +9,8 @@ from typing import ParamSpec, TypeVar
 from quart import request
 from werkzeug.exceptions import TooManyRequests
 
+from shared import i18n
+from shared.i18n import gettext as _
 from shared.ratelimit import Limit
 from web.extensions import services
 
@@ -36,8 +38,11 @@ def limit_posts(name: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, 
                 verdict = await context.limits.hit(limit, client_address())
                 if not verdict.allowed:
                     raise too_many(
-                        f"Too many attempts from your network. Please wait "
-                        f"{verdict.retry_after} seconds and try again.",
+                        _(
+                            "Too many attempts from your network. Please wait %(wait)s and "
+                            "try again."
+                        )
+                        % {"wait": i18n.format_duration(verdict.retry_after)},
                         verdict.retry_after,
                     )
             return await view(*args, **kwargs)
@@ -45,11 +50,6 @@ def limit_posts(name: str) -> Callable[[Callable[P, Awaitable[T]]], Callable[P, 
         return limited
 
     return decorator
-
-
-def too_many_wrong(what: str, retry_after: int) -> TooManyRequests:
-    """The 429 for too many wrong passwords or codes typed to confirm something."""
-    return too_many(f"Too many wrong {what}. Please wait {retry_after} seconds.", retry_after)
 
 
 def too_many(message: str, retry_after: int) -> TooManyRequests:

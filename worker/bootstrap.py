@@ -3,10 +3,12 @@ the SMTP pool, the renderer, the throttles) from the typed settings, and the arq
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from arq import cron, func
 
+from shared import i18n
 from shared.db import create_engine, create_sessionmaker
 from shared.heap import freeze_startup_objects
 from shared.jobs import (
@@ -117,7 +119,7 @@ def worker_options(settings: Settings, *, freeze_after_startup: bool = False) ->
                 max_batch=settings.WORKER_MAX_JOBS,
             ),
             mailer=SMTPPool(smtp_config(settings), size=settings.MAIL_POOL_SIZE),
-            renderer=EmailRenderer(site_name=SITE_NAME, base_url=settings.base_url),
+            renderer=email_renderer(settings),
             tokens=tokens,
             budget=OutboundBudget(
                 ctx["redis"],
@@ -235,3 +237,9 @@ def create_worker(
     :func:`worker.mail.delivery.deliver_email` beside the arq jobs."""
     options = worker_options(settings, freeze_after_startup=freeze_after_startup)
     return DeliveryWorker(deliver_email=_deliver, **{**options, **overrides})
+
+
+def email_renderer(settings: Settings) -> EmailRenderer:
+    """The renderer, over this deployment's catalogs (LOCALES_DIR)."""
+    i18n.configure(Path(settings.LOCALES_DIR) if settings.LOCALES_DIR else None)
+    return EmailRenderer(site_name=SITE_NAME, base_url=settings.base_url)

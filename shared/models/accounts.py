@@ -76,6 +76,11 @@ class User(Base):
         server_default=text("gen_random_uuid()"),
     )
 
+    # The language pages and emails speak to this account (shared.i18n), and the zone its
+    # times are shown in; None: what its browser says.
+    language: Mapped[str | None] = mapped_column(String(16))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+
     texts: Mapped[list[TextPost]] = relationship(back_populates="author")
 
     __table_args__ = (

@@ -71,6 +71,9 @@ class Email(Base):
     recipient_key: Mapped[str] = mapped_column(String(EMAIL_MAX_LENGTH * 4))
     context: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The language of the request that caused it: what the message speaks when its
+    # recipient has no account (or none that chose a language).
+    locale: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(
         String(10), default=EmailStatus.PENDING, server_default=EmailStatus.PENDING.value
     )

@@ -10,6 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
+from shared.i18n import N_
 from shared.jobs import AccountDeleted, EmailKind
 from shared.models import (
     BounceReport,
@@ -220,7 +221,7 @@ async def delete_account(
     async with ctx.reading() as session:
         user = await users.by_id(session, user_id)
     if user is None or confirmation.strip() != user.username:
-        raise WrongConfirmation("username", "Type your username exactly as shown.")
+        raise WrongConfirmation("username", N_("Type your username exactly as shown."))
     offered = proof.Proof(sign_in=sign_in, password=password)
     async with proof.proven(ctx, user_id, offered) as (session, user):
         await session.execute(delete(Email).where(Email.user_id == user.id))

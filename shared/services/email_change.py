@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.i18n import N_
 from shared.jobs import (
     EmailChangeConfirm,
     EmailChanged,
@@ -43,7 +44,7 @@ async def request_change(
     offered = proof.Proof(sign_in=sign_in, password=password)
     async with proof.proven(ctx, user_id, offered) as (session, user):
         if email_key(new_email) == user.email_key:
-            raise InvalidInput("new_email", "That is already your address.")
+            raise InvalidInput("new_email", N_("That is already your address."))
         user.pending_email = new_email
         user.email_change_generation += 1
         generation = user.email_change_generation

@@ -20,8 +20,10 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import i18n
 from shared.devices import device_name
 from shared.group_commit import Together
+from shared.i18n import N_
 from shared.models import SecurityEvent
 from shared.outbox import announce_webhooks
 from shared.services.context import ServiceContext
@@ -65,36 +67,36 @@ class Kind(enum.StrEnum):
 
 # What the activity page says for each (it adds "from <browser>, <when>").
 WORDS: dict[Kind, str] = {
-    Kind.REGISTERED: "Account created",
-    Kind.CONFIRMED: "Email address confirmed",
-    Kind.LOGIN_SUCCEEDED: "Signed in",
-    Kind.LOGIN_FAILED: "Failed sign-in (wrong password or code)",
-    Kind.LOCKED: "Sign-in attempts held back (too many failures)",
-    Kind.RESET_REQUESTED: "Password reset requested",
-    Kind.PASSWORD_RESET: "Password reset",
-    Kind.PASSWORD_CHANGED: "Password changed",
-    Kind.EMAIL_CHANGE_REQUESTED: "Change of email address requested",
-    Kind.EMAIL_CHANGED: "Email address changed",
-    Kind.EMAIL_CHANGE_CANCELLED: "Change of email address cancelled",
-    Kind.NOT_ME: '"This wasn\'t me": every session ended',
-    Kind.DELETED: "Account deleted",
-    Kind.SESSION_REVOKED: "A session was ended",
-    Kind.SESSIONS_REVOKED_ELSEWHERE: "Signed out everywhere else",
-    Kind.TWO_FACTOR_ENABLED: "Two-factor sign-in turned on",
-    Kind.TWO_FACTOR_DISABLED: "Two-factor sign-in turned off",
-    Kind.RECOVERY_CODES_REGENERATED: "New recovery codes made",
-    Kind.RECOVERY_CODE_USED: "A recovery code was used",
-    Kind.PASSKEY_ADDED: "Passkey added",
-    Kind.PASSKEY_REMOVED: "Passkey removed",
-    Kind.LOGIN_CODE_REQUESTED: "Sign-in code emailed",
-    Kind.DEVICE_TRUSTED: "Browser remembered: signing in there skips the second step",
-    Kind.DEVICE_UNTRUSTED: "A remembered browser was forgotten",
-    Kind.REAUTHENTICATED: "Confirmed it was you, for a sensitive change",
-    Kind.PASSWORD_REMOVED: "Password removed: signing in is by passkey or emailed code",
-    Kind.APP_AUTHORIZED: "An application was allowed to sign you in",
-    Kind.APP_ACCESS_REMOVED: "An application's access was removed",
-    Kind.IDENTITY_LINKED: "An account at another provider was connected",
-    Kind.IDENTITY_UNLINKED: "An account at another provider was disconnected",
+    Kind.REGISTERED: N_("Account created"),
+    Kind.CONFIRMED: N_("Email address confirmed"),
+    Kind.LOGIN_SUCCEEDED: N_("Signed in"),
+    Kind.LOGIN_FAILED: N_("Failed sign-in (wrong password or code)"),
+    Kind.LOCKED: N_("Sign-in attempts held back (too many failures)"),
+    Kind.RESET_REQUESTED: N_("Password reset requested"),
+    Kind.PASSWORD_RESET: N_("Password reset"),
+    Kind.PASSWORD_CHANGED: N_("Password changed"),
+    Kind.EMAIL_CHANGE_REQUESTED: N_("Change of email address requested"),
+    Kind.EMAIL_CHANGED: N_("Email address changed"),
+    Kind.EMAIL_CHANGE_CANCELLED: N_("Change of email address cancelled"),
+    Kind.NOT_ME: N_('"This wasn\'t me": every session ended'),
+    Kind.DELETED: N_("Account deleted"),
+    Kind.SESSION_REVOKED: N_("A session was ended"),
+    Kind.SESSIONS_REVOKED_ELSEWHERE: N_("Signed out everywhere else"),
+    Kind.TWO_FACTOR_ENABLED: N_("Two-factor sign-in turned on"),
+    Kind.TWO_FACTOR_DISABLED: N_("Two-factor sign-in turned off"),
+    Kind.RECOVERY_CODES_REGENERATED: N_("New recovery codes made"),
+    Kind.RECOVERY_CODE_USED: N_("A recovery code was used"),
+    Kind.PASSKEY_ADDED: N_("Passkey added"),
+    Kind.PASSKEY_REMOVED: N_("Passkey removed"),
+    Kind.LOGIN_CODE_REQUESTED: N_("Sign-in code emailed"),
+    Kind.DEVICE_TRUSTED: N_("Browser remembered: signing in there skips the second step"),
+    Kind.DEVICE_UNTRUSTED: N_("A remembered browser was forgotten"),
+    Kind.REAUTHENTICATED: N_("Confirmed it was you, for a sensitive change"),
+    Kind.PASSWORD_REMOVED: N_("Password removed: signing in is by passkey or emailed code"),
+    Kind.APP_AUTHORIZED: N_("An application was allowed to sign you in"),
+    Kind.APP_ACCESS_REMOVED: N_("An application's access was removed"),
+    Kind.IDENTITY_LINKED: N_("An account at another provider was connected"),
+    Kind.IDENTITY_UNLINKED: N_("An account at another provider was disconnected"),
 }
 
 
@@ -354,8 +356,14 @@ async def activity(ctx: ServiceContext, user_id: int, page: int = 1) -> Activity
 
 
 COUNTED_WORDS: dict[str, tuple[str, str]] = {
-    Kind.LOGIN_FAILED.value: ("failed sign-in", "failed sign-ins"),
-    Kind.LOCKED.value: ("sign-in attempt held back", "sign-in attempts held back"),
+    Kind.LOGIN_FAILED.value: (
+        N_("%(num)d failed sign-in from %(where)s, the last %(when)s"),
+        N_("%(num)d failed sign-ins from %(where)s, the last %(when)s"),
+    ),
+    Kind.LOCKED.value: (
+        N_("%(num)d sign-in attempt held back from %(where)s, the last %(when)s"),
+        N_("%(num)d sign-in attempts held back from %(where)s, the last %(when)s"),
+    ),
 }
 
 
@@ -365,19 +373,26 @@ def in_words(event: SecurityEvent, now: datetime | None = None) -> str:
     if event.window_start is not None and event.kind in COUNTED_WORDS:
         one, many = COUNTED_WORDS[event.kind]
         addresses = len(event.payload.get("addresses") or []) or 1
-        where = f"{addresses}{'+' if addresses >= ADDRESSES_KEPT else ''} address" + (
-            "es" if addresses != 1 else ""
-        )
-        what = f"{event.attempts} {one if event.attempts == 1 else many}"
-        return f"{what} from {where}, the last {ago(event.last_at or event.created_at, now)}"
-    what = _WORDS_BY_NAME.get(event.kind, event.kind)
-    return f"{what} from {event.device}, {ago(event.created_at, now)}"
+        if addresses >= ADDRESSES_KEPT:
+            where = i18n.gettext("%(num)d or more addresses") % {"num": addresses}
+        else:
+            where = i18n.ngettext("%(num)d address", "%(num)d addresses", addresses) % {
+                "num": addresses
+            }
+        said = i18n.ngettext(one, many, event.attempts or 0)
+        when = ago(event.last_at or event.created_at, now)
+        return said % {"num": event.attempts, "where": where, "when": when}
+    what = i18n.gettext(_WORDS_BY_NAME.get(event.kind, event.kind))
+    return i18n.gettext("%(what)s from %(device)s, %(when)s") % {
+        "what": what,
+        "device": event.device,
+        "when": ago(event.created_at, now),
+    }
 
 
 def ago(moment: datetime, now: datetime | None = None) -> str:
-    seconds = max(0, int(((now or datetime.now(UTC)) - moment).total_seconds()))
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            count = seconds // size
-            return f"{count} {unit}{'s' if count != 1 else ''} ago"
-    return "just now"
+    """ "2 hours ago", in the asker's language (Babel's words); "just now" under a minute."""
+    current = now or datetime.now(UTC)
+    if (current - moment).total_seconds() < 60:
+        return i18n.gettext("just now")
+    return i18n.format_relative(min(moment, current), current)

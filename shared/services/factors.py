@@ -19,6 +19,7 @@ import pyotp
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.i18n import N_
 from shared.jobs import TwoFactorChanged
 from shared.models import RecoveryCode, User
 from shared.outbox import email_user
@@ -120,7 +121,7 @@ async def check_code(
         .returning(RecoveryCode.id)
     )
     if used is not None:
-        await tell_owner(session, user, "recovery code used", by=None)
+        await tell_owner(session, user, N_("recovery code used"), by=None)
         await events.record(session, Kind.RECOVERY_CODE_USED, user.id)
         return "recovery"
     return None

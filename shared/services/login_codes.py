@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
 from shared.assurance import Method
+from shared.i18n import N_
 from shared.jobs import EmailKind, ReauthenticationCode
 from shared.jobs import LoginCode as LoginCodeEmail
 from shared.models import LoginCode, User
@@ -46,7 +47,7 @@ from shared.tokens import LoginCodeLink, login_code
 from shared.validation import email_key
 
 HOUR = 3600
-WRONG = "That code is not right. Use the newest code we emailed you, within its time."
+WRONG = N_("That code is not right. Use the newest code we emailed you, within its time.")
 
 
 def tries_limit(ctx: ServiceContext) -> Limit:

@@ -40,6 +40,7 @@ from webauthn.helpers.structs import (
 
 from shared import assurance
 from shared.assurance import Method
+from shared.i18n import N_
 from shared.models import Passkey, User
 from shared.ratelimit import Limit
 from shared.services import (
@@ -81,13 +82,13 @@ class Result:
     session_id: str | None = None  # the sign-in's id: a new sign-in's, or a rotated one's
 
 
-EXPIRED = "The passkey request has expired. Try again."
+EXPIRED = N_("The passkey request has expired. Try again.")
 
 
 async def _count(ctx: ServiceContext, limit: Limit, subject: str) -> None:
     verdict = await ctx.limits.hit(limit, subject)
     if not verdict.allowed:
-        raise Locked(verdict.retry_after, "attempts")
+        raise Locked(verdict.retry_after, N_("attempts"))
 
 
 async def registration_options(
@@ -145,7 +146,7 @@ async def register(
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None:
-            raise NotApplicable("There is no such account.")
+            raise NotApplicable(N_("There is no such account."))
         name = name.strip()[:60] or "Passkey"
         # A credential id is one authenticator's: if another account has it, it is not this
         # one's to add (and the unique index would refuse it at commit).
@@ -163,11 +164,11 @@ async def register(
             .returning(Passkey.id)
         )
         if passkey_id is None:
-            raise NotAccepted("This passkey is registered already.")
+            raise NotAccepted(N_("This passkey is registered already."))
         rotated = await sessions.rotate(session, sign_in)
         by = rotated.public_id if rotated is not None else None
         await events.record(session, Kind.PASSKEY_ADDED, user.id, name=name)
-        await factors.tell_owner(session, user, "passkey added", by=by)
+        await factors.tell_owner(session, user, N_("passkey added"), by=by)
     return Result(
         passkey_id=passkey_id, session_id=rotated.session_id if rotated is not None else None
     )
@@ -193,7 +194,7 @@ async def remove(
     """Remove one of the account's passkeys; needs a fresh proof (a recent authentication
     of ``sign_in``, the session asking, which gets a new id; or the password)."""
     if not 0 < passkey_id <= BIGINT_MAX:
-        raise NotFound("No such passkey.")
+        raise NotFound(N_("No such passkey."))
     offered = proof.Proof(sign_in=sign_in, password=password)
     async with proof.proven(ctx, user_id, offered) as (session, user):
         gone = await session.scalar(
@@ -202,10 +203,10 @@ async def remove(
             .returning(Passkey.id)
         )
         if gone is None:
-            raise NotFound("No such passkey: it may have been removed already.")
+            raise NotFound(N_("No such passkey: it may have been removed already."))
         rotated = await sessions.rotate(session, sign_in)
         await events.record(session, Kind.PASSKEY_REMOVED, user.id)
-        await factors.tell_owner(session, user, "passkey removed", by=None)
+        await factors.tell_owner(session, user, N_("passkey removed"), by=None)
     return Result(session_id=rotated.session_id if rotated is not None else None)
 
 
@@ -248,7 +249,7 @@ async def sign_in(
         passkey, verified = await _assertion(session, ctx, facts, credential)
         user = await users.by_id(session, passkey.user_id, lock=True)
         if user is None or user.confirmed_at is None:
-            raise NotAccepted("This passkey's account cannot sign in yet.")
+            raise NotAccepted(N_("This passkey's account cannot sign in yet."))
         earlier: list[Method] = []  # what a first step showed, when this is the second
         if facts["kind"] == "second-step":
             first = _pending_for(ctx, facts, user)
@@ -315,7 +316,7 @@ async def reauthenticate(
         passkey, verified = await _assertion(session, ctx, facts, credential)
         user = await users.by_id(session, user_id, lock=True)
         if user is None or passkey.user_id != user_id:
-            raise NotAccepted("That passkey is not this account's.")
+            raise NotAccepted(N_("That passkey is not this account's."))
         passkey.sign_count = verified.new_sign_count
         passkey.last_used_at = datetime.now(UTC)
         await reauthentication.renew(session, user, sign_in, "passkey")
@@ -332,13 +333,13 @@ async def _assertion(
     except MALFORMED:
         credential_id = b""
     if not credential_id:
-        raise NotAccepted("The passkey was not accepted (no credential id).")
+        raise NotAccepted(N_("The passkey was not accepted (no credential id)."))
     rp_id, origin = ceremonies.relying_party(ctx)
     passkey = await session.scalar(
         select(Passkey).where(Passkey.credential_id == credential_id).with_for_update()
     )
     if passkey is None:
-        raise NotAccepted("This passkey is not registered here.")
+        raise NotAccepted(N_("This passkey is not registered here."))
     try:
         verified = verify_authentication_response(
             credential=credential,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
 from shared.group_commit import Together
+from shared.i18n import N_
 from shared.jobs import EmailKind, PasswordChanged, ResetEmail
 from shared.models import FederatedIdentity, Passkey, User
 from shared.outbox import add_emails, email_user
@@ -188,14 +189,16 @@ async def remove_password(ctx: ServiceContext, user_id: int, *, sign_in: str | N
     ``sign_in`` carries on under a new id."""
     async with proof.proven(ctx, user_id, proof.Proof(sign_in=sign_in)) as (session, user):
         if not passwords.is_usable(user.password_hash):
-            raise NotApplicable("This account has no password.")
+            raise NotApplicable(N_("This account has no password."))
         keys = await session.scalar(
             select(func.count()).select_from(Passkey).where(Passkey.user_id == user.id)
         )
         if not keys:
             raise NotApplicable(
-                "Add a passkey first: without a password, you sign in with a passkey or a "
-                "code we email you."
+                N_(
+                    "Add a passkey first: without a password, you sign in with a passkey or a "
+                    "code we email you."
+                )
             )
         unusable = UNUSABLE_PASSWORD_PREFIX + secrets.token_urlsafe(24)
         rotated = await _set_password(session, user, unusable, keep=sign_in)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
+from shared.i18n import N_
 from shared.models import User
 from shared.ratelimit import Limit
 from shared.services import factors, sessions, users
@@ -87,7 +88,7 @@ async def check_typed(
         if method is None:
             raise WrongCode
         return method
-    raise InvalidInput(offered.field, "Enter your password to confirm it is you.")
+    raise InvalidInput(offered.field, N_("Enter your password to confirm it is you."))
 
 
 @asynccontextmanager
@@ -102,7 +103,7 @@ async def proven(
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None:
-            raise NotApplicable("There is no such account.")
+            raise NotApplicable(N_("There is no such account."))
         if offered.typed:
             await check_typed(session, ctx, user, offered)
         elif not await sessions.recently_authenticated(

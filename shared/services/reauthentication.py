@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import passwords
+from shared.i18n import N_
 from shared.models import Passkey, User
 from shared.services import events, proof, sessions, users
 from shared.services.context import ServiceContext
@@ -37,7 +38,7 @@ async def methods(ctx: ServiceContext, user_id: int) -> Methods:
     async with ctx.reading() as session:
         user = await users.by_id(session, user_id)
         if user is None:
-            raise NotApplicable("There is no such account.")
+            raise NotApplicable(N_("There is no such account."))
         keys = await session.scalar(
             select(func.count()).select_from(Passkey).where(Passkey.user_id == user_id)
         )
@@ -52,7 +53,7 @@ async def renew(session: AsyncSession, user: User, sign_in: str | None, method: 
     """``user`` proved it is them with ``method``: their sign-in's authentication is now (in
     the caller's transaction, which checked the method)."""
     if sign_in is None or not await sessions.renew(session, sign_in, user.id):
-        raise NotApplicable("This sign-in has ended. Please sign in again.")
+        raise NotApplicable(N_("This sign-in has ended. Please sign in again."))
     await events.record(session, Kind.REAUTHENTICATED, user.id, method=method)
 
 
@@ -65,7 +66,7 @@ async def with_typed(
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None:
-            raise NotApplicable("There is no such account.")
+            raise NotApplicable(N_("There is no such account."))
         method = await proof.check_typed(session, ctx, user, offered)
         await renew(session, user, sign_in, method)
     await proof.forget(ctx, user_id)

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import assurance
 from shared.assurance import Method
-from shared.models import RecoveryCode, User
+from shared.i18n import N_
+from shared.models import Passkey, RecoveryCode, User
 from shared.ratelimit import Limit
 from shared.services import (
     events,
@@ -87,7 +88,7 @@ class Result:
 async def _count_code(ctx: ServiceContext, user_id: int) -> None:
     verdict = await ctx.limits.hit(code_limit(ctx), str(user_id))
     if not verdict.allowed:
-        raise Locked(verdict.retry_after, "wrong codes")
+        raise Locked(verdict.retry_after, N_("wrong codes"))
 
 
 async def confirm_enrolment(
@@ -108,7 +109,7 @@ async def confirm_enrolment(
     async with proof.proven(ctx, user_id, offered) as (session, user):
         secret = factors.unseal(ctx, user.totp_pending_secret)
         if secret is None or user.totp_enabled_at is not None:
-            raise NotApplicable("Two-factor sign-in is on already, or not being set up.")
+            raise NotApplicable(N_("Two-factor sign-in is on already, or not being set up."))
         step = factors.check_totp(secret, code, 0)
         if step is None:
             raise WrongCode
@@ -120,9 +121,23 @@ async def confirm_enrolment(
         user.totp_enabled_in_session = by
         await trusted_browsers.end_all(session, user.id, why="two-factor turned on")
         codes = await factors.issue_recovery_codes(session, user)
-        await factors.tell_owner(session, user, "enabled", by=by)
+        await factors.tell_owner(session, user, N_("enabled"), by=by)
         await events.record(session, Kind.TWO_FACTOR_ENABLED, user.id)
     return Result(recovery_codes=codes, session_id=rotated.session_id if rotated else None)
+
+
+async def pending_has_passkey(ctx: ServiceContext, pending: str) -> bool:
+    """Whether the account a waiting second step is for has a passkey (the page offers
+    "use a passkey instead" only then; the first factor was right, so this tells nothing
+    to a stranger)."""
+    waiting = second_step.pending(ctx, pending)
+    if waiting is None:
+        return False
+    async with ctx.reading() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Passkey).where(Passkey.user_id == waiting.user_id)
+        )
+    return bool(count)
 
 
 async def complete_sign_in(
@@ -137,7 +152,7 @@ async def complete_sign_in(
     completes has lapsed."""
     waiting = second_step.pending(ctx, pending)
     if waiting is None:
-        raise NotApplicable("Your sign-in has expired. Please sign in again.")
+        raise NotApplicable(N_("Your sign-in has expired. Please sign in again."))
     user_id, version, key = waiting.user_id, waiting.session_version, waiting.key
     scopes = signin.scopes_for(
         ctx, key, client=attempt.client, device_cookie=attempt.device_cookie, user_id=user_id
@@ -148,11 +163,11 @@ async def complete_sign_in(
     account_wide = [] if trusted else [(code_limit(ctx), str(user_id))]
     verdict = await ctx.limits.hit_all(*scopes, *account_wide)
     if not verdict.allowed:
-        raise Locked(verdict.retry_after, "wrong codes")
+        raise Locked(verdict.retry_after, N_("wrong codes"))
     async with ctx.unit_of_work() as session:
         user = await users.by_id(session, user_id, lock=True)
         if user is None or user.session_version != version or user.totp_enabled_at is None:
-            raise NotApplicable("Your sign-in has expired. Please sign in again.")
+            raise NotApplicable(N_("Your sign-in has expired. Please sign in again."))
         method = await factors.check_code(session, ctx, user, code)
         if method is None:
             ctx.defer(events.record_alone, ctx, Kind.LOGIN_FAILED, user.id, step="code")
@@ -187,7 +202,7 @@ async def disable(
         await factors.revoke_recovery_codes(session, user)
         await trusted_browsers.end_all(session, user.id, why="two-factor turned off")
         rotated = await sessions.rotate(session, sign_in)
-        await factors.tell_owner(session, user, "disabled", by=None)
+        await factors.tell_owner(session, user, N_("disabled"), by=None)
         await events.record(session, Kind.TWO_FACTOR_DISABLED, user.id)
     return Result(session_id=rotated.session_id if rotated is not None else None)
 
@@ -204,7 +219,7 @@ async def regenerate_codes(
     :func:`disable`."""
     async with _changing(ctx, user_id, password, code, sign_in) as (session, user):
         codes = await factors.issue_recovery_codes(session, user)
-        await factors.tell_owner(session, user, "recovery codes regenerated", by=None)
+        await factors.tell_owner(session, user, N_("recovery codes regenerated"), by=None)
         await events.record(session, Kind.RECOVERY_CODES_REGENERATED, user.id)
     return Result(recovery_codes=codes)
 
@@ -221,7 +236,7 @@ async def _changing(
     offered = proof.Proof(sign_in=sign_in, password=password)
     async with proof.proven(ctx, user_id, offered) as (session, user):
         if user.totp_enabled_at is None:
-            raise NotApplicable("Two-factor sign-in is not on.")
+            raise NotApplicable(N_("Two-factor sign-in is not on."))
         if code and await factors.check_code(session, ctx, user, code) is None:
             raise WrongCode
         yield session, user

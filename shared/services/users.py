@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import i18n
 from shared.db import insert_bound
 from shared.models import LoginCode, User, UsernameHold
 from shared.validation import email_key, username_key
@@ -99,6 +100,8 @@ _CREATE = (
         "email_key",
         "password_hash",
         "confirm_generation",
+        "language",
+        "time_zone",
     )
     .on_conflict_do_nothing()
     .returning(_USERS.c.id)
@@ -117,6 +120,9 @@ async def create(
         "email_key": email_key(email),
         "password_hash": password_hash,
         "confirm_generation": confirm_generation,
+        # What the registering browser speaks and where it is: emails follow from now on.
+        "language": i18n.current(),
+        "time_zone": i18n.current_zone(),
     }
     user_id: int | None = await session.scalar(_CREATE, values)
     return user_id

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from shared.i18n import LOCALES_DIR
 from shared.settings.rules import (
     MIN_DISTINCT_CHARACTERS,
     MIN_SECRET_KEY_LENGTH,
@@ -116,6 +118,14 @@ class Settings(BaseSettings):
     COMPLAINT_ALERT_PER_HOUR: int = Field(default=5, ge=1)  # complaints that alert ADMINS
     # Mailgun's "HTTP webhook signing key": turns on POST /hooks/mailgun (bounce events).
     MAILGUN_WEBHOOK_SIGNING_KEY: SecretStr | None = None
+
+    # --- languages (see README, "Languages") ---------------------------------------------------
+    # What people may choose; the first is the default when nothing else says. A language
+    # needs a catalog under LOCALES_DIR (English, the source, needs none).
+    LANGUAGES: Annotated[list[str], NoDecode, BeforeValidator(split_addresses)] = [
+        "en", "de", "fr", "es", "pl", "ar",
+    ]  # fmt: skip
+    LOCALES_DIR: str | None = None  # default: shared/locales
 
     # --- accounts -----------------------------------------------------------------------------
     CONFIRM_TOKEN_MAX_AGE: int = Field(default=24 * 3600, ge=60)  # seconds a confirm link works
@@ -369,6 +379,19 @@ class Settings(BaseSettings):
         found = conflicts({name: getattr(self, name) for name in TOGETHER})
         if found:
             raise ValueError("\n".join(found))
+        return self
+
+    @model_validator(mode="after")
+    def _languages_have_catalogs(self) -> Settings:
+        directory = Path(self.LOCALES_DIR) if self.LOCALES_DIR else LOCALES_DIR
+        if not self.LANGUAGES:
+            raise ValueError("LANGUAGES: name at least one language, e.g. en")
+        for code in self.LANGUAGES:
+            if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", code):
+                raise ValueError(f"LANGUAGES: {code!r} is not a language tag like de or pt-BR")
+            catalog = directory / code.replace("-", "_") / "LC_MESSAGES" / "messages.po"
+            if code != "en" and not catalog.exists():
+                raise ValueError(f"LANGUAGES: {code} has no catalog ({catalog} is missing)")
         return self
 
     @model_validator(mode="wrap")

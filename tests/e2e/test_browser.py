@@ -128,13 +128,13 @@ async def test_the_whole_journey(page: Page, stack: Stack, smtp: MailSink, scree
     await check(page, "home")
 
     # Register.
-    await page.get_by_role("link", name="Register").click()
+    await page.get_by_role("link", name="Sign up", exact=True).click()
     await check(page, "register")
     await page.get_by_label("Username").fill("alice")
     await page.get_by_label("Email").fill("alice@example.com")
     await page.get_by_label("Password", exact=True).fill(PASSWORD)
-    await page.get_by_label("Confirm Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign Up").click()
+    await page.get_by_label("Repeat the password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign up", exact=True).click()
     await expect(page).to_have_url(re.compile(r"/login$"))
     assert (await flash(page, "success")).startswith("Your account has been created!")
     await check(page, "registered")
@@ -158,8 +158,8 @@ async def test_the_whole_journey(page: Page, stack: Stack, smtp: MailSink, scree
     # Log in.
     await page.get_by_label("Email").fill("alice@example.com")
     await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Login").click()
-    await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
     await check(page, "logged-in")
 
     # Write a Text and see it on the home page.
@@ -195,48 +195,44 @@ async def test_the_whole_journey(page: Page, stack: Stack, smtp: MailSink, scree
     await check(page, "two-factor")
     await page.get_by_role("link", name="Account", exact=True).click()
     await page.get_by_role("link", name="Delete your account").click()
-    await expect(page.get_by_text("every Text you wrote")).to_be_visible()
+    await expect(page.get_by_text("every text you wrote")).to_be_visible()
     await check(page, "delete-account")
 
     # Log out.
-    await page.get_by_role("button", name="Logout").click()
-    assert await flash(page, "info") == "You have been logged out."
-    await expect(page.get_by_role("link", name="Login")).to_be_visible()
+    await page.get_by_role("button", name="Sign out", exact=True).click()
+    assert await flash(page, "info") == "You are signed out."
+    await expect(page.get_by_role("link", name="Sign in", exact=True)).to_be_visible()
 
     # Forgot password: request, follow the emailed link, set a new password.
-    await page.get_by_role("link", name="Login").click()
-    await page.get_by_role("link", name="Forgot password?").click()
+    await page.get_by_role("link", name="Sign in", exact=True).click()
+    await page.get_by_role("link", name="Forgot your password?").click()
     await check(page, "reset-request")
     await page.get_by_label("Email").fill("alice@example.com")
-    await page.get_by_role("button", name="Request Password Reset").click()
+    await page.get_by_role("button", name="Send me a reset link").click()
     assert (await flash(page, "info")).startswith("If an account exists for that email")
     await wait_for(
-        lambda: any(m.message["Subject"] == "Password Reset Request" for m in smtp.messages),
+        lambda: any(m.message["Subject"] == "Reset your password" for m in smtp.messages),
         timeout=30,
     )
-    await page.goto(
-        link_in(smtp, "alice@example.com", "Password Reset Request", "/reset_password/")
-    )
+    await page.goto(link_in(smtp, "alice@example.com", "Reset your password", "/reset_password/"))
     await check(page, "reset-form")
     await page.get_by_label("Password", exact=True).fill(NEW_PASSWORD)
-    await page.get_by_label("Confirm Password").fill(NEW_PASSWORD)
-    await page.get_by_role("button", name="Reset Password").click()
-    assert await flash(page, "success") == (
-        "Your password has been updated! You are now able to log in"
-    )
+    await page.get_by_label("Repeat the password").fill(NEW_PASSWORD)
+    await page.get_by_role("button", name="Set my new password").click()
+    assert await flash(page, "success") == ("Your password has been updated! You can now sign in.")
 
     # The old password fails, the new one works.
     await page.get_by_label("Email").fill("alice@example.com")
     await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Login").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     assert await flash(page, "danger") == (
-        "Login unsuccessful. Please check email and password. Registered recently? Confirm "
+        "Sign-in failed. Please check your email address and password. Signed up recently? Confirm "
         "your address first with the link we emailed you."
     )
     await check(page, "login-failed")
     await page.get_by_label("Password").fill(NEW_PASSWORD)
-    await page.get_by_role("button", name="Login").click()
-    await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
 
 
 async def test_error_paths(page: Page, stack: Stack, smtp: MailSink, screens: Path) -> None:
@@ -247,8 +243,8 @@ async def test_error_paths(page: Page, stack: Stack, smtp: MailSink, screens: Pa
         await page.get_by_label("Username").fill(username)
         await page.get_by_label("Email").fill(email)
         await page.get_by_label("Password", exact=True).fill(password)
-        await page.get_by_label("Confirm Password").fill(confirm)
-        await page.get_by_role("button", name="Sign Up").click()
+        await page.get_by_label("Repeat the password").fill(confirm)
+        await page.get_by_role("button", name="Sign up", exact=True).click()
 
     await register("alice", "alice@example.com", PASSWORD, PASSWORD)
     # The flash can be dismissed.
@@ -266,7 +262,7 @@ async def test_error_paths(page: Page, stack: Stack, smtp: MailSink, screens: Pa
     # Mismatched passwords.
     await register("bob", "bob@example.com", PASSWORD, "something else entirely")
     await expect(page.locator("#confirm_password-error")).to_have_text(
-        "Field must be equal to password."
+        "The two passwords are not the same."
     )
     await expect(page.get_by_label("Password", exact=True)).to_have_value("")  # never echoed
     await check(page, "passwords-differ")
@@ -297,16 +293,16 @@ async def test_signing_in_with_a_code_from_the_email(
     await page.goto("/register")
     await page.get_by_label("Username").fill("alice")
     await page.get_by_label("Email").fill("alice@example.com")
-    await page.get_by_role("button", name="Sign Up").click()
+    await page.get_by_role("button", name="Sign up", exact=True).click()
     await expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
     await check(page, "enter-code")
     await wait_for(lambda: len(smtp.messages) == 1, timeout=30)
     code = re.search(r"(\d{4} \d{4})", smtp.messages[-1].message["Subject"])
     assert code, smtp.messages[-1].message["Subject"]
     await page.get_by_label("Code from the email").fill(code.group(1))
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("button", name="Logout")).to_be_visible()
-    await page.get_by_role("button", name="Logout").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
+    await page.get_by_role("button", name="Sign out", exact=True).click()
 
     # Later: "email me a sign-in code" from the sign-in page, then the link, here.
     await page.goto("/login")
@@ -323,12 +319,12 @@ async def test_signing_in_with_a_code_from_the_email(
     phone = await other.new_page()
     await phone.goto(link)
     await expect(phone.get_by_text("signs in at once only in the browser")).to_be_visible()
-    await expect(phone.get_by_role("button", name="Logout")).to_have_count(0)
+    await expect(phone.get_by_role("button", name="Sign out", exact=True)).to_have_count(0)
     await check(phone, "link-elsewhere")
     await other.close()
     # In the browser that asked, the link signs in.
     await page.goto(link)
-    await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+    await expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
     await page.goto("/account/sessions")
     await expect(page.get_by_text("with code by email").first).to_be_visible()
     await context.close()
@@ -409,8 +405,8 @@ async def test_passkeys_with_a_virtual_authenticator(
         await page.get_by_label("Username").fill("alice")
         await page.get_by_label("Email").fill("alice@example.com")
         await page.get_by_label("Password", exact=True).fill(PASSWORD)
-        await page.get_by_label("Confirm Password").fill(PASSWORD)
-        await page.get_by_role("button", name="Sign Up").click()
+        await page.get_by_label("Repeat the password").fill(PASSWORD)
+        await page.get_by_role("button", name="Sign up", exact=True).click()
         await wait_for(lambda: len(smtp.messages) == 1, timeout=30)
         await page.goto(
             link_in(smtp, "alice@example.com", "Confirm your email address", "/confirm/")
@@ -418,8 +414,8 @@ async def test_passkeys_with_a_virtual_authenticator(
         await page.get_by_role("button", name="Confirm my address").click()
         await page.get_by_label("Email").fill("alice@example.com")
         await page.get_by_label("Password").fill(PASSWORD)
-        await page.get_by_role("button", name="Login").click()
-        await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+        await page.get_by_role("button", name="Sign in", exact=True).click()
+        await expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
 
         await page.goto("/account/passkeys")
         # Adding a way in needs a recent authentication: hours later (a stolen session, say)
@@ -447,10 +443,10 @@ async def test_passkeys_with_a_virtual_authenticator(
         )
         assert len(stored["credentials"]) == 1 and stored["credentials"][0]["isResidentCredential"]
 
-        await page.get_by_role("button", name="Logout").click()
+        await page.get_by_role("button", name="Sign out", exact=True).click()
         await page.goto("/login")
         await page.get_by_role("button", name="Sign in with a passkey").click()
-        await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+        await expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
         await check(page, "signed-in")
 
         # With two-factor sign-in on, the passkey also serves as the second step.
@@ -461,15 +457,15 @@ async def test_passkeys_with_a_virtual_authenticator(
         await expect(page.get_by_role("heading", name="Your recovery codes")).to_be_visible()
         await check(page, "recovery-codes")
         recovery = await page.locator("li code").all_inner_texts()
-        await page.get_by_role("button", name="Logout").click()
+        await page.get_by_role("button", name="Sign out", exact=True).click()
         await page.goto("/login")
         await page.get_by_label("Email").fill("alice@example.com")
         await page.get_by_label("Password").fill(PASSWORD)
-        await page.get_by_role("button", name="Login").click()
+        await page.get_by_role("button", name="Sign in", exact=True).click()
         await expect(page.get_by_role("heading", name="Two-factor sign-in")).to_be_visible()
         await check(page, "second-step")
         await page.get_by_role("button", name="Use a passkey instead").click()
-        await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+        await expect(page.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
 
         # A passkey assertion without user verification (flags: present, not verified) is
         # one factor: on this two-factor account the second step follows it. Chromium's
@@ -486,14 +482,14 @@ async def test_passkeys_with_a_virtual_authenticator(
         await tab.goto("/login")
         await tab.get_by_label("Email").fill("alice@example.com")
         await tab.get_by_label("Password").fill(PASSWORD)
-        await tab.get_by_role("button", name="Login").click()
+        await tab.get_by_role("button", name="Sign in", exact=True).click()
         await tab.get_by_label("Code").fill(recovery[0])
         await tab.get_by_role("button", name="Verify").click()
         await tab.goto("/account/passkeys")
         await tab.get_by_label("Name for a new passkey").fill("Phone")
         await tab.get_by_role("button", name="Add a passkey").click()
         await expect(tab.get_by_role("cell", name="Phone", exact=True)).to_be_visible()
-        await tab.get_by_role("button", name="Logout").click()
+        await tab.get_by_role("button", name="Sign out", exact=True).click()
         await other_cdp.send(
             "WebAuthn.setResponseOverrideBits",
             {"authenticatorId": key["authenticatorId"], "isBadUV": True},
@@ -501,16 +497,16 @@ async def test_passkeys_with_a_virtual_authenticator(
         await tab.goto("/login")
         await tab.get_by_role("button", name="Sign in with a passkey").click()
         await expect(tab.get_by_role("heading", name="Two-factor sign-in")).to_be_visible()
-        await expect(tab.get_by_role("button", name="Logout")).to_have_count(0)
+        await expect(tab.get_by_role("button", name="Sign out", exact=True)).to_have_count(0)
         await tab.get_by_label("Code").fill(recovery[1])
         await tab.get_by_label("Remember this browser").check()
         await tab.get_by_role("button", name="Verify").click()
-        await expect(tab.get_by_role("button", name="Logout")).to_be_visible()
+        await expect(tab.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
         # Remembered: the same one-factor passkey now signs in here without the second step.
-        await tab.get_by_role("button", name="Logout").click()
+        await tab.get_by_role("button", name="Sign out", exact=True).click()
         await tab.goto("/login")
         await tab.get_by_role("button", name="Sign in with a passkey").click()
-        await expect(tab.get_by_role("button", name="Logout")).to_be_visible()
+        await expect(tab.get_by_role("button", name="Sign out", exact=True)).to_be_visible()
         await tab.goto("/account/sessions")
         await expect(tab.get_by_text("Browsers that skip the second step")).to_be_visible()
         await other.close()

@@ -76,10 +76,12 @@ async def test_continue_with_two_providers_in_a_browser(
                 await expect(rows).to_have_count(2)
                 # Sign out, and in again with a click: the provider remembers the person and
                 # the consent, and the identity is linked.
-                await page.get_by_role("button", name="Logout").click()
+                await page.get_by_role("button", name="Sign out", exact=True).click()
                 await page.goto("/login")
                 await page.get_by_role("link", name="Continue with Test IdP").click()
-                await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+                await expect(
+                    page.get_by_role("button", name="Sign out", exact=True)
+                ).to_be_visible()
                 await chromium.close()
 
             # A mix-up: an answer from the outside provider, delivered to our own provider's

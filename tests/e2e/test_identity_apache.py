@@ -177,7 +177,7 @@ async def test_an_apache_protected_tool_signs_in_through_this_service(
             # The provider's sign-in page, then its second step.
             await page.get_by_label("Email").fill("alice@example.com")
             await page.get_by_label("Password").fill(PASSWORD)
-            await page.get_by_role("button", name="Login").click()
+            await page.get_by_role("button", name="Sign in", exact=True).click()
             await expect(page.get_by_role("heading", name="Two-factor sign-in")).to_be_visible()
             await page.get_by_label("Code").fill(recovery_code)
             await page.get_by_role("button", name="Verify").click()
@@ -194,13 +194,13 @@ async def test_an_apache_protected_tool_signs_in_through_this_service(
             await page.goto(f"{tool}/tool/redirect_uri?logout={tool}/signed-out.html")
             await expect(page.get_by_role("heading", name="Bye")).to_be_visible()
             await page.goto(f"{stack.base_url}/account")
-            await expect(page.get_by_role("button", name="Login")).to_be_visible()
+            await expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
             # Again: the consent is remembered, so the second step's form ends, through
             # redirects, at the tool (the sign-in pages' form-action must allow that).
             await page.goto(f"{tool}/tool/index.shtml")
             await page.get_by_label("Email").fill("alice@example.com")
             await page.get_by_label("Password").fill(PASSWORD)
-            await page.get_by_role("button", name="Login").click()
+            await page.get_by_role("button", name="Sign in", exact=True).click()
             await page.get_by_label("Code").fill(turned_on.recovery_codes[1])
             await page.get_by_role("button", name="Verify").click()
             await expect(page.get_by_role("heading", name="Internal tool")).to_be_visible()

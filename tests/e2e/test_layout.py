@@ -70,8 +70,10 @@ async def test_no_page_is_wider_than_a_phone(
                 await page.goto("/login")
                 await page.get_by_label("Email").fill(EMAIL)
                 await page.get_by_label("Password").fill(PASSWORD)
-                await page.get_by_role("button", name="Login").click()
-                await expect(page.get_by_role("button", name="Logout")).to_be_visible()
+                await page.get_by_role("button", name="Sign in", exact=True).click()
+                await expect(
+                    page.get_by_role("button", name="Sign out", exact=True)
+                ).to_be_visible()
                 for path in PAGES:
                     await page.goto(path)
                     wide = await page.evaluate("document.documentElement.scrollWidth")

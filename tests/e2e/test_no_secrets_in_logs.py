@@ -77,7 +77,7 @@ async def test_logs_never_carry_passwords_tokens_or_links(
             client.cookies.clear()
             await submit(client, "/reset_password", {"email": "alice@example.com"})
             await wait_for(lambda: len(smtp.messages) == 3, timeout=30)
-            reset = link(smtp, "Password Reset Request")
+            reset = link(smtp, "Reset your password")
             secrets.append(reset)
             response = await submit(
                 client,

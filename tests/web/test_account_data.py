@@ -59,7 +59,7 @@ async def test_deleting_the_account_leaves_nothing_behind(
     smtp.messages.clear()
 
     page = await browser.get("/account/delete")
-    assert "every Text you wrote" in page.text
+    assert "every text you wrote" in page.text
     wrong_name = await browser.submit(
         "/account/delete", {"password": PASSWORD, "confirm_username": "bob"}
     )

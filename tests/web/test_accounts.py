@@ -24,7 +24,7 @@ CREATED = "Your account has been created! Check your email to confirm your addre
 RESENT = "If an account with that address is waiting for confirmation, a new link is on its way."
 INVALID = CONFIRM_LINK_DEAD
 LOGIN_FAILED = (
-    "Login unsuccessful. Please check email and password. Registered recently? Confirm "
+    "Sign-in failed. Please check your email address and password. Signed up recently? Confirm "
     "your address first with the link we emailed you."
 )
 
@@ -99,8 +99,8 @@ async def test_registered_email_gets_same_answer_and_a_notice_instead(
     assert [u.username for u in await users(sessionmaker)] == ["alice"]
     await run_worker()
     by_subject = {m.message["Subject"]: m for m in smtp.messages}
-    assert set(by_subject) == {"Someone tried to register with your email address"}
-    notice = by_subject["Someone tried to register with your email address"]
+    assert set(by_subject) == {"Someone tried to sign up with your email address"}
+    notice = by_subject["Someone tried to sign up with your email address"]
     assert notice.envelope_to == ["alice@example.com"]
     text = notice.part("text/plain")
     assert "http://localhost:8000/login" in text
@@ -153,7 +153,7 @@ async def test_username_is_unique_whatever_the_case_or_width(
         (
             {"confirm_password": "something else"},
             "confirm_password",
-            "Field must be equal to password.",
+            "The two passwords are not the same.",
         ),
         (
             {"password": "password123", "confirm_password": "password123"},
@@ -244,12 +244,12 @@ async def test_login_and_logout(browser: Browser) -> None:
     page = await browser.login()
     assert (page.status, page.location) == (302, "/")
     home = await browser.get("/")
-    assert "Logout" in home.text and "New text" in home.text
+    assert "Sign out" in home.text and "New text" in home.text
 
     page = await browser.logout()
     assert (page.status, page.location) == (302, "/")
     assert (await browser.get("/account")).status == 302
-    assert "Login" in (await browser.get("/")).text
+    assert "Sign in" in (await browser.get("/")).text
 
 
 async def test_logout_is_a_post_with_csrf(browser: Browser) -> None:

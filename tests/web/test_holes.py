@@ -109,7 +109,7 @@ async def test_registrations_are_limited_overall(
             RUNNING_APPS.remove(app)
     assert [page.status for page in pages] == [302, 302, 429]
     assert 1 <= int(pages[2].headers["Retry-After"]) <= 60
-    assert "Many people are registering right now" in pages[2].text
+    assert "Many people are signing up right now" in pages[2].text
 
 
 # --- reset emails go ahead of a registration flood -------------------------------------------
@@ -128,7 +128,7 @@ async def test_a_reset_email_overtakes_a_backlog_of_confirmations(
         finally:
             RUNNING_APPS.remove(app)
     subjects = [m.message["Subject"] for m in smtp.messages]
-    assert subjects.index("Password Reset Request") == 0, subjects[:3]
+    assert subjects.index("Reset your password") == 0, subjects[:3]
     assert len(subjects) == 31
 
 

@@ -155,6 +155,7 @@ async def test_delivered_messages_have_exactly_the_expected_headers(
             "Date",
             "Message-ID",
             "Auto-Submitted",
+            "Content-Language",
             "MIME-Version",
             "Content-Type",
         ]

@@ -147,7 +147,7 @@ async def test_this_wasnt_me_removes_the_passkeys_the_disowned_sign_in_added(
     link = not_me_link(smtp, "Two-factor sign-in: passkey added")
 
     page = await disown(app, link)
-    assert "the passkeys added since were removed (“Evil”)" in page.text
+    assert "The passkeys added since were removed (“Evil”)." in page.text
 
     await assert_problem(await passkey_sign_in(app.test_client(), attackers), 400)
     assert (await passkey_sign_in(app.test_client(), owners)).status_code == 200
@@ -184,14 +184,14 @@ async def test_this_wasnt_me_turns_off_two_factor_that_a_disowned_sign_in_turned
     await enable_two_factor(thief)
     await run_worker()
     page = await disown(app, not_me_link(smtp, "Two-factor sign-in: enabled"))
-    assert "two-factor sign-in, turned on since, was turned off" in page.text
+    assert "Two-factor sign-in, turned on since, was turned off." in page.text
     async with sessionmaker() as session:
         user = await session.scalar(select(User))
         assert user is not None and user.totp_enabled_at is None and user.totp_secret is None
 
     # The owner resets the password from the email and signs in with no code to ask for.
     await run_worker()
-    message = [m for m in smtp.messages if m.message["Subject"] == "Password Reset Request"][-1]
+    message = [m for m in smtp.messages if m.message["Subject"] == "Reset your password"][-1]
     (link,) = [link for link in message.links if "/reset_password/" in link]
     token = link.rsplit("/", 1)[1]
     reset = {"token": token, "password": "the owner's new secret 7"}

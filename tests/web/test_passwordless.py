@@ -79,7 +79,7 @@ async def test_signing_up_without_a_password_with_a_known_address_answers_alike(
     assert page.location == "/login/code/enter"
     await run_worker()
     subjects = [m.message["Subject"] for m in smtp.messages]
-    assert subjects == ["Someone tried to register with your email address"]
+    assert subjects == ["Someone tried to sign up with your email address"]
 
 
 async def test_adding_a_password_later_and_removing_it_once_there_is_a_passkey(
@@ -99,7 +99,7 @@ async def test_adding_a_password_later_and_removing_it_once_there_is_a_passkey(
 
     # Removing it needs a passkey first.
     page = await browser.get("/account/password")
-    assert "Add a <a" in page.text and "first; then you can remove your password" in page.text
+    assert "Add a passkey first; then you can remove your password." in page.text
     refused = await browser.submit("/account/password/remove", {}, form_page="/account/password")
     assert refused.location == "/account/password"
     api = browser.client

@@ -27,10 +27,10 @@ from web import create_app
 REQUESTED = (
     "If an account exists for that email, you will receive instructions to reset your password."
 )
-UPDATED = "Your password has been updated! You are now able to log in"
+UPDATED = "Your password has been updated! You can now sign in."
 INVALID = RESET_LINK_DEAD
 LOGIN_FAILED = (
-    "Login unsuccessful. Please check email and password. Registered recently? Confirm "
+    "Sign-in failed. Please check your email address and password. Signed up recently? Confirm "
     "your address first with the link we emailed you."
 )
 OLD = "correct horse battery"
@@ -65,9 +65,9 @@ async def test_reset_by_email_then_log_in_with_the_new_password(
     assert (await alice.get("/login")).flashes == [("info", REQUESTED)]
     await run_worker()
     (message,) = smtp.messages
-    assert message.message["Subject"] == "Password Reset Request"
+    assert message.message["Subject"] == "Reset your password"
     assert "30 minutes" in message.part("text/plain")
-    link = last_link(smtp, "/reset_password/", "Password Reset Request")
+    link = last_link(smtp, "/reset_password/", "Reset your password")
 
     form = await alice.get(link)
     assert form.status == 200
@@ -140,7 +140,7 @@ async def test_latest_link_wins_and_the_worker_skips_stale_ones(
 ) -> None:
     await request_reset(alice)
     await run_worker()
-    first = last_link(smtp, "/reset_password/", "Password Reset Request")
+    first = last_link(smtp, "/reset_password/", "Reset your password")
     await request_reset(alice)
     await request_reset(alice)  # queued behind the second: superseded before it is sent
     async with sessionmaker() as session, session.begin():
@@ -174,7 +174,7 @@ async def test_reset_ends_every_existing_session(
     other = Browser(app)
     await request_reset(other)
     await run_worker()
-    link = last_link(smtp, "/reset_password/", "Password Reset Request")
+    link = last_link(smtp, "/reset_password/", "Reset your password")
     await other.submit(link, {"password": NEW, "confirm_password": NEW})
 
     page = await alice.get("/account")
@@ -206,7 +206,7 @@ async def test_two_simultaneous_uses_of_one_link_one_wins(
 ) -> None:
     await request_reset(alice)
     await run_worker()
-    link = last_link(smtp, "/reset_password/", "Password Reset Request")
+    link = last_link(smtp, "/reset_password/", "Reset your password")
     first, second = Browser(app), Browser(app)
     forms = [await first.get(link), await second.get(link)]
     pages = await asyncio.gather(
@@ -233,9 +233,9 @@ async def test_two_simultaneous_uses_of_one_link_one_wins(
 async def test_reset_password_validation(alice: Browser, smtp: MailSink, run_worker: Any) -> None:
     await request_reset(alice)
     await run_worker()
-    link = last_link(smtp, "/reset_password/", "Password Reset Request")
+    link = last_link(smtp, "/reset_password/", "Reset your password")
     page = await alice.submit(link, {"password": NEW, "confirm_password": "different"})
-    assert "Field must be equal to password." in page.text
+    assert "The two passwords are not the same." in page.text
     page = await alice.submit(link, {"password": "short", "confirm_password": "short"})
     assert "Field must be between 8 and 128 characters long." in page.text
     page = await alice.submit(
@@ -292,7 +292,7 @@ async def test_change_password_keeps_this_session_and_ends_the_others(
         after = (await session.scalar(select(User))).session_version  # type: ignore[union-attr]
     assert after == before + 1
     await run_worker()
-    assert last_link(smtp, "/reset_password/", "Password Reset Request")
+    assert last_link(smtp, "/reset_password/", "Reset your password")
     # The link was for that one change: used once, it is spent.
     page = await alice.submit(not_me, {}, follow=True)
     assert ("warning", NOT_ME_LINK_DEAD) in page.flashes
@@ -428,6 +428,6 @@ async def test_a_botnet_meets_the_account_ceiling_the_owners_browser_does_not(
         newcomer = Browser(app)
         await request_reset(newcomer)
         await run_burst_worker(settings)
-        link = last_link(smtp, "/reset_password/", "Password Reset Request")
+        link = last_link(smtp, "/reset_password/", "Reset your password")
         await newcomer.submit(link, {"password": NEW, "confirm_password": NEW})
         assert (await newcomer.login(password=NEW)).location == "/"

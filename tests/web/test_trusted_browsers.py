@@ -126,7 +126,7 @@ async def reset_password(
     await browser.logout()
     await browser.submit("/reset_password", {"email": "alice@example.com"})
     await run_worker()
-    link = last_link(smtp, "/reset_password/", "Password Reset Request")
+    link = last_link(smtp, "/reset_password/", "Reset your password")
     page = await browser.submit(link, {"password": NEW, "confirm_password": NEW})
     assert page.status == 302
 

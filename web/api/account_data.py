@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import gettext as _
 from shared.services import account_data
 from shared.services.sessions import Current
 from shared.validation import USERNAME
@@ -118,4 +119,4 @@ async def delete_account(current: Current, data: DeleteIn) -> ApiResult:
         sign_in=current.session.id,
     )
     await end_session()
-    return Message(detail="Your account has been deleted."), 200
+    return Message(detail=_("Your account has been deleted.")), 200

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from quart_schema import document_response, validate_request, validate_response
 
+from shared import i18n
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services import accounts, bounces, login_codes
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
 from shared.services.sessions import Current
@@ -60,15 +63,16 @@ async def register(data: RegisterIn) -> ApiResult:
     except TooManyRegistrations as error:
         return problem(
             429,
-            "Too many registrations",
-            f"Many people are registering right now. Try again in {error.retry_after} s.",
+            N_("Too many sign-ups"),
+            _("Many people are signing up right now. Please try again in %(wait)s.")
+            % {"wait": i18n.format_duration(error.retry_after)},
             headers={"Retry-After": str(error.retry_after)},
         )
     if data.password is None:
         return Message(
-            detail="Check your email: send the code in it to /api/v1/login/code to finish."
+            detail=_("Check your email: send the code in it to /api/v1/login/code to finish.")
         ), 202
-    return Message(detail="Check your email to confirm your address."), 202
+    return Message(detail=_("Check your email to confirm your address.")), 202
 
 
 @blueprint.get("/me")
@@ -95,8 +99,8 @@ async def confirm_request(data: EmailIn) -> ApiResult:
     confirmation (at most one per 3 minutes; older links stop working); the same answer
     either way."""
     await accounts.request_confirmation(services(), data.email)
-    return Message(detail="If an account with that address is waiting for confirmation, "
-                   "a new link is on its way."), 202  # fmt: skip
+    return Message(detail=_("If an account with that address is waiting for confirmation, "
+                   "a new link is on its way.")), 202  # fmt: skip
 
 
 @blueprint.post("/confirm")
@@ -109,5 +113,5 @@ async def confirm(data: TokenIn) -> ApiResult:
     if outcome is ConfirmOutcome.INVALID:
         return invalid_token()
     if outcome is ConfirmOutcome.ALREADY_CONFIRMED:
-        return Message(detail="Your email address is already confirmed."), 200
-    return Message(detail="Your email address is confirmed."), 200
+        return Message(detail=_("Your email address is already confirmed.")), 200
+    return Message(detail=_("Your email address is confirmed.")), 200

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import gettext as _
 from shared.services.identity import apps
 from shared.services.sessions import Current
 from web.api.base import ApiResult, blueprint, signed_in
@@ -54,4 +55,4 @@ async def remove_app(current: Current, client_id: str, data: Empty) -> ApiResult
         return problem(
             404, "No such application", "No application has access to this account with that id."
         )
-    return Message(detail="Its access is removed."), 200
+    return Message(detail=_("Its access is removed.")), 200

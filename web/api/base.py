@@ -15,6 +15,9 @@ from quart import Blueprint, request, session
 from quart.typing import ResponseReturnValue
 from quart_schema import RequestSchemaValidationError, document_response
 
+from shared import i18n
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services.refusals import Locked, Refused
 from shared.validation import LINK_DEAD, InvalidInput
 from web.api.models import SecondStepOut
@@ -35,10 +38,12 @@ async def protect_against_cross_site_requests() -> ResponseReturnValue | None:
     if request.method not in UNSAFE_METHODS:
         return None
     if request.mimetype != "application/json":
-        return problem(415, "Unsupported media type", "Send the body as application/json.")
+        return problem(415, N_("Unsupported media type"), N_("Send the body as application/json."))
     origin = request.headers.get("Origin")
     if origin is not None and _origin(origin) != _origin(services().settings.base_url):
-        return problem(403, "Cross-site request refused", "This origin may not call the API.")
+        return problem(
+            403, N_("Cross-site request refused"), N_("This origin may not call the API.")
+        )
     return None
 
 
@@ -58,7 +63,7 @@ async def invalid_body(error: RequestSchemaValidationError) -> ResponseReturnVal
             errors.setdefault(field, []).append(message)
     else:
         errors["body"] = ["The body must be a JSON object matching the schema."]
-    return problem(422, "Invalid request", "Some fields are not valid.", errors=errors)
+    return problem(422, N_("Invalid request"), N_("Some fields are not valid."), errors=errors)
 
 
 @blueprint.errorhandler(InvalidInput)
@@ -86,7 +91,7 @@ async def refused(error: Refused) -> ResponseReturnValue:
 
 
 def not_logged_in() -> ResponseReturnValue:
-    return problem(401, "Not logged in", "Log in first.")
+    return problem(401, N_("Not signed in"), N_("Sign in first."))
 
 
 def invalid_token() -> ResponseReturnValue:
@@ -116,7 +121,10 @@ def second_step_follows(pending: str, *, remember: bool, accepted: str) -> ApiRe
     what the second step needs in the session cookie, and say where it goes (202)."""
     session[SECOND_STEP] = {"pending": pending, "remember": remember}
     return SecondStepOut(
-        detail=f"{accepted} accepted. Send a code from your authenticator app (or a recovery "
-        "code) to /api/v1/login/two-factor, or use a passkey (/api/v1/login/passkey).",
+        detail=_(
+            "%(accepted)s accepted. Send a code from your authenticator app (or a recovery "
+            "code) to /api/v1/login/two-factor, or use a passkey (/api/v1/login/passkey)."
+        )
+        % {"accepted": i18n.gettext(accepted)},
         second_step=True,
     ), 202

@@ -9,6 +9,8 @@ from datetime import datetime
 from pydantic import BaseModel
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services.federation import connected
 from shared.services.proof import Proof
 from shared.services.sessions import Current
@@ -57,5 +59,7 @@ async def unlink_connected(current: Current, identity_id: int, data: ProofIn) ->
     """(sudo) Disconnect one; never the account's only way to sign in (409)."""
     offered = Proof(sign_in=current.session.id, password=data.password or "", code=data.code or "")
     if not await connected.unlink(services(), current.user.id, identity_id, offered):
-        return problem(404, "No such connected account", "This account has none with that id.")
-    return Message(detail="Disconnected."), 200
+        return problem(
+            404, N_("No such connected account"), N_("This account has none with that id.")
+        )
+    return Message(detail=_("Disconnected.")), 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import gettext as _
 from shared.services import bounces, email_change
 from shared.services.email_change import ConfirmOutcome as EmailChangeOutcome
 from shared.services.sessions import Current
@@ -39,7 +40,7 @@ async def change_email(current: Current, data: ChangeEmailIn) -> ApiResult:
         data.password or "",
         sign_in=current.session.id,
     )
-    return Message(detail="Check the new address for a link to confirm the change."), 202
+    return Message(detail=_("Check the new address for a link to confirm the change.")), 202
 
 
 @blueprint.post("/account/email/retry")
@@ -58,7 +59,7 @@ async def retry_email_delivery(current: Current, data: Empty) -> ApiResult:
             "There is no delivery problem to retry, or it was retried once already: change "
             "the address instead.",
         )
-    return Message(detail="We will try your address again."), 202
+    return Message(detail=_("We will try your address again.")), 202
 
 
 @blueprint.post("/account/email/confirm")
@@ -69,4 +70,4 @@ async def retry_email_delivery(current: Current, data: Empty) -> ApiResult:
 async def confirm_email_change(data: TokenIn) -> ApiResult:
     if await email_change.confirm_change(services(), data.token) is not EmailChangeOutcome.CHANGED:
         return invalid_token()
-    return Message(detail="Your email address has been changed."), 200
+    return Message(detail=_("Your email address has been changed.")), 200

@@ -7,6 +7,8 @@ from pydantic import StrictBool
 from quart import session
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services import login_codes
 from shared.services.refusals import CodeSpent
 from web.api.base import ApiResult, blueprint, second_step_follows
@@ -50,8 +52,10 @@ async def request_login_code(data: LoginCodeRequestIn) -> ApiResult:
     binding = await login_codes.request(services(), data.email, device_cookie=device_cookie())
     remember_code_request(data.email, binding, remember=data.remember)
     return Message(
-        detail="If that address has an account, a sign-in code is on its way. Send it to "
-        "/api/v1/login/code."
+        detail=_(
+            "If that address has an account, a sign-in code is on its way. Send it to "
+            "/api/v1/login/code."
+        )
     ), 202
 
 
@@ -68,10 +72,12 @@ async def login_with_code(data: CodeIn) -> ApiResult:
     202 and the second step follows (/api/v1/login/two-factor)."""
     state = code_request()
     if state is None:
-        return problem(409, "Not applicable", "Ask for a code first: /api/v1/login/code/request.")
+        return problem(
+            409, N_("Not applicable"), N_("Ask for a code first: /api/v1/login/code/request.")
+        )
     if code_request_expired(state):
         session.pop(LOGIN_CODE, None)
-        return problem(409, "Code expired", "That code has expired. Ask for a new one.")
+        return problem(409, N_("Code expired"), N_("That code has expired. Ask for a new one."))
     remember = bool(state.get("remember"))
     try:
         result = await login_codes.with_code(
@@ -81,6 +87,6 @@ async def login_with_code(data: CodeIn) -> ApiResult:
         session.pop(LOGIN_CODE, None)
         raise
     if result.second_step is not None:
-        return second_step_follows(result.second_step, remember=remember, accepted="Code")
+        return second_step_follows(result.second_step, remember=remember, accepted=N_("Code"))
     await start_session(result.session_id, remember=remember, device_cookie=result.device_cookie)
     return user_out(result.user), 200

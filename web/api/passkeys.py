@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from quart import session
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services import passkeys
 from shared.services.proof import Proof
 from shared.services.sessions import Current
@@ -145,7 +147,7 @@ async def passkey_register(current: Current, data: PasskeyIn) -> ApiResult:
         sign_in=current.session.id,
     )
     await continue_session(result.session_id)
-    return Message(detail="Passkey added."), 201
+    return Message(detail=_("Passkey added.")), 201
 
 
 @blueprint.post("/passkeys/<int:passkey_id>/remove")
@@ -160,7 +162,7 @@ async def passkey_remove(current: Current, passkey_id: int, data: ProofIn) -> Ap
         services(), current.user.id, passkey_id, data.password or "", sign_in=current.session.id
     )
     await continue_session(result.session_id)
-    return Message(detail="Passkey removed."), 200
+    return Message(detail=_("Passkey removed.")), 200
 
 
 @blueprint.post("/login/passkey/options")
@@ -201,7 +203,7 @@ async def passkey_sign_in(data: PasskeySignInIn) -> ApiResult:
         sign_in_attempt(remember=remember, trust=data.trust_browser),
     )
     if result.second_step is not None:
-        return second_step_follows(result.second_step, remember=remember, accepted="Passkey")
+        return second_step_follows(result.second_step, remember=remember, accepted=N_("Passkey"))
     assert result.user is not None
     await start_session(result.session_id, remember=remember, device_cookie=result.device_cookie)
     return user_out(result.user), 200

@@ -9,6 +9,8 @@ from typing import Annotated
 from pydantic import Field
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services import login_codes, passkeys, proof, reauthentication
 from shared.services.sessions import Current
 from web.api.base import ApiResult, blueprint, signed_in
@@ -25,7 +27,7 @@ class PasskeyReauthenticationIn(Model):
     credential: AuthenticationCredentialIn
 
 
-DONE = "Confirmed: sensitive changes are open to this session for a few minutes."
+DONE = N_("Confirmed: sensitive changes are open to this session for a few minutes.")
 
 
 @blueprint.post("/reauthenticate")
@@ -58,7 +60,7 @@ async def reauthentication_email(current: Current, data: Empty) -> ApiResult:
     await login_codes.request_for_account(
         services(), current.user.id, device_cookie=device_cookie()
     )
-    return Message(detail="A code is on its way to your email address."), 202
+    return Message(detail=_("A code is on its way to your email address.")), 202
 
 
 @blueprint.post("/reauthenticate/email-code")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import gettext as _
 from shared.services import passwords
 from shared.services.sessions import Current
 from web import ratelimit
@@ -40,8 +41,8 @@ class ChangePasswordIn(Model):
 async def password_reset_request(data: EmailIn) -> ApiResult:
     """Email a reset link if the address has an account; the same answer either way."""
     await passwords.request_reset(services(), data.email)
-    return Message(detail="If an account exists for that email, you will receive "
-                   "instructions to reset your password."), 202  # fmt: skip
+    return Message(detail=_("If an account exists for that email, you will receive "
+                   "instructions to reset your password.")), 202  # fmt: skip
 
 
 @blueprint.post("/password-reset/confirm")
@@ -56,7 +57,7 @@ async def password_reset_confirm(data: ResetIn) -> ApiResult:
         services(), data.token, data.password, client=ratelimit.client_address()
     ):
         return invalid_token()
-    return Message(detail="Your password has been updated! You are now able to log in"), 200
+    return Message(detail=_("Your password has been updated! You can now sign in.")), 200
 
 
 @blueprint.post("/password/remove")
@@ -71,7 +72,7 @@ async def password_remove(current: Current, data: Empty) -> ApiResult:
         services(), current.user.id, sign_in=current.session.id
     )
     await continue_session(result.session_id)
-    return Message(detail="Your password is removed."), 200
+    return Message(detail=_("Your password is removed.")), 200
 
 
 @blueprint.post("/password/change")
@@ -91,4 +92,4 @@ async def password_change(current: Current, data: ChangePasswordIn) -> ApiResult
         keep_session=current.session.id,
     )
     await continue_session(result.session_id)
-    return Message(detail="Your password has been updated!"), 200
+    return Message(detail=_("Your password has been updated!")), 200

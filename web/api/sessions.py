@@ -8,6 +8,8 @@ from datetime import datetime
 from pydantic import BaseModel
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services import sessions, signin, trusted_browsers
 from shared.services.sessions import Current
 from web.api.base import ApiResult, blueprint, signed_in
@@ -71,10 +73,12 @@ async def revoke_session(current: Current, public_id: str, data: Empty) -> ApiRe
     """End one sign-in of this account (this one too: that is signing out)."""
     if public_id == current.session.public_id:
         await end_session()
-        return Message(detail="Signed out."), 200
+        return Message(detail=_("Signed out.")), 200
     if not await sessions.revoke(services(), current.user.id, public_id, by=current.session.id):
-        return problem(404, "No such session", "This account has no live session with that id.")
-    return Message(detail="That session has been ended."), 200
+        return problem(
+            404, N_("No such session"), N_("This account has no live session with that id.")
+        )
+    return Message(detail=_("That session has been ended.")), 200
 
 
 @blueprint.post("/sessions/revoke-others")
@@ -84,7 +88,7 @@ async def revoke_session(current: Current, public_id: str, data: Empty) -> ApiRe
 async def revoke_other_sessions(current: Current, data: Empty) -> ApiResult:
     """Sign out everywhere else: every sign-in of this account but this one ends."""
     ended = await sessions.revoke_others(services(), current.user.id, keep=current.session.id)
-    return Ended(detail="Signed out everywhere else.", ended=ended), 200
+    return Ended(detail=_("Signed out everywhere else."), ended=ended), 200
 
 
 class TrustedBrowserOut(BaseModel):
@@ -131,5 +135,7 @@ async def list_trusted_browsers(current: Current) -> ApiResult:
 async def forget_trusted_browser(current: Current, browser_id: int, data: Empty) -> ApiResult:
     """Forget one remembered browser: signing in there asks for the second step again."""
     if not await trusted_browsers.end(services(), current.user.id, browser_id):
-        return problem(404, "No such browser", "This account remembers no browser with that id.")
-    return Message(detail="That browser is forgotten."), 200
+        return problem(
+            404, N_("No such browser"), N_("This account remembers no browser with that id.")
+        )
+    return Message(detail=_("That browser is forgotten.")), 200

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pydantic import StrictBool
 from quart_schema import document_response, validate_request, validate_response
 
+from shared import i18n
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services import signin
 from web.api.base import ApiResult, blueprint, second_step_follows
 from web.api.models import (
@@ -47,18 +50,23 @@ async def login(data: LoginIn) -> ApiResult:
     )
     if outcome.locked_for:
         return problem(
-            429, "Account temporarily locked",
-            "Too many failed attempts for this account from here. Try again in "
-            f"{outcome.locked_for} s, or reset your password.",
+            429, N_("Account temporarily locked"),
+            _("Too many failed attempts for this account from here. Try again in %(wait)s, or "
+              "reset your password.") % {"wait": i18n.format_duration(outcome.locked_for)},
             headers={"Retry-After": str(outcome.locked_for)},
         )  # fmt: skip
     if outcome.second_step is not None:
-        return second_step_follows(outcome.second_step, remember=data.remember, accepted="Password")
+        return second_step_follows(
+            outcome.second_step, remember=data.remember, accepted=N_("Password")
+        )
     if outcome.user is None:
         return problem(
             401,
-            "Login unsuccessful",
-            "Please check email and password. Registered recently? Confirm your address first.",
+            N_("Sign-in failed"),
+            N_(
+                "Please check your email address and password. Signed up recently? Confirm your "
+                "address first."
+            ),
         )
     await start_session(
         outcome.session_id, remember=data.remember, device_cookie=outcome.device_cookie
@@ -71,4 +79,4 @@ async def login(data: LoginIn) -> ApiResult:
 @validate_response(Message, 200)
 async def logout(data: Empty) -> ApiResult:
     await end_session()
-    return Message(detail="Logged out."), 200
+    return Message(detail=_("Signed out.")), 200

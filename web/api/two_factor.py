@@ -6,6 +6,8 @@ from pydantic import BaseModel
 from quart import session
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services import two_factor
 from shared.services.refusals import NotApplicable
 from shared.services.sessions import Current
@@ -64,7 +66,7 @@ async def login_second_step(data: SecondStepIn) -> ApiResult:
     """The second step of signing in to an account with two-factor sign-in on."""
     state = session.get(SECOND_STEP)
     if not isinstance(state, dict) or not isinstance(state.get("pending"), str):
-        return problem(409, "Not applicable", "Sign in with the password first.")
+        return problem(409, N_("Not applicable"), N_("Sign in with the password first."))
     try:
         result = await two_factor.complete_sign_in(
             services(),
@@ -100,7 +102,7 @@ async def two_factor_enrol(current: Current, data: Empty) -> ApiResult:
     is sent to /two-factor/confirm."""
     enrolment = await two_factor.begin_enrolment(services(), current.user.id)
     if enrolment is None:
-        return problem(409, "Already on", "Two-factor sign-in is on already.")
+        return problem(409, N_("Already on"), N_("Two-factor sign-in is on already."))
     return EnrolmentOut(secret=enrolment.secret, otpauth_uri=enrolment.uri), 200
 
 
@@ -156,4 +158,4 @@ async def two_factor_disable(current: Current, data: ProofIn) -> ApiResult:
         sign_in=current.session.id,
     )
     await continue_session(result.session_id)
-    return Message(detail="Two-factor sign-in is off."), 200
+    return Message(detail=_("Two-factor sign-in is off.")), 200

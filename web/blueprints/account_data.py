@@ -8,6 +8,7 @@ from quart import Blueprint, Response, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
+from shared.i18n import gettext as _
 from shared.services import account_data
 from shared.services.refusals import WrongConfirmation
 from web.auth import current_account, current_session_id, end_session
@@ -53,5 +54,5 @@ async def delete() -> ResponseReturnValue:
             await flash("Your account has been deleted. Goodbye!", "info")
             return redirect(url_for("main.home"))
     return await render_template(
-        "accounts/delete.html", title="Delete your account", form=form, user=user
+        "accounts/delete.html", title=_("Delete your account"), form=form, user=user
     )

@@ -10,7 +10,9 @@ from quart import Blueprint, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
-from shared import links
+from shared import i18n, links
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.models import EMAIL_MAX_LENGTH
 from shared.services import accounts, bounces, login_codes, signin
 from shared.services.accounts import ConfirmOutcome, TooManyRegistrations, UsernameTaken
@@ -32,16 +34,18 @@ from web.templating import render_template
 
 blueprint = Blueprint("accounts", __name__)
 
-LOGIN_FAILED = (
-    "Login unsuccessful. Please check email and password. Registered recently? Confirm "
+LOGIN_FAILED = N_(
+    "Sign-in failed. Please check your email address and password. Signed up recently? Confirm "
     "your address first with the link we emailed you."
 )
-CREATED = "Your account has been created! Check your email to confirm your address."
-CREATED_FINISH_BY_CODE = (
+CREATED = N_("Your account has been created! Check your email to confirm your address.")
+CREATED_FINISH_BY_CODE = N_(
     "Your account has been created! Enter the code we emailed you to finish: you sign in "
     "with a code by email (or a passkey, once you add one)."
 )
-RESENT = "If an account with that address is waiting for confirmation, a new link is on its way."
+RESENT = N_(
+    "If an account with that address is waiting for confirmation, a new link is on its way."
+)
 
 
 @blueprint.route("/register", methods=["GET", "POST"])
@@ -62,13 +66,13 @@ async def register() -> ResponseReturnValue:
                     services(), form.username.data, form.email.data, form.password.data
                 )
         except UsernameTaken:
-            form.username.errors = ["That username is taken."]
+            form.username.errors = [N_("That username is taken.")]
         except InvalidInput as error:
             form.show(error)
         except TooManyRegistrations as error:
             raise too_many(
-                "Many people are registering right now. Please try again in "
-                f"{error.retry_after} seconds.",
+                _("Many people are signing up right now. Please try again in %(wait)s.")
+                % {"wait": i18n.format_duration(error.retry_after)},
                 error.retry_after,
             ) from None
         else:
@@ -80,7 +84,7 @@ async def register() -> ResponseReturnValue:
                 return redirect(url_for("login_codes.enter_code"))
             await flash(CREATED, "success")
             return redirect(url_for("accounts.login"))
-    return await render_template("accounts/register.html", title="Register", form=form)
+    return await render_template("accounts/register.html", title=_("Sign up"), form=form)
 
 
 @blueprint.route("/login", methods=["GET", "POST"])
@@ -114,17 +118,22 @@ async def login() -> ResponseReturnValue:
             return redirect(next_url)
         if outcome.locked_for:
             await flash(
-                "Too many failed attempts for this account from here. Try again in "
-                f"{duration(outcome.locked_for)}, or reset your password.",
+                _(
+                    "Too many failed attempts for this account from here. Try again in "
+                    "%(wait)s, or reset your password."
+                )
+                % {"wait": i18n.format_duration(outcome.locked_for)},
                 "danger",
             )
             page = await render_template(
-                "accounts/login.html", title="Login", form=form, next_url=next_url
+                "accounts/login.html", title=_("Sign in"), form=form, next_url=next_url
             )
             return page, 429, {"Retry-After": str(outcome.locked_for)}
         # One message for an unknown email and a wrong password.
         await flash(LOGIN_FAILED, "danger")
-    return await render_template("accounts/login.html", title="Login", form=form, next_url=next_url)
+    return await render_template(
+        "accounts/login.html", title=_("Sign in"), form=form, next_url=next_url
+    )
 
 
 @blueprint.post("/logout")
@@ -132,7 +141,7 @@ async def logout() -> ResponseReturnValue:
     form = await ActionForm.from_request()
     form.validate_on_submit()  # raises on a bad CSRF token: logout must not be forgeable
     await end_session()
-    await flash("You have been logged out.", "info")
+    await flash("You are signed out.", "info")
     return redirect(url_for("main.home"))
 
 
@@ -143,8 +152,9 @@ async def account() -> ResponseReturnValue:
     assert user is not None
     return await render_template(
         "accounts/account.html",
-        title="Account",
+        title=_("Account"),
         user=user,
+        language_name=i18n.name_of(i18n.current()),
         last_sent=await accounts.last_email_sent(services(), user.id),
         delivery_problem=await bounces.delivery_problem(services(), user),
         form=await ActionForm.from_request(),
@@ -161,14 +171,7 @@ async def resend_confirmation() -> ResponseReturnValue:
         await accounts.request_confirmation(services(), form.email.data)
         await flash(RESENT, "info")
         return redirect(url_for("accounts.login"))
-    return await render_template("accounts/resend.html", title="Confirmation link", form=form)
-
-
-def duration(seconds: int) -> str:
-    minutes, seconds = divmod(seconds, 60)
-    if minutes and seconds:
-        return f"{minutes} min {seconds} s"
-    return f"{minutes} min" if minutes else f"{seconds} s"
+    return await render_template("accounts/resend.html", title=_("Confirmation link"), form=form)
 
 
 @blueprint.route(links.CONFIRM_EMAIL.route, methods=["GET", "POST"])
@@ -181,7 +184,7 @@ async def confirm(token: str) -> ResponseReturnValue:
         return redirect(url_for("accounts.login"))
     form = await ActionForm.from_request()
     if request.method == "GET":
-        return await render_template("accounts/confirm.html", title="Confirm", form=form)
+        return await render_template("accounts/confirm.html", title=_("Confirm"), form=form)
     form.validate_on_submit()
     outcome = await accounts.confirm(services(), token)
     if outcome is ConfirmOutcome.CONFIRMED:

@@ -6,6 +6,7 @@ from quart import Blueprint, request
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
+from shared.i18n import gettext as _
 from shared.services import events
 from web.auth import current_account
 from web.extensions import services
@@ -21,5 +22,5 @@ async def show() -> ResponseReturnValue:
     assert user is not None
     page = await events.activity(services(), user.id, request.args.get("page", 1, type=int) or 1)
     return await render_template(
-        "accounts/activity.html", title="Account activity", page=page, in_words=events.in_words
+        "accounts/activity.html", title=_("Account activity"), page=page, in_words=events.in_words
     )

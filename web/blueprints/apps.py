@@ -7,6 +7,7 @@ from quart import Blueprint, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
+from shared.i18n import gettext as _
 from shared.services.identity import apps
 from web.auth import current_sign_in
 from web.extensions import services
@@ -24,7 +25,7 @@ async def list_apps() -> ResponseReturnValue:
     assert current is not None
     return await render_template(
         "identity/apps.html",
-        title="Apps with access",
+        title=_("Apps with access"),
         apps=await apps.listed(services(), current.user.id),
         form=await ActionForm.from_request(),
     )

@@ -8,6 +8,8 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared import links
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services import bounces, email_change
 from shared.services.email_change import ConfirmOutcome
 from shared.validation import EMAIL_CHANGE_LINK_DEAD, InvalidInput
@@ -20,7 +22,7 @@ from web.templating import render_template
 
 blueprint = Blueprint("email_change", __name__)
 
-REQUESTED = (
+REQUESTED = N_(
     "Check the new address: we sent it a link to confirm the change. Until then, your "
     "address stays as it is."
 )
@@ -54,7 +56,7 @@ async def change() -> ResponseReturnValue:
             await flash(REQUESTED, "info")
             return redirect(url_for("accounts.account"))
     return await render_template(
-        "accounts/email.html", title="Change your email address", form=form, user=user
+        "accounts/email.html", title=_("Change your email address"), form=form, user=user
     )
 
 
@@ -64,7 +66,7 @@ async def confirm(token: str) -> ResponseReturnValue:
     form = await ActionForm.from_request()
     if request.method == "GET":
         return await render_template(
-            "accounts/email_confirm.html", title="Confirm your new address", form=form
+            "accounts/email_confirm.html", title=_("Confirm your new address"), form=form
         )
     form.validate_on_submit()
     if await email_change.confirm_change(services(), token) is ConfirmOutcome.CHANGED:
@@ -90,10 +92,10 @@ async def retry_delivery() -> ResponseReturnValue:
     return redirect(url_for("accounts.account"))
 
 
-RETRYING = (
+RETRYING = N_(
     "We will try your address again, and resend the last message it missed. If it fails "
     "again, please change your address."
 )
-NO_RETRY = (
+NO_RETRY = N_(
     "There is no delivery problem to retry, or you already asked once: please change your address."
 )

@@ -18,7 +18,10 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
+from shared import i18n
 from shared.federation import Provider
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.ratelimit import Limit
 from shared.services import proof
 from shared.services.accounts import TooManyRegistrations, UsernameTaken
@@ -56,7 +59,7 @@ async def _problem(
 ) -> ResponseReturnValue:
     page = await render_template(
         "federation/problem.html",
-        title="Signing in did not work",
+        title=_("Signing in did not work"),
         message=message,
         provider=provider,
     )
@@ -73,7 +76,8 @@ async def _go(
     except (client.ProviderDown, client.ProviderRefused) as error:
         log.warning("federation: %s discovery failed: %s", provider.id, error)
         return await _problem(
-            f"{provider.name} cannot be reached right now. Try again in a few minutes.",
+            _("%(name)s cannot be reached right now. Try again in a few minutes.")
+            % {"name": provider.name},
             502,
             provider,
         )
@@ -89,14 +93,15 @@ async def begin(provider_id: str) -> ResponseReturnValue:
     ctx = services()
     provider = flows.provider_named(ctx, provider_id)
     if provider is None:
-        return await _problem("There is no such way to sign in here.", 404)
+        return await _problem(N_("There is no such way to sign in here."), 404)
     # Each start keeps a state in Redis for a while: as many a minute per client address as
     # the forms' POSTs, so that a loop of requests cannot fill it.
     limit = Limit("federation-start", ctx.settings.POSTS_PER_MINUTE, 60)
     verdict = await ctx.limits.hit(limit, client_address())
     if not verdict.allowed:
         raise too_many(
-            f"Too many attempts from your network. Please wait {verdict.retry_after} seconds.",
+            _("Too many attempts from your network. Please wait %(wait)s.")
+            % {"wait": i18n.format_duration(verdict.retry_after)},
             verdict.retry_after,
         )
     return await _go(provider, intent="sign_in", next_url=safe_next(request.args.get("next")))
@@ -107,7 +112,7 @@ async def callback(provider_id: str) -> ResponseReturnValue:
     ctx = services()
     provider = flows.provider_named(ctx, provider_id)
     if provider is None:
-        return await _problem("There is no such way to sign in here.", 404)
+        return await _problem(N_("There is no such way to sign in here."), 404)
     args = request.args
     current = await current_sign_in()
     try:
@@ -129,12 +134,17 @@ async def callback(provider_id: str) -> ResponseReturnValue:
     except client.ProviderDown as error:
         log.warning("federation: %s is down: %s", provider.id, error)
         return await _problem(
-            f"{provider.name} did not answer. Try again in a few minutes.", 502, provider
+            _("%(name)s did not answer. Try again in a few minutes.") % {"name": provider.name},
+            502,
+            provider,
         )
     except client.ProviderRefused as error:
         log.warning("federation: %s answered what we cannot accept: %s", provider.id, error)
         return await _problem(
-            f"{provider.name}'s answer could not be accepted. Start again.", 502, provider
+            _("The answer from %(name)s could not be accepted. Start again.")
+            % {"name": provider.name},
+            502,
+            provider,
         )
     return await _arrived(provider, arrived)
 
@@ -143,7 +153,9 @@ async def _arrived(provider: Provider, arrived: flows.Arrived) -> ResponseReturn
     ctx = services()
     if arrived.linked is not None:
         await flash(
-            f"Your {arrived.linked} account is connected: you can sign in with it.", "success"
+            _("Your %(name)s account is connected: you can sign in with it.")
+            % {"name": arrived.linked},
+            "success",
         )
         return redirect(url_for("federation.connected"))
     if arrived.concluded is not None:
@@ -159,9 +171,12 @@ async def _arrived(provider: Provider, arrived: flows.Arrived) -> ResponseReturn
     assert pending is not None
     if arrived.needs_proof is not None:
         await flash(
-            f"An account here uses the address of your {provider.name} account. Sign in to it "
-            f"(any way you usually do) to connect {provider.name}: it is never connected by the "
-            "address alone.",
+            _(
+                "An account here uses the address of your %(name)s account. Sign in to it (any "
+                "way you usually do) to connect %(name)s: it is never connected by the address "
+                "alone."
+            )
+            % {"name": provider.name},
             "info",
         )
         response = redirect(url_for("accounts.login", next=url_for("federation.connect")))
@@ -182,7 +197,7 @@ async def sign_up() -> ResponseReturnValue:
     pending = _pending()
     provider = flows.provider_named(ctx, pending.provider) if pending else None
     if pending is None or provider is None:
-        return await _problem("This sign-up has expired. Start again.", 400)
+        return await _problem(N_("This sign-up has expired. Start again."), 400)
     form = await FederatedSignUpForm.from_request()
     if form.validate_on_submit():
         try:
@@ -190,12 +205,14 @@ async def sign_up() -> ResponseReturnValue:
                 ctx, pending, form.username.data, sign_in_attempt(remember=False)
             )
         except UsernameTaken:
-            form.username.errors.append("That username is taken. Choose another.")
+            form.username.errors.append(N_("That username is taken. Choose another."))
         except InvalidInput as error:
             form.username.errors.append(error.message)
         except TooManyRegistrations as error:
             return await _problem(
-                f"Too many sign-ups right now. Try again in {error.args[0]} seconds.", 429
+                _("Too many sign-ups right now. Try again in %(wait)s.")
+                % {"wait": i18n.format_duration(error.args[0])},
+                429,
             )
         except NotApplicable as error:
             return await _problem(error.message, 409, provider)
@@ -204,13 +221,15 @@ async def sign_up() -> ResponseReturnValue:
                 concluded.session_id, remember=False, device_cookie=concluded.device_cookie
             )
             await flash(
-                f"Welcome! Your account is ready; you sign in with {provider.name}.", "success"
+                _("Welcome! Your account is ready; you sign in with %(name)s.")
+                % {"name": provider.name},
+                "success",
             )
             response = redirect(url_for("accounts.account"))
             response.delete_cookie(PENDING_COOKIE, path=COOKIE_PATH)
             return response
     return await render_template(
-        "federation/sign_up.html", title="Choose a username", form=form, provider=provider,
+        "federation/sign_up.html", title=_("Choose a username"), form=form, provider=provider,
         email=pending.email,
     )  # fmt: skip
 
@@ -236,12 +255,15 @@ async def connect() -> ResponseReturnValue:
             )
         except NotApplicable as error:
             return await _problem(error.message, 409, provider)
-        await flash(f"Your {name} account is connected: you can sign in with it.", "success")
+        await flash(
+            _("Your %(name)s account is connected: you can sign in with it.") % {"name": name},
+            "success",
+        )
         response = redirect(url_for("federation.connected"))
         response.delete_cookie(PENDING_COOKIE, path=COOKIE_PATH)
         return response
     return await render_template(
-        "federation/connect.html", title=f"Connect {provider.name}", form=form,
+        "federation/connect.html", title=_("Connect %(name)s") % {"name": provider.name}, form=form,
         provider=provider, pending=pending, account=current.user,
     )  # fmt: skip
 
@@ -254,7 +276,7 @@ async def connected() -> ResponseReturnValue:
     ctx = services()
     identities = await connected_accounts.listed(ctx, current.user.id)
     return await render_template(
-        "federation/connected.html", title="Connected accounts", identities=identities,
+        "federation/connected.html", title=_("Connected accounts"), identities=identities,
         providers=ctx.settings.federation_providers, form=await ActionForm.from_request(),
     )  # fmt: skip
 
@@ -266,7 +288,7 @@ async def connect_another(provider_id: str) -> ResponseReturnValue:
     """Link another provider: a recent authentication, then the provider."""
     provider = flows.provider_named(services(), provider_id)
     if provider is None:
-        return await _problem("There is no such provider here.", 404)
+        return await _problem(N_("There is no such provider here."), 404)
     current = await current_sign_in()
     assert current is not None
     return await _go(

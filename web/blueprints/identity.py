@@ -17,6 +17,8 @@ from quart import Blueprint, Response, jsonify, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
+from shared import i18n
+from shared.i18n import gettext as _
 from shared.services.identity import authorize, clients, discovery, logout_requests
 from shared.services.identity import keys as signing_keys
 from shared.services.identity.requests import AuthorizationRequest, Refusal, Unredirectable, judge
@@ -65,10 +67,14 @@ def _parameters(values: MultiDict[str, str]) -> dict[str, str] | str:
 async def _unredirectable(message: str) -> ResponseReturnValue:
     page = await render_template(
         "errors/error.html",
-        title="This sign-in link is not valid",
+        title=_("This sign-in link is not valid"),
         code=400,
-        message=f"{message} Go back to the application and try again; if it happens again, "
-        "tell the people who run it.",
+        message=i18n.gettext(message)
+        + " "
+        + _(
+            "Go back to the application and try again; if it happens again, tell the people who "
+            "run it."
+        ),
     )
     return page, 400
 
@@ -96,7 +102,9 @@ async def authorize_endpoint() -> ResponseReturnValue:
     issuer = ctx.settings.base_url
     values = _parameters(request.args if request.method == "GET" else await request.form)
     if isinstance(values, str):
-        return await _unredirectable(f"The application's request is malformed ({values}).")
+        return await _unredirectable(
+            _("The application's request is malformed (%(reason)s).") % {"reason": values}
+        )
     client = await clients.by_id(ctx, values.get("client_id", ""))
     try:
         judged = judge(values, client)
@@ -130,7 +138,7 @@ async def _to_application(location: str) -> ResponseReturnValue:
     if request.headers.get("Sec-Fetch-Site") != "same-origin":
         return redirect(location)
     page = await render_template(
-        "identity/continue.html", title="Signed in", location=location, origin=_origin(location)
+        "identity/continue.html", title=_("Signed in"), location=location, origin=_origin(location)
     )
     return page, 200, {"Referrer-Policy": "no-referrer"}
 
@@ -140,7 +148,7 @@ async def _consent_page(judged: AuthorizationRequest, values: dict[str, str]) ->
     assert current is not None
     page = await render_template(
         "identity/consent.html",
-        title=f"Sign in to {judged.client.name}",
+        title=_("Sign in to %(name)s") % {"name": judged.client.name},
         client=judged.client,
         scopes=judged.scopes,
         offline="offline_access" in judged.scopes,
@@ -193,7 +201,9 @@ async def end_session_endpoint() -> ResponseReturnValue:
     application registered, matched exactly, and goes with the ``state`` it sent."""
     values = _parameters(request.args if request.method == "GET" else await request.form)
     if isinstance(values, str):
-        return await _unredirectable(f"The sign-out request is malformed ({values}).")
+        return await _unredirectable(
+            _("The sign-out request is malformed (%(reason)s).") % {"reason": values}
+        )
     try:
         leaving = await logout_requests.judge(services(), values)
     except logout_requests.BadLogout as error:
@@ -206,7 +216,7 @@ async def end_session_endpoint() -> ResponseReturnValue:
         return await _signed_out(leaving)
     page = await render_template(
         "identity/logout.html",
-        title="Sign out",
+        title=_("Sign out"),
         leaving=leaving,
         account=current.user,
         form=await ActionForm.from_request(),
@@ -234,4 +244,4 @@ async def confirm_logout() -> ResponseReturnValue:
 async def _signed_out(leaving: logout_requests.Leaving) -> ResponseReturnValue:
     if leaving.target is not None:
         return redirect(leaving.location())
-    return await render_template("identity/signed_out.html", title="Signed out", leaving=leaving)
+    return await render_template("identity/signed_out.html", title=_("Signed out"), leaving=leaving)

@@ -8,6 +8,8 @@ from quart import Blueprint, redirect, request, session, url_for
 from quart.typing import ResponseReturnValue
 
 from shared import links
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services import login_codes
 from shared.services.refusals import CodeSpent, WrongCode
 from web.auth import (
@@ -30,8 +32,8 @@ from web.templating import render_template
 
 blueprint = Blueprint("login_codes", __name__)
 
-EXPIRED = "That code has expired. Ask for a new one."
-ADDRESS_PROVEN_NOTICE = (
+EXPIRED = N_("That code has expired. Ask for a new one.")
+ADDRESS_PROVEN_NOTICE = N_(
     "Your address is confirmed. The password this account was made with is not kept (nobody "
     "had proven the address when it was set): set one on your account page if you want one."
 )
@@ -54,7 +56,7 @@ async def request_code() -> ResponseReturnValue:
         )
         return redirect(url_for("login_codes.enter_code"))
     return await render_template(
-        "accounts/login_code_request.html", title="Sign in with a code", form=form
+        "accounts/login_code_request.html", title=_("Sign in with a code"), form=form
     )
 
 
@@ -86,7 +88,7 @@ async def enter_code() -> ResponseReturnValue:
             return await _signed_in(result, remember=remember, next_url=state.get("next"))
     return await render_template(
         "accounts/login_code_enter.html",
-        title="Enter your code",
+        title=_("Enter your code"),
         form=form,
         email=state["email"],
         action=url_for("login_codes.enter_code"),
@@ -129,7 +131,7 @@ async def follow_link(token: str) -> ResponseReturnValue:
             return await _signed_in(result, remember=remember, next_url=None)
     return await render_template(
         "accounts/login_code_enter.html",
-        title="Enter your code",
+        title=_("Enter your code"),
         form=form,
         email=None,
         action=request.path,

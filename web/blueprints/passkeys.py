@@ -8,6 +8,7 @@ from quart import Blueprint, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
+from shared.i18n import gettext as _
 from shared.services import passkeys
 from shared.services.refusals import NotFound
 from web.auth import continue_session, current_account, current_session_id
@@ -26,7 +27,7 @@ async def list_passkeys() -> ResponseReturnValue:
     assert user is not None
     return await render_template(
         "accounts/passkeys.html",
-        title="Passkeys",
+        title=_("Passkeys"),
         items=await passkeys.listed(services(), user.id),
         form=await ActionForm.from_request(),
     )

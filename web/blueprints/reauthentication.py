@@ -12,6 +12,7 @@ from quart import Blueprint, redirect, request, session, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
+from shared.i18n import gettext as _
 from shared.services import login_codes, proof, reauthentication
 from shared.services.refusals import CodeSpent, WrongCode, WrongPassword
 from shared.validation import InvalidInput
@@ -37,7 +38,7 @@ async def _page(**forms: Any) -> ResponseReturnValue:
     assert current is not None
     return await render_template(
         "accounts/reauthenticate.html",
-        title="Confirm it is you",
+        title=_("Confirm it is you"),
         methods=await reauthentication.methods(services(), current.user.id),
         password_form=forms.get("password_form") or PasswordForm.blank(),
         code_form=forms.get("code_form") or CodeForm.blank(),

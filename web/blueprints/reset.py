@@ -7,6 +7,8 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from shared import links
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services import passwords, reauthentication
 from shared.services.refusals import NotApplicable
 from shared.validation import NOT_ME_LINK_DEAD, RESET_LINK_DEAD, InvalidInput
@@ -21,10 +23,10 @@ from web.templating import render_template
 
 blueprint = Blueprint("reset", __name__)
 
-REQUESTED = (
+REQUESTED = N_(
     "If an account exists for that email, you will receive instructions to reset your password."
 )
-UPDATED = "Your password has been updated! You are now able to log in"
+UPDATED = N_("Your password has been updated! You can now sign in.")
 
 
 @blueprint.after_request
@@ -45,7 +47,7 @@ async def request_reset() -> ResponseReturnValue:
         # The same answer whatever happened, to prevent account enumeration.
         await flash(REQUESTED, "info")
         return redirect(url_for("accounts.login"))
-    return await render_template("reset/request.html", title="Reset Password", form=form)
+    return await render_template("reset/request.html", title=_("Reset your password"), form=form)
 
 
 @blueprint.route(links.RESET_PASSWORD.route, methods=["GET", "POST"])
@@ -70,7 +72,7 @@ async def reset_with_token(token: str) -> ResponseReturnValue:
                 return redirect(url_for("reset.request_reset"))
             await flash(UPDATED, "success")
             return redirect(url_for("accounts.login"))
-    return await render_template("reset/reset.html", title="Reset Password", form=form)
+    return await render_template("reset/reset.html", title=_("Reset your password"), form=form)
 
 
 @blueprint.route("/account/password", methods=["GET", "POST"])
@@ -98,7 +100,7 @@ async def change_password() -> ResponseReturnValue:
     methods = await reauthentication.methods(services(), current.user.id)
     return await render_template(
         "reset/change.html",
-        title="Change Password" if methods.password else "Set a password",
+        title=_("Change your password") if methods.password else "Set a password",
         form=form,
         methods=methods,
         remove_form=await ActionForm.from_request(),
@@ -133,19 +135,16 @@ async def not_me(token: str) -> ResponseReturnValue:
     end every session of the account and email a fresh reset link."""
     form = await ActionForm.from_request()
     if request.method == "GET":
-        return await render_template("reset/not_me.html", title="Secure your account", form=form)
+        return await render_template("reset/not_me.html", title=_("Secure your account"), form=form)
     form.validate_on_submit()
     undone = await passwords.disown_change(services(), token)
     if undone is None:
         await flash(NOT_ME_LINK_DEAD, "warning")
         return redirect(url_for("reset.request_reset"))
     await end_session()
-    await flash(
-        "Every session of your account has been ended"
-        + "".join(f"; {what}" for what in _undone_in_words(undone))
-        + ". We sent you an email with a link to set a new password.",
-        "info",
-    )
+    for said in [_("Every session of your account has been ended."), *_undone_in_words(undone)]:
+        await flash(said, "info")
+    await flash(_("We sent you an email with a link to set a new password."), "info")
     return redirect(url_for("accounts.login"))
 
 
@@ -153,9 +152,9 @@ def _undone_in_words(undone: passwords.Disowned) -> list[str]:
     said = []
     if undone.passkeys_removed:
         names = ", ".join(f"“{name}”" for name in undone.passkeys_removed)
-        said.append(f"the passkeys added since were removed ({names})")
+        said.append(_("The passkeys added since were removed (%(names)s).") % {"names": names})
     if undone.two_factor_turned_off:
-        said.append("two-factor sign-in, turned on since, was turned off")
+        said.append(_("Two-factor sign-in, turned on since, was turned off."))
     if undone.email_change_cancelled:
-        said.append("the address change waiting for confirmation was cancelled")
+        said.append(_("The address change waiting for confirmation was cancelled."))
     return said

@@ -7,6 +7,8 @@ from quart import Blueprint, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
+from shared.i18n import gettext as _
+from shared.i18n import ngettext
 from shared.services import sessions, signin, trusted_browsers
 from web.auth import current_sign_in, device_cookie, end_session
 from web.extensions import services
@@ -24,7 +26,7 @@ async def list_sessions() -> ResponseReturnValue:
     assert current is not None
     return await render_template(
         "accounts/sessions.html",
-        title="Where you are signed in",
+        title=_("Where you are signed in"),
         records=await sessions.active(services(), current.user.id),
         this=current.session.id,
         trusted=await trusted_browsers.listed(services(), current.user.id),
@@ -73,6 +75,10 @@ async def revoke_others() -> ResponseReturnValue:
     current = await current_sign_in()
     assert current is not None
     ended = await sessions.revoke_others(services(), current.user.id, keep=current.session.id)
-    plural = "" if ended == 1 else "s"
-    await flash(f"Signed out everywhere else ({ended} session{plural} ended).", "info")
+    said = ngettext(
+        "Signed out everywhere else (%(num)d session ended).",
+        "Signed out everywhere else (%(num)d sessions ended).",
+        ended,
+    )
+    await flash(said % {"num": ended}, "info")
     return redirect(url_for("sessions.list_sessions"))

@@ -6,6 +6,8 @@ from quart import Blueprint, redirect, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
+from shared.i18n import N_
+from shared.i18n import gettext as _
 from shared.services import texts
 from web.auth import current_account
 from web.extensions import services
@@ -14,7 +16,7 @@ from web.forms import TextForm
 from web.templating import render_template
 
 blueprint = Blueprint("texts", __name__)
-CONFIRM_FIRST = "Please confirm your email address before writing texts."
+CONFIRM_FIRST = N_("Please confirm your email address before writing texts.")
 
 
 @blueprint.route("/texts/new", methods=["GET", "POST"])
@@ -31,4 +33,4 @@ async def new_text() -> ResponseReturnValue:
             return redirect(url_for("accounts.account"))
         await flash("Your text has been published.", "success")
         return redirect(url_for("main.home"))
-    return await render_template("texts/new.html", title="New text", form=form)
+    return await render_template("texts/new.html", title=_("New text"), form=form)

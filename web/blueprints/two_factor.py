@@ -7,6 +7,7 @@ from quart import Blueprint, redirect, session, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
+from shared.i18n import gettext as _
 from shared.services import two_factor
 from shared.services.refusals import NotApplicable, WrongCode
 from web.auth import (
@@ -67,10 +68,11 @@ async def second_step() -> ResponseReturnValue:
             return redirect(safe_next(state.get("next")))
     return await render_template(
         "accounts/second_step.html",
-        title="Two-factor sign-in",
+        title=_("Two-factor sign-in"),
         form=form,
         next_url=safe_next(state.get("next")),
         trust_days=services().settings.TRUSTED_BROWSER_DAYS,
+        has_passkey=await two_factor.pending_has_passkey(services(), state["pending"]),
     )
 
 
@@ -85,7 +87,7 @@ async def settings() -> ResponseReturnValue:
     if state.enabled:
         return await render_template(
             "accounts/two_factor.html",
-            title="Two-factor sign-in",
+            title=_("Two-factor sign-in"),
             status=state,
             form=await ActionForm.from_request(),
         )
@@ -101,14 +103,14 @@ async def settings() -> ResponseReturnValue:
             await continue_session(result.session_id)
             return await render_template(
                 "accounts/recovery_codes.html",
-                title="Your recovery codes",
+                title=_("Your recovery codes"),
                 codes=result.recovery_codes,
                 just_enabled=True,
             )
     enrolment = await two_factor.begin_enrolment(context, user.id)
     return await render_template(
         "accounts/two_factor.html",
-        title="Two-factor sign-in",
+        title=_("Two-factor sign-in"),
         status=state,
         enrolment=enrolment,
         form=form,
@@ -131,7 +133,7 @@ async def regenerate() -> ResponseReturnValue:
         return redirect(url_for("two_factor.settings"))
     return await render_template(
         "accounts/recovery_codes.html",
-        title="Your recovery codes",
+        title=_("Your recovery codes"),
         codes=result.recovery_codes,
         just_enabled=False,
     )

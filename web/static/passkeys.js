@@ -1,7 +1,16 @@
 // Passkeys (WebAuthn) for the pages that offer them. Progressive: without this script (or a
 // browser without WebAuthn) the buttons stay hidden and password + code still work.
 (() => {
-  if (!window.PublicKeyCredential) return;
+  const words = JSON.parse(document.body.dataset.words || "{}");
+  // Browsers refuse passkeys on an IP address (a relying party is a domain, or localhost):
+  // there the buttons stay hidden, and the passkeys page says why.
+  const host = window.location.hostname;
+  const onAddress = /^[0-9.]+$/.test(host) || host.includes(":") || host.startsWith("[");
+  if (!window.PublicKeyCredential || onAddress) {
+    document.querySelectorAll("[data-passkeys-impossible]").forEach((note) => { note.hidden = false; });
+    return;
+  }
+  document.querySelectorAll("[data-passkeys-possible]").forEach((part) => { part.hidden = false; });
 
   const toBytes = (value) => {
     const base64 = value.replace(/-/g, "+").replace(/_/g, "/");
@@ -15,7 +24,8 @@
   const post = async (path, body) => {
     const response = await fetch(path, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      // The API answers in the page's language (it follows Accept-Language).
+      headers: { "Content-Type": "application/json", "Accept-Language": document.documentElement.lang },
       credentials: "same-origin",
       body: JSON.stringify(body),
     });
@@ -24,9 +34,9 @@
       // Adding a way in needs a recent sign-in: confirm it is you, then back here.
       const back = window.location.pathname + window.location.search;
       window.location.assign("/account/reauthenticate?next=" + encodeURIComponent(back));
-      throw new Error("Confirm it is you first.");
+      throw new Error(words.confirm_first);
     }
-    if (!response.ok) throw new Error(data.detail || "The passkey was not accepted.");
+    if (!response.ok) throw new Error(data.detail || words.passkey_refused);
     return data;
   };
 
@@ -64,7 +74,7 @@
         options.user.id = toBytes(options.user.id);
         options.excludeCredentials = (options.excludeCredentials || []).map((c) => ({ ...c, id: toBytes(c.id) }));
         const credential = await navigator.credentials.create({ publicKey: options });
-        const name = document.getElementById("passkey-name").value || "Passkey";
+        const name = document.getElementById("passkey-name").value || words.passkey;
         await post("/api/v1/passkeys/register", { ceremony, name, credential: credentialJSON(credential) });
         window.location.reload();
       } catch (error) {

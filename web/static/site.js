@@ -1,4 +1,16 @@
 // Progressive enhancement only: every page works without this file.
+// The page's words for what scripts say, in its language (base.html, <body data-words>).
+const words = JSON.parse(document.body.dataset.words || "{}");
+
+// The browser's time zone, so that signed-out pages (and a new account) show times in it.
+try {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (zone && !document.cookie.split("; ").includes("tz=" + zone)) {
+    document.cookie = `tz=${zone}; path=/; max-age=31536000; samesite=lax`;
+  }
+} catch {
+  // no Intl: times stay in UTC, and say so
+}
 // Dismissible flash messages: the close button removes its alert.
 document.addEventListener("click", (event) => {
   const button = event.target.closest(".alert-close");
@@ -17,9 +29,9 @@ if (codesActions) {
   codesActions.querySelector("[data-copy-codes]").addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText(codes());
-      status.textContent = "Copied.";
+      status.textContent = words.copied;
     } catch {
-      status.textContent = "Your browser did not allow copying: select the codes instead.";
+      status.textContent = words.copy_refused;
     }
   });
   codesActions.querySelector("[data-download-codes]").addEventListener("click", () => {
@@ -28,6 +40,6 @@ if (codesActions) {
     link.download = "recovery-codes.txt";
     link.click();
     URL.revokeObjectURL(link.href);
-    status.textContent = "Saved as recovery-codes.txt.";
+    status.textContent = words.saved;
   });
 }

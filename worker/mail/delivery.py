@@ -19,6 +19,7 @@ from typing import Any
 from jinja2 import TemplateError
 from pydantic import ValidationError
 
+from shared import i18n
 from shared.jobs import (
     PRIORITY_KINDS,
     EmailKind,
@@ -34,7 +35,7 @@ from shared.verp import bounce_address
 from worker import metrics
 from worker.context import OUTAGES, WorkerState, state
 from worker.mail.mime import compose
-from worker.mail.prepare import OutboxEmail, Skip, prepare
+from worker.mail.prepare import Account, OutboxEmail, Skip, prepare
 from worker.mail.signing import DkimSigner
 from worker.mail.smtp import DeliveryError, Envelope, Outgoing, RecipientRefused
 from worker.mail.store import RecordedOutcome, take_overdue
@@ -188,15 +189,25 @@ async def _render(st: WorkerState, email: OutboxEmail) -> Outgoing | _Outcome:
     settings = st.settings
     if email.suppressed is not None and email.kind not in SENT_WHEN_SUPPRESSED:
         return _Outcome(EmailStatus.SKIPPED, f"{bounces.SUPPRESSED}: {email.suppressed}")
+    languages = settings.LANGUAGES
+
+    async def account(user_id: int) -> Account | None:
+        # The recipient's own language and zone, once their account is read, over the
+        # language of the request that caused the message (for which the block began).
+        found = await st.store.user(user_id)
+        if found is not None and found.language in languages:
+            i18n.set_locale(found.language, i18n.valid_zone(found.time_zone) or "UTC")
+        return found
+
     try:
         context = parse_context(email.kind, email.context)
-        variables = await prepare(
-            st.store.user, email, context, settings=settings, tokens=st.tokens
-        )
-        if isinstance(variables, Skip):
-            return _Outcome(EmailStatus.SKIPPED, variables.reason)
+        with i18n.use(email.locale if email.locale in languages else languages[0], "UTC"):
+            variables = await prepare(account, email, context, settings=settings, tokens=st.tokens)
+            if isinstance(variables, Skip):
+                return _Outcome(EmailStatus.SKIPPED, variables.reason)
+            rendered = st.renderer.render(email.kind, variables)
         return compose(
-            st.renderer.render(email.kind, variables),
+            rendered,
             sender=settings.MAIL_DEFAULT_SENDER,
             recipient=email.recipient,
             message_id=message_id_for(email.id, email.created_at, settings.MAIL_DEFAULT_SENDER),

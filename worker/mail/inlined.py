@@ -30,8 +30,13 @@ from markupsafe import Markup, escape
 
 # Attributes a value may fill: links and tooltips, which no selector here looks at.
 _VALUE_ATTRIBUTES = frozenset({"href", "title", "alt"})
-# Nodes a plain template is made of; a Name is allowed only directly in an Output.
+# Nodes a plain template is made of; a Name is allowed only directly in an Output, or as a
+# value given to a translated sentence (``{% trans %}Hi {{ username }}{% endtrans %}`` is a
+# gettext call with ``username`` as a keyword: its text is fixed for a language, so a
+# language's document is still inlined once, its values in their places).
 _STRUCTURE = (nodes.Template, nodes.Block, nodes.Output, nodes.TemplateData)
+_TRANSLATION = (nodes.Const, nodes.Keyword, nodes.MarkSafeIfAutoescape)
+_GETTEXT = frozenset({"gettext", "_", "pgettext"})  # not ngettext: a count changes the text
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,18 +63,26 @@ class InlinedTemplate:
 
 
 def inline_once(
-    env: Environment, inliner: css_inline.CSSInliner, name: str
+    env: Environment,
+    inliner: css_inline.CSSInliner,
+    name: str,
+    *,
+    fixed: Mapping[str, str] | None = None,
 ) -> InlinedTemplate | None:
     """Compile template ``name`` (and the layouts it extends) to an :class:`InlinedTemplate`,
-    or None when it is not plain enough to be inlined ahead of its values."""
+    or None when it is not plain enough to be inlined ahead of its values. ``fixed``: names
+    whose value is the same for every message compiled this way (the language's tag and
+    direction): written into the document, not left as values."""
+    fixed = dict(fixed or {})
     names = _plain_names(env, name)
     if names is None:
         return None
+    names -= fixed.keys()
     token = secrets.token_hex(8)
     marks = {f"inline{token}n{index}x": value for index, value in enumerate(sorted(names))}
     # Our own letters and digits: nothing to escape, and autoescape must leave them whole.
     placeholders = {value: Markup(mark) for mark, value in marks.items()}  # noqa: S704
-    written = env.get_template(name).render(placeholders)
+    written = env.get_template(name).render({**placeholders, **fixed})
     html = inliner.inline(written)
     if not marks:
         return InlinedTemplate((html,), ())
@@ -94,9 +107,17 @@ def _plain_names(env: Environment, name: str) -> set[str] | None:
         for node, within in _walk(env.parse(source), None):
             if isinstance(node, nodes.Extends) and isinstance(node.template, nodes.Const):
                 parent = str(node.template.value)
-            elif isinstance(node, nodes.Name) and isinstance(within, nodes.Output):
+            elif isinstance(node, nodes.Name) and isinstance(within, nodes.Output | nodes.Keyword):
                 names.add(node.name)
-            elif not isinstance(node, _STRUCTURE):
+            elif isinstance(node, nodes.Name) and isinstance(within, nodes.Call):
+                if within.node is not node or node.name not in _GETTEXT:
+                    return None
+            elif isinstance(node, nodes.Call):
+                if node.args and not all(isinstance(arg, nodes.Const) for arg in node.args):
+                    return None
+                if node.dyn_args is not None or node.dyn_kwargs is not None:
+                    return None
+            elif not isinstance(node, _STRUCTURE + _TRANSLATION):
                 return None
         current = parent
     return names

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared import links
+from shared import i18n, links
 from shared.jobs import (
     AccountDeleted,
     AdminAlert,
@@ -57,6 +57,7 @@ class OutboxEmail:
     last_error: str | None
     created_at: datetime
     suppressed: str | None = None  # why the recipient is on the suppression list, if it is
+    locale: str | None = None  # the language of the request that caused it
 
     @classmethod
     def from_row(cls, row: Any) -> OutboxEmail:
@@ -69,6 +70,7 @@ class OutboxEmail:
             last_error=row.last_error,
             created_at=row.created_at,
             suppressed=row.suppressed,
+            locale=row.locale,
         )
 
 
@@ -78,10 +80,8 @@ class Skip:
 
 
 def _hours(seconds: int) -> str:
-    hours = seconds / 3600
-    if hours >= 1 and hours.is_integer():
-        return f"{int(hours)} hour" + ("s" if hours != 1 else "")
-    return f"{seconds // 60} minutes"
+    """How long a link works, in the recipient's language ("30 minutes", "24 hours")."""
+    return i18n.format_duration(seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +103,9 @@ class Account:
     login_code_generation: int | None = None
     login_code_salt: str | None = None
     login_code_created_at: datetime | None = None
+    # What the account speaks and where it is (None: never chosen).
+    language: str | None = None
+    time_zone: str | None = None
 
 
 UserLookup = Callable[[int], Awaitable[Account | None]]
@@ -227,16 +230,22 @@ def _about_account(
         case NewDevice(session_version=version):
             return {
                 **not_me(version),
-                "when": context.signed_in_at.replace("T", " ")[:16] + " UTC",
+                "when": i18n.format_datetime(datetime.fromisoformat(context.signed_in_at)),
                 "device": context.device,
                 "client_address": context.client_address,
             }
         case EmailChangeRequested(session_version=version, new_email=new, session=by):
             return {**not_me(version, by), "new_email": new}
         case TwoFactorChanged(session_version=version, change=change, session=by):
-            return {**not_me(version, by), "change": change}
+            return {**not_me(version, by), "change": i18n.gettext(change)}
         case IdentityLinked(session_version=version, provider_name=name, session=by):
             address = context.identity_email  # (``email`` is the outbox row)
-            label = f"{name} account ({address})" if address else f"{name} account"
+            if address:
+                label = i18n.gettext("%(name)s account (%(address)s)") % {
+                    "name": name,
+                    "address": address,
+                }
+            else:
+                label = i18n.gettext("%(name)s account") % {"name": name}
             return {**not_me(version, by), "provider_name": name, "identity_label": label}
     raise LookupError(f"no preparation for {type(context).__name__}")

@@ -52,6 +52,7 @@ _RETURNED = (
     EMAILS.c.attempts,
     EMAILS.c.last_error,
     EMAILS.c.created_at,
+    EMAILS.c.locale,
 )
 _MARK_SENT = (
     update(EMAILS)

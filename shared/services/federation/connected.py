@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 
 from shared import passwords
+from shared.i18n import N_
 from shared.models import FederatedIdentity, Passkey
 from shared.services import events, proof
 from shared.services.context import ServiceContext
@@ -58,8 +59,10 @@ async def unlink(ctx: ServiceContext, user_id: int, identity_id: int, offered: p
         )
         if len(identities) == 1 and not passwords.is_usable(user.password_hash) and not keys:
             raise NotApplicable(
-                "This is the only way to sign in to your account: set a password or add a "
-                "passkey first."
+                N_(
+                    "This is the only way to sign in to your account: set a password or add a "
+                    "passkey first."
+                )
             )
         await session.execute(delete(FederatedIdentity).where(FederatedIdentity.id == identity_id))
         await events.record(session, events.Kind.IDENTITY_UNLINKED, user_id,

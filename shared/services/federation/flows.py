@@ -29,9 +29,10 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared import passwords
+from shared import i18n, passwords
 from shared.assurance import Method
 from shared.federation import Provider
+from shared.i18n import N_
 from shared.jobs import IdentityLinked
 from shared.models import FederatedIdentity, SignInSession
 from shared.outbox import email_user
@@ -55,7 +56,7 @@ class Refused(Exception):
 
     def __init__(self, message: str, reason: str = "", *, status: int = 400) -> None:
         super().__init__(reason or message)
-        self.message, self.status = message, status
+        self.message, self.status = i18n.gettext(message), status
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,16 +118,17 @@ async def take_flow(ctx: ServiceContext, state: str, browser: str | None) -> Flo
     """The flow ``state`` names, taken (a second use finds nothing), if this browser
     started it."""
     if not state or len(state) > 128:
-        raise Refused("This sign-in link is not valid. Start again.", "no or malformed state")
+        raise Refused(N_("This sign-in link is not valid. Start again."), "no or malformed state")
     raw = await ctx.redis.getdel(_state_key(ctx, state))
     if raw is None:
         raise Refused(
-            "This sign-in took too long, or was already used. Start again.", "unknown state"
+            N_("This sign-in took too long, or was already used. Start again."), "unknown state"
         )
     flow = Flow(**json.loads(raw))
     if browser is None or not secrets.compare_digest(flow.browser, _digest(browser)):
         raise Refused(
-            "This sign-in was started in another browser. Start again here.", "browser mismatch"
+            N_("This sign-in was started in another browser. Start again here."),
+            "browser mismatch",
         )
     return flow
 
@@ -183,16 +185,26 @@ async def finish(
     """The provider's answer for ``flow``: checked, exchanged, verified, then arrived."""
     if error:
         if error == "access_denied":
-            raise Refused(f"You cancelled signing in with {provider.name}.", error)
-        raise Refused(f"{provider.name} did not sign you in. Try again later.", error[:60])
+            raise Refused(
+                i18n.gettext("You cancelled signing in with %(name)s.") % {"name": provider.name},
+                error,
+            )
+        raise Refused(
+            i18n.gettext("%(name)s did not sign you in. Try again later.")
+            % {"name": provider.name},
+            error[:60],
+        )
     meta = await client.metadata(ctx, provider)
     # RFC 9207: an answer must come from the provider this flow went to (mix-up attacks).
     if iss is not None and iss != provider.issuer:
-        raise Refused("This answer came from another provider. Start again.", f"iss {iss!r}")
+        raise Refused(N_("This answer came from another provider. Start again."), f"iss {iss!r}")
     if iss is None and meta.iss_parameter_supported:
-        raise Refused("This answer did not say which provider sent it. Start again.", "no iss")
+        raise Refused(N_("This answer did not say which provider sent it. Start again."), "no iss")
     if not code or len(code) > 2048:
-        raise Refused(f"{provider.name} sent no sign-in code. Start again.", "no code")
+        raise Refused(
+            i18n.gettext("%(name)s sent no sign-in code. Start again.") % {"name": provider.name},
+            "no code",
+        )
     tokens = await client.exchange(
         ctx, provider, meta, code=code, redirect_uri=redirect_uri(ctx, provider),
         verifier=flow.verifier,
@@ -227,10 +239,11 @@ async def arrive(
         )
         if flow.intent == "link":
             if flow.user_id is None or current_user != flow.user_id:
-                raise Refused("Sign in again, then connect the account.", "link: not the asker")
+                raise Refused(N_("Sign in again, then connect the account."), "link: not the asker")
             if linked is not None and linked.user_id != flow.user_id:
                 raise Refused(
-                    f"That {provider.name} account is connected to another account here.",
+                    i18n.gettext("That %(name)s account is connected to another account here.")
+                    % {"name": provider.name},
                     "link: taken",
                 )
             if linked is None:
@@ -250,8 +263,11 @@ async def arrive(
     if who.email and who.email_verified:
         return Arrived(needs_username=pending, next_url=flow.next_url)
     raise Refused(
-        f"Your {provider.name} account has no verified email address. Verify it there, or "
-        "sign up here with your address.",
+        i18n.gettext(
+            "Your %(name)s account has no verified email address. Verify it there, or sign up "
+            "here with your address."
+        )
+        % {"name": provider.name},
         "unverified email",
     )
 
@@ -265,7 +281,7 @@ async def sign_up(
     address has an account by now (sign in to it and connect instead)."""
     provider = provider_named(ctx, pending.provider)
     if provider is None or not pending.email or not pending.email_verified:
-        raise NotApplicable("This sign-up has expired. Start again.")
+        raise NotApplicable(N_("This sign-up has expired. Start again."))
     try:
         username = check_username(normalize_username(username))
     except ValueError as error:
@@ -281,7 +297,7 @@ async def sign_up(
         user_id = await users.create(session, username, pending.email, unusable,
                                      confirm_generation=0)  # fmt: skip
         if user_id is None:
-            raise NotApplicable("This address has an account now: sign in to it to connect.")
+            raise NotApplicable(N_("This address has an account now: sign in to it to connect."))
         user = await users.by_id(session, user_id, lock=True)
         assert user is not None
         user.confirmed_at = datetime.now(UTC)
@@ -300,7 +316,7 @@ async def link(ctx: ServiceContext, pending: Pending, *, user_id: int, sign_in: 
     ``sign_in``. The provider's name, for the page."""
     provider = provider_named(ctx, pending.provider)
     if provider is None:
-        raise NotApplicable("That provider is not configured here any more.")
+        raise NotApplicable(N_("That provider is not configured here any more."))
     async with ctx.unit_of_work() as session:
         within = ctx.settings.REAUTHENTICATION_TIMEOUT
         if not await sessions.recently_authenticated(session, sign_in, user_id, within=within):
@@ -312,7 +328,10 @@ async def link(ctx: ServiceContext, pending: Pending, *, user_id: int, sign_in: 
             )
         )
         if linked is not None and linked.user_id != user_id:
-            raise NotApplicable(f"That {provider.name} account is connected to another account.")
+            raise NotApplicable(
+                i18n.gettext("That %(name)s account is connected to another account.")
+                % {"name": provider.name}
+            )
         if linked is None:
             by = await session.scalar(
                 select(SignInSession.public_id).where(SignInSession.id == sign_in)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.i18n import N_
 from shared.models import Client
 from shared.services import sessions
 from shared.services.context import ServiceContext
@@ -58,18 +59,20 @@ async def judge(ctx: ServiceContext, values: Mapping[str, str]) -> Leaving:
             hint = await signed.verify(ctx, values["id_token_hint"], typ="jwt", expired_ok=True)
         except signed.NotOurs as error:
             raise BadLogout(
-                "The sign-out link carries a token this service did not issue."
+                N_("The sign-out link carries a token this service did not issue.")
             ) from error
     client_id = values.get("client_id") or (str(hint["aud"]) if hint and "aud" in hint else "")
     if hint is not None and hint.get("aud") != client_id:
-        raise BadLogout("The sign-out link's token is for another application.")
+        raise BadLogout(N_("The sign-out link's token is for another application."))
     client = await clients.by_id(ctx, client_id) if client_id else None
     if client_id and client is None:
-        raise BadLogout("The application asking to sign you out is not registered here.")
+        raise BadLogout(N_("The application asking to sign you out is not registered here."))
     target = values.get("post_logout_redirect_uri") or None
     if target is not None and (client is None or target not in client.post_logout_redirect_uris):
-        raise BadLogout("The application asked to come back to an address it has not registered.")
+        raise BadLogout(
+            N_("The application asked to come back to an address it has not registered.")
+        )
     state = values.get("state") or None
     if state is not None and len(state) > STATE_MAX:
-        raise BadLogout("The sign-out link is malformed (its state is too long).")
+        raise BadLogout(N_("The sign-out link is malformed (its state is too long)."))
     return Leaving(client=client, hint=hint, target=target, state=state)

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from shared.i18n import N_
 from shared.models import Client
 
 PROMPTS = frozenset({"none", "login", "consent"})
@@ -84,12 +85,12 @@ def judge(query: Mapping[str, str], client: Client | None) -> AuthorizationReque
     """The request, or a raised :class:`Unredirectable` or :class:`Refusal`. ``client`` is
     the one ``client_id`` names (None when it names none)."""
     if client is None:
-        raise Unredirectable("This application is not registered here.")
+        raise Unredirectable(N_("This application is not registered here."))
     redirect_uri = query.get("redirect_uri", "")
     if redirect_uri not in client.redirect_uris:
         # Exactly one of its own, character for character (RFC 9700 §4.1.3).
         raise Unredirectable(
-            "This application asked to come back to an address it has not registered."
+            N_("This application asked to come back to an address it has not registered.")
         )
     state = query.get("state") or None
 
