@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,6 +38,7 @@ KEYWORDS = {
     "L_": None,
     "lazy_gettext": None,
     "flash": None,
+    "N_plural": (1, 2),
 }
 DIRECTORIES = ("shared", "web", "worker")
 
@@ -128,6 +130,42 @@ def _id(message: Message) -> str:
     return str(message.id[0] if isinstance(message.id, tuple | list) else message.id)[:70]
 
 
+# Pseudo-localisation: every letter of a message swapped for an accented look-alike and the
+# whole bracketed, placeholders and markup kept. A page or email rendered in it shows at a
+# glance (and to a test, by its plain ASCII letters) any text that skipped the catalogs.
+PSEUDO = "en-XA"
+_LOOK_ALIKES = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    "åƀçðéƒĝĥîĵķļɱñöþǫŕšţûṽŵẋýžÅƁÇÐÉƑĜĤÎĴĶĻṀÑÖÞǪŔŠŢÛṼŴẊÝŽ",
+)
+_KEEP = re.compile(r"(%\([a-z_]+\)[sd]|%[sd]|<[^>]+>|&[a-z]+;|https?://\S+|/[a-z0-9/_.-]+)")
+
+
+def pseudo_text(message: str) -> str:
+    parts = _KEEP.split(message)
+    return (
+        "⟦"
+        + "".join(part if _KEEP.fullmatch(part) else part.translate(_LOOK_ALIKES) for part in parts)
+        + "⟧"
+    )
+
+
+def write_pseudo(template: Catalog, directory: Path) -> Path:
+    """The pseudo-locale's catalog under ``directory`` (a test's LOCALES_DIR)."""
+    catalog = Catalog(locale=Locale.parse("en"), project="accounts", charset="utf-8")
+    for message in template:
+        if not message.id:
+            continue
+        if isinstance(message.id, tuple | list):
+            string: str | tuple[str, ...] = tuple(pseudo_text(form) for form in message.id)
+        else:
+            string = pseudo_text(message.id)
+        catalog.add(message.id, string, context=message.context)
+    path = directory / PSEUDO.replace("-", "_") / "LC_MESSAGES" / "messages.po"
+    _write(catalog, path)
+    return path
+
+
 def check(template: Catalog) -> int:
     """0 when every catalog has exactly the template's messages, each translated."""
     wanted = {(message.id if isinstance(message.id, str) else message.id[0], message.context)
@@ -150,12 +188,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check; exit 1 if behind")
     parser.add_argument("--init", metavar="LANG", help="start a catalog for a new language")
+    parser.add_argument("--pseudo", metavar="DIR", help=f"write the {PSEUDO} pseudo-locale to DIR")
     args = parser.parse_args()
     template = extract()
     if args.check:
         return check(template)
     if args.init:
         init(args.init, template)
+        return 0
+    if args.pseudo:
+        print(write_pseudo(template, Path(args.pseudo)))
         return 0
     update(template)
     return 0

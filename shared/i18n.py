@@ -57,6 +57,12 @@ def N_(message: str) -> str:
     return message
 
 
+def N_plural(singular: str, plural: str) -> tuple[str, str]:
+    """Mark a singular and plural pair for the catalogs (one entry with plural forms); pass
+    both to :func:`ngettext` where it is shown."""
+    return singular, plural
+
+
 def configure(directory: Path | None) -> None:
     """Where the catalogs are (a test's pseudo-locale lives in a directory of its own)."""
     global _directory

@@ -20,6 +20,7 @@ from shared.heap import freeze_startup_objects
 from shared.outages import is_unavailable
 from shared.services import events
 from shared.services.context import ServiceContext
+from shared.services.passkeys import SITE_NAME
 from shared.settings import Settings, load_settings
 from web import ratelimit
 from web.access_log import AccessLog
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     add_security_headers(app, settings)
     i18n.configure(Path(settings.LOCALES_DIR) if settings.LOCALES_DIR else None)
     install_languages(app)
+    app.jinja_env.globals["site_name"] = SITE_NAME  # a name, in every language the same
     app.jinja_env.globals["blank_form"] = blank_form
     app.jinja_env.filters["breakable"] = breakable
     app.jinja_env.globals["methods_in_words"] = assurance.in_words

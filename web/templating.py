@@ -66,6 +66,8 @@ async def _render(app: Quart, template: Template, context: dict[str, Any]) -> st
 
 def breakable(address: str) -> Markup:
     """An email address that may wrap after its "@" and its dots, and nowhere else (on a
-    phone, a long address otherwise breaks mid-word, or spills out of its card)."""
-    escaped = str(escape(address))
-    return Markup(escaped.replace("@", "@<wbr>").replace(".", ".<wbr>"))  # noqa: S704 (escaped)
+    phone, a long address otherwise breaks mid-word, or spills out of its card), isolated
+    from the text around it (<bdi>), so that in a right-to-left page it still reads left to
+    right, its dots where they belong."""
+    escaped = str(escape(address)).replace("@", "@<wbr>").replace(".", ".<wbr>")
+    return Markup(f"<bdi>{escaped}</bdi>")  # noqa: S704 (escaped)

@@ -356,13 +356,13 @@ async def activity(ctx: ServiceContext, user_id: int, page: int = 1) -> Activity
 
 
 COUNTED_WORDS: dict[str, tuple[str, str]] = {
-    Kind.LOGIN_FAILED.value: (
-        N_("%(num)d failed sign-in from %(where)s, the last %(when)s"),
-        N_("%(num)d failed sign-ins from %(where)s, the last %(when)s"),
+    Kind.LOGIN_FAILED.value: i18n.N_plural(
+        "%(num)d failed sign-in from %(where)s, the last %(when)s",
+        "%(num)d failed sign-ins from %(where)s, the last %(when)s",
     ),
-    Kind.LOCKED.value: (
-        N_("%(num)d sign-in attempt held back from %(where)s, the last %(when)s"),
-        N_("%(num)d sign-in attempts held back from %(where)s, the last %(when)s"),
+    Kind.LOCKED.value: i18n.N_plural(
+        "%(num)d sign-in attempt held back from %(where)s, the last %(when)s",
+        "%(num)d sign-in attempts held back from %(where)s, the last %(when)s",
     ),
 }
 

@@ -18,6 +18,9 @@ CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 ALERT = re.compile(r'<div class="alert alert-(\w+)"[^>]*>\s*<span>(.*?)</span>', re.S)
 
 
+BREAKABLE = re.compile(r"<wbr>|</?bdi>")
+
+
 @dataclass
 class Page:
     status: int
@@ -63,8 +66,9 @@ class Browser:
             await asyncio.gather(*self.app.background_tasks, return_exceptions=True)
         return Page(
             status=response.status_code,
-            # <wbr> (where a long address may wrap) is no text: read the page as it reads.
-            text=(await response.get_data(as_text=True)).replace("<wbr>", ""),
+            # <wbr> (where a long address may wrap) and <bdi> (its direction kept) are no
+            # text: read the page as it reads.
+            text=BREAKABLE.sub("", await response.get_data(as_text=True)),
             location=response.headers.get("Location"),
             headers=response.headers,
         )

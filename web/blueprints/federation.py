@@ -310,5 +310,7 @@ async def unlink(identity_id: int) -> ResponseReturnValue:
     except NotApplicable as error:
         await flash(error.message, "warning")
         return redirect(url_for("federation.connected"))
-    await flash("Disconnected." if done else "That account was not connected any more.", "info")
+    await flash(
+        N_("Disconnected.") if done else N_("That account was not connected any more."), "info"
+    )
     return redirect(url_for("federation.connected"))

@@ -23,6 +23,7 @@ from shared.services.identity import authorize, clients, discovery, logout_reque
 from shared.services.identity import keys as signing_keys
 from shared.services.identity.requests import AuthorizationRequest, Refusal, Unredirectable, judge
 from shared.tokens import Purpose
+from web import locale
 from web.auth import current_sign_in, end_session
 from web.extensions import services
 from web.forms import ActionForm
@@ -116,6 +117,9 @@ async def authorize_endpoint() -> ResponseReturnValue:
         return await _unredirectable(error.message)
     except Refusal as refusal:
         return await _to_application(refusal.location(issuer))
+    # OpenID Connect Core §3.1.2.1: the application's preferred languages for the pages
+    # that follow (sign-in, consent), unless this browser chose one already.
+    locale.prefer(list(judged.ui_locales))
     if step.step is authorize.Step.CODE:
         assert step.code is not None
         return await _to_application(judged.answer(issuer, step.code))

@@ -79,6 +79,6 @@ async def revoke_others() -> ResponseReturnValue:
         "Signed out everywhere else (%(num)d session ended).",
         "Signed out everywhere else (%(num)d sessions ended).",
         ended,
-    )
-    await flash(said % {"num": ended}, "info")
+    ) % {"num": ended}
+    await flash(said, "info")
     return redirect(url_for("sessions.list_sessions"))

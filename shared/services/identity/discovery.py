@@ -39,7 +39,7 @@ def document(settings: Settings) -> dict[str, Any]:
         "claims_supported": list(CLAIMS),
         "acr_values_supported": list(ACR_VALUES),
         "prompt_values_supported": sorted(PROMPTS),
-        "ui_locales_supported": ["en"],
+        "ui_locales_supported": list(settings.LANGUAGES),
         "claims_parameter_supported": False,
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
