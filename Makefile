@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: help install run test test-fast lint format typecheck pytest migrate clean send-test-email bench compose-env
+.PHONY: help install run test test-fast lint format typecheck pytest migrate clean send-test-email bench compose-env messages
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,10 @@ format: install  ## apply ruff's formatting and safe fixes
 
 typecheck: install  ## mypy --strict over web, worker, shared, devstack
 	$(VENV)/mypy
+
+messages: install  ## extract every message and update the catalogs (shared/locales), then check them
+	$(VENV)/python scripts/messages.py
+	$(VENV)/python scripts/messages.py --check
 
 migrate: install  ## apply migrations to $$DATABASE_URL
 	$(VENV)/alembic upgrade head

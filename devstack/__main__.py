@@ -241,6 +241,10 @@ def _supervise(env: dict[str, str], base_url: str, watch: Watch) -> int:
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
+            # Their own process group: Ctrl-C in the terminal reaches this launcher only,
+            # which stops each of them once (SIGTERM), instead of each hearing SIGINT too
+            # and saying so twice.
+            start_new_session=True,
         )
         for name, command in commands.items()
     }
@@ -282,6 +286,7 @@ def _supervise(env: dict[str, str], base_url: str, watch: Watch) -> int:
             process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
+    log.info("stopped")
     return exit_code
 
 

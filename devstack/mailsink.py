@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiosmtpd.controller import Controller
 
@@ -97,10 +98,12 @@ class MailSink:
             path,
         )
         try:
-            for link in received.links:
-                log.info("  link: %s", link)
+            links = received.links
         except LookupError:
-            pass
+            links = []
+        for link in links:
+            if urlsplit(link).path.strip("/"):  # not the footer's bare site address
+                log.info("  link: %s", link)
 
 
 def start_sink(

@@ -25,15 +25,21 @@ class Link:
 
 
 CONFIRM_EMAIL = Link("/confirm/")
-RESET_PASSWORD = Link("/reset_password/")
+RESET_PASSWORD = Link("/reset-password/")
+# The path reset links had before the routes were named alike (hyphens, as every other):
+# links already in inboxes still work (web.blueprints.reset) and are still redacted.
+FORMER_RESET_PASSWORD = Link("/reset_password/")
 NOT_ME = Link("/account/not-me/")
 CHANGE_EMAIL = Link("/account/email/confirm/")
 LOGIN_CODE = Link("/login/code/")
-TOKEN_LINKS = (CONFIRM_EMAIL, RESET_PASSWORD, NOT_ME, CHANGE_EMAIL, LOGIN_CODE)
+TOKEN_LINKS = (
+    CONFIRM_EMAIL, RESET_PASSWORD, FORMER_RESET_PASSWORD, NOT_ME, CHANGE_EMAIL, LOGIN_CODE,
+)  # fmt: skip
 
 # Pages the emails point at without a token.
 LOGIN = "/login"
-REQUEST_RESET = "/reset_password"
+REQUEST_RESET = "/reset-password"
+FORMER_REQUEST_RESET = "/reset_password"
 RESEND_CONFIRMATION = "/confirm/resend"
 
 # Paths that are not a token although they follow a prefix above ("/confirm/resend", the

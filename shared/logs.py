@@ -36,6 +36,18 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class QuietCron(logging.Filter):
+    """arq logs every job's start and end at INFO: for the periodic sweeps (``cron:...``,
+    every few seconds whether or not there is anything to sweep) that was ten lines a minute
+    of nothing, scrolling away what matters. Their warnings and errors still show, and so
+    does every job a request caused."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO or not isinstance(record.args, tuple):
+            return True
+        return not any(isinstance(arg, str) and arg.startswith("cron:") for arg in record.args)
+
+
 def logging_config(level: str | None = None) -> dict[str, Any]:
     """The one logging set-up, as a ``dictConfig`` mapping: each process applies it, and
     ``python -m web`` hands it to uvicorn, whose server processes apply it when they start.
@@ -43,7 +55,7 @@ def logging_config(level: str | None = None) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"redact": {"()": RedactSecrets}},
+        "filters": {"redact": {"()": RedactSecrets}, "quiet_cron": {"()": QuietCron}},
         "formatters": {
             "line": {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"},
         },
@@ -61,8 +73,11 @@ def logging_config(level: str | None = None) -> dict[str, Any]:
         },
         # uvicorn's own loggers carry handlers of their own unless told to propagate.
         "loggers": {
-            name: {"handlers": [], "propagate": True}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            **{
+                name: {"handlers": [], "propagate": True}
+                for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            },
+            "arq.worker": {"filters": ["quiet_cron"]},
         },
     }
 

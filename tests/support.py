@@ -200,11 +200,11 @@ async def reset_requests(base_url: str, emails: list[str], clients: int) -> None
     async def browser(mine: list[str]) -> None:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
             for email in mine:
-                page = await client.get("/reset_password")
+                page = await client.get("/reset-password")
                 match = CSRF.search(page.text)
                 assert match, page.text[:200]
                 answer = await client.post(
-                    "/reset_password", data={"csrf_token": match.group(1), "email": email}
+                    "/reset-password", data={"csrf_token": match.group(1), "email": email}
                 )
                 assert answer.status_code == 302, answer.text[:200]
 

@@ -214,7 +214,7 @@ async def test_the_whole_journey(page: Page, stack: Stack, smtp: MailSink, scree
         lambda: any(m.message["Subject"] == "Reset your password" for m in smtp.messages),
         timeout=30,
     )
-    await page.goto(link_in(smtp, "alice@example.com", "Reset your password", "/reset_password/"))
+    await page.goto(link_in(smtp, "alice@example.com", "Reset your password", "/reset-password/"))
     await check(page, "reset-form")
     await page.get_by_label("Password", exact=True).fill(NEW_PASSWORD)
     await page.get_by_label("Repeat the password").fill(NEW_PASSWORD)
@@ -270,8 +270,8 @@ async def test_error_paths(page: Page, stack: Stack, smtp: MailSink, screens: Pa
     # An expired reset link.
     secret = stack.settings.SECRET_KEY.get_secret_value()
     old = Tokens(secret, clock=lambda: time.time() - 3600)
-    await page.goto(f"/reset_password/{old.dumps(Purpose.RESET_PASSWORD, {'uid': 1, 'gen': 1})}")
-    await expect(page).to_have_url(re.compile(r"/reset_password$"))
+    await page.goto(f"/reset-password/{old.dumps(Purpose.RESET_PASSWORD, {'uid': 1, 'gen': 1})}")
+    await expect(page).to_have_url(re.compile(r"/reset-password$"))
     assert await flash(page, "warning") == RESET_LINK_DEAD
     await check(page, "expired-link")
 

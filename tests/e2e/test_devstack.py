@@ -93,7 +93,8 @@ async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path
         assert second.returncode == 1
         assert (
             second.stderr.strip()
-            == f"devstack: already running at {base} (stop it with Ctrl-C there)"
+            == f"devstack: already running at http://localhost:{env['PORT']} (stop it with "
+            "Ctrl-C there)"
         )
 
         mail_dir = tmp_path / "var" / "mail"
@@ -114,6 +115,13 @@ async def test_run_command_serves_and_delivers_then_stops_cleanly(tmp_path: Path
     assert code == 0, output
     assert "Traceback" not in output
     assert "stopping web, worker and the bounce receiver" in output
+    assert output.rstrip().endswith("stopped"), output[-500:]
+    # A quiet terminal: the periodic sweeps say nothing, the test message's only link (the
+    # footer's site address) is not printed, and the stack is served on localhost (browsers
+    # refuse passkeys on an IP address).
+    assert "cron:" not in output
+    assert "  link: " not in output
+    assert f"ready: open http://localhost:{env['PORT']}" in output
     assert not (tmp_path / "var" / "devstack.env").exists()
 
 

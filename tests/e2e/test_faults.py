@@ -96,7 +96,7 @@ async def test_requests_succeed_while_redis_is_down_and_mail_follows_when_it_is_
             pages = [
                 await Browser(app).register("bob", "bob@example.com", confirmed=False),
                 await Browser(app).register("carol", "carol@example.com", confirmed=False),
-                await Browser(app).submit("/reset_password", {"email": "alice@example.com"}),
+                await Browser(app).submit("/reset-password", {"email": "alice@example.com"}),
             ]
             assert [(p.status, p.location) for p in pages] == [(302, "/login")] * 3
             assert await count_status(sessionmaker) == {"sent": 1, "pending": 3}

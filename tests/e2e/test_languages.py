@@ -35,7 +35,7 @@ LANGUAGES = [*i18n.SHIPPED, PSEUDO]
 ZONES = {"de": "Europe/Berlin", "fr": "Europe/Paris", "es": "Europe/Madrid",
          "pl": "Europe/Warsaw", "ar": "Asia/Riyadh"}  # fmt: skip
 PAGES = [
-    "/", "/login", "/register", "/reset_password", "/login/code",
+    "/", "/login", "/register", "/reset-password", "/login/code",
     "/account", "/account/preferences", "/account/sessions", "/account/apps",
     "/account/connected", "/account/activity", "/account/passkeys", "/account/two-factor",
     "/account/email", "/account/password", "/account/delete",
@@ -43,7 +43,7 @@ PAGES = [
 # Names, not words: the site's own (in the title), and the zone the pseudo-locale's browser is
 # in, which a sentence names ("Times are shown in UTC").
 DATA = ("Accounts", "UTC")
-SIGNED_OUT = {"/login", "/register", "/reset_password", "/login/code"}
+SIGNED_OUT = {"/login", "/register", "/reset-password", "/login/code"}
 # What the pseudo-locale check reads: the visible text (data marked translate="no", dates
 # and other CLDR values taken out) and the words only assistive technology or a hover shows.
 WORDS_ON_PAGE = """() => {

@@ -30,7 +30,7 @@ def link(smtp: MailSink, subject: str) -> str:
     (found,) = [
         url
         for url in message.links
-        if ("/confirm/" in url or "/reset_password/" in url or "/not-me/" in url)
+        if ("/confirm/" in url or "/reset-password/" in url or "/not-me/" in url)
         and not url.endswith("/resend")  # the confirmation email's "ask for a new one"
     ]
     return found
@@ -75,7 +75,7 @@ async def test_logs_never_carry_passwords_tokens_or_links(
             secrets.append(link(smtp, "Your password was changed"))
             await client.post("/logout", data={})  # refused (no CSRF): logged as a 400
             client.cookies.clear()
-            await submit(client, "/reset_password", {"email": "alice@example.com"})
+            await submit(client, "/reset-password", {"email": "alice@example.com"})
             await wait_for(lambda: len(smtp.messages) == 3, timeout=30)
             reset = link(smtp, "Reset your password")
             secrets.append(reset)
@@ -96,7 +96,7 @@ async def test_logs_never_carry_passwords_tokens_or_links(
 
     tokens = [url.rsplit("/", 1)[1] for url in secrets if url.startswith("http")]
     logs = {path.name: path.read_text() for path in tmp_path.glob("*.log")}
-    assert "POST /reset_password/[redacted]" in logs["web.log"]  # the requests were logged
+    assert "POST /reset-password/[redacted]" in logs["web.log"]  # the requests were logged
     for name, text in logs.items():
         for secret in [*secrets, *tokens]:
             assert secret not in text, f"{name} contains {secret[:12]}..."

@@ -203,19 +203,19 @@ async def test_a_flood_cannot_run_answers_ahead_of_the_writes_they_defer(
     )
     try:
         async with httpx.AsyncClient(base_url=web.base_url, timeout=30) as client:
-            token = CSRF.search((await client.get("/reset_password")).text)
+            token = CSRF.search((await client.get("/reset-password")).text)
             assert token is not None
 
             async def reset(email: str) -> int:
                 form = {"csrf_token": token.group(1), "email": email}
-                return (await client.post("/reset_password", data=form)).status_code
+                return (await client.post("/reset-password", data=form)).status_code
 
             async with sessionmaker() as blocker, blocker.begin():
                 await blocker.execute(select(User.id).with_for_update())
                 posts = [asyncio.create_task(reset(email)) for email in emails]
                 await asyncio.sleep(2)
                 assert sum(post.done() for post in posts) == 4
-                assert (await client.get("/reset_password")).status_code == 200
+                assert (await client.get("/reset-password")).status_code == 200
             assert await asyncio.gather(*posts) == [302] * len(emails)
     finally:
         web.stop()

@@ -104,7 +104,7 @@ async def test_registered_email_gets_same_answer_and_a_notice_instead(
     assert notice.envelope_to == ["alice@example.com"]
     text = notice.part("text/plain")
     assert "http://localhost:8000/login" in text
-    assert "http://localhost:8000/reset_password" in text
+    assert "http://localhost:8000/reset-password" in text
 
     # Repeated attempts do not flood the owner's inbox.
     await stranger.register(username="mallory2", email="alice@example.com", confirmed=False)

@@ -150,7 +150,7 @@ async def test_password_reset_through_the_api(
     assert known.status_code == unknown.status_code == 202
     assert await known.get_json() == await unknown.get_json()
     await run_worker()
-    token = link_token(smtp, "Reset your password", "/reset_password/")
+    token = link_token(smtp, "Reset your password", "/reset-password/")
 
     await assert_problem(
         await api.post(f"{API}/password-reset/confirm", json={"token": token, "password": "alice"}),

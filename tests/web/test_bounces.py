@@ -79,7 +79,7 @@ async def test_a_bounced_address_gets_nothing_and_its_owner_sees_why(
     await bounce(browser, confirmation)
 
     # A reset request answers as always, and sends nothing.
-    await browser.submit("/reset_password", {"email": ALICE})
+    await browser.submit("/reset-password", {"email": ALICE})
     await run_worker()
     assert len(smtp.messages) == 1
     (reset,) = await outbox(sessionmaker, "reset")

@@ -36,5 +36,5 @@ async def test_one_signer_per_key_set(app: Quart) -> None:
 async def test_a_forged_session_cookie_is_an_empty_session(app: Quart) -> None:
     client = app.test_client()
     client.set_cookie("127.0.0.1", "session", "eyJjc3JmIjoieCJ9.forged.signature")
-    response = await client.get("/reset_password")
+    response = await client.get("/reset-password")
     assert response.status_code == 200

@@ -14,13 +14,13 @@ REQUESTED = (
 
 
 async def test_a_form_posted_again_flashes_its_message_once(browser: Browser) -> None:
-    form = await browser.get("/reset_password")
+    form = await browser.get("/reset-password")
     data = {"csrf_token": form.csrf_token, "email": "nobody@example.com"}
-    first = await browser.post("/reset_password", data)
+    first = await browser.post("/reset-password", data)
     assert first.status == 302
     assert "session" in first.headers.get("Set-Cookie", "")  # the message is stored
     for _ in range(5):  # a double click, a retry, a script that ignores the redirect
-        again = await browser.post("/reset_password", data)
+        again = await browser.post("/reset-password", data)
         assert again.status == 302
         assert "session=" not in again.headers.get("Set-Cookie", "")  # nothing new to store
     page = await browser.get("/login")

@@ -123,7 +123,7 @@ async def test_a_reset_email_overtakes_a_backlog_of_confirmations(
             await Browser(app).register()
             for n in range(30):  # the flood: confirmations queued first
                 await Browser(app).register(f"flood{n}", f"flood{n}@example.com", confirmed=False)
-            await Browser(app).submit("/reset_password", {"email": "alice@example.com"})
+            await Browser(app).submit("/reset-password", {"email": "alice@example.com"})
             await run_burst_worker(settings, max_jobs=1)  # one at a time: order shows
         finally:
             RUNNING_APPS.remove(app)

@@ -248,12 +248,12 @@ async def test_bad_reset_tokens_get_the_same_friendly_refusal(
     )
     for method in ("get", "post"):
         if method == "get":
-            page = await browser.get(f"/reset_password/{token}", follow=True)
+            page = await browser.get(f"/reset-password/{token}", follow=True)
         else:
             page = await browser.submit(
-                f"/reset_password/{token}",
+                f"/reset-password/{token}",
                 {"password": "new password 123", "confirm_password": "new password 123"},
-                form_page="/reset_password",
+                form_page="/reset-password",
                 follow=True,
             )
         assert page.status == 200
@@ -266,7 +266,7 @@ async def test_bad_reset_tokens_get_the_same_friendly_refusal(
 FORMS = {
     "/register": ["username", "email", "password", "confirm_password"],
     "/login": ["email", "password", "remember"],
-    "/reset_password": ["email"],
+    "/reset-password": ["email"],
 }
 text = st.one_of(
     st.text(max_size=300),
@@ -422,12 +422,12 @@ async def test_reset_request_takes_the_same_time_for_known_and_unknown_emails(
 
 async def _compare_reset_timings(app: Quart) -> None:
     client = Browser(app)
-    token = (await client.get("/reset_password")).csrf_token
+    token = (await client.get("/reset-password")).csrf_token
 
     def asking(email: str) -> Any:
         async def run() -> None:
             response = await client.client.post(
-                "/reset_password", form={"csrf_token": token, "email": email}
+                "/reset-password", form={"csrf_token": token, "email": email}
             )
             assert response.status_code == 302
 

@@ -192,7 +192,7 @@ async def test_this_wasnt_me_turns_off_two_factor_that_a_disowned_sign_in_turned
     # The owner resets the password from the email and signs in with no code to ask for.
     await run_worker()
     message = [m for m in smtp.messages if m.message["Subject"] == "Reset your password"][-1]
-    (link,) = [link for link in message.links if "/reset_password/" in link]
+    (link,) = [link for link in message.links if "/reset-password/" in link]
     token = link.rsplit("/", 1)[1]
     reset = {"token": token, "password": "the owner's new secret 7"}
     assert (

@@ -54,7 +54,7 @@ def last_link(smtp: MailSink, part: str, subject: str) -> str:
 
 
 async def request_reset(browser: Browser, email: str = "alice@example.com") -> Any:
-    return await browser.submit("/reset_password", {"email": email})
+    return await browser.submit("/reset-password", {"email": email})
 
 
 async def test_reset_by_email_then_log_in_with_the_new_password(
@@ -67,7 +67,7 @@ async def test_reset_by_email_then_log_in_with_the_new_password(
     (message,) = smtp.messages
     assert message.message["Subject"] == "Reset your password"
     assert "30 minutes" in message.part("text/plain")
-    link = last_link(smtp, "/reset_password/", "Reset your password")
+    link = last_link(smtp, "/reset-password/", "Reset your password")
 
     form = await alice.get(link)
     assert form.status == 200
@@ -111,12 +111,12 @@ async def test_expired_link_is_refused(
         assert user is not None
     payload = reset_payload(user, secret)
     late = Tokens(secret, clock=lambda: time.time() - settings.RESET_TOKEN_MAX_AGE - 1)
-    page = await alice.get(f"/reset_password/{late.dumps(Purpose.RESET_PASSWORD, payload)}")
-    assert (page.status, page.location) == (302, "/reset_password")
-    assert ("warning", INVALID) in (await alice.get("/reset_password")).flashes
+    page = await alice.get(f"/reset-password/{late.dumps(Purpose.RESET_PASSWORD, payload)}")
+    assert (page.status, page.location) == (302, "/reset-password")
+    assert ("warning", INVALID) in (await alice.get("/reset-password")).flashes
 
     in_time = Tokens(secret, clock=lambda: time.time() - settings.RESET_TOKEN_MAX_AGE + 30)
-    page = await alice.get(f"/reset_password/{in_time.dumps(Purpose.RESET_PASSWORD, payload)}")
+    page = await alice.get(f"/reset-password/{in_time.dumps(Purpose.RESET_PASSWORD, payload)}")
     assert page.status == 200
 
 
@@ -131,8 +131,8 @@ async def test_a_confirmation_token_is_not_a_reset_token(
         Purpose.CONFIRM_EMAIL,
         reset_payload(user, secret),
     )
-    page = await alice.get(f"/reset_password/{token}")
-    assert (page.status, page.location) == (302, "/reset_password")
+    page = await alice.get(f"/reset-password/{token}")
+    assert (page.status, page.location) == (302, "/reset-password")
 
 
 async def test_latest_link_wins_and_the_worker_skips_stale_ones(
@@ -140,7 +140,7 @@ async def test_latest_link_wins_and_the_worker_skips_stale_ones(
 ) -> None:
     await request_reset(alice)
     await run_worker()
-    first = last_link(smtp, "/reset_password/", "Reset your password")
+    first = last_link(smtp, "/reset-password/", "Reset your password")
     await request_reset(alice)
     await request_reset(alice)  # queued behind the second: superseded before it is sent
     async with sessionmaker() as session, session.begin():
@@ -174,7 +174,7 @@ async def test_reset_ends_every_existing_session(
     other = Browser(app)
     await request_reset(other)
     await run_worker()
-    link = last_link(smtp, "/reset_password/", "Reset your password")
+    link = last_link(smtp, "/reset-password/", "Reset your password")
     await other.submit(link, {"password": NEW, "confirm_password": NEW})
 
     page = await alice.get("/account")
@@ -186,9 +186,9 @@ async def test_simultaneous_reset_requests_each_issue_a_newer_link(
 ) -> None:
     # "Latest link wins" holds only if two requests never hand out the same generation.
     browsers = [Browser(app) for _ in range(3)]  # 3: the default hourly budget per account
-    tokens = [(await b.get("/reset_password")).csrf_token for b in browsers]
+    tokens = [(await b.get("/reset-password")).csrf_token for b in browsers]
     pages = await asyncio.gather(*(
-        b.post("/reset_password", {"csrf_token": t, "email": "alice@example.com"})
+        b.post("/reset-password", {"csrf_token": t, "email": "alice@example.com"})
         for b, t in zip(browsers, tokens, strict=True)
     ))  # fmt: skip
     assert [page.status for page in pages] == [302, 302, 302]
@@ -206,7 +206,7 @@ async def test_two_simultaneous_uses_of_one_link_one_wins(
 ) -> None:
     await request_reset(alice)
     await run_worker()
-    link = last_link(smtp, "/reset_password/", "Reset your password")
+    link = last_link(smtp, "/reset-password/", "Reset your password")
     first, second = Browser(app), Browser(app)
     forms = [await first.get(link), await second.get(link)]
     pages = await asyncio.gather(
@@ -222,7 +222,7 @@ async def test_two_simultaneous_uses_of_one_link_one_wins(
             },
         ),
     )
-    assert sorted(page.location or "" for page in pages) == ["/login", "/reset_password"]
+    assert sorted(page.location or "" for page in pages) == ["/login", "/reset-password"]
     async with sessionmaker() as session:
         changed = await session.scalar(
             select(Email.id).where(Email.kind == "password_changed").limit(2)
@@ -233,7 +233,7 @@ async def test_two_simultaneous_uses_of_one_link_one_wins(
 async def test_reset_password_validation(alice: Browser, smtp: MailSink, run_worker: Any) -> None:
     await request_reset(alice)
     await run_worker()
-    link = last_link(smtp, "/reset_password/", "Reset your password")
+    link = last_link(smtp, "/reset-password/", "Reset your password")
     page = await alice.submit(link, {"password": NEW, "confirm_password": "different"})
     assert "The two passwords are not the same." in page.text
     page = await alice.submit(link, {"password": "short", "confirm_password": "short"})
@@ -246,7 +246,7 @@ async def test_reset_password_validation(alice: Browser, smtp: MailSink, run_wor
 
 async def test_logged_in_users_are_sent_home(alice: Browser) -> None:
     await alice.login()
-    assert (await alice.get("/reset_password")).location == "/"
+    assert (await alice.get("/reset-password")).location == "/"
 
 
 # --- changing a password -------------------------------------------------------------------------
@@ -292,7 +292,7 @@ async def test_change_password_keeps_this_session_and_ends_the_others(
         after = (await session.scalar(select(User))).session_version  # type: ignore[union-attr]
     assert after == before + 1
     await run_worker()
-    assert last_link(smtp, "/reset_password/", "Reset your password")
+    assert last_link(smtp, "/reset-password/", "Reset your password")
     # The link was for that one change: used once, it is spent.
     page = await alice.submit(not_me, {}, follow=True)
     assert ("warning", NOT_ME_LINK_DEAD) in page.flashes
@@ -323,22 +323,22 @@ async def test_reset_emails_per_account_are_limited(
 async def test_posts_per_client_address_are_limited_and_recover(
     browser: Browser, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    token = (await browser.get("/reset_password")).csrf_token
+    token = (await browser.get("/reset-password")).csrf_token
     data = {"csrf_token": token, "email": "nobody@example.com"}
     for _ in range(settings.POSTS_PER_MINUTE):
-        assert (await browser.post("/reset_password", data)).status == 302
-    page = await browser.post("/reset_password", data)
+        assert (await browser.post("/reset-password", data)).status == 302
+    page = await browser.post("/reset-password", data)
     assert page.status == 429
     retry_after = int(page.headers["Retry-After"])
     assert 1 <= retry_after <= 60
     assert "Too many requests" in page.text and f"{retry_after} seconds" in page.text
     # Showing the form is not limited.
-    assert (await browser.get("/reset_password")).status == 200
+    assert (await browser.get("/reset-password")).status == 200
 
     # A minute later (the limiter's clock, not a sleep) the window has passed.
     real_time = time.time
     monkeypatch.setattr("time.time", lambda: real_time() + 61)
-    assert (await browser.post("/reset_password", data)).status == 302
+    assert (await browser.post("/reset-password", data)).status == 302
 
 
 async def guess(attacker: Browser, token: str, n: int, monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -428,6 +428,21 @@ async def test_a_botnet_meets_the_account_ceiling_the_owners_browser_does_not(
         newcomer = Browser(app)
         await request_reset(newcomer)
         await run_burst_worker(settings)
-        link = last_link(smtp, "/reset_password/", "Reset your password")
+        link = last_link(smtp, "/reset-password/", "Reset your password")
         await newcomer.submit(link, {"password": NEW, "confirm_password": NEW})
         assert (await newcomer.login(password=NEW)).location == "/"
+
+
+async def test_the_former_paths_still_work(browser: Browser) -> None:
+    """Before the routes were named alike, the reset pages were /reset_password: a bookmark
+    is sent on (301), a reset link already in an inbox still opens, and a form posted there
+    is still answered."""
+    page = await browser.get("/reset_password?x=1")
+    assert page.status == 301 and page.headers["Location"] == "/reset-password?x=1"
+    page = await browser.get("/reset_password/sometoken")
+    assert page.status == 301 and page.headers["Location"] == "/reset-password/sometoken"
+    token = (await browser.get("/reset-password")).csrf_token
+    page = await browser.post(
+        "/reset_password", {"csrf_token": token, "email": "nobody@example.com"}
+    )
+    assert page.status == 302 and page.headers["Location"] == "/login"

@@ -16,7 +16,7 @@ async def test_no_context_processor_hops_to_the_thread_pool(app: Quart) -> None:
 
 
 async def test_library_context_still_reaches_templates(app: Quart) -> None:
-    async with app.test_request_context("/reset_password"):
+    async with app.test_request_context("/reset-password"):
         page = await render_template_string(
             "{{ current_user.auth_id is none }} {{ account is none }}"
         )
@@ -26,6 +26,6 @@ async def test_library_context_still_reaches_templates(app: Quart) -> None:
 async def test_pages_render_without_jinjas_async_mode(app: Quart) -> None:
     # web.templating: nothing in the templates awaits, so the async machinery only cost time.
     assert app.jinja_env.is_async is False
-    async with app.test_request_context("/reset_password"):
+    async with app.test_request_context("/reset-password"):
         page = await render_template_string("{{ url_for('reset.request_reset') }}")
-    assert page == "/reset_password"
+    assert page == "/reset-password"

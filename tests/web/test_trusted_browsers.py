@@ -124,9 +124,9 @@ async def reset_password(
     browser: Browser, secret: str, *, smtp: MailSink, run_worker: Any, **_: Any
 ) -> None:
     await browser.logout()
-    await browser.submit("/reset_password", {"email": "alice@example.com"})
+    await browser.submit("/reset-password", {"email": "alice@example.com"})
     await run_worker()
-    link = last_link(smtp, "/reset_password/", "Reset your password")
+    link = last_link(smtp, "/reset-password/", "Reset your password")
     page = await browser.submit(link, {"password": NEW, "confirm_password": NEW})
     assert page.status == 302
 

@@ -116,10 +116,10 @@ async def test_a_password_reset_does_not_bypass_the_second_factor(
     app: Quart, smtp: MailSink, run_worker: Any
 ) -> None:
     browser, _, _ = await signed_in_with_two_factor(app)
-    await browser.submit("/reset_password", {"email": "alice@example.com"})
+    await browser.submit("/reset-password", {"email": "alice@example.com"})
     await run_worker()
     message = [m for m in smtp.messages if m.message["Subject"] == "Reset your password"][-1]
-    (link,) = [url for url in message.links if "/reset_password/" in url]
+    (link,) = [url for url in message.links if "/reset-password/" in url]
     new = "new staple battery horse"
     await browser.submit(
         link.removeprefix("http://localhost:8000"), {"password": new, "confirm_password": new}

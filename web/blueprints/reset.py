@@ -36,9 +36,12 @@ async def no_referrer(response: Response) -> Response:
     return response
 
 
-@blueprint.route("/reset_password", methods=["GET", "POST"])
+@blueprint.route(links.FORMER_REQUEST_RESET, methods=["GET", "POST"])
+@blueprint.route(links.REQUEST_RESET, methods=["GET", "POST"])
 @limit_posts("reset")
 async def request_reset() -> ResponseReturnValue:
+    if former := _former_path(links.FORMER_REQUEST_RESET, links.REQUEST_RESET):
+        return former
     if await current_account() is not None:
         return redirect(url_for("main.home"))
     form = await RequestResetForm.from_request()
@@ -50,9 +53,12 @@ async def request_reset() -> ResponseReturnValue:
     return await render_template("reset/request.html", title=_("Reset your password"), form=form)
 
 
+@blueprint.route(links.FORMER_RESET_PASSWORD.route, methods=["GET", "POST"])
 @blueprint.route(links.RESET_PASSWORD.route, methods=["GET", "POST"])
 @limit_posts("reset")
 async def reset_with_token(token: str) -> ResponseReturnValue:
+    if former := _former_path(links.FORMER_RESET_PASSWORD.prefix, links.RESET_PASSWORD.prefix):
+        return former
     if await current_account() is not None:
         return redirect(url_for("main.home"))
     if not await passwords.reset_link_works(services(), token):
@@ -73,6 +79,19 @@ async def reset_with_token(token: str) -> ResponseReturnValue:
             await flash(UPDATED, "success")
             return redirect(url_for("accounts.login"))
     return await render_template("reset/reset.html", title=_("Reset your password"), form=form)
+
+
+def _former_path(former: str, current: str) -> ResponseReturnValue | None:
+    """A page asked for at its former path (``/reset_password``, from before the routes were
+    named alike): shown at its current one (301, so bookmarks follow), while a form posted
+    there is answered as it was (a redirect would lose nothing, but would cost a round trip
+    to a browser that may not repeat the POST)."""
+    if request.method != "GET" or not request.path.startswith(former):
+        return None
+    target = current + request.path[len(former) :]
+    if request.query_string:
+        target += "?" + request.query_string.decode("ascii", "replace")
+    return redirect(target, 301)
 
 
 @blueprint.route("/account/password", methods=["GET", "POST"])
