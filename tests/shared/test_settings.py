@@ -75,6 +75,8 @@ def test_missing_required_settings_each_get_one_line() -> None:
         ("BASE_URL", "https://example.com/app", "BASE_URL must be an origin"),
         ("BASE_URL", "ftp://example.com", "BASE_URL must be an http:// or https:// URL"),
         ("WEB_WORKERS", "0", "WEB_WORKERS input should be greater than or equal to 1"),
+        ("LANGUAGES", "en,xx", "LANGUAGES: xx has no catalog"),
+        ("LANGUAGES", "en,Deutsch", "LANGUAGES: 'Deutsch' is not a language tag"),
         (
             "MAIL_DEFAULT_SENDER",
             "Accounts",
