@@ -37,7 +37,9 @@ from shared.services.identity import apps
 from shared.services.refusals import ReauthenticationRequired, WrongConfirmation
 from shared.validation import email_key
 
-EXPORT_FORMAT = 3  # bumped when the export's shape changes (2: applications, 3: connected)
+# Bumped when the export's shape changes (2: applications, 3: connected accounts, 4: the
+# account's language and time zone).
+EXPORT_FORMAT = 4
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -98,6 +100,8 @@ async def export_account(
                 "last_sign_in_at": _when(user.last_sign_in_at),
                 "two_factor_enabled_at": _when(user.totp_enabled_at),
                 "has_password": passwords.is_usable(user.password_hash),
+                "language": user.language,
+                "time_zone": user.time_zone,
             },
             "texts": [
                 {"title": t.title, "content": t.content, "created_at": _when(t.created_at)}

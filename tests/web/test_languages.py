@@ -152,3 +152,30 @@ async def test_ui_locales_chooses_the_sign_in_page_language(app: Quart) -> None:
     await chose.post("/language", {"csrf_token": token, "language": "fr"})
     await chose.client.get(path)
     assert (await chose.client.get("/login")).headers["Content-Language"] == "fr"
+
+
+async def test_the_api_reads_and_sets_the_preferences_and_the_export_has_them(
+    app: Quart, sessionmaker: SessionMaker
+) -> None:
+    from tests.web.test_api import ALICE, API, register
+
+    client = app.test_client()
+    await register(client, sessionmaker)
+    credentials = {"email": ALICE["email"], "password": ALICE["password"]}
+    assert (await client.post(f"{API}/login", json=credentials)).status_code == 200
+    current = await (await client.get(f"{API}/preferences")).get_json()
+    assert current["languages"] == ["en", "de", "fr", "es", "pl", "ar"]
+    changed = await client.put(f"{API}/preferences", json={"language": "pl"})
+    assert (await changed.get_json())["language"] == "pl"
+    refused = await client.put(
+        f"{API}/preferences", json={"time_zone": "Nowhere/Atlantis"},
+        headers={"Accept-Language": "pl"},
+    )  # fmt: skip
+    body = await refused.get_json()
+    assert refused.status_code == 422 and "time_zone" in body["errors"]
+    assert body["errors"]["time_zone"] == [
+        "Wybierz strefę czasową z listy, np. Europe/Warsaw lub UTC."
+    ]
+    zone = await client.put(f"{API}/preferences", json={"time_zone": "Europe/Warsaw"})
+    assert (await zone.get_json())["time_zone"] == "Europe/Warsaw"
+    assert (await client.put(f"{API}/preferences", json={"language": "xx"})).status_code == 422

@@ -18,6 +18,7 @@ from web.api import (  # noqa: F401 (each registers its routes on the blueprint)
     email_change,
     login_codes,
     passkeys,
+    preferences,
     reauthentication,
     reset,
     sessions,

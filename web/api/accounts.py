@@ -56,9 +56,9 @@ async def register(data: RegisterIn) -> ApiResult:
     except UsernameTaken:
         return problem(
             409,
-            "Username taken",
-            "That username is taken.",
-            errors={"username": ["That username is taken."]},
+            N_("Username taken"),
+            N_("That username is taken."),
+            errors={"username": [N_("That username is taken.")]},
         )
     except TooManyRegistrations as error:
         return problem(

@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import N_
 from shared.i18n import gettext as _
 from shared.services.identity import apps
 from shared.services.sessions import Current
@@ -53,6 +54,8 @@ async def remove_app(current: Current, client_id: str, data: Empty) -> ApiResult
     """Remove an application's access: its tokens end, and it must ask again."""
     if not await apps.remove(services(), current.user.id, client_id[:64]):
         return problem(
-            404, "No such application", "No application has access to this account with that id."
+            404,
+            N_("No such application"),
+            N_("No application has access to this account with that id."),
         )
     return Message(detail=_("Its access is removed.")), 200

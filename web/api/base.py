@@ -62,7 +62,7 @@ async def invalid_body(error: RequestSchemaValidationError) -> ResponseReturnVal
             message = str(item["msg"]).removeprefix("Value error, ")
             errors.setdefault(field, []).append(message)
     else:
-        errors["body"] = ["The body must be a JSON object matching the schema."]
+        errors["body"] = [N_("The body must be a JSON object matching the schema.")]
     return problem(422, N_("Invalid request"), N_("Some fields are not valid."), errors=errors)
 
 
@@ -70,7 +70,10 @@ async def invalid_body(error: RequestSchemaValidationError) -> ResponseReturnVal
 async def refused_input(error: InvalidInput) -> ResponseReturnValue:
     """A use case refused a field (a rule that needs the account or several fields)."""
     return problem(
-        422, "Invalid request", "Some fields are not valid.", errors={error.field: [error.message]}
+        422,
+        N_("Invalid request"),
+        N_("Some fields are not valid."),
+        errors={error.field: [error.message]},
     )
 
 
@@ -95,7 +98,7 @@ def not_logged_in() -> ResponseReturnValue:
 
 
 def invalid_token() -> ResponseReturnValue:
-    return problem(400, "This link does not work", LINK_DEAD)
+    return problem(400, N_("This link does not work"), LINK_DEAD)
 
 
 Handler = Callable[..., Awaitable[ApiResult]]

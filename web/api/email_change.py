@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart_schema import document_response, validate_request, validate_response
 
+from shared.i18n import N_
 from shared.i18n import gettext as _
 from shared.services import bounces, email_change
 from shared.services.email_change import ConfirmOutcome as EmailChangeOutcome
@@ -55,9 +56,11 @@ async def retry_email_delivery(current: Current, data: Empty) -> ApiResult:
     if not await bounces.retry_for_owner(services(), current.user.id):
         return problem(
             409,
-            "Nothing to retry",
-            "There is no delivery problem to retry, or it was retried once already: change "
-            "the address instead.",
+            N_("Nothing to retry"),
+            N_(
+                "There is no delivery problem to retry, or it was retried once already: change "
+                "the address instead."
+            ),
         )
     return Message(detail=_("We will try your address again.")), 202
 

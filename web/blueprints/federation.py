@@ -243,7 +243,8 @@ async def connect() -> ResponseReturnValue:
     provider = flows.provider_named(ctx, pending.provider) if pending else None
     if pending is None or provider is None:
         return await _problem(
-            "Nothing is waiting to be connected (it expires after 15 minutes). Start again.", 400
+            N_("Nothing is waiting to be connected (it expires after 15 minutes). Start again."),
+            400,
         )
     current = await current_sign_in()
     assert current is not None
