@@ -20,8 +20,12 @@ class PreferencesOut(BaseModel):
 
 
 class PreferencesIn(BaseModel):
-    language: str | None = Field(default=None, max_length=16, examples=["de"])
-    time_zone: str | None = Field(default=None, max_length=64, examples=["Europe/Berlin"])
+    language: str | None = Field(
+        default=None, max_length=16, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", examples=["de"]
+    )
+    time_zone: str | None = Field(
+        default=None, max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$", examples=["Europe/Berlin"]
+    )
 
 
 @blueprint.get("/preferences")
