@@ -118,7 +118,12 @@ def worker_options(settings: Settings, *, freeze_after_startup: bool = False) ->
                 linger=settings.WORKER_BATCH_LINGER,
                 max_batch=settings.WORKER_MAX_JOBS,
             ),
-            mailer=SMTPPool(smtp_config(settings), size=settings.MAIL_POOL_SIZE),
+            mailer=SMTPPool(
+                smtp_config(settings),
+                size=settings.MAIL_POOL_SIZE,
+                # Never more connections than deliveries can be in flight at once.
+                max_size=min(settings.MAIL_MAX_CONNECTIONS, settings.WORKER_MAX_JOBS),
+            ),
             renderer=email_renderer(settings),
             tokens=tokens,
             budget=OutboundBudget(

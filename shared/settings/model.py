@@ -99,7 +99,10 @@ class Settings(BaseSettings):
     MAIL_PASSWORD: SecretStr | None = None
     MAIL_DEFAULT_SENDER: str = "Accounts <noreply@example.com>"
     MAIL_TIMEOUT: float = Field(default=30.0, gt=0)
+    # SMTP connections: MAIL_POOL_SIZE to begin with, and up to MAIL_MAX_CONNECTIONS as the
+    # provider sustains them (worker/mail/concurrency.py finds how many, by itself).
     MAIL_POOL_SIZE: int = Field(default=8, ge=1, le=64)
+    MAIL_MAX_CONNECTIONS: int = Field(default=64, ge=1, le=1000)
     MAIL_VALIDATE_CERTS: bool = True
     MAIL_CA_BUNDLE: str | None = None  # PEM file of CAs to trust for the SMTP server's cert
     ADMINS: Annotated[list[str], NoDecode, BeforeValidator(split_addresses)] = []

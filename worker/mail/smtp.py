@@ -20,12 +20,14 @@ import re
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
 
 import aiosmtplib
+
+from worker.mail.concurrency import AdaptiveLimit
 
 AsyncSMTP = aiosmtplib.SMTP  # the asyncio client (a name no one mistakes for smtplib's)
 
@@ -48,6 +50,9 @@ class SMTPConfig:
 # authentication or STARTTLS required, credentials invalid, encryption required. Retrying
 # after the operator fixes the configuration delivers the message; failing it would lose it.
 CONFIGURATION_CODES = frozenset({530, 534, 535, 538})
+# A message turned away this many times because the provider refused one more connection
+# is retried later like any temporary failure (the connections it allows are all stuck).
+MAX_CROWDED_WAITS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,23 +103,40 @@ class _Slot:
     def __init__(self, client: aiosmtplib.SMTP) -> None:
         self.client = client
         self.last_used = 0.0
+        self.discarded = False  # could not be opened: the pool forgets it
+
+
+class _Crowded(Exception):
+    """The provider refused one more connection while others are open: the message waits
+    for one of those instead (no attempt spent; the limit learns the provider's number)."""
 
 
 class _Slots:
-    """The pool's free connections, handed out most recently used first, and to messages
-    waiting for one priority first: the worker holds up to WORKER_MAX_JOBS deliveries at
-    once and a handful of connections, so without this a sign-in code or reset link taken
-    behind a backlog would wait for dozens of ordinary messages ahead of it in this process
-    (64 deliveries over 8 connections at 300 ms a message: 2.4 s)."""
+    """The pool's connections: free ones handed out most recently used first, new ones made
+    while the :class:`AdaptiveLimit` allows more, and messages waiting for one served
+    priority first: the worker holds up to WORKER_MAX_JOBS deliveries at once, so without
+    this a sign-in code or reset link taken behind a backlog would wait for dozens of
+    ordinary messages ahead of it in this process."""
 
-    def __init__(self, slots: list[_Slot]) -> None:
-        self._idle = slots
+    def __init__(self, make: Callable[[], _Slot], limit: AdaptiveLimit) -> None:
+        self._make = make
+        self._limit = limit
+        self._idle: list[_Slot] = []
+        self.count = 0  # connections in use or idle (open or not yet)
         self._waiting: dict[bool, deque[asyncio.Future[_Slot]]] = {True: deque(), False: deque()}
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._waiting[True] or self._waiting[False])
 
     async def get(self, *, priority: bool) -> _Slot:
         ahead = self._waiting[True] if priority else self._waiting[True] or self._waiting[False]
-        if self._idle and not ahead:
-            return self._idle.pop()
+        if not ahead:
+            if self._idle:
+                return self._idle.pop()
+            if self.count < self._limit.current:
+                self.count += 1
+                return self._make()
         waiter: asyncio.Future[_Slot] = asyncio.get_running_loop().create_future()
         self._waiting[priority].append(waiter)
         try:
@@ -130,23 +152,57 @@ class _Slots:
         """The free connections (they stay in the pool)."""
         return list(self._idle)
 
-    def put(self, slot: _Slot) -> None:
+    def put(self, slot: _Slot) -> bool:
+        """Give ``slot`` back; False when the limit is now below the connections there are:
+        the caller closes this one instead."""
+        if self.count > self._limit.current:
+            self.count -= 1
+            return False
+        if not self._hand_over(slot):
+            self._idle.append(slot)
+        self.grow()
+        return True
+
+    def discard(self) -> None:
+        """A connection the caller gave up on (it could not be opened)."""
+        self.count -= 1
+        self.grow()
+
+    def grow(self) -> None:
+        """New connections for waiting messages, as far as the limit now allows."""
+        while self.waiting and self.count < self._limit.current:
+            self.count += 1
+            if not self._hand_over(self._make()):
+                self.count -= 1
+                return
+
+    def _hand_over(self, slot: _Slot) -> bool:
         for waiting in (self._waiting[True], self._waiting[False]):
             while waiting:
                 waiter = waiting.popleft()
                 if not waiter.done():
                     waiter.set_result(slot)
-                    return
-        self._idle.append(slot)
+                    return True
+        return False
 
 
 class SMTPPool:
-    """A fixed number of reusable SMTP connections."""
+    """Reusable SMTP connections, as many at once as the provider sustains: ``size`` to
+    begin with, up to ``max_size`` (:class:`AdaptiveLimit` finds where in between)."""
 
-    def __init__(self, config: SMTPConfig, *, size: int = 4, max_idle: float = 30.0) -> None:
+    def __init__(
+        self,
+        config: SMTPConfig,
+        *,
+        size: int = 4,
+        max_size: int | None = None,
+        max_idle: float = 30.0,
+    ) -> None:
         self._config = config
         self._max_idle = max_idle
-        self._slots = _Slots([_Slot(self._new_client()) for _ in range(size)])
+        self.limit = AdaptiveLimit(size, max_size or size)
+        self._slots = _Slots(lambda: _Slot(self._new_client()), self.limit)
+        self._in_use: set[_Slot] = set()  # connections carrying a message right now
         self.connects = 0  # how many connections were opened: tests and benchmarks read it
 
     def _new_client(self) -> aiosmtplib.SMTP:
@@ -164,14 +220,34 @@ class SMTPPool:
             tls_context=c.tls_context,
         )
 
+    @property
+    def open_connections(self) -> int:
+        slots = [*self._slots.idle(), *self._in_use]
+        return sum(1 for slot in slots if slot.client.is_connected)
+
+    async def _others_open(self, slot: _Slot) -> int:
+        """Connections open besides ``slot`` (which the server just refused). At a burst's
+        start the others may still be shaking hands: they get a moment to finish."""
+        for _ in range(20):
+            others = self.open_connections - (1 if slot.client.is_connected else 0)
+            if others or not (self._in_use - {slot}):
+                return others
+            await asyncio.sleep(0.01)
+        return 0
+
     @asynccontextmanager
     async def _connection(self, *, priority: bool) -> AsyncIterator[_Slot]:
         slot = await self._slots.get(priority=priority)
+        self._in_use.add(slot)
         try:
             yield slot
         finally:
+            self._in_use.discard(slot)
             slot.last_used = time.monotonic()
-            self._slots.put(slot)
+            if slot.discarded:
+                self._slots.discard()
+            elif not self._slots.put(slot):
+                await self._close(slot)  # fewer connections now: this one goes
 
     async def _ensure_connected(self, slot: _Slot) -> None:
         client = slot.client
@@ -190,32 +266,64 @@ class SMTPPool:
         ``message`` is wire bytes (then ``envelope`` gives MAIL FROM and RCPT TO) or an
         EmailMessage (its headers give them, and SMTPUTF8 is used when needed). A
         ``priority`` message gets the next free connection before the others waiting."""
+        for _ in range(MAX_CROWDED_WAITS):
+            try:
+                return await self._send_once(message, envelope, priority=priority)
+            except _Crowded:
+                continue  # another connection carries it, once one is free
+        raise TemporaryDeliveryError("the server refused more connections")
+
+    async def _send_once(
+        self, message: Outgoing, envelope: Envelope | None, *, priority: bool
+    ) -> str:
         async with self._connection(priority=priority) as slot:
             # A reused connection the server had already dropped says nothing about this
             # message: it gets one more try, on a fresh connection.
             tries = 2 if slot.client.is_connected else 1
             for attempt in range(1, tries + 1):
+                started = time.monotonic()
                 try:
-                    return await self._send_on(slot, message, envelope)
+                    reply = await self._send_on(slot, message, envelope)
                 except aiosmtplib.SMTPServerDisconnected:
                     await self._close(slot)
                     if attempt == tries:
                         raise TemporaryDeliveryError("server closed the connection") from None
-                except DeliveryError:
-                    await self._close(slot)
+                except _Crowded:
+                    slot.discarded = True
                     raise
+                except DeliveryError as error:
+                    await self._close(slot)
+                    if error.temporary and _slow_down(error.reply):
+                        self.limit.pushed_back()  # the provider asks us to slow down
+                    raise
+                else:
+                    self.limit.delivered(time.monotonic() - started, waiting=self._slots.waiting)
+                    self._slots.grow()
+                    return reply
         raise AssertionError("unreachable: every try returns or raises")
 
     async def _send_on(self, slot: _Slot, message: Outgoing, envelope: Envelope | None) -> str:
+        opening = not slot.client.is_connected
         try:
             await self._ensure_connected(slot)
-        except aiosmtplib.SMTPServerDisconnected:
-            raise TemporaryDeliveryError("server closed the connection while connecting") from None
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError) as error:
+            if opening and (others := await self._others_open(slot)):
+                # One connection too many for this provider: it keeps the ones it has.
+                self.limit.refused_connection(others)
+                raise _Crowded from None
+            if isinstance(error, aiosmtplib.SMTPServerDisconnected):
+                raise TemporaryDeliveryError(
+                    "server closed the connection while connecting"
+                ) from None
+            raise TemporaryDeliveryError(_describe(error)) from None
         except aiosmtplib.SMTPResponseException as error:
+            if opening and error.code == 421 and (others := await self._others_open(slot)):
+                self.limit.refused_connection(others)  # "too many connections" at greeting
+                raise _Crowded from None
             # Greeting, EHLO, STARTTLS or AUTH refused: a problem of the connection or our
             # configuration, not of this message. Keep it and try later.
             raise TemporaryDeliveryError(_reply(error.code, error.message)) from None
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        except (aiosmtplib.SMTPException, TimeoutError) as error:
             raise TemporaryDeliveryError(_describe(error)) from None
         try:
             if isinstance(message, bytes):
@@ -267,6 +375,16 @@ class SMTPPool:
         """Close every idle connection (call at shutdown, after jobs have finished)."""
         for slot in self._slots.idle():
             await self._close(slot)
+
+
+_SLOW_DOWN = re.compile(r"\b(?:too many|rate|throttl\w*|limit\w*)\b|\b4\.3\.2\b|\b4\.7\.0\b", re.I)
+
+
+def _slow_down(reply: str) -> bool:
+    """A temporary refusal that is about our pace, not about this message: 421 (the server
+    is closing the channel: busy), or words and statuses of rate limiting. Greylisting
+    (450/451 4.7.1 for one recipient) and a full mailbox are not."""
+    return reply.startswith("421") or bool(_SLOW_DOWN.search(reply))
 
 
 def _reply(code: int, message: str) -> str:
