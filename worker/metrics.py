@@ -20,6 +20,11 @@ SMTP_SECONDS = Histogram(
     "Time for one SMTP transaction (MAIL FROM to the reply to DATA), failures included.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+SMTP_CONNECTIONS = Gauge(
+    "accounts_smtp_connections_allowed",
+    "SMTP connections this worker allows itself now: what the provider sustains, as found "
+    "(worker/mail/concurrency.py).",
+)
 BREAKER_OPEN = Gauge(
     "accounts_smtp_breaker_open", "1 while the circuit breaker pauses sending, else 0."
 )

@@ -60,6 +60,7 @@ async def test_worker_metrics_report_deliveries_and_backlog(
     assert metric(text, "accounts_smtp_send_seconds_count") == smtp_before + 2
     assert metric(text, 'accounts_outbox_emails{status="failed"}') == 1
     assert metric(text, "accounts_smtp_breaker_open") == 0
+    assert metric(text, "accounts_smtp_connections_allowed") >= settings.MAIL_POOL_SIZE
     assert metric(text, "accounts_worker_last_sweep_timestamp_seconds") > 0
 
 

@@ -161,6 +161,8 @@ async def _deliver(st: WorkerState, email: OutboxEmail) -> _Outcome:
             )
     except DeliveryError as error:
         return await _classify_failure(st, email, error)
+    finally:
+        metrics.SMTP_CONNECTIONS.set(st.mailer.limit.current)
     await st.breaker.success()
     return _Outcome(EmailStatus.SENT, reply)
 
