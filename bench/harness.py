@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -64,8 +65,9 @@ class Server:
 
     label: str
     args: str  # after `python`; {port} is filled in
-    ours: bool  # this service (with its worker) or the Flask reference
+    ours: bool  # this service (with its worker) or a reference
     env: dict[str, str] = field(default_factory=dict)  # on top of the bench's
+    ready: str = "/reset_password"  # a page that answers once it serves
 
     def command(self, port: int) -> list[str]:
         return [sys.executable, *self.args.format(port=port).split()]
@@ -87,6 +89,16 @@ SERVERS = {
         "Flask reference, gunicorn gthread 4 x 4",
         f"-m gunicorn -k gthread -w 4 --threads 4 {REFERENCE}",
         ours=False,
+    ),
+    # What teams pick today: Django + django-allauth (bench/allauth_app), served as Django
+    # is deployed (gunicorn's threaded workers, 4 x 4), sending its emails in the request.
+    "allauth": Server(
+        "django-allauth, gunicorn gthread 4 x 4",
+        "-m gunicorn -k gthread -w 4 --threads 4 -b 127.0.0.1:{port} --log-level warning "
+        "bench.allauth_app.wsgi:application",
+        ours=False,
+        env={"DJANGO_SETTINGS_MODULE": "bench.allauth_app.settings"},
+        ready="/accounts/password/reset/",
     ),
     # The tutorial's default: gunicorn's sync workers, one per core.
     "sync": Server(
@@ -219,7 +231,7 @@ class Bench:
         base = f"http://127.0.0.1:{port}"
         env = {**env, **SERVERS[app].env, "BASE_URL": base, "PORT": str(port)}
         process = Process(f"web-{app}", SERVERS[app].command(port), env)
-        wait_http(f"{base}/reset_password", process)
+        wait_http(f"{base}{SERVERS[app].ready}", process)
         return process, base
 
     def start_workers(self, env: dict[str, str], count: int = 1) -> list[Process]:
@@ -300,12 +312,74 @@ async def prepare(services: Services, database: str = DATABASE) -> dict[str, str
         )
     finally:
         await connection.close()
+    await prepare_allauth(env, dsn, password_hash)
     from arq.connections import ArqRedis
 
     redis = ArqRedis.from_url(services.redis_url)
     await redis.flushdb()
     await redis.aclose()
     return env
+
+
+async def prepare_allauth(env: dict[str, str], dsn: str, password_hash: str) -> None:
+    """django-allauth's tables in the same database (Django's own migrations), with the same
+    USERS accounts, each address verified, and the same argon2 hash (Django writes it as
+    "argon2" + the encoded hash)."""
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env={
+            **env,
+            "DJANGO_SETTINGS_MODULE": "bench.allauth_app.settings",
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": "25",
+        },
+        check=True,
+        capture_output=True,
+    )
+    connection = await asyncpg.connect(dsn)
+    try:
+        now = datetime.now(UTC)
+        await connection.copy_records_to_table(
+            "auth_user",
+            records=[
+                (
+                    n + 1,
+                    "argon2" + password_hash,
+                    False,
+                    f"user{n}",
+                    "",
+                    "",
+                    f"user{n}@example.com",
+                    False,
+                    True,
+                    now,
+                )
+                for n in range(USERS)
+            ],
+            columns=[
+                "id",
+                "password",
+                "is_superuser",
+                "username",
+                "first_name",
+                "last_name",
+                "email",
+                "is_staff",
+                "is_active",
+                "date_joined",
+            ],
+        )
+        await connection.copy_records_to_table(
+            "account_emailaddress",
+            records=[(n + 1, f"user{n}@example.com", True, True) for n in range(USERS)],
+            columns=["user_id", "email", "verified", "primary"],
+        )
+        await connection.execute(
+            "SELECT setval(pg_get_serial_sequence('auth_user', 'id'), $1)", USERS
+        )
+    finally:
+        await connection.close()
 
 
 async def reset_outbox(env: dict[str, str], *, keep_history: bool = False) -> None:

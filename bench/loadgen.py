@@ -89,6 +89,38 @@ async def reset_client(
             n += 97  # spread the accounts
 
 
+DJANGO_CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+async def allauth_reset_client(
+    base: str, emails: list[str], index: int, deadline: float, result: LoadResult
+) -> None:
+    """The same operation against django-allauth: GET its reset form, POST it (its CSRF
+    token in the page and the csrftoken cookie), a 302 to the "done" page."""
+    async with browser_session(base) as client:
+        n = index
+        while time.perf_counter() < deadline and len(result.latencies) < MAX_OPERATIONS:
+            started = time.perf_counter()
+            try:
+                async with client.get("/accounts/password/reset/") as page:
+                    match = DJANGO_CSRF.search(await page.text())
+                    if match is None:
+                        raise RuntimeError("no CSRF token in the page")
+                async with client.post(
+                    "/accounts/password/reset/",
+                    data={"csrfmiddlewaretoken": match.group(1), "email": emails[n % len(emails)]},
+                    allow_redirects=False,
+                ) as response:
+                    ok = response.status == 302
+            except (aiohttp.ClientError, TimeoutError, RuntimeError):
+                ok = False
+            if ok:
+                result.latencies.append(time.perf_counter() - started)
+            else:
+                result.errors += 1
+            n += 97
+
+
 async def run_clients(
     client: Client, base: str, emails: list[str], clients: int, *, seconds: float
 ) -> LoadResult:

@@ -1,0 +1,1 @@
+"""The other reference: Django + django-allauth, as teams deploy it (see settings.py)."""
