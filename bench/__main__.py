@@ -30,6 +30,7 @@ from bench.harness import (
     machine_facts,
     prepare,
 )
+from bench.scenarios.against_allauth import against_allauth
 from bench.scenarios.asgi_servers import asgi_servers
 from bench.scenarios.delivery_latency import delivery_latency
 from bench.scenarios.flood import owner_during_flood
@@ -50,7 +51,7 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--emails", type=int, default=2000, help="scenario 2's batch")
     parser.add_argument(
         "--only",
-        choices=[str(n) for n in range(1, 12)],
+        choices=[str(n) for n in range(1, 13)],
         action="append",
         help="run only these scenarios",
     )
@@ -85,6 +86,7 @@ async def main(argv: list[str]) -> int:
             "9": lambda: owner_during_flood(bench),
             "10": lambda: code_to_inbox(bench),
             "11": lambda: tokens_under_load(bench),
+            "12": lambda: against_allauth(bench),
         }
         for key in args.only or sorted(scenarios, key=int):
             await scenarios[key]()
