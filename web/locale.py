@@ -37,10 +37,18 @@ def from_header() -> str:
     return i18n.negotiate(wanted, available) or available[0]
 
 
+# Requests that show no page (files, probes, machine-to-machine endpoints): the header is
+# enough, and the sign-in record is not looked up for them (a stylesheet must not cost a
+# database round trip).
+NO_PAGE = ("/api/", "/static/", "/favicon.ico", "/healthz", "/readyz", "/.well-known/",
+           "/oauth/token", "/oauth/introspect", "/oauth/revoke", "/oauth/userinfo",
+           "/oauth/register", "/hooks/")  # fmt: skip
+
+
 async def choose() -> None:
     """The before-request hook: set this request's language and time zone."""
     available = _available()
-    if request.path.startswith("/api/"):
+    if request.path.startswith(NO_PAGE):
         i18n.set_locale(from_header(), "UTC")
         return
     account = await current_account() if request.cookies else None

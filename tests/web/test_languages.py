@@ -179,3 +179,19 @@ async def test_the_api_reads_and_sets_the_preferences_and_the_export_has_them(
     zone = await client.put(f"{API}/preferences", json={"time_zone": "Europe/Warsaw"})
     assert (await zone.get_json())["time_zone"] == "Europe/Warsaw"
     assert (await client.put(f"{API}/preferences", json={"language": "xx"})).status_code == 422
+
+
+async def test_files_and_probes_do_not_look_the_sign_in_up(app: Quart) -> None:
+    """Only pages read the account's language: a stylesheet, the icon or a probe asked by a
+    signed-in browser answers from the header alone."""
+    from unittest import mock
+
+    from web import locale
+
+    browser = Browser(app)
+    await browser.register()
+    await browser.login()
+    with mock.patch.object(locale, "current_account", side_effect=AssertionError):
+        for path in ("/static/site.css", "/favicon.ico", "/healthz"):
+            answer = await browser.client.get(path, headers={"Accept-Language": "de"})
+            assert answer.status_code == 200 and answer.headers["Content-Language"] == "de"
