@@ -63,33 +63,63 @@ def browser_session(base: str) -> aiohttp.ClientSession:
     )
 
 
-async def reset_client(
-    base: str, emails: list[str], index: int, deadline: float, result: LoadResult
+Step = Callable[[aiohttp.ClientSession, int], Awaitable[bool]]
+
+
+async def closed_loop(
+    base: str,
+    index: int,
+    deadline: float,
+    result: LoadResult,
+    step: Step,
+    *,
+    fresh_browser: bool = False,
+    stride: int = 97,
 ) -> None:
-    """GET /reset_password then POST it for an existing account, until the deadline."""
+    """One virtual browser doing ``step(session, n)`` back to back until the deadline,
+    timing each that returns True and counting the rest as errors; ``n`` moves on by
+    ``stride`` each time (it spreads the accounts); ``fresh_browser``: no cookies kept from
+    one operation to the next."""
     async with browser_session(base) as client:
         n = index
         while time.perf_counter() < deadline and len(result.latencies) < MAX_OPERATIONS:
+            if fresh_browser:
+                client.cookie_jar.clear()
             started = time.perf_counter()
             try:
-                async with client.get("/reset_password") as page:
-                    token = csrf_token(await page.text())
-                async with client.post(
-                    "/reset_password",
-                    data={"csrf_token": token, "email": emails[n % len(emails)]},
-                    allow_redirects=False,
-                ) as response:
-                    ok = response.status == 302
+                ok = await step(client, n)
             except (aiohttp.ClientError, TimeoutError, RuntimeError):
                 ok = False
             if ok:
                 result.latencies.append(time.perf_counter() - started)
             else:
                 result.errors += 1
-            n += 97  # spread the accounts
+            n += stride
+
+
+async def reset_client(
+    base: str, emails: list[str], index: int, deadline: float, result: LoadResult
+) -> None:
+    """GET /reset_password then POST it for an existing account, until the deadline."""
+
+    async def reset(client: aiohttp.ClientSession, n: int) -> bool:
+        async with client.get("/reset_password") as page:
+            token = csrf_token(await page.text())
+        form = {"csrf_token": token, "email": emails[n % len(emails)]}
+        async with client.post("/reset_password", data=form, allow_redirects=False) as answer:
+            return answer.status == 302
+
+    await closed_loop(base, index, deadline, result, reset)
 
 
 DJANGO_CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def django_token(html: str) -> str:
+    match = DJANGO_CSRF.search(html)
+    if match is None:
+        raise RuntimeError("no CSRF token in the page")
+    return match.group(1)
 
 
 async def allauth_reset_client(
@@ -97,28 +127,16 @@ async def allauth_reset_client(
 ) -> None:
     """The same operation against django-allauth: GET its reset form, POST it (its CSRF
     token in the page and the csrftoken cookie), a 302 to the "done" page."""
-    async with browser_session(base) as client:
-        n = index
-        while time.perf_counter() < deadline and len(result.latencies) < MAX_OPERATIONS:
-            started = time.perf_counter()
-            try:
-                async with client.get("/accounts/password/reset/") as page:
-                    match = DJANGO_CSRF.search(await page.text())
-                    if match is None:
-                        raise RuntimeError("no CSRF token in the page")
-                async with client.post(
-                    "/accounts/password/reset/",
-                    data={"csrfmiddlewaretoken": match.group(1), "email": emails[n % len(emails)]},
-                    allow_redirects=False,
-                ) as response:
-                    ok = response.status == 302
-            except (aiohttp.ClientError, TimeoutError, RuntimeError):
-                ok = False
-            if ok:
-                result.latencies.append(time.perf_counter() - started)
-            else:
-                result.errors += 1
-            n += 97
+
+    async def reset(client: aiohttp.ClientSession, n: int) -> bool:
+        async with client.get("/accounts/password/reset/") as page:
+            token = django_token(await page.text())
+        form = {"csrfmiddlewaretoken": token, "email": emails[n % len(emails)]}
+        path = "/accounts/password/reset/"
+        async with client.post(path, data=form, allow_redirects=False) as answer:
+            return answer.status == 302
+
+    await closed_loop(base, index, deadline, result, reset)
 
 
 async def run_clients(

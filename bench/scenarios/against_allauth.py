@@ -10,18 +10,19 @@ import itertools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http.cookies import SimpleCookie
 
 import aiohttp
 import asyncpg
+from yarl import URL
 
 from bench.cpu import own_cpu
 from bench.harness import SERVERS, USERS, Bench, Sink, cpu_components, ms, percentile, settled
 from bench.loadgen import (
-    DJANGO_CSRF,
-    MAX_OPERATIONS,
     LoadResult,
-    browser_session,
+    closed_loop,
     csrf_token,
+    django_token,
     run_clients,
 )
 
@@ -43,16 +44,9 @@ class Paths:
 OURS = Paths("/login", ("email", "password"), "/account", "/register", csrf_token)
 
 
-def _django_token(html: str) -> str:
-    match = DJANGO_CSRF.search(html)
-    if match is None:
-        raise RuntimeError("no CSRF token in the page")
-    return match.group(1)
-
-
 ALLAUTH = Paths(
     "/accounts/login/", ("login", "password"), "/accounts/email/", "/accounts/signup/",
-    _django_token,
+    django_token,
 )  # fmt: skip
 _signups = itertools.count()
 submitted: dict[str, float] = {}  # sign-up address -> when its form was sent
@@ -75,44 +69,38 @@ def sign_in_client(paths: Paths) -> Client:
     async def client(
         base: str, emails: list[str], index: int, deadline: float, result: LoadResult
     ) -> None:
-        n = index
-        async with browser_session(base) as session:
-            while time.perf_counter() < deadline and len(result.latencies) < MAX_OPERATIONS:
-                session.cookie_jar.clear()  # a new browser: no session, no device cookie
-                started = time.perf_counter()
-                try:
-                    ok = await _sign_in(session, paths, emails[n % len(emails)])
-                except (aiohttp.ClientError, TimeoutError, RuntimeError):
-                    ok = False
-                if ok:
-                    result.latencies.append(time.perf_counter() - started)
-                else:
-                    result.errors += 1
-                n += 97
+        async def sign_in(session: aiohttp.ClientSession, n: int) -> bool:
+            return await _sign_in(session, paths, emails[n % len(emails)])
+
+        # A new browser each time: no session, no device cookie.
+        await closed_loop(base, index, deadline, result, sign_in, fresh_browser=True)
 
     return client
+
+
+# Each page client's signed-in cookies, made in the warm-up: the measured window times (and
+# meters) page views only, not the sign-ins before them.
+_signed_in: dict[tuple[str, int], SimpleCookie] = {}
 
 
 def page_client(paths: Paths) -> Client:
     async def client(
         base: str, emails: list[str], index: int, deadline: float, result: LoadResult
     ) -> None:
-        async with browser_session(base) as session:
-            if not await _sign_in(session, paths, emails[(index * 31) % len(emails)]):
-                result.errors += 1
-                return
-            while time.perf_counter() < deadline and len(result.latencies) < MAX_OPERATIONS:
-                started = time.perf_counter()
-                try:
-                    async with session.get(paths.page, allow_redirects=False) as page:
-                        await page.read()
-                        ok = page.status == 200
-                except (aiohttp.ClientError, TimeoutError):
-                    ok = False
-                if ok:
-                    result.latencies.append(time.perf_counter() - started)
-                else:
-                    result.errors += 1
+        key = (paths.page, index)
+
+        async def page(session: aiohttp.ClientSession, n: int) -> bool:
+            if key in _signed_in:
+                session.cookie_jar.update_cookies(_signed_in[key], response_url=URL(base))
+            elif await _sign_in(session, paths, emails[(index * 31) % len(emails)]):
+                _signed_in[key] = session.cookie_jar.filter_cookies(URL(base))
+            else:
+                return False
+            async with session.get(paths.page, allow_redirects=False) as answer:
+                await answer.read()
+                return answer.status == 200
+
+        await closed_loop(base, index, deadline, result, page)
 
     return client
 
@@ -121,33 +109,25 @@ def sign_up_client(paths: Paths) -> Client:
     async def client(
         base: str, emails: list[str], index: int, deadline: float, result: LoadResult
     ) -> None:
-        async with browser_session(base) as session:
-            while time.perf_counter() < deadline and len(result.latencies) < MAX_OPERATIONS:
-                session.cookie_jar.clear()
-                name = f"su{next(_signups)}"
-                email = f"{name}@example.com"
-                started = time.perf_counter()
-                try:
-                    async with session.get(paths.signup) as page:
-                        token = paths.token(await page.text())
-                    if paths is OURS:
-                        form = {"username": name, "email": email, "password": PASSWORD,
-                                "confirm_password": PASSWORD}  # fmt: skip
-                    else:
-                        form = {"email": email, "password1": PASSWORD, "password2": PASSWORD}
-                    form[_token_field(paths)] = token
-                    posted = time.time()
-                    async with session.post(
-                        paths.signup, data=form, allow_redirects=False
-                    ) as response:
-                        ok = response.status == 302
-                except (aiohttp.ClientError, TimeoutError, RuntimeError):
-                    ok = False
-                if ok:
-                    submitted[email] = posted
-                    result.latencies.append(time.perf_counter() - started)
-                else:
-                    result.errors += 1
+        async def sign_up(session: aiohttp.ClientSession, n: int) -> bool:
+            name = f"su{next(_signups)}"
+            email = f"{name}@example.com"
+            async with session.get(paths.signup) as page:
+                token = paths.token(await page.text())
+            if paths is OURS:
+                form = {"username": name, "email": email, "password": PASSWORD,
+                        "confirm_password": PASSWORD}  # fmt: skip
+            else:
+                form = {"email": email, "password1": PASSWORD, "password2": PASSWORD}
+            form[_token_field(paths)] = token
+            posted = time.time()
+            async with session.post(paths.signup, data=form, allow_redirects=False) as answer:
+                if answer.status != 302:
+                    return False
+            submitted[email] = posted
+            return True
+
+        await closed_loop(base, index, deadline, result, sign_up, fresh_browser=True)
 
     return client
 
