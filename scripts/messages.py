@@ -26,6 +26,8 @@ from babel.messages.extract import extract_from_dir, extract_from_file
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po, write_po
 
+from shared.i18n import catalog_path
+
 ROOT = Path(__file__).resolve().parent.parent
 LOCALES = ROOT / "shared" / "locales"
 TEMPLATE = LOCALES / "messages.pot"
@@ -96,7 +98,7 @@ def update(template: Catalog) -> None:
 
 
 def init(code: str, template: Catalog) -> None:
-    path = LOCALES / code / "LC_MESSAGES" / "messages.po"
+    path = catalog_path(LOCALES, code)
     catalog = Catalog(locale=Locale.parse(code), project="accounts", charset="utf-8")
     catalog.update(template, no_fuzzy_matching=True)
     _write(catalog, path)
@@ -161,7 +163,7 @@ def write_pseudo(template: Catalog, directory: Path) -> Path:
         else:
             string = pseudo_text(message.id)
         catalog.add(message.id, string, context=message.context)
-    path = directory / PSEUDO.replace("-", "_") / "LC_MESSAGES" / "messages.po"
+    path = catalog_path(directory, PSEUDO)
     _write(catalog, path)
     return path
 

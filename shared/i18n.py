@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import io
+import re
 import zoneinfo
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -47,6 +48,9 @@ NAMES = {
 }
 _RTL = frozenset({"ar", "fa", "he", "ur", "yi", "ps", "dv", "ckb"})
 
+# A language tag as LANGUAGES and the API take it: "de", "pt-BR", the pseudo-locale "en-XA".
+LANGUAGE_TAG = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
+
 _locale: ContextVar[str] = ContextVar("locale", default=DEFAULT)
 _zone: ContextVar[str] = ContextVar("time_zone", default="UTC")
 _directory: Path = LOCALES_DIR
@@ -63,6 +67,25 @@ def N_plural(singular: str, plural: str) -> tuple[str, str]:
     return singular, plural
 
 
+def catalog_path(directory: Path, locale: str) -> Path:
+    """Where ``locale``'s catalog is under ``directory`` (gettext's layout: pt-BR in pt_BR)."""
+    return directory / locale.replace("-", "_") / "LC_MESSAGES" / "messages.po"
+
+
+def languages_problem(languages: Sequence[str], directory: Path | None) -> str | None:
+    """What is wrong with a LANGUAGES setting, if anything: a tag that is not one, or a
+    language without a catalog (the source language needs none)."""
+    if not languages:
+        return "LANGUAGES: name at least one language, e.g. en"
+    for code in languages:
+        if not re.fullmatch(LANGUAGE_TAG, code):
+            return f"LANGUAGES: {code!r} is not a language tag like de or pt-BR"
+        catalog = catalog_path(directory or LOCALES_DIR, code)
+        if code != DEFAULT and not catalog.exists():
+            return f"LANGUAGES: {code} has no catalog ({catalog} is missing)"
+    return None
+
+
 def configure(directory: Path | None) -> None:
     """Where the catalogs are (a test's pseudo-locale lives in a directory of its own)."""
     global _directory
@@ -72,7 +95,7 @@ def configure(directory: Path | None) -> None:
 
 @functools.cache
 def _translations(locale: str) -> NullTranslations:
-    path = _directory / locale.replace("-", "_") / "LC_MESSAGES" / "messages.po"
+    path = catalog_path(_directory, locale)
     if locale == DEFAULT or not path.exists():
         return NullTranslations()
     with path.open("rb") as po:

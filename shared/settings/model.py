@@ -26,7 +26,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from shared.i18n import LOCALES_DIR
+from shared.i18n import languages_problem
 from shared.settings.rules import (
     MIN_DISTINCT_CHARACTERS,
     MIN_SECRET_KEY_LENGTH,
@@ -386,15 +386,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _languages_have_catalogs(self) -> Settings:
-        directory = Path(self.LOCALES_DIR) if self.LOCALES_DIR else LOCALES_DIR
-        if not self.LANGUAGES:
-            raise ValueError("LANGUAGES: name at least one language, e.g. en")
-        for code in self.LANGUAGES:
-            if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", code):
-                raise ValueError(f"LANGUAGES: {code!r} is not a language tag like de or pt-BR")
-            catalog = directory / code.replace("-", "_") / "LC_MESSAGES" / "messages.po"
-            if code != "en" and not catalog.exists():
-                raise ValueError(f"LANGUAGES: {code} has no catalog ({catalog} is missing)")
+        directory = Path(self.LOCALES_DIR) if self.LOCALES_DIR else None
+        if problem := languages_problem(self.LANGUAGES, directory):
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="wrap")

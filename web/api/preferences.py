@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from quart_schema import document_response, validate_request, validate_response
 
+from shared import i18n
 from shared.services import preferences
 from shared.services.sessions import Current
 from web.api.base import ApiResult, blueprint, signed_in
@@ -21,7 +22,7 @@ class PreferencesOut(BaseModel):
 
 class PreferencesIn(BaseModel):
     language: str | None = Field(
-        default=None, max_length=16, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$", examples=["de"]
+        default=None, max_length=16, pattern=i18n.LANGUAGE_TAG, examples=["de"]
     )
     time_zone: str | None = Field(
         default=None, max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$", examples=["Europe/Berlin"]
