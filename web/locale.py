@@ -77,9 +77,22 @@ def prefer(locales: list[str]) -> None:
 
     @after_this_request
     async def remember(response: ResponseTypes) -> ResponseTypes:
-        response.set_cookie(LANG_COOKIE, chosen, httponly=True, samesite="Lax",
-                            secure=services().settings.secure_cookies)  # fmt: skip
+        remember_language(response, chosen, max_age=None)  # this visit only
         return response
+
+
+def remember_language(
+    response: ResponseTypes, language: str, *, max_age: int | None = LANG_COOKIE_MAX_AGE
+) -> None:
+    """The ``lang`` cookie: this browser's pages speak ``language`` from now on."""
+    response.set_cookie(
+        LANG_COOKIE,
+        language,
+        max_age=max_age,
+        httponly=True,
+        samesite="Lax",
+        secure=services().settings.secure_cookies,
+    )
 
 
 def language_menu() -> list[tuple[str, str]]:
@@ -102,12 +115,5 @@ async def choose_language() -> ResponseReturnValue:
     if account is not None:
         await preferences.change(services(), account.id, language=chosen)
     response = redirect(target)
-    response.set_cookie(
-        LANG_COOKIE,
-        chosen,
-        max_age=LANG_COOKIE_MAX_AGE,
-        httponly=True,
-        samesite="Lax",
-        secure=services().settings.secure_cookies,
-    )
+    remember_language(response, chosen)
     return response

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from shared import i18n
 from shared.i18n import N_
@@ -42,15 +42,13 @@ async def change(
         if zone is None:
             raise InvalidInput("time_zone", UNKNOWN_ZONE)
         values["time_zone"] = zone
+    columns = (User.language, User.time_zone)
     async with ctx.unit_of_work() as session:
-        statement = update(User).where(User.id == user_id)
         if values:
-            statement = statement.values(**values)
-        else:
-            statement = statement.values(language=User.language)  # a read, locked
-        row = (
-            await session.execute(statement.returning(User.language, User.time_zone))
-        ).one_or_none()
+            changed = update(User).where(User.id == user_id).values(**values).returning(*columns)
+            row = (await session.execute(changed)).one_or_none()
+        else:  # nothing to change: what there is
+            row = (await session.execute(select(*columns).where(User.id == user_id))).one_or_none()
     if row is None:
         raise LookupError(f"no account {user_id}")
     return Preferences(row.language, row.time_zone)

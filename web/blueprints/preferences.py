@@ -14,7 +14,7 @@ from web.auth import current_account
 from web.extensions import services
 from web.flashes import flash
 from web.forms import PreferencesForm
-from web.locale import LANG_COOKIE, LANG_COOKIE_MAX_AGE, language_menu
+from web.locale import language_menu, remember_language
 from web.templating import render_template
 
 blueprint = Blueprint("preferences", __name__)
@@ -44,9 +44,7 @@ async def edit() -> ResponseReturnValue:
             await flash(SAVED, "success")
             response = redirect(url_for("accounts.account"))
             if chosen.language:
-                response.set_cookie(LANG_COOKIE, chosen.language, max_age=LANG_COOKIE_MAX_AGE,
-                                    httponly=True, samesite="Lax",
-                                    secure=services().settings.secure_cookies)  # fmt: skip
+                remember_language(response, chosen.language)
             return response
     return await render_template(
         "accounts/preferences.html", title=i18n.gettext("Language and time zone"), form=form
