@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import re
+import shutil
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -166,6 +167,16 @@ def write_pseudo(template: Catalog, directory: Path) -> Path:
     path = catalog_path(directory, PSEUDO)
     _write(catalog, path)
     return path
+
+
+def with_pseudo(directory: Path) -> Path:
+    """``directory`` holding the shipped catalogs and the pseudo-locale's: a LOCALES_DIR for
+    a test that looks for untranslated text."""
+    for shipped in LOCALES.iterdir():
+        if shipped.is_dir():
+            shutil.copytree(shipped, directory / shipped.name, dirs_exist_ok=True)
+    write_pseudo(extract(), directory)
+    return directory
 
 
 def check(template: Catalog) -> int:

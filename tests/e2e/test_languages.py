@@ -23,7 +23,7 @@ from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from devstack.mailsink import MailSink
-from scripts.messages import PSEUDO, extract, write_pseudo
+from scripts.messages import PSEUDO, with_pseudo
 from shared import i18n
 from shared.settings import Settings
 from tests.support import ROOT, Stack, wait_for
@@ -71,12 +71,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def locales(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shipped catalogs and the pseudo-locale's, for the stack's LOCALES_DIR."""
-    directory = tmp_path_factory.mktemp("locales")
-    for shipped in i18n.LOCALES_DIR.iterdir():
-        if shipped.is_dir():
-            shutil.copytree(shipped, directory / shipped.name)
-    write_pseudo(extract(), directory)
-    return directory
+    return with_pseudo(tmp_path_factory.mktemp("locales"))
 
 
 @pytest.fixture

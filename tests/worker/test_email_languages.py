@@ -8,7 +8,6 @@ ASCII word may be left in a subject, a text body or the HTML's visible text."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from jinja2 import meta
 
-from scripts.messages import PSEUDO, extract, write_pseudo
+from scripts.messages import PSEUDO, with_pseudo
 from shared import i18n
 from shared.jobs import EmailKind
 from tests.support import ROOT
@@ -35,11 +34,7 @@ SITE, BASE = "Accounts", "https://accounts.test"
 @pytest.fixture(scope="module")
 def catalogs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The shipped catalogs and the pseudo-locale's, side by side."""
-    directory = tmp_path_factory.mktemp("locales")
-    for shipped in i18n.LOCALES_DIR.iterdir():
-        if shipped.is_dir():
-            shutil.copytree(shipped, directory / shipped.name)
-    write_pseudo(extract(), directory)
+    directory = with_pseudo(tmp_path_factory.mktemp("locales"))
     i18n.configure(directory)
     yield directory
     i18n.configure(None)
