@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from arq.connections import ArqRedis
 from sqlalchemy import func, insert, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -226,3 +228,11 @@ async def age_authentications(sessionmaker: SessionMaker, seconds: int = 3600) -
         await session.execute(
             update(SignInSession).values(authenticated_at=func.now() - timedelta(seconds=seconds))
         )
+
+
+# Debian's Chromium, which the browser tests drive (Playwright's own download fails here).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+needs_chromium = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (.ci/run installs it)",
+)

@@ -4,9 +4,7 @@ screenshot of every page under artifacts/screens/."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,9 +19,8 @@ from devstack.mailsink import MailSink
 from shared.settings import Settings
 from shared.tokens import Purpose, Tokens
 from shared.validation import RESET_LINK_DEAD
-from tests.support import ROOT, Stack, age_authentications, wait_for
+from tests.support import CHROMIUM, ROOT, Stack, age_authentications, needs_chromium, wait_for
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENS = ROOT / "artifacts" / "screens"
 PASSWORD = "correct horse battery"
 NEW_PASSWORD = "new staple battery horse"
@@ -31,10 +28,7 @@ NEW_PASSWORD = "new staple battery horse"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("clean_db"),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-        reason="Debian's chromium is not installed (.ci/run installs it)",
-    ),
+    needs_chromium,
 ]
 
 

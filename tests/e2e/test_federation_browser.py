@@ -6,8 +6,6 @@ other's callback (a mix-up), refused."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,17 +17,12 @@ from devstack.servers import free_port
 from shared.settings import Settings
 from tests.e2e.test_identity_provider import registered
 from tests.federation_peer import outside_provider, sign_in_there
-from tests.support import Stack, wait_for
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+from tests.support import CHROMIUM, Stack, needs_chromium, wait_for
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("clean_db"),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-        reason="Debian's chromium is not installed (.ci/run installs it)",
-    ),
+    needs_chromium,
 ]
 
 

@@ -23,11 +23,10 @@ from shared.services import two_factor
 from shared.settings import Settings
 from tests.e2e.identity_peers import PASSWORD, account
 from tests.e2e.test_identity_provider import registered
-from tests.support import Stack, committing_context, free_port, wait_for
+from tests.support import CHROMIUM, Stack, committing_context, free_port, wait_for
 
 APACHE = shutil.which("apache2") or "/usr/sbin/apache2"
 MODULES = Path("/usr/lib/apache2/modules")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 pytestmark = [
     pytest.mark.slow,

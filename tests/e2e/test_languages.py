@@ -11,9 +11,7 @@ English word may be left: a string that skipped the catalogs fails the test.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +24,8 @@ from devstack.mailsink import MailSink
 from scripts.messages import PSEUDO, with_pseudo
 from shared import i18n
 from shared.settings import Settings
-from tests.support import ROOT, Stack, wait_for
+from tests.support import CHROMIUM, ROOT, Stack, needs_chromium, wait_for
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENS = ROOT / "artifacts" / "screens" / "languages"
 PASSWORD = "correct horse battery"
 LANGUAGES = [*i18n.SHIPPED, PSEUDO]
@@ -61,10 +58,7 @@ WORDS_ON_PAGE = """() => {
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.usefixtures("clean_db"),
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM) and not os.environ.get("CI"),
-        reason="Debian's chromium is not installed (.ci/run installs it)",
-    ),
+    needs_chromium,
 ]
 
 
