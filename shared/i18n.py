@@ -106,10 +106,6 @@ def _translations(locale: str) -> NullTranslations:
     return Translations(compiled)
 
 
-def translations(locale: str | None = None) -> NullTranslations:
-    return _translations(locale or _locale.get())
-
-
 def gettext(message: str) -> str:
     return _translations(_locale.get()).gettext(message)
 
@@ -120,9 +116,6 @@ def ngettext(singular: str, plural: str, number: int) -> str:
 
 def pgettext(context: str, message: str) -> str:
     return _translations(_locale.get()).pgettext(context, message)
-
-
-_ = gettext
 
 
 def lazy_gettext(message: str) -> Any:
