@@ -27,6 +27,8 @@ def install(app: Quart) -> None:
     env.filters["date"] = _date
     env.filters["relative"] = _relative
     env.globals["language_menu"] = locale.language_menu
+    # A call, not a value: only the two pages that name the zone pay for its name.
+    env.globals["time_zone"] = i18n.zone_label
 
     @app.before_request
     async def choose_language() -> None:
@@ -42,7 +44,6 @@ def install(app: Quart) -> None:
         return {
             "lang": i18n.current(),
             "text_direction": i18n.direction(),
-            "time_zone": i18n.zone_label(),
         }
 
     @app.after_request
