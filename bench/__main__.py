@@ -40,7 +40,7 @@ from bench.scenarios.open_loop import open_loop
 from bench.scenarios.registrations import loop_stays_free
 from bench.scenarios.resets import reset_under_load
 from bench.scenarios.tokens import tokens_under_load
-from bench.scenarios.worker_scaling import worker_scaling
+from bench.scenarios.worker_scaling import pipelining, worker_scaling
 from bench.scenarios.worker_throughput import worker_throughput
 from devstack.servers import discover_services
 
@@ -74,12 +74,16 @@ async def main(argv: list[str]) -> int:
                 if cell.clients == 64:
                     peaks[(cell.server, cell.delay)] = cell.result.rate
 
+        async def scenario_5() -> None:
+            await worker_scaling(bench)
+            await pipelining(bench)
+
         scenarios: dict[str, Callable[[], Awaitable[None]]] = {
             "1": scenario_1,
             "2": lambda: worker_throughput(bench, args.emails),
             "3": lambda: delivery_latency(bench, 100),
             "4": lambda: loop_stays_free(bench),
-            "5": lambda: worker_scaling(bench),
+            "5": scenario_5,
             "6": lambda: asgi_servers(bench),
             "7": lambda: open_loop(bench, peaks),
             "8": lambda: growth(bench),

@@ -169,6 +169,8 @@ def wait_http(url: str, process: Process, timeout: float = 60) -> None:
 @dataclass
 class Sink:
     delay: float
+    link: float = 0.0  # one-way delay of every chunk (bench/sink.py --link)
+    pipelining: bool = True
     port: int = field(default_factory=free_port)
     process: Process | None = None
 
@@ -190,6 +192,9 @@ class Sink:
                 str(self.delay),
                 "--log",
                 str(self.log),
+                "--link",
+                str(self.link),
+                *(() if self.pipelining else ("--no-pipelining",)),
             ],
             env,
         )

@@ -61,6 +61,25 @@ class MailSink:
     refuse: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering DATA: a slow remote provider
     arrived: asyncio.Event | None = None
+    pipelining: bool = False  # offer PIPELINING (RFC 2920), as most providers do
+    refuse_recipients: dict[str, str] = field(default_factory=dict)  # refused at RCPT TO
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads commands line by line: pipelined ones work
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address in self.refuse_recipients:
+            return self.refuse_recipients[address]
+        envelope.rcpt_options.extend(options)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.delay:

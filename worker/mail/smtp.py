@@ -3,7 +3,8 @@
 aiosmtplib has no pooling and one ``SMTP`` object serialises whole transactions, so throughput
 comes from several long-lived connections used in parallel. A connection is opened lazily,
 reused across jobs, re-opened after it has been idle too long (servers drop idle clients) or
-after any error (its state is then unknown).
+after any error (its state is then unknown). A server that offers PIPELINING (RFC 2920) gets
+each message's envelope and DATA in one write (:mod:`worker.mail.pipelining`).
 
 Failures are classified for the retry policy:
 
@@ -24,9 +25,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.policy import SMTPUTF8
 
 import aiosmtplib
 
+from worker.mail import pipelining
 from worker.mail.concurrency import AdaptiveLimit
 
 AsyncSMTP = aiosmtplib.SMTP  # the asyncio client (a name no one mistakes for smtplib's)
@@ -257,6 +260,13 @@ class SMTPPool:
             # connect() performs STARTTLS and AUTH as configured.
             await client.connect()
             self.connects += 1
+        if client.is_ehlo_or_helo_needed:
+            # Now rather than inside the first transaction: its extensions (PIPELINING,
+            # SMTPUTF8) decide how that transaction is sent.
+            try:
+                await client.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await client.helo()
 
     async def send(
         self, message: Outgoing, *, envelope: Envelope | None = None, priority: bool = False
@@ -326,15 +336,27 @@ class SMTPPool:
         except (aiosmtplib.SMTPException, TimeoutError) as error:
             raise TemporaryDeliveryError(_describe(error)) from None
         try:
-            if isinstance(message, bytes):
-                if envelope is None:
-                    raise ValueError("raw messages need an envelope")
-                errors, reply = await slot.client.sendmail(
-                    envelope.sender,
-                    [envelope.recipient],
-                    message,
-                    mail_options=["SMTPUTF8"] if envelope.smtputf8 else None,
-                )
+            errors: dict[str, aiosmtplib.SMTPResponse] = {}
+            if envelope is not None:
+                wire, smtputf8 = _wire(message, envelope)
+                if pipelining.offered(slot.client):
+                    reply = await pipelining.send_pipelined(
+                        slot.client,
+                        envelope.sender,
+                        envelope.recipient,
+                        wire,
+                        smtputf8=smtputf8,
+                        per_reply=self._config.timeout,
+                    )
+                else:
+                    errors, reply = await slot.client.sendmail(
+                        envelope.sender,
+                        [envelope.recipient],
+                        wire,
+                        mail_options=["SMTPUTF8"] if smtputf8 else None,
+                    )
+            elif isinstance(message, bytes):
+                raise ValueError("raw messages need an envelope")
             else:
                 errors, reply = await slot.client.send_message(message)
         except aiosmtplib.SMTPServerDisconnected:
@@ -378,6 +400,14 @@ class SMTPPool:
 
 
 _SLOW_DOWN = re.compile(r"\b(?:too many|rate|throttl\w*|limit\w*)\b|\b4\.3\.2\b|\b4\.7\.0\b", re.I)
+
+
+def _wire(message: Outgoing, envelope: Envelope) -> tuple[bytes, bool]:
+    """The bytes to send and whether they need SMTPUTF8 (an EmailMessage is one whose
+    addresses need more than ASCII: flattened as UTF-8)."""
+    if isinstance(message, bytes):
+        return message, envelope.smtputf8
+    return message.as_bytes(policy=SMTPUTF8), True
 
 
 def _slow_down(reply: str) -> bool:
