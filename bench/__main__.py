@@ -39,6 +39,7 @@ from bench.scenarios.login_codes import code_to_inbox
 from bench.scenarios.open_loop import open_loop
 from bench.scenarios.registrations import loop_stays_free
 from bench.scenarios.resets import reset_under_load
+from bench.scenarios.soak import soak
 from bench.scenarios.tokens import tokens_under_load
 from bench.scenarios.worker_scaling import pipelining, worker_scaling
 from bench.scenarios.worker_throughput import worker_throughput
@@ -51,7 +52,7 @@ async def main(argv: list[str]) -> int:
     parser.add_argument("--emails", type=int, default=2000, help="scenario 2's batch")
     parser.add_argument(
         "--only",
-        choices=[str(n) for n in range(1, 13)],
+        choices=[str(n) for n in range(1, 14)],
         action="append",
         help="run only these scenarios",
     )
@@ -91,6 +92,7 @@ async def main(argv: list[str]) -> int:
             "10": lambda: code_to_inbox(bench),
             "11": lambda: tokens_under_load(bench),
             "12": lambda: against_allauth(bench),
+            "13": lambda: soak(bench),
         }
         for key in args.only or sorted(scenarios, key=int):
             await scenarios[key]()
