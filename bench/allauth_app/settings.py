@@ -67,6 +67,7 @@ PASSWORD_HASHERS = ["bench.allauth_app.hashers.SameArgon2"]
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_LOGIN_BY_CODE_ENABLED = True  # sign-in by emailed code (scenario 10)
 ACCOUNT_RATE_LIMITS = False  # the bench's traffic is one client address, as for ours
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 EMAIL_HOST = os.environ["MAIL_SERVER"]
