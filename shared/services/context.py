@@ -65,6 +65,10 @@ class ServiceContext:
     tokens: Tokens
     limits: Limits
     defer: Defer = field(default_factory=BackgroundTasks)
+    # Sessions for reads (``reading``): on the same pool, in autocommit, so a read is its one
+    # round trip, without a BEGIN before it and a ROLLBACK after (under READ COMMITTED each
+    # statement sees its own snapshot either way). None: reads use ``sessionmaker``.
+    reader: SessionMaker | None = None
     # What a process may keep between requests for a few seconds (the identity provider's
     # unsealed signing keys, shared.services.identity.signed); keyed by its owner module.
     memo: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -97,6 +101,7 @@ class ServiceContext:
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
+            reader=create_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
             redis=redis,
             tokens=Tokens(settings.SECRET_KEY.get_secret_value()),
             limits=Limits(redis, key_prefix=settings.REDIS_KEY_PREFIX),
@@ -147,8 +152,9 @@ class ServiceContext:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads only; nothing it does is committed."""
-        async with self.sessionmaker() as session:
+        """A session for reads (and at most a single-statement write, atomic alone: each
+        statement takes effect as it runs)."""
+        async with (self.reader or self.sessionmaker)() as session:
             yield session
 
     @property
