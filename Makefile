@@ -40,7 +40,7 @@ messages: install  ## extract every message and update the catalogs (shared/loca
 migrate: install  ## apply migrations to $$DATABASE_URL
 	$(VENV)/alembic upgrade head
 
-bench:  ## run the benchmarks (a few minutes) and append the results to bench/RESULTS.md
+bench:  ## run the benchmarks (about half an hour) and append the results to bench/RESULTS.md
 	@scripts/bootstrap.sh --group bench
 	$(VENV)/python -m bench
 

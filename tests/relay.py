@@ -1,6 +1,10 @@
 """A TCP relay for outage tests: put it between a process and PostgreSQL (or Redis), then
 cut it (every relayed connection dropped, new ones refused) and mend it, as a network or a
-server going away and coming back would."""
+server going away and coming back would.
+
+It also keeps what each side wrote, chunk by chunk (``from_client``, ``to_client``), and
+with ``coalesce`` holds the server's bytes until it has been quiet that long, then passes
+them on in one write (a server that buffers its replies)."""
 
 from __future__ import annotations
 
@@ -9,8 +13,11 @@ import contextlib
 
 
 class Relay:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *, coalesce: float = 0.0) -> None:
         self.target = (target_host, target_port)
+        self.coalesce = coalesce
+        self.from_client: list[bytes] = []
+        self.to_client: list[bytes] = []
         self.port = 0
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
@@ -39,12 +46,25 @@ class Relay:
             return
         self._pipes.update({writer, up_writer})
         await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            self._pipe(reader, up_writer, self.from_client, 0.0),
+            self._pipe(up_reader, writer, self.to_client, self.coalesce),
+            return_exceptions=True,
         )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        log: list[bytes],
+        hold: float,
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if hold:
+                    with contextlib.suppress(TimeoutError):
+                        while more := await asyncio.wait_for(reader.read(65536), hold):
+                            data += more
+                log.append(data)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

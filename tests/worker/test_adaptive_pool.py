@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from devstack.mailsink import MailSink, start_sink
+from tests.relay import Relay
 from worker.mail.concurrency import AdaptiveLimit
 from worker.mail.render import EmailRenderer, build_message
 from worker.mail.smtp import SMTPConfig, SMTPPool
@@ -109,27 +110,18 @@ async def test_against_a_slow_provider_the_pool_grows_to_meet_demand(
     assert pool.limit.current == 32 and pool.connects >= 16
 
 
-class Gate:
+class Gate(Relay):
     """A TCP front for an SMTP server that allows ``allowed`` connections at once and greets
     any more with 421, as providers that cap connections per client do."""
 
     def __init__(self, target: int, allowed: int) -> None:
-        self.target, self.allowed = target, allowed
+        super().__init__("127.0.0.1", target)
+        self.allowed = allowed
         self.open = 0
         self.most = 0
         self.turned_away = 0
-        self.port = 0
-        self._server: asyncio.Server | None = None
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.open >= self.allowed:
             self.turned_away += 1
             writer.write(b"421 4.7.0 Too many connections from your address\r\n")
@@ -140,21 +132,9 @@ class Gate:
         self.open += 1
         self.most = max(self.most, self.open)
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            await super()._relay(reader, writer)
         finally:
             self.open -= 1
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
 
 
 @pytest.fixture
@@ -163,7 +143,7 @@ async def gate(slow_sink: tuple[MailSink, int]) -> AsyncIterator[Gate]:
     front = Gate(port, allowed=3)
     await front.start()
     yield front
-    await front.stop()
+    await front.cut()
 
 
 async def test_a_provider_allowing_three_connections_gets_three_and_every_message(

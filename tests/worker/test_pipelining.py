@@ -1,17 +1,18 @@
 """SMTP PIPELINING (RFC 2920): a server that offers it gets MAIL FROM, RCPT TO and DATA in
 one write and answers them together; one that does not gets them one at a time. Tested
-against aiosmtpd offering the extension, through a TCP front that records what each side
-wrote and can hold the server's replies back so that several arrive in one segment."""
+against aiosmtpd offering the extension, through a relay (tests.relay) that records what
+each side wrote and can hold the server's replies back so that several arrive in one
+segment."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from devstack.mailsink import MailSink, start_sink
+from tests.relay import Relay
 from worker.mail.render import EmailRenderer, build_message
 from worker.mail.smtp import Envelope, RecipientRefused, SMTPConfig, SMTPPool
 
@@ -27,56 +28,6 @@ def wire(to: str) -> bytes:
     return message.as_bytes()
 
 
-class Front:
-    """A TCP front for an SMTP server recording each chunk the client wrote. With
-    ``coalesce`` it holds the server's replies until the server has been quiet for 30 ms,
-    then passes them on in one write, as a server that buffers pipelined replies does."""
-
-    def __init__(self, target: int, *, coalesce: bool = False) -> None:
-        self.target, self.coalesce = target, coalesce
-        self.from_client: list[bytes] = []
-        self.to_client: list[bytes] = []
-        self.port = 0
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
-        await asyncio.gather(
-            self._pipe(reader, up_writer, self.from_client, hold=False),
-            self._pipe(up_reader, writer, self.to_client, hold=self.coalesce),
-        )
-
-    @staticmethod
-    async def _pipe(
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        log: list[bytes],
-        *,
-        hold: bool,
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                if hold:
-                    with contextlib.suppress(TimeoutError):
-                        while more := await asyncio.wait_for(reader.read(65536), 0.03):
-                            data += more
-                log.append(data)
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
-
 @pytest.fixture
 def sink() -> Iterator[tuple[MailSink, int]]:
     handler = MailSink(pipelining=True)
@@ -86,11 +37,11 @@ def sink() -> Iterator[tuple[MailSink, int]]:
 
 
 @pytest.fixture
-async def front(sink: tuple[MailSink, int]) -> AsyncIterator[Front]:
-    recorder = Front(sink[1])
+async def front(sink: tuple[MailSink, int]) -> AsyncIterator[Relay]:
+    recorder = Relay("127.0.0.1", sink[1])
     await recorder.start()
     yield recorder
-    await recorder.stop()
+    await recorder.cut()
 
 
 async def send_all(port: int, recipients: list[str]) -> list[str]:
@@ -106,7 +57,7 @@ def envelope_writes(chunks: list[bytes]) -> list[bytes]:
 
 
 async def test_envelope_and_data_go_in_one_write_when_offered(
-    sink: tuple[MailSink, int], front: Front
+    sink: tuple[MailSink, int], front: Relay
 ) -> None:
     recipients = [f"u{n}@example.com" for n in range(5)]
     replies = await send_all(front.port, recipients)
@@ -122,13 +73,13 @@ async def test_envelope_and_data_go_in_one_write_when_offered(
 
 
 async def test_replies_arriving_together_are_each_read(sink: tuple[MailSink, int]) -> None:
-    recorder = Front(sink[1], coalesce=True)
+    recorder = Relay("127.0.0.1", sink[1], coalesce=0.03)
     await recorder.start()
     try:
         recipients = [f"v{n}@example.com" for n in range(3)]
         await asyncio.wait_for(send_all(recorder.port, recipients), 20)
     finally:
-        await recorder.stop()
+        await recorder.cut()
     assert len(sink[0].messages) == 3
     # The three replies to a pipelined MAIL, RCPT and DATA came in one segment.
     assert any(chunk.count(b"\r\n") >= 3 and b"354" in chunk for chunk in recorder.to_client)
@@ -137,12 +88,12 @@ async def test_replies_arriving_together_are_each_read(sink: tuple[MailSink, int
 async def test_without_the_extension_commands_go_one_at_a_time() -> None:
     handler = MailSink()
     controller = start_sink(handler)
-    recorder = Front(controller.port)
+    recorder = Relay("127.0.0.1", controller.port)
     await recorder.start()
     try:
         await send_all(recorder.port, ["w@example.com"])
     finally:
-        await recorder.stop()
+        await recorder.cut()
         controller.stop()
     assert len(handler.messages) == 1
     mail, rcpt = envelope_writes(recorder.from_client)  # each waited for its reply
