@@ -271,7 +271,7 @@ def _report(
     rows = []
     for n, w in enumerate(windows, 1):
         rows.append([
-            str(n) if w.seconds >= WINDOW else f"{n} (its {w.seconds:.0f} s)",
+            str(n) if w.seconds > WINDOW - 1 else f"{n} (its {w.seconds:.0f} s)",
             str(len(w.latencies)), str(w.errors), ms(percentile(w.latencies, 50)),
             ms(percentile(w.latencies, 99)), f"{w.rss[0]:.0f} / {w.rss[1]:.0f}",
             f"{w.connections[0]} / {w.connections[1]}", f"{w.files[0]} / {w.files[1]}",
